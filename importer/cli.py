@@ -1,0 +1,109 @@
+"""The ``tagmango-import`` command line. Thin: each command parses options and calls one module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from importer import __version__
+from importer.exitcodes import EXIT_CONFIG
+
+
+class Group(click.Group):
+    """Turns a Ctrl-C or an unexpected error into a one-line message instead of a traceback."""
+
+    def main(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        except click.exceptions.Abort:
+            click.echo("Interrupted.", err=True)
+            return 130
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            return 130
+
+
+@click.group(cls=Group)
+@click.version_option(__version__, prog_name="tagmango-import")
+def cli() -> None:
+    """Import course catalogs from spreadsheets into TagMango."""
+
+
+def _rate(value: str) -> float:
+    rate = float(value)
+    if not 0 <= rate <= 1:
+        raise click.BadParameter("a rate is between 0 and 1")
+    return rate
+
+
+@cli.command()
+@click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--token", "tokens", multiple=True, metavar="TOKEN[=HOST]",
+              help="Accepted bearer token; TOKEN=HOST ties it to one whitelabel host. Repeatable.")
+@click.option("--not-creator", multiple=True, metavar="HOST", help="Host whose Create Course answers 403.")
+@click.option("--video-disabled", multiple=True, metavar="HOST", help="Host that may not upload video.")
+@click.option("--mango", "mangoes", multiple=True, metavar="ID", help="Extra known mango id (defaults stay).")
+@click.option("--cdn-prefix", default=None, help="URL prefix of uploaded assets.")
+@click.option("--strict-assets", is_flag=True, help="Content URLs must also be registered assets.")
+@click.option("--asset", "assets", multiple=True, metavar="URL", help="Register an uploaded asset.")
+@click.option("--envelope", type=click.Choice(["bare", "result", "data"]), default="bare", show_default=True)
+@click.option("--rate-limit", default=120, show_default=True, type=int, help="Requests per 10 s per token.")
+@click.option("--latency", default="0-0", show_default=True, metavar="MIN-MAX",
+              help="Added latency in milliseconds, e.g. 50-400.")
+@click.option("--error-rate", default="0", type=str, help="Share of requests answered 500/502/503.")
+@click.option("--hang-rate", default="0", type=str, help="Share of requests that hang past a client timeout.")
+@click.option("--hang-seconds", default=40.0, show_default=True, type=float)
+@click.option("--drop-rate", default="0", type=str, help="Share of connections dropped mid-answer.")
+@click.option("--commit-fail-rate", default="0", type=str,
+              help="Share of creates that succeed but answer 502 or time out.")
+@click.option("--seed", default=None, type=int, help="Seed for repeatable faults.")
+@click.option("--state-dir", default=None, type=click.Path(file_okay=False), help="Keep data across restarts.")
+def sandbox(bind, port, tokens, not_creator, video_disabled, mangoes, cdn_prefix, strict_assets, assets,  # noqa: ANN001
+            envelope, rate_limit, latency, error_rate, hang_rate, hang_seconds, drop_rate, commit_fail_rate,
+            seed, state_dir) -> None:
+    """Run a local stand-in for the TagMango API (auth, limits, errors, faults)."""
+    from pathlib import Path
+
+    from importer.sandbox.config import DEFAULT_CDN_PREFIX, DEFAULT_MANGOES, DEFAULT_TOKEN, SandboxConfig
+    from importer.sandbox.server import serve_forever
+
+    token_map: dict[str, str | None] = {}
+    for item in tokens or (DEFAULT_TOKEN,):
+        token, _, tied = item.partition("=")
+        token_map[token] = tied.strip().lower() or None
+    try:
+        low, _, high = latency.partition("-")
+        latency_s = (float(low) / 1000, float(high or low) / 1000)
+    except ValueError:
+        raise click.BadParameter("use MIN-MAX in milliseconds, e.g. 50-400", param_hint="--latency") from None
+    config = SandboxConfig(
+        tokens=token_map, not_creator_hosts={h.lower() for h in not_creator},
+        video_disabled_hosts={h.lower() for h in video_disabled}, mangoes=set(DEFAULT_MANGOES) | set(mangoes),
+        cdn_prefix=cdn_prefix or DEFAULT_CDN_PREFIX, strict_assets=strict_assets, assets=set(assets),
+        envelope=envelope, rate_limit=rate_limit, latency_s=latency_s, error_rate=_rate(error_rate),
+        hang_rate=_rate(hang_rate), hang_s=hang_seconds, drop_rate=_rate(drop_rate),
+        commit_fail_rate=_rate(commit_fail_rate), seed=seed, state_dir=Path(state_dir) if state_dir else None)
+
+    def ready(url: str) -> None:
+        click.echo(f"TagMango sandbox listening on {url}")
+        if not tokens:
+            click.echo(f"Accepting the default token: {DEFAULT_TOKEN}")
+        click.echo(f"Known mango ids: {', '.join(sorted(config.mangoes))}")
+        click.echo(f"Inspect: {url}/_sandbox/stats   (Ctrl-C to stop)")
+
+    try:
+        serve_forever(config, bind, port, on_ready=ready)
+    except OSError as exc:
+        click.echo(f"error: cannot listen on {bind}:{port}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(args=argv, prog_name="tagmango-import") or 0

@@ -1,0 +1,94 @@
+"""The sandbox's data (courses, modules, chapters, assets per host) and its journal on disk.
+
+Every change is appended to ``journal.jsonl`` in the state directory as the full new
+version of the entity, so a restarted sandbox (a resumed demo, a requeue the next day)
+sees what was created before, as the real TagMango would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+KINDS = ("course", "module", "chapter", "asset")
+
+
+def new_object_id() -> str:
+    """A 24-hex id shaped like a Mongo ObjectId (timestamp prefix, random rest)."""
+    return f"{int(datetime.now(timezone.utc).timestamp()):08x}{secrets.token_hex(8)}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Store:
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.objects: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
+        self._lock = threading.Lock()
+        self._journal = None
+        if state_dir is not None:
+            state_dir = Path(state_dir)
+            state_dir.mkdir(parents=True, exist_ok=True)
+            path = state_dir / "journal.jsonl"
+            if path.exists():
+                self._replay(path)
+            self._journal = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the store
+
+    def _replay(self, path: Path) -> None:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line after a crash
+                self.objects[entry["kind"]][entry["obj"]["_id"]] = entry["obj"]
+
+    def put(self, kind: str, obj: dict) -> dict:
+        with self._lock:
+            self.objects[kind][obj["_id"]] = obj
+            if self._journal is not None:
+                self._journal.write(json.dumps({"kind": kind, "obj": obj}) + "\n")
+                self._journal.flush()
+                os.fsync(self._journal.fileno())
+        return obj
+
+    def get(self, kind: str, obj_id: str, host: str) -> dict | None:
+        obj = self.objects[kind].get(obj_id)
+        if obj is None or obj.get("_host") != host:
+            return None
+        return obj
+
+    def courses_of(self, host: str) -> list[dict]:
+        return [c for c in self.objects["course"].values() if c["_host"] == host]
+
+    def has_asset(self, host: str, url: str) -> bool:
+        return any(a["url"] == url and a["_host"] in (host, "*") for a in self.objects["asset"].values())
+
+    def add_asset(self, url: str, host: str = "*") -> dict:
+        return self.put("asset", {"_id": new_object_id(), "_host": host, "url": url})
+
+    def reset(self) -> None:
+        with self._lock:
+            for kind in KINDS:
+                self.objects[kind].clear()
+            if self._journal is not None:
+                self._journal.seek(0)
+                self._journal.truncate()
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+
+def public(obj: dict) -> dict:
+    """The object as the API returns it: without the sandbox's private ``_host`` field."""
+    return {k: v for k, v in obj.items() if k != "_host"}

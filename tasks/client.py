@@ -1,0 +1,204 @@
+"""The TagMango API client: one pooled httpx client, every failure mapped to tasks.errors.
+
+The client speaks the API as documented (docs.tagmango.com), not as our sandbox happens
+to behave: success bodies may be bare entities or wrapped in ``result``/``data``; 429
+bodies may carry ``statusCode`` or ``code``; ``Retry-After`` is honoured when present
+but never required.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tasks import errors
+
+DEFAULT_API_URL = "https://api-prod-new.tagmango.com"
+#: Seconds. Connect fails fast; read allows for slow creates; pool waits for a free connection.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=10.0)
+COURSES_PATH = "/api/v1/external/courses"
+CHAPTERS_PATH = "/api/v1/external/chapters"
+
+_TRANSIENT_STATUSES = {500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class Page:
+    total: int
+    items: list[dict]
+
+
+class TagMangoClient:
+    """Calls the TagMango external API for one whitelabel host with one API key.
+
+    Thread-safe (httpx.Client is); meant to be created once per worker process and shared.
+    The token is kept only in the underlying client's default headers: never in repr(),
+    logs or exception text.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        host: str,
+        *,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timezone_offset: int | None = None,
+        max_connections: int = 32,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not token:
+            raise ValueError("an API token is required")
+        if not host:
+            raise ValueError("an x-whitelabel-host is required")
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-whitelabel-host": host,
+            "Accept": "application/json",
+            "User-Agent": "tagmango-importer/0.1",
+        }
+        if timezone_offset is not None:
+            headers["x-timezone-offset"] = str(timezone_offset)
+        self.base_url = base_url.rstrip("/")
+        self.host = host
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"TagMangoClient(base_url={self.base_url!r}, host={self.host!r}, token=***)"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    def create_course(self, body: dict) -> dict:
+        """POST /api/v1/external/courses → the created course (with firstChapter/secondChapter)."""
+        return self._entity(self._call("POST", COURSES_PATH, json=body))
+
+    def update_course(self, course_id: str, body: dict) -> dict:
+        """PATCH /api/v1/external/courses/{id}: partial update; ``{}`` reads the course back."""
+        return self._entity(self._call("PATCH", f"{COURSES_PATH}/{course_id}", json=body))
+
+    def get_courses(self, *, page: int = 1, limit: int = 50, mangoes: list[str] | None = None) -> Page:
+        """GET /api/v1/external/courses → one page of ``{total, data: [...]}``."""
+        params: dict[str, Any] = {"page": page, "limit": limit}
+        if mangoes:
+            params["mangoes"] = ",".join(mangoes)
+        body = self._call("GET", COURSES_PATH, params=params)
+        inner = _unwrap(body)
+        if isinstance(inner, list):
+            return Page(total=len(inner), items=inner)
+        if isinstance(inner, dict) and isinstance(inner.get("data"), list):
+            return Page(total=int(inner.get("total") or len(inner["data"])), items=inner["data"])
+        raise errors.ServerError("Get Courses returned a body without a course list", status=200)
+
+    def update_chapter(self, chapter_id: str, body: dict) -> dict:
+        """PATCH /api/v1/external/chapters/{id}: partial update of one chapter."""
+        return self._entity(self._call("PATCH", f"{CHAPTERS_PATH}/{chapter_id}", json=body))
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _entity(self, body: Any) -> dict:
+        inner = _unwrap(body)
+        if not isinstance(inner, dict):
+            raise errors.ServerError("the API answered 2xx with a body that is not an object", status=200,
+                                     maybe_committed=True)
+        return inner
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kw)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # every httpx failure is translated here
+            raise map_transport_error(exc) from None
+        return parse_response(response)
+
+
+def parse_response(response: httpx.Response) -> Any:
+    """Return the JSON body of a 2xx response, or raise the matching ApiError."""
+    status = response.status_code
+    body = _json_or_none(response)
+    if 200 <= status < 300:
+        if body is None and response.content:
+            raise errors.ServerError(f"HTTP {status} with a body that is not JSON", status=status,
+                                     maybe_committed=True)
+        return body if body is not None else {}
+    code = body.get("errorCode") if isinstance(body, dict) else None
+    message = _message(body, response)
+    if status == 429:
+        raise errors.RateLimited(message, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    if status in _TRANSIENT_STATUSES:
+        raise errors.ServerError(message, status=status, error_code=code, maybe_committed=True)
+    if 400 <= status < 500:
+        raise errors.PermanentApiError(message, status=status, error_code=code)
+    # 1xx/3xx/other 5xx: nothing documented; treat as a server fault that may have acted.
+    raise errors.ServerError(message, status=status, error_code=code, maybe_committed=True)
+
+
+def map_transport_error(exc: httpx.HTTPError | httpx.InvalidURL) -> errors.ApiError:
+    """Translate an httpx exception (no HTTP answer) into our tree. The text names no header."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return errors.PermanentApiError(f"bad API URL ({text})")
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return errors.ApiTimeout(text, maybe_committed=False)
+    if isinstance(exc, httpx.TimeoutException):  # read/write timeout: the request may have arrived
+        return errors.ApiTimeout(text, maybe_committed=True)
+    if isinstance(exc, httpx.ConnectError):
+        return errors.ConnectionFailed(text, maybe_committed=False)
+    if isinstance(exc, httpx.TransportError):  # read/write errors, dropped connections, protocol errors
+        return errors.ConnectionFailed(text, maybe_committed=True)
+    return errors.TransportError(text, maybe_committed=True)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _unwrap(body: Any) -> Any:
+    """Strip a ``{success, result}`` or ``{success, data}`` envelope; leave bare entities alone."""
+    if isinstance(body, dict) and "success" in body:
+        for key in ("result", "data"):
+            if key in body and isinstance(body[key], dict | list):
+                return body[key]
+    return body
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _message(body: Any, response: httpx.Response) -> str:
+    if isinstance(body, dict):
+        for key in ("message", "statusMessage", "result"):
+            if isinstance(body.get(key), str) and body[key]:
+                return body[key]
+    reason = response.reason_phrase or ""
+    return f"HTTP {response.status_code} {reason}".strip()

@@ -1,0 +1,209 @@
+"""The API client: documented shapes in, our exception tree out; never a raw httpx error or the token."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tasks import errors
+from tasks.client import TagMangoClient, parse_retry_after
+from tests.conftest import HOST, TOKEN
+
+DOC_CREATE = {"title": "My Course", "description": "<p>Course description</p>",
+              "mangoes": ["66c4964c11e7fef26751f3a7"], "coverImage": "https://example.com/cover.jpg"}
+
+
+@pytest.fixture
+def client(sandbox):
+    c = TagMangoClient(sandbox.url, TOKEN, HOST, timeout=httpx.Timeout(5, read=1.0))
+    yield c
+    c.close()
+
+
+# -- against the real sandbox over HTTP ------------------------------------------------------
+
+
+def test_create_read_back_and_patch_against_the_sandbox(client):
+    course = client.create_course(DOC_CREATE)
+    again = client.update_course(course["_id"], {})
+    assert again["secondChapter"] == course["secondChapter"]
+    chapter = client.update_chapter(course["firstChapter"], {"title": "Intro"})
+    assert chapter["title"] == "Intro"
+    page = client.get_courses(mangoes=DOC_CREATE["mangoes"])
+    assert page.total == 1 and page.items[0]["_id"] == course["_id"]
+
+
+@pytest.mark.parametrize("envelope", ["bare", "result", "data"])
+def test_every_documented_envelope_is_unwrapped(sandbox_factory, envelope):
+    sb = sandbox_factory(envelope=envelope)
+    c = TagMangoClient(sb.url, TOKEN, HOST)
+    course = c.create_course(DOC_CREATE)
+    assert course["title"] == "My Course" and "firstChapter" in course
+    assert c.get_courses().items[0]["_id"] == course["_id"]
+    assert c.update_course(course["_id"], {})["firstChapter"] == course["firstChapter"]
+    c.close()
+
+
+def test_bad_token_is_permanent_401(sandbox):
+    c = TagMangoClient(sandbox.url, "nope", HOST)
+    with pytest.raises(errors.PermanentApiError) as info:
+        c.create_course(DOC_CREATE)
+    assert info.value.status == 401 and info.value.message == "Invalid token"
+
+
+def test_error_code_is_carried(client):
+    course = client.create_course(DOC_CREATE)
+    with pytest.raises(errors.PermanentApiError) as info:
+        client.update_chapter(course["firstChapter"], {"content": "https://x.test/v.mp4", "contentType": "video"})
+    assert (info.value.status, info.value.error_code) == (400, "CHAPTER_USER_ASSET_NOT_FOUND")
+    assert not info.value.maybe_committed
+
+
+def test_rate_limited_against_the_sandbox(sandbox_factory):
+    sb = sandbox_factory(rate_limit=1)
+    c = TagMangoClient(sb.url, TOKEN, HOST)
+    c.get_courses()
+    with pytest.raises(errors.RateLimited) as info:
+        c.get_courses()
+    assert info.value.status == 429 and info.value.retry_after is None and info.value.retryable
+
+
+def test_sandbox_faults_map_to_transient_errors(sandbox_factory):
+    sb = sandbox_factory(error_rate=1.0)
+    c = TagMangoClient(sb.url, TOKEN, HOST, timeout=httpx.Timeout(5, read=0.5))
+    with pytest.raises(errors.ServerError) as info:
+        c.create_course(DOC_CREATE)
+    assert info.value.maybe_committed
+    sb.configure(error_rate=0, drop_rate=1.0)
+    with pytest.raises(errors.ConnectionFailed) as info:
+        c.create_course(DOC_CREATE)
+    assert info.value.maybe_committed
+    sb.configure(drop_rate=0, hang_rate=1.0, hang_s=2.0)
+    with pytest.raises(errors.ApiTimeout) as info:
+        c.create_course(DOC_CREATE)
+    assert info.value.maybe_committed
+
+
+def test_connection_refused_is_transient_and_not_committed():
+    c = TagMangoClient("http://127.0.0.1:9", TOKEN, HOST)
+    with pytest.raises(errors.ConnectionFailed) as info:
+        c.get_courses()
+    assert not info.value.maybe_committed
+
+
+def test_token_never_in_repr_or_error_text(sandbox):
+    c = TagMangoClient(sandbox.url, TOKEN, HOST)
+    assert TOKEN not in repr(c)
+    for exc in (errors.ApiError("x"),):
+        assert TOKEN not in str(exc)
+    with pytest.raises(errors.ApiError) as info:
+        TagMangoClient("http://127.0.0.1:9", TOKEN, HOST).get_courses()
+    assert TOKEN not in str(info.value) and TOKEN not in repr(info.value)
+
+
+# -- the mapping table (pure logic: MockTransport) -------------------------------------------
+
+
+def _client_answering(handler):
+    return TagMangoClient("http://api.test", TOKEN, HOST, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(("status", "cls", "committed"), [
+    (400, errors.PermanentApiError, False), (401, errors.PermanentApiError, False),
+    (403, errors.PermanentApiError, False), (404, errors.PermanentApiError, False),
+    (409, errors.PermanentApiError, False), (422, errors.PermanentApiError, False),
+    (429, errors.RateLimited, False), (500, errors.ServerError, True), (502, errors.ServerError, True),
+    (503, errors.ServerError, True), (504, errors.ServerError, True), (501, errors.ServerError, True),
+    (302, errors.ServerError, True),
+])
+def test_every_status_maps_to_its_class(status, cls, committed):
+    c = _client_answering(lambda request: httpx.Response(status, json={"message": "m", "success": False}))
+    with pytest.raises(cls) as info:
+        c.create_course(DOC_CREATE)
+    assert type(info.value) is cls and info.value.maybe_committed is committed
+    assert info.value.retryable is (cls is not errors.PermanentApiError)
+
+
+@pytest.mark.parametrize(("exc", "cls", "committed"), [
+    (httpx.ConnectTimeout("t"), errors.ApiTimeout, False),
+    (httpx.PoolTimeout("t"), errors.ApiTimeout, False),
+    (httpx.ReadTimeout("t"), errors.ApiTimeout, True),
+    (httpx.WriteTimeout("t"), errors.ApiTimeout, True),
+    (httpx.ConnectError("c"), errors.ConnectionFailed, False),
+    (httpx.ReadError("r"), errors.ConnectionFailed, True),
+    (httpx.WriteError("w"), errors.ConnectionFailed, True),
+    (httpx.RemoteProtocolError("p"), errors.ConnectionFailed, True),
+    (httpx.LocalProtocolError("p"), errors.ConnectionFailed, True),
+    (httpx.ProxyError("p"), errors.ConnectionFailed, True),
+    (httpx.UnsupportedProtocol("u"), errors.PermanentApiError, False),
+    (httpx.DecodingError("d"), errors.TransportError, True),
+    (httpx.TooManyRedirects("r"), errors.TransportError, True),
+])
+def test_every_transport_failure_maps_to_its_class(exc, cls, committed):
+    def boom(request):
+        raise exc
+    with pytest.raises(cls) as info:
+        _client_answering(boom).get_courses()
+    assert type(info.value) is cls and info.value.maybe_committed is committed
+    assert not isinstance(info.value, httpx.HTTPError)
+
+
+def test_every_httpx_exception_class_is_mapped():
+    """A new httpx exception class must be looked at, not fall through unnoticed."""
+    from tasks.client import map_transport_error
+    leaves = [c for c in vars(httpx).values()
+              if isinstance(c, type) and issubclass(c, httpx.HTTPError) and not c.__subclasses__()]
+    for cls in leaves:
+        try:
+            instance = cls("x")
+        except TypeError:
+            instance = cls("x", request=httpx.Request("GET", "http://x"), response=httpx.Response(500))
+        assert isinstance(map_transport_error(instance), errors.ApiError), cls
+
+
+def test_429_with_code_field_and_retry_after_header():
+    c = _client_answering(lambda r: httpx.Response(429, headers={"Retry-After": "7"},
+                                                   json={"code": 429, "message": "slow down"}))
+    with pytest.raises(errors.RateLimited) as info:
+        c.get_courses()
+    assert info.value.retry_after == 7.0 and info.value.message == "slow down"
+
+
+def test_retry_after_forms():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0  # a past date means now
+
+
+def test_2xx_with_a_non_json_body_is_transient_and_maybe_committed():
+    c = _client_answering(lambda r: httpx.Response(200, content=b"<html>gateway</html>"))
+    with pytest.raises(errors.ServerError) as info:
+        c.create_course(DOC_CREATE)
+    assert info.value.maybe_committed
+
+
+def test_error_bodies_in_each_documented_shape_give_a_message():
+    shapes = [{"code": 400, "type": "Bad Request", "statusMessage": "BAD_REQUEST", "errorCode": "E",
+               "message": "why", "result": "why", "success": False},
+              {"message": "why", "success": False, "statusMessage": "NOT_FOUND", "code": 400}]
+    for body in shapes:
+        c = _client_answering(lambda r, body=body: httpx.Response(400, json=body))
+        with pytest.raises(errors.PermanentApiError) as info:
+            c.create_course(DOC_CREATE)
+        assert info.value.message == "why"
+    c = _client_answering(lambda r: httpx.Response(400, content=b"plain text"))
+    with pytest.raises(errors.PermanentApiError) as info:
+        c.create_course(DOC_CREATE)
+    assert "400" in info.value.message
+
+
+def test_headers_sent_on_every_call():
+    seen = []
+
+    def record(request):
+        seen.append(request.headers)
+        return httpx.Response(200, json={"total": 0, "data": []})
+    c = TagMangoClient("http://api.test", TOKEN, HOST, timezone_offset=330, transport=httpx.MockTransport(record))
+    c.get_courses()
+    assert seen[0]["authorization"] == f"Bearer {TOKEN}"
+    assert seen[0]["x-whitelabel-host"] == HOST and seen[0]["x-timezone-offset"] == "330"
