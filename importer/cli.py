@@ -105,5 +105,25 @@ def sandbox(bind, port, tokens, not_creator, video_disabled, mangoes, cdn_prefix
         sys.exit(EXIT_CONFIG)
 
 
+def input_options(func):  # noqa: ANN001, ANN201
+    """--mapping and --set, shared by validate, run and requeue --from."""
+    func = click.option("--set", "sets", multiple=True, metavar="COLUMN=VALUE",
+                        help="Constant for a column the file lacks, e.g. mangoes=66c4964c11e7fef26751f3a7.")(func)
+    return click.option("--mapping", type=click.Path(dir_okay=False), default=None,
+                        help="YAML/JSON file mapping your headers to our columns.")(func)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@input_options
+@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write all problems to .csv/.xlsx.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and problems as JSON.")
+def validate(files, mapping, sets, report, as_json) -> None:  # noqa: ANN001
+    """Check FILES (CSV/Excel) and show the import plan, sending nothing."""
+    from importer.validate_cmd import parse_options, run_validate
+
+    sys.exit(run_validate(files, parse_options(mapping, sets), report, as_json))
+
+
 def main(argv: list[str] | None = None) -> int:
     return cli.main(args=argv, prog_name="tagmango-import") or 0

@@ -1,0 +1,76 @@
+"""``tagmango-import validate``: the dry run. Prints the plan summary and every problem found."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from importer.exitcodes import EXIT_INVALID_INPUT, EXIT_OK
+from importer.plan import Plan
+from importer.problems import PROBLEM_COLUMNS, InputError
+from importer.tables import write_table
+from importer.validate import Options, build_plan, load_mapping
+
+#: Problems printed to the terminal; the report file always has all of them.
+SHOWN_PROBLEMS = 40
+
+
+def parse_options(mapping: str | None, sets: tuple[str, ...]) -> Options:
+    options = Options()
+    if mapping:
+        try:
+            options.mapping = load_mapping(mapping)
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--mapping") from None
+    for item in sets:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise click.BadParameter(f"{item!r}: use column=value", param_hint="--set")
+        options.constants[column.strip()] = value.strip()
+    return options
+
+
+def plan_or_exit(files: tuple[str, ...], options: Options) -> Plan:
+    """Build the plan; an unreadable file is one line on stderr and exit code 2."""
+    try:
+        return build_plan(list(files), options)
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID_INPUT) from None
+
+
+def print_problems(plan: Plan, limit: int = SHOWN_PROBLEMS) -> None:
+    for problem in plan.problems[:limit]:
+        click.echo(f"  {problem}")
+    if len(plan.problems) > limit:
+        click.echo(f"  … and {len(plan.problems) - limit} more (write them all with --report FILE)")
+
+
+def print_summary(plan: Plan) -> None:
+    s = plan.summary()
+    click.echo(f"Plan: {s['courses_to_create']} courses to create, {s['chapters_to_update']} chapters to update "
+               f"({s['chapters_waiting_on_courses']} wait for a course in this import); "
+               f"{s['invalid_rows']} invalid rows, {s['repeated_rows']} repeated rows; "
+               f"{s['errors']} errors, {s['warnings']} warnings.")
+
+
+def write_problems(plan: Plan, path: str) -> Path:
+    return write_table(path, list(PROBLEM_COLUMNS), [p.as_dict() for p in plan.problems])
+
+
+def run_validate(files: tuple[str, ...], options: Options, report: str | None, as_json: bool) -> int:
+    plan = plan_or_exit(files, options)
+    if report:
+        write_problems(plan, report)
+    if as_json:
+        click.echo(json.dumps({"valid": plan.ok, "summary": plan.summary(), "files": plan.files,
+                               "problems": [p.as_dict() for p in plan.problems]}, indent=2))
+    else:
+        print_problems(plan)
+        print_summary(plan)
+        if report:
+            click.echo(f"Problems written to {report}")
+        click.echo("Valid: ready to import." if plan.ok else "Not valid: fix the errors above (or use --skip-invalid).")
+    return EXIT_OK if plan.ok else EXIT_INVALID_INPUT
