@@ -38,3 +38,56 @@ def sandbox_factory(tmp_path):
 @pytest.fixture
 def sandbox(sandbox_factory):
     return sandbox_factory()
+
+
+# -- real Redis and Celery workers (tests/services.py) ---------------------------------------------
+
+from tests.services import RedisServer, Worker, worker_env  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """A clean database on the suite's own redis-server for every test."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """Start Celery workers with ``workers.start(env, n)``; all are stopped at the end of the test."""
+
+    class Pool:
+        def __init__(self) -> None:
+            self.all: list[Worker] = []
+
+        def start(self, env: dict, count: int = 1, concurrency: int = 8) -> list[Worker]:
+            started = [Worker(env, tmp_path / f"worker{len(self.all) + i}.log", f"w{len(self.all) + i}",
+                              concurrency).start() for i in range(count)]
+            self.all.extend(started)
+            return started
+
+        def logs(self) -> str:
+            return "\n".join(w.log() for w in self.all)
+
+    pool = Pool()
+    yield pool
+    for w in pool.all:
+        w.stop()
+
+
+@pytest.fixture
+def make_env(redis_url):
+    def make(sandbox, token: str = TOKEN, **extra: str) -> dict:
+        return worker_env(redis_url, sandbox.url, token, **{
+            "TAGMANGO_HTTP_TIMEOUT": "3", "TAGMANGO_BACKOFF_BASE": "0.3", "TAGMANGO_BACKOFF_MAX": "3",
+            "TAGMANGO_VISIBILITY_TIMEOUT": "20", "TAGMANGO_LEASE_SECONDS": "12", **extra})
+    return make

@@ -1,0 +1,56 @@
+"""The idempotency ledger: which TagMango object each row key produced, per API URL and whitelabel host.
+
+``tm:ledger:{target}`` maps a row key (a course's external id or title key, ``chapter:<id>``) to
+``{"ids": {...}, "content": sha256 of the body sent, "job": ..., "row": ...}``;
+``tm:ledger:{target}:claimed`` is the set of course ids already owned by some row, so that adopting a
+course found by title can never hand the same course to two rows. Entries do not expire: the ledger is
+what makes re-running a file create nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import redis
+
+
+def content_hash(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def target_id(api_url: str, host: str) -> str:
+    return hashlib.sha256(f"{api_url.rstrip('/')}|{host.lower()}".encode()).hexdigest()[:16]
+
+
+class Ledger:
+    def __init__(self, client: redis.Redis, api_url: str, host: str) -> None:
+        self.r = client
+        self.key = f"tm:ledger:{target_id(api_url, host)}"
+
+    def get(self, row_key: str) -> dict | None:
+        raw = self.r.hget(self.key, row_key)
+        return json.loads(raw) if raw else None
+
+    def get_many(self, row_keys: list[str]) -> dict[str, dict]:
+        if not row_keys:
+            return {}
+        return {k: json.loads(v) for k, v in zip(row_keys, self.r.hmget(self.key, row_keys)) if v}
+
+    def record(self, row_key: str, ids: dict, body: dict, job_id: str, row_id: str) -> None:
+        entry = {"ids": ids, "content": content_hash(body), "job": job_id, "row": row_id}
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.key, row_key, json.dumps(entry))
+        if ids.get("course_id"):
+            pipe.sadd(f"{self.key}:claimed", ids["course_id"])
+        pipe.execute()
+
+    def claim(self, course_id: str) -> bool:
+        """Atomically claim a course id for one row; False when another row owns it already."""
+        return bool(self.r.sadd(f"{self.key}:claimed", course_id))
+
+    def unclaim(self, course_id: str) -> None:
+        self.r.srem(f"{self.key}:claimed", course_id)
+
+    def is_claimed(self, course_id: str) -> bool:
+        return bool(self.r.sismember(f"{self.key}:claimed", course_id))

@@ -1,0 +1,216 @@
+"""Jobs and their rows in Redis: the importer's own record of every row (Flower is only a view).
+
+Keys (``{j}`` = job id)::
+
+    tm:jobs                  zset   job id -> created time
+    tm:job:{j}               hash   job fields (files, api_url, host, total, blocked, ...)
+    tm:job:{j}:rows          hash   row id -> JSON row record (plan item, attempts, result, error, history)
+    tm:job:{j}:state         hash   row id -> state; changed only together with the counters
+    tm:job:{j}:counts        hash   state -> number of rows; plus requests/retries/adopted tallies
+    tm:job:{j}:order         list   row ids in input order (for the results file)
+    tm:job:{j}:dead          zset   row id -> time it was dead-lettered (the dead-letter index)
+    tm:job:{j}:waiting:{r}   set    chapter rows waiting for course row r
+    tm:job:{j}:gen           hash   row id -> generation of the one live task message for the row
+    tm:job:{j}:deliveries    hash   "row id:generation" -> deliveries of that message
+    tm:lease:{j}:{r}         string owner of the row while a task works on it (expires)
+
+A row's state and the counters move together in one Lua script, so the counters always add up to the
+rows. Every task message carries the row's generation; a message whose generation is not current
+(a redelivered copy, a retry that was superseded) is dropped without doing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+
+import redis
+
+QUEUED, RUNNING, RETRYING = "queued", "running", "retrying"
+SUCCEEDED, DEAD, INVALID, SKIPPED = "succeeded", "dead", "invalid", "skipped"
+STATES = (QUEUED, RUNNING, RETRYING, SUCCEEDED, DEAD, INVALID, SKIPPED)
+FINAL = frozenset({SUCCEEDED, DEAD, INVALID, SKIPPED})
+ACTIVE = frozenset({QUEUED, RUNNING, RETRYING})
+
+_TRANSITION = """
+-- KEYS: state, counts, rows, dead ; ARGV: row id, new state, record json, allowed old states (csv or ''), now
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[4] ~= '' then
+  local ok = false
+  for s in string.gmatch(ARGV[4], '[^,]+') do if s == old then ok = true end end
+  if not ok then return old or '' end
+end
+if old ~= ARGV[2] then
+  if old then redis.call('HINCRBY', KEYS[2], old, -1) end
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+if ARGV[2] == 'dead' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+else redis.call('ZREM', KEYS[4], ARGV[1]) end
+return 'OK'
+"""
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def new_job_id() -> str:
+    return time.strftime("imp-%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
+
+
+class RowStore:
+    """All reads and writes of job and row records. Thread-safe (redis-py pools connections)."""
+
+    def __init__(self, client: redis.Redis, ttl_days: float = 30.0, url: str = "") -> None:
+        self.r = client
+        self.url = url
+        self.ttl = int(ttl_days * 86400)
+        self._transition = client.register_script(_TRANSITION)
+
+    @classmethod
+    def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30), ttl_days, url)
+
+    # -- keys ------------------------------------------------------------------------------
+    @staticmethod
+    def k(job_id: str, part: str = "") -> str:
+        return f"tm:job:{job_id}" + (f":{part}" if part else "")
+
+    def job_keys(self, job_id: str) -> list[str]:
+        keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries")]
+        keys += list(self.r.scan_iter(match=self.k(job_id, "waiting:*"), count=1000))
+        return keys
+
+    # -- jobs ------------------------------------------------------------------------------
+    def create_job(self, job: dict, records: list[dict]) -> None:
+        """Write the job and every row record in one transaction: all or nothing."""
+        job_id = job["id"]
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.items()})
+        counts = dict.fromkeys(STATES, 0)
+        for start in range(0, len(records), 2000):
+            chunk = records[start:start + 2000]
+            pipe.hset(self.k(job_id, "rows"), mapping={r["row_id"]: json.dumps(r) for r in chunk})
+            pipe.hset(self.k(job_id, "state"), mapping={r["row_id"]: r["state"] for r in chunk})
+            pipe.hset(self.k(job_id, "gen"), mapping={r["row_id"]: 0 for r in chunk})
+            pipe.rpush(self.k(job_id, "order"), *[r["row_id"] for r in chunk])
+            for r in chunk:
+                counts[r["state"]] += 1
+                if r["state"] == DEAD:
+                    pipe.zadd(self.k(job_id, "dead"), {r["row_id"]: now()})
+                if r.get("depends_on") and r["state"] == QUEUED:
+                    pipe.sadd(self.k(job_id, f"waiting:{r['depends_on']}"), r["row_id"])
+        pipe.hset(self.k(job_id, "counts"), mapping=counts)
+        pipe.zadd("tm:jobs", {job_id: job["created_at"]})
+        if job.get("fingerprint"):
+            pipe.hset("tm:job-by-fingerprint", job["fingerprint"], job_id)
+        pipe.execute()
+        self.refresh_ttl(job_id)
+
+    def refresh_ttl(self, job_id: str) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for key in self.job_keys(job_id):
+            pipe.expire(key, self.ttl)
+        pipe.execute()
+
+    def job(self, job_id: str) -> dict | None:
+        raw = self.r.hgetall(self.k(job_id))
+        return {k: json.loads(v) for k, v in raw.items()} if raw else None
+
+    def set_job(self, job_id: str, **fields: object) -> None:
+        self.r.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+
+    def jobs(self, limit: int = 20) -> list[str]:
+        return list(self.r.zrevrange("tm:jobs", 0, limit - 1))
+
+    def latest_job(self) -> str | None:
+        ids = self.jobs(1)
+        return ids[0] if ids else None
+
+    def job_for_fingerprint(self, fingerprint: str) -> str | None:
+        job_id = self.r.hget("tm:job-by-fingerprint", fingerprint)
+        return job_id if job_id and self.r.exists(self.k(job_id)) else None
+
+    def counts(self, job_id: str) -> dict[str, int]:
+        raw = self.r.hgetall(self.k(job_id, "counts"))
+        return {k: int(v) for k, v in raw.items()}
+
+    def tally(self, job_id: str, name: str, amount: int = 1) -> None:
+        """Job-level tallies that are not row states (requests sent, retries, adopted courses)."""
+        self.r.hincrby(self.k(job_id, "counts"), f"n_{name}", amount)
+
+    def is_final(self, job_id: str) -> bool:
+        counts = self.counts(job_id)
+        return not any(counts.get(s, 0) for s in ACTIVE)
+
+    # -- rows ------------------------------------------------------------------------------
+    def row(self, job_id: str, row_id: str) -> dict | None:
+        raw = self.r.hget(self.k(job_id, "rows"), row_id)
+        return json.loads(raw) if raw else None
+
+    def rows(self, job_id: str, row_ids: Iterable[str] | None = None) -> Iterator[dict]:
+        """Row records in input order (or of the given ids), fetched in batches."""
+        ids = list(row_ids) if row_ids is not None else self.r.lrange(self.k(job_id, "order"), 0, -1)
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            for raw in self.r.hmget(self.k(job_id, "rows"), chunk):
+                if raw:
+                    yield json.loads(raw)
+
+    def states(self, job_id: str) -> dict[str, str]:
+        return self.r.hgetall(self.k(job_id, "state"))
+
+    def save(self, job_id: str, record: dict, allowed_from: Iterable[str] | None = None) -> bool:
+        """Store the record and move its state (and the counters) atomically.
+
+        With ``allowed_from`` the change happens only if the current state is one of them.
+        """
+        record["updated_at"] = now()
+        result = self._transition(
+            keys=[self.k(job_id, "state"), self.k(job_id, "counts"), self.k(job_id, "rows"), self.k(job_id, "dead")],
+            args=[record["row_id"], record["state"], json.dumps(record), ",".join(allowed_from or ()), now()])
+        return result == "OK"
+
+    # -- task messages ---------------------------------------------------------------------
+    def generation(self, job_id: str, row_id: str) -> int:
+        return int(self.r.hget(self.k(job_id, "gen"), row_id) or 0)
+
+    def next_generation(self, job_id: str, row_id: str) -> int:
+        return int(self.r.hincrby(self.k(job_id, "gen"), row_id, 1))
+
+    def count_delivery(self, job_id: str, row_id: str, gen: int) -> int:
+        return int(self.r.hincrby(self.k(job_id, "deliveries"), f"{row_id}:{gen}", 1))
+
+    def take_lease(self, job_id: str, row_id: str, owner: str, seconds: float) -> bool:
+        return bool(self.r.set(f"tm:lease:{job_id}:{row_id}", owner, nx=True, px=int(seconds * 1000)))
+
+    def lease_left(self, job_id: str, row_id: str) -> float:
+        ms = self.r.pttl(f"tm:lease:{job_id}:{row_id}")
+        return max(ms, 0) / 1000
+
+    def release_lease(self, job_id: str, row_id: str, owner: str) -> None:
+        key = f"tm:lease:{job_id}:{row_id}"
+        if self.r.get(key) == owner:
+            self.r.delete(key)
+
+    # -- dependencies ----------------------------------------------------------------------
+    def waiting_on(self, job_id: str, course_row_id: str) -> list[str]:
+        return sorted(self.r.smembers(self.k(job_id, f"waiting:{course_row_id}")))
+
+    def add_waiting(self, job_id: str, course_row_id: str, chapter_row_id: str) -> None:
+        self.r.sadd(self.k(job_id, f"waiting:{course_row_id}"), chapter_row_id)
+        self.r.expire(self.k(job_id, f"waiting:{course_row_id}"), self.ttl)
+
+    # -- dead letters ----------------------------------------------------------------------
+    def dead_row_ids(self, job_id: str) -> list[str]:
+        return list(self.r.zrange(self.k(job_id, "dead"), 0, -1))
