@@ -125,5 +125,110 @@ def validate(files, mapping, sets, report, as_json) -> None:  # noqa: ANN001
     sys.exit(run_validate(files, parse_options(mapping, sets), report, as_json))
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@input_options
+@click.option("--sandbox", is_flag=True, help="Start the local sandbox (mild faults on) and import into it.")
+@click.option("--host", default=None, help="Whitelabel host of the creator (default: TAGMANGO_HOST).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the job until every row is final.")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid rows; record invalid ones as such.")
+@click.option("--dry-run", is_flag=True, help="Validate and plan only.")
+@click.option("--keep-running", is_flag=True, help="Leave the embedded Redis, worker and sandbox running.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary instead of progress.")
+@click.option("--results", type=click.Path(dir_okay=False), default=None,
+              help="Results file (default: <input>.results.xlsx|.csv next to the input).")
+def run(files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, keep_running, as_json, results) -> None:  # noqa: ANN001
+    """Validate FILES and import them: enqueue one task per row and follow the job."""
+    from importer import ops
+    from importer.validate_cmd import parse_options
+
+    sys.exit(ops.run(files, parse_options(mapping, sets), sandbox=sandbox, host=host, wait=wait,
+                     skip_invalid=skip_invalid, dry_run=dry_run, keep_running=keep_running, as_json=as_json,
+                     results=results))
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--watch", is_flag=True, help="Follow until the job is final.")
+@click.option("--json", "as_json", is_flag=True)
+def status(job, watch, as_json) -> None:  # noqa: ANN001
+    """Progress of JOB (default: the latest job)."""
+    from importer import ops
+
+    sys.exit(ops.status(job, watch, as_json))
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True)
+def jobs(limit) -> None:  # noqa: ANN001
+    """Recent jobs."""
+    from importer import ops
+
+    sys.exit(ops.jobs(limit))
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--error-code", default=None, help="Only this errorCode (e.g. CHAPTER_NOT_FOUND).")
+@click.option("--status", "http_status", type=int, default=None, help="Only this HTTP status.")
+@click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write them to .csv/.xlsx.")
+@click.option("--json", "as_json", is_flag=True)
+def dead(job, error_code, http_status, export, as_json) -> None:  # noqa: ANN001
+    """List or export the dead letters of JOB: row, error, message and the exact request body."""
+    from importer import ops
+
+    sys.exit(ops.dead(job, error_code, http_status, export, as_json))
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every dead row.")
+@click.option("--error-code", default=None, help="Dead rows with this error code.")
+@click.option("--rows", default=None, help="Spreadsheet rows, e.g. 12,15-18.")
+@click.option("--from", "from_files", multiple=True, type=click.Path(),
+              help="A corrected file (the results file or the original, edited): its rows replace the dead ones.")
+@input_options
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--results", type=click.Path(dir_okay=False), default=None)
+def requeue(job, everything, error_code, rows, from_files, mapping, sets, wait, as_json, results) -> None:  # noqa: ANN001
+    """Send dead rows of JOB again (through the same duplicate checks as a first run)."""
+    from importer import ops
+    from importer.validate_cmd import parse_options
+
+    sys.exit(ops.requeue(job, everything=everything, error_code=error_code, rows=rows, from_files=from_files,
+                         options=parse_options(mapping, sets), wait=wait, as_json=as_json, results=results))
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="results.xlsx or .csv")
+def report(job, output) -> None:  # noqa: ANN001
+    """Write the per-row results file of JOB."""
+    from importer import ops
+
+    sys.exit(ops.report(job, output))
+
+
+@cli.command()
+@click.option("--port", default=5555, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True)
+def flower(port, address) -> None:  # noqa: ANN001
+    """Start Flower on the importer's Redis, with basic auth (TAGMANGO_FLOWER_BASIC_AUTH)."""
+    from importer import ops
+
+    sys.exit(ops.flower(port, address))
+
+
+@cli.command()
+@click.option("--concurrency", default=8, show_default=True, help="Threads; 8 keep the 12 req/s budget busy.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency, loglevel) -> None:  # noqa: ANN001
+    """Run a Celery worker for the import queue (threads pool, events on)."""
+    from importer import ops
+
+    sys.exit(ops.worker(concurrency, loglevel))
+
+
 def main(argv: list[str] | None = None) -> int:
     return cli.main(args=argv, prog_name="tagmango-import") or 0

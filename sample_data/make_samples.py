@@ -79,6 +79,14 @@ def broken_chapters() -> list[dict]:
     ]
 
 
+def fixed_chapters() -> list[dict]:
+    """The chapters sheet with the two planted rows corrected, as a user would edit it (same rows)."""
+    rows = chapters()
+    rows[-2] = {**rows[-2], "content": f"{CDN}/video/CRS-015-intro.mp4"}  # the asset is on TagMango's CDN
+    rows[-1] = {**rows[-1], "chapter_id": "", "course_ref": "CRS-016", "chapter_slot": "first"}  # a real chapter
+    return rows
+
+
 def write_workbook(path: Path, sheets: dict[str, list[dict]]) -> None:
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         for name, rows in sheets.items():
@@ -96,6 +104,7 @@ if __name__ == "__main__":
     write_workbook(HERE / "catalog.xlsx", {"courses": courses(), "chapters": chapters()})
     write_csv(HERE / "catalog_courses.csv", courses())
     write_csv(HERE / "catalog_chapters.csv", chapters())
+    write_workbook(HERE / "catalog_fixed.xlsx", {"courses": courses(), "chapters": fixed_chapters()})
     write_workbook(HERE / "broken.xlsx", {"Courses": broken_courses(), "Chapters": broken_chapters()})
     write_csv(HERE / "broken.csv", broken_courses())
     print("wrote", ", ".join(p.name for p in sorted(HERE.glob("*.xlsx")) + sorted(HERE.glob("*.csv"))))

@@ -38,3 +38,30 @@ def republish_stuck(store: RowStore, job_id: str, idle_for: float) -> int:
         store.tally(job_id, "recovered", len(rows))
         publish(store, job_id, rows)
     return len(rows)
+
+
+def resume(store: RowStore, job_id: str) -> int:
+    """Give every unfinished row of a job a fresh message (for a job whose workers are all gone).
+
+    Only for a job no live worker is working on (the embedded setup after Ctrl-C or a crash): a new
+    generation makes any old message of the row stale, so nothing runs twice.
+    """
+    from tasks.row_tasks import publish, release_dependents
+    from tasks.rowstore import DEAD, SKIPPED, SUCCEEDED
+
+    rows = list(store.rows(job_id))
+    ready = []
+    for rec in rows:
+        if rec["state"] in ACTIVE and not (rec["state"] == QUEUED and rec.get("depends_on")
+                                           and not rec.get("chapter_id")):
+            rec["gen"] = store.next_generation(job_id, rec["row_id"])
+            if rec["state"] != QUEUED:
+                rec["state"] = QUEUED
+            store.save(job_id, rec)
+            ready.append(rec)
+    publish(store, job_id, ready)
+    for rec in rows:  # courses that finished while their chapters were not yet released
+        if rec["kind"] == "course" and rec["state"] in (SUCCEEDED, SKIPPED, DEAD):
+            release_dependents(store, job_id, rec)
+    store.set_job(job_id, published=True)
+    return len(ready)

@@ -1,0 +1,104 @@
+"""Following a job: live progress (rich on a terminal, plain lines otherwise) and the final summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+
+import click
+
+from importer.results import dead_reasons
+from tasks.recovery import idle_limit, republish_stuck
+from tasks.rowstore import STATES, RowStore
+from tasks.settings import Settings
+
+SWEEP_EVERY_S = 30.0
+
+
+def snapshot(store: RowStore, job_id: str, results_file: str | None = None) -> dict:
+    """The machine-readable summary shared by ``run --json`` and ``status --json``."""
+    counts = store.counts(job_id)
+    job = store.job(job_id) or {}
+    return {"job": job_id, "total": job.get("total", 0), "final": store.is_final(job_id),
+            "counts": {s: counts.get(s, 0) for s in STATES}, "results_file": results_file}
+
+
+class Meter:
+    """Requests per second over the last 10 s, from the job's request tally."""
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def rate(self, requests: int) -> float:
+        now = time.monotonic()
+        self.samples.append((now, requests))
+        while self.samples and now - self.samples[0][0] > 10:
+            self.samples.popleft()
+        t0, r0 = self.samples[0]
+        return (requests - r0) / (now - t0) if now > t0 else 0.0
+
+
+def follow(store: RowStore, job_id: str, *, quiet: bool = False, settings: Settings | None = None,
+           sweep: bool = True) -> dict:
+    """Wait until the job is final, showing progress; give stuck rows a fresh message now and then."""
+    settings = settings or Settings.from_env()
+    allowed = settings.rate_limit / settings.rate_window
+    meter, last_sweep = Meter(), time.monotonic()
+    total = (store.job(job_id) or {}).get("total", 0)
+    interactive = sys.stdout.isatty() and not quiet
+    progress = None
+    if interactive:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), transient=False)
+        bar = progress.add_task(job_id, total=total, detail="")
+        progress.start()
+    last_line = 0.0
+    try:
+        while True:
+            counts = store.counts(job_id)
+            done = sum(counts.get(s, 0) for s in ("succeeded", "dead", "invalid", "skipped"))
+            rate = meter.rate(counts.get("n_requests", 0))
+            remaining = total - done
+            eta = remaining / allowed if allowed else 0
+            detail = (f"ok {counts.get('succeeded', 0)}  skipped {counts.get('skipped', 0)}  "
+                      f"retrying {counts.get('retrying', 0)}  dead {counts.get('dead', 0)}  "
+                      f"invalid {counts.get('invalid', 0)}  {rate:.1f}/{allowed:.0f} req/s  ETA {eta:.0f}s")
+            final = store.is_final(job_id)
+            if progress is not None:
+                progress.update(bar, completed=done, detail=detail)
+            elif not quiet and (final or time.monotonic() - last_line >= 5):
+                click.echo(f"{job_id}: {done}/{total} done  {detail}")
+                last_line = time.monotonic()
+            if final:
+                return snapshot(store, job_id)
+            if sweep and time.monotonic() - last_sweep > SWEEP_EVERY_S:
+                last_sweep = time.monotonic()
+                republish_stuck(store, job_id, idle_limit(settings))
+            time.sleep(0.5)
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+def print_final(store: RowStore, job_id: str, results_file: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    snap = snapshot(store, job_id, results_file)
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"Import {job_id}")
+    for state in STATES:
+        table.add_column(state, justify="right")
+    table.add_row(*(str(snap["counts"][s]) for s in STATES))
+    console.print(table)
+    reasons = dead_reasons(store, job_id)
+    if reasons:
+        console.print("Dead letters by error code:")
+        for code, n in reasons.most_common():
+            console.print(f"  {code}: {n} row(s)    requeue: tagmango-import requeue {job_id} --error-code {code}")
+        console.print(f"  details: tagmango-import dead {job_id}    all: tagmango-import requeue {job_id} --all")
+    if results_file:
+        console.print(f"Results: {results_file}")

@@ -1,0 +1,134 @@
+"""What `run` starts on this machine when no Redis is configured: Redis, a worker, and the sandbox.
+
+Everything lives under the state directory (``.tagmango/`` by default, ``TAGMANGO_STATE_DIR``): Redis
+data with its append-only file, the sandbox's data, the worker's log. Processes started here are
+stopped again when the job is final, unless ``--keep-running``; later commands (status, requeue,
+flower) find them through the port files and reuse them, or start them again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from importer.embedded import EmbeddedRedis, _free_port
+
+SANDBOX_HOST = "academy.sandbox.local"
+#: Mild faults for the demo, so that retries and adoption of committed-but-failed creates are visible.
+DEMO_FAULTS = ["--error-rate", "0.03", "--drop-rate", "0.01", "--commit-fail-rate", "0.04", "--latency", "30-150",
+               "--seed", "7"]
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("TAGMANGO_STATE_DIR") or ".tagmango").resolve()
+
+
+def _alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+class LocalStack:
+    def __init__(self, directory: Path | None = None) -> None:
+        self.dir = directory or state_dir()
+        self.redis = EmbeddedRedis(self.dir)
+        self.worker: subprocess.Popen | None = None
+        self.sandbox: subprocess.Popen | None = None
+        self.sandbox_url: str | None = None
+
+    # -- Redis ---------------------------------------------------------------------------------
+    def start_redis(self) -> str:
+        return self.redis.start()
+
+    # -- sandbox -------------------------------------------------------------------------------
+    def start_sandbox(self, token: str, faults: bool = True) -> str:
+        """The sandbox as its own process, on the same port as last time (so ledgers stay valid)."""
+        sdir = self.dir / "sandbox"
+        sdir.mkdir(parents=True, exist_ok=True)
+        port_file = sdir / "port"
+        port = int(port_file.read_text()) if port_file.exists() else _free_port()
+        url = f"http://127.0.0.1:{port}"
+        if _alive(sdir / "pid") and _up(url):
+            self.sandbox_url = url
+            return url
+        log = open(sdir / "sandbox.log", "ab")  # noqa: SIM115 - handed to the child
+        self.sandbox = subprocess.Popen(
+            [sys.executable, "-m", "importer", "sandbox", "--port", str(port), "--token", token,
+             "--state-dir", str(sdir), *(DEMO_FAULTS if faults else [])],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        (sdir / "pid").write_text(str(self.sandbox.pid))
+        port_file.write_text(str(port))
+        deadline = time.monotonic() + 20
+        while not _up(url):
+            if self.sandbox.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the sandbox did not start (see {sdir / 'sandbox.log'})")
+            time.sleep(0.1)
+        self.sandbox_url = url
+        return url
+
+    # -- worker --------------------------------------------------------------------------------
+    def start_worker(self, redis_url: str, api_url: str, token: str, concurrency: int = 8) -> None:
+        """A Celery worker process; the token reaches it through its environment only."""
+        pid_file = self.dir / "worker.pid"
+        if _alive(pid_file):
+            return
+        env = {**os.environ, "TAGMANGO_REDIS_URL": redis_url, "TAGMANGO_API_URL": api_url,
+               "TAGMANGO_API_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+        log = open(self.dir / "worker.log", "ab")  # noqa: SIM115
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency",
+             str(concurrency), "-Q", "tagmango", "-E", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+             "--hostname", f"local-{os.getpid()}@%h"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        pid_file.write_text(str(self.worker.pid))
+
+    # -- shutdown ------------------------------------------------------------------------------
+    def stop(self, keep_running: bool = False) -> None:
+        if keep_running:
+            return
+        for proc, pid_file in ((self.worker, self.dir / "worker.pid"), (self.sandbox, self.dir / "sandbox" / "pid")):
+            if proc is not None:  # only what this command started
+                _terminate(proc.pid)
+                pid_file.unlink(missing_ok=True)
+        self.redis.stop()
+
+
+def _terminate(pid: int, timeout: float = 40.0) -> None:
+    """SIGTERM (Celery's warm shutdown hands unfinished rows back), SIGKILL after ``timeout``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_sandbox/stats", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False

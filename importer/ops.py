@@ -1,0 +1,367 @@
+"""The operator's commands: run, status, jobs, dead, requeue, report, flower, worker.
+
+Each finds Redis the same way: ``TAGMANGO_REDIS_URL``/``REDIS_URL`` if set (workers run elsewhere),
+otherwise the embedded Redis in the state directory, started for the command if it is not running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from importer.exitcodes import EXIT_CONFIG, EXIT_INVALID_INPUT, EXIT_OK, EXIT_ROWS_FAILED
+from importer.follow import follow, print_final, snapshot
+from importer.local_stack import SANDBOX_HOST, LocalStack
+from importer.results import default_path, write_results
+from importer.validate import Options
+from importer.validate_cmd import plan_or_exit, print_problems, print_summary
+from tasks.rowstore import RowStore
+
+
+def fail(message: str, code: int = EXIT_CONFIG) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def exit_code(snap: dict) -> int:
+    counts = snap["counts"]
+    return EXIT_ROWS_FAILED if counts["dead"] or counts["invalid"] or not snap["final"] else EXIT_OK
+
+
+class Session:
+    """Redis (configured or embedded) plus whatever this command had to start; stops it at the end."""
+
+    def __init__(self, keep_running: bool = False) -> None:
+        from tasks.settings import redis_url
+
+        self.keep_running = keep_running
+        self.stack = LocalStack()
+        self.url = redis_url()
+        self.embedded = self.url is None
+        if self.embedded:
+            try:
+                self.url = self.stack.start_redis()
+            except RuntimeError as exc:
+                fail(str(exc))
+        import redis
+
+        self.store = RowStore.from_url(self.url)
+        try:
+            self.store.r.ping()
+        except redis.RedisError as exc:
+            fail(f"cannot reach Redis at {_safe_url(self.url)}: {exc}")
+
+    def job_id(self, job: str | None) -> str:
+        job_id = job if job and job != "latest" else self.store.latest_job()
+        if not job_id or self.store.job(job_id) is None:
+            fail(f"no such job: {job}" if job else "no jobs yet", EXIT_CONFIG)
+        return job_id
+
+    def start_workers_for(self, job: dict) -> None:
+        """In embedded mode, a worker (and the sandbox, for a sandbox job) to process the job."""
+        if not self.embedded:
+            return
+        token = os.environ.get("TAGMANGO_API_TOKEN")
+        api_url = job["api_url"]
+        if job.get("sandbox"):
+            from importer.sandbox.config import DEFAULT_TOKEN
+
+            token = token or DEFAULT_TOKEN
+            api_url = self.stack.start_sandbox(token)
+            if api_url != job["api_url"]:
+                fail(f"the sandbox of this job ran at {job['api_url']}, it is now at {api_url}")
+        if not token:
+            fail("TAGMANGO_API_TOKEN is not set")
+        self.stack.start_worker(self.url, api_url, token)
+
+    def close(self) -> None:
+        self.stack.stop(self.keep_running)
+
+
+def _safe_url(url: str) -> str:
+    """A Redis URL without its password, for messages."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return url.replace(parts.password, "***") if parts.password else url
+
+
+# -- run -------------------------------------------------------------------------------------------
+
+
+def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | None, wait: bool,
+        skip_invalid: bool, dry_run: bool, keep_running: bool, as_json: bool, results: str | None) -> int:
+    from importer.sandbox.config import DEFAULT_TOKEN
+    from tasks.credentials import configured_api_url
+    from tasks.enqueue import enqueue, fingerprint
+    from tasks.recovery import resume
+
+    plan = plan_or_exit(files, options)
+    if not as_json:
+        print_problems(plan)
+        print_summary(plan)
+    if not plan.ok and not skip_invalid:
+        if as_json:
+            click.echo(json.dumps({"valid": False, "problems": [p.as_dict() for p in plan.problems]}, indent=2))
+        else:
+            click.echo("Nothing was enqueued: fix the errors above, or use --skip-invalid to import the valid rows.")
+        return EXIT_INVALID_INPUT
+    if dry_run:
+        return EXIT_OK if plan.ok else EXIT_INVALID_INPUT
+    token = os.environ.get("TAGMANGO_API_TOKEN")
+    host = host or os.environ.get("TAGMANGO_HOST")
+    if sandbox:
+        token, host = token or DEFAULT_TOKEN, host or SANDBOX_HOST
+    if not token:
+        fail("TAGMANGO_API_TOKEN is not set: export your TagMango API key (never pass it on the command line), "
+             "or use --sandbox")
+    if not host:
+        fail("which creator? set TAGMANGO_HOST or --host to the whitelabel host, e.g. yourname.tagmango.com")
+    session = Session(keep_running=keep_running)
+    try:
+        api_url = session.stack.start_sandbox(token) if sandbox else configured_api_url()
+        store = session.store
+        existing = store.job_for_fingerprint(fingerprint(plan, api_url, host))
+        if existing and not store.is_final(existing):
+            job_id = existing
+            if not as_json:
+                click.echo(f"Resuming {job_id} (same files, same target).")
+            if session.embedded:
+                resume(store, job_id)
+        else:
+            job_id = enqueue(store, plan, api_url, host)
+            store.set_job(job_id, sandbox=sandbox)
+            if not as_json:
+                click.echo(f"Enqueued {job_id}: {store.job(job_id)['total']} rows for {host} at {api_url}")
+        if session.embedded:
+            session.stack.start_worker(session.url, api_url, token)
+        elif not wait:
+            click.echo(json.dumps(snapshot(store, job_id)) if as_json else
+                       f"Follow it with: tagmango-import status {job_id} --watch")
+            return EXIT_OK
+        return finish(session, job_id, as_json=as_json, results=results, base=Path(files[0]).resolve().parent)
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: workers stop after their current request. Run the same command again to "
+                   "resume; nothing is sent twice.", err=True)
+        return 130
+    finally:
+        session.close()
+
+
+def finish(session: Session, job_id: str, *, as_json: bool, results: str | None, base: Path | None = None) -> int:
+    store = session.store
+    follow(store, job_id, quiet=as_json)
+    path = Path(results) if results else default_path(store.job(job_id), base)
+    write_results(store, job_id, path)
+    snap = snapshot(store, job_id, str(path))
+    if as_json:
+        click.echo(json.dumps(snap, indent=2))
+    else:
+        print_final(store, job_id, str(path))
+    return exit_code(snap)
+
+
+# -- inspecting ------------------------------------------------------------------------------------
+
+
+def status(job: str | None, watch: bool, as_json: bool) -> int:
+    session = Session()
+    try:
+        job_id = session.job_id(job)
+        if watch:
+            follow(session.store, job_id, quiet=as_json)
+        snap = snapshot(session.store, job_id)
+        if as_json:
+            click.echo(json.dumps(snap, indent=2))
+        else:
+            meta = session.store.job(job_id)
+            click.echo(f"{job_id}  {meta['label']}  host {meta['host']}  api {meta['api_url']}")
+            click.echo("  " + "  ".join(f"{k} {v}" for k, v in snap["counts"].items()) +
+                       ("  (final)" if snap["final"] else ""))
+            if meta.get("blocked"):
+                click.echo(f"  blocked: {meta['blocked'].get('error_code') or meta['blocked'].get('http_status')} "
+                           f"{meta['blocked'].get('message')}")
+        return exit_code(snap) if snap["final"] else EXIT_OK
+    finally:
+        session.close()
+
+
+def jobs(limit: int) -> int:
+    from tasks.rowstore import iso
+
+    session = Session()
+    try:
+        for job_id in session.store.jobs(limit):
+            meta, snap = session.store.job(job_id), snapshot(session.store, job_id)
+            c = snap["counts"]
+            click.echo(f"{job_id}  {iso(meta['created_at'])}  {meta['label']}  {meta['host']}  total {snap['total']}  "
+                       f"ok {c['succeeded']} skipped {c['skipped']} dead {c['dead']} invalid {c['invalid']}  "
+                       f"{'final' if snap['final'] else 'running'}")
+        return EXIT_OK
+    finally:
+        session.close()
+
+
+DEAD_COLUMNS = ["sheet", "row", "key", "title", "http_status", "error_code", "message", "attempts", "request_path",
+                "request_body"]
+
+
+def dead_rows(store: RowStore, job_id: str, error_code: str | None, http_status: int | None) -> list[dict]:
+    from tasks.requeue import select_dead
+
+    out = []
+    for rec in select_dead(store, job_id, error_code=error_code, http_status=http_status, everything=True):
+        error = rec.get("error") or {}
+        path = ("/api/v1/external/courses" if rec["kind"] == "course"
+                else f"/api/v1/external/chapters/{rec.get('chapter_id') or '(course not created)'}")
+        out.append({"sheet": rec["sheet"], "row": rec["row"], "key": rec["key"], "title": rec["title"],
+                    "http_status": error.get("http_status"), "error_code": error.get("error_code"),
+                    "message": error.get("message"), "attempts": rec.get("attempts", 0), "request_path": path,
+                    "request_body": json.dumps(rec.get("body"), ensure_ascii=False)})
+    return out
+
+
+def dead(job: str | None, error_code: str | None, http_status: int | None, export: str | None, as_json: bool) -> int:
+    from importer.tables import write_table
+
+    session = Session()
+    try:
+        job_id = session.job_id(job)
+        rows = dead_rows(session.store, job_id, error_code, http_status)
+        if export:
+            write_table(export, DEAD_COLUMNS, rows)
+            click.echo(f"{len(rows)} dead letter(s) written to {export}")
+        elif as_json:
+            click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        else:
+            for r in rows:
+                click.echo(f"{r['sheet']} row {r['row']}  {r['error_code'] or ''} {r['http_status'] or ''}  "
+                           f"{r['message']}\n    {r['request_path']} {r['request_body']}")
+            click.echo(f"{len(rows)} dead letter(s) in {job_id}")
+        return EXIT_OK
+    finally:
+        session.close()
+
+
+def report(job: str | None, output: str | None) -> int:
+    session = Session()
+    try:
+        job_id = session.job_id(job)
+        path = Path(output) if output else default_path(session.store.job(job_id))
+        write_results(session.store, job_id, path)
+        click.echo(f"Results of {job_id} written to {path}")
+        return EXIT_OK
+    finally:
+        session.close()
+
+
+# -- requeue ---------------------------------------------------------------------------------------
+
+
+def parse_rows(text: str) -> set[int]:
+    rows: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        try:
+            rows.update(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: use numbers and ranges like 12,15-18", param_hint="--rows") from None
+    return rows
+
+
+def corrections_from(store: RowStore, job_id: str, files: tuple[str, ...], options: Options) -> dict[str, dict]:
+    """Re-validate a corrected file; map each of its rows to a dead row of the job, by key, else sheet + row."""
+    plan = plan_or_exit(files, options)
+    dead = {r["row_id"]: r for r in store.rows(job_id, store.dead_row_ids(job_id))}
+    by_key = {(r["kind"], r["key"]): r for r in dead.values()}
+    by_place = {(r["kind"], r["sheet"].lower(), r["row"]): r for r in dead.values()}
+    bad = {(u.sheet.lower(), u.row) for u in plan.unsent if u.state == "invalid"}
+    for problem in plan.errors:
+        if (str(problem.sheet).lower(), problem.row) in {(r["sheet"].lower(), r["row"]) for r in dead.values()}:
+            click.echo(f"  {problem}", err=True)
+    corrections = {}
+    for item in plan.items:
+        target = by_key.get((item.kind, item.key)) or by_place.get((item.kind, item.sheet.lower(), item.row))
+        if target is None or (item.sheet.lower(), item.row) in bad:
+            continue
+        fix = {"body": item.body, "title": item.title, "key": item.key, "source": item.source}
+        if item.kind == "chapter":
+            depends = None
+            if item.depends_on:
+                sheet, _, row = item.depends_on.rpartition(":")
+                course = next((r for r in store.rows(job_id) if r["kind"] == "course" and r["sheet"].lower() ==
+                               sheet.lower() and r["row"] == int(row)), None)
+                depends = course["row_id"] if course else None
+            fix.update(chapter_id=item.chapter_id, course_ref=item.course_ref, chapter_slot=item.chapter_slot,
+                       depends_on=depends)
+        corrections[target["row_id"]] = fix
+    return corrections
+
+
+def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: str | None,
+            from_files: tuple[str, ...], options: Options, wait: bool, as_json: bool, results: str | None) -> int:
+    from tasks.requeue import requeue_rows
+
+    if not (everything or error_code or rows or from_files):
+        raise click.UsageError("say which dead rows: --all, --error-code CODE, --rows 12,15-18 or --from FILE")
+    session = Session()
+    try:
+        job_id = session.job_id(job)
+        store = session.store
+        corrections = corrections_from(store, job_id, from_files, options) if from_files else None
+        outcome = requeue_rows(store, job_id, error_code=error_code, rows=parse_rows(rows) if rows else None,
+                               everything=everything, corrections=corrections)
+        if not as_json:
+            click.echo(f"Requeued {outcome['requeued']} row(s) of {job_id}"
+                       + (f"; {len(outcome['still_dead'])} chapter row(s) stay dead because their course is dead"
+                          if outcome["still_dead"] else ""))
+        if not outcome["requeued"]:
+            return exit_code(snapshot(store, job_id))
+        session.start_workers_for(store.job(job_id))
+        if not (wait or session.embedded):
+            return EXIT_OK
+        return finish(session, job_id, as_json=as_json, results=results)
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted; the requeued rows stay queued.", err=True)
+        return 130
+    finally:
+        session.close()
+
+
+# -- services --------------------------------------------------------------------------------------
+
+
+def flower(port: int, address: str) -> int:
+    session = Session(keep_running=True)
+    auth = os.environ.get("TAGMANGO_FLOWER_BASIC_AUTH")
+    if not auth:
+        auth = f"admin:{secrets.token_urlsafe(12)}"
+        click.echo(f"Flower basic auth (set TAGMANGO_FLOWER_BASIC_AUTH=user:password to choose): {auth}")
+    click.echo(f"Flower on http://{address}:{port}  (Ctrl-C to stop)")
+    env = {**os.environ, "TAGMANGO_REDIS_URL": session.url, "FLOWER_BASIC_AUTH": auth}
+    try:
+        return subprocess.call([sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}",
+                                f"--address={address}", "--max_tasks=100000"], env=env)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def worker(concurrency: int, loglevel: str) -> int:
+    from tasks.settings import redis_url
+
+    if not redis_url():
+        fail("set TAGMANGO_REDIS_URL (or REDIS_URL) to the Redis the importer uses")
+    if not os.environ.get("TAGMANGO_API_TOKEN") and not os.environ.get("TAGMANGO_CREDENTIALS_FILE"):
+        fail("set TAGMANGO_API_TOKEN or TAGMANGO_CREDENTIALS_FILE in the worker's environment")
+    os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "threads",
+                               "--concurrency", str(concurrency), "-Q", "tagmango", "-E", "--loglevel", loglevel])
+    return EXIT_OK  # not reached

@@ -1,0 +1,249 @@
+"""The operator's commands as a user runs them: subprocesses, embedded Redis, worker and sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import HOST, TOKEN
+from tests.services import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_data"
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAGMANGO_") and k != "REDIS_URL"}
+    env.update(TAGMANGO_STATE_DIR=str(tmp_path / "state"), TAGMANGO_BACKOFF_BASE="0.5", TAGMANGO_BACKOFF_MAX="5",
+               PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def cli(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "importer", *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=env or env_for(tmp_path), timeout=timeout)
+
+
+def stop_kept(tmp_path: Path) -> None:
+    """Stop what --keep-running left behind."""
+    state = tmp_path / "state"
+    for pid_file in (state / "worker.pid", state / "sandbox" / "pid"):
+        if pid_file.exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except OSError:
+                pass
+    port = state / "redis" / "port"
+    if port.exists():
+        import redis
+
+        try:
+            redis.Redis(port=int(port.read_text())).shutdown(nosave=True)
+        except redis.RedisError:
+            pass
+
+
+@pytest.fixture
+def kept(tmp_path):
+    yield tmp_path
+    stop_kept(tmp_path)
+
+
+def test_demo_run_dead_letters_then_requeue_from_fixed_file(kept):
+    tmp_path = kept
+    done = cli(tmp_path, "run", str(SAMPLES / "catalog.xlsx"), "--sandbox", "--results", "out.xlsx",
+               "--keep-running")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "CHAPTER_USER_ASSET_NOT_FOUND" in done.stdout and "requeue" in done.stdout
+    assert "Traceback" not in done.stderr
+    results = pd.read_excel(tmp_path / "out.xlsx", sheet_name=None, dtype=str, engine="calamine")
+    assert set(results) == {"courses", "chapters"} and len(results["courses"]) == 20 and len(results["chapters"]) == 30
+    chapters = results["chapters"].fillna("")
+    assert list(chapters["row"]) == [str(n) for n in range(2, 32)]  # input order, spreadsheet row numbers
+    assert dict(chapters.set_index("row")["error_code"])["30"] == "CHAPTER_USER_ASSET_NOT_FOUND"
+    assert dict(chapters.set_index("row")["error_code"])["31"] == "CHAPTER_NOT_FOUND"
+
+    status = json.loads(cli(tmp_path, "status", "--json").stdout)
+    assert status["final"] and status["counts"]["dead"] == 2 and status["counts"]["succeeded"] == 48
+    assert status["total"] == 50
+    export = tmp_path / "dead.csv"
+    assert cli(tmp_path, "dead", "--export", str(export)).returncode == 0
+    dead = pd.read_csv(export, dtype=str)
+    assert sorted(dead["row"]) == ["30", "31"]
+    assert json.loads(dead.set_index("row").loc["30", "request_body"])["content"].startswith("https://example.com")
+    report = tmp_path / "report.csv"
+    assert cli(tmp_path, "report", "-o", str(report)).returncode == 0
+    rows = pd.read_csv(report, dtype=str)
+    assert (rows["status"] == "succeeded").sum() == 48 and (rows["status"] == "dead").sum() == 2
+
+    # The sandbox agrees with the results: every course id exists once, with its title.
+    port = (tmp_path / "state" / "sandbox" / "port").read_text()
+    data = httpx.get(f"http://127.0.0.1:{port}/_sandbox/data").json()
+    made = {c["_id"]: c["title"] for c in data["course"]}
+    assert len(made) == 20
+    assert {made[i] for i in results["courses"]["course_id"]} == set(results["courses"]["title"])
+
+    fixed = cli(tmp_path, "requeue", "--from", str(SAMPLES / "catalog_fixed.xlsx"), "--results", "out2.csv")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    status = json.loads(cli(tmp_path, "status", "--json").stdout)
+    assert status["counts"]["succeeded"] == 50 and status["counts"]["dead"] == 0
+    data = httpx.get(f"http://127.0.0.1:{port}/_sandbox/data").json()
+    assert len(data["course"]) == 20
+    assert any(c["content"] == "https://cdn.tagmango.com/uploads/sample/video/CRS-015-intro.mp4"
+               for c in data["chapter"])
+
+
+def test_ctrl_c_then_run_again_resumes_without_duplicates(kept):
+    tmp_path = kept
+    lines = ["external_id,title,mangoes"] + [f"R{i:03d},Resume course {i},66c4964c11e7fef26751f3a7"
+                                             for i in range(120)]
+    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
+    env = env_for(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "big.csv", "--sandbox"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen.append(line)
+        if "done" in line and line.split(": ")[1].split("/")[0].isdigit() and int(line.split(": ")[1].split("/")[0]) >= 20:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, "".join(seen) + out
+    assert "run the same command again" in out.lower()
+    again = cli(tmp_path, "run", "big.csv", "--sandbox", "--json", "--keep-running", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["final"] and summary["counts"]["succeeded"] == 120 and summary["total"] == 120
+    port = (tmp_path / "state" / "sandbox" / "port").read_text()
+    stats = httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats").json()
+    assert stats["courses_by_host"]["academy.sandbox.local"] == 120 and not stats["duplicate_titles"]
+
+
+def test_missing_token_is_a_config_error_before_anything_is_enqueued(tmp_path):
+    done = cli(tmp_path, "run", str(SAMPLES / "catalog.xlsx"), "--host", HOST)
+    assert done.returncode == 3 and "TAGMANGO_API_TOKEN" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_invalid_input_enqueues_nothing(tmp_path):
+    done = cli(tmp_path, "run", str(SAMPLES / "broken.xlsx"), "--sandbox")
+    assert done.returncode == 2 and "Nothing was enqueued" in done.stdout
+    assert not (tmp_path / "state").exists()
+
+
+def test_unreachable_redis_is_exit_3(tmp_path):
+    env = env_for(tmp_path, TAGMANGO_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", TAGMANGO_API_TOKEN=TOKEN)
+    done = cli(tmp_path, "run", str(SAMPLES / "catalog.xlsx"), "--host", HOST, env=env)
+    assert done.returncode == 3 and "cannot reach Redis" in done.stderr
+
+
+def test_flower_shows_rows_without_the_token_and_can_requeue(sandbox, make_env, workers, redis_url, tmp_path):
+    from importer.validate import build_plan
+    from tasks.enqueue import enqueue
+    from tasks.rowstore import RowStore
+
+    sandbox.configure(error_rate=0.3)
+    env = make_env(sandbox)
+    workers.start(env, 1)
+    port = free_port()
+    flower_env = {**env, "FLOWER_BASIC_AUTH": "ops:pw-123"}
+    flower = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}",
+                               "--address=127.0.0.1"], env=flower_env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _get(base + "/api/workers", ("ops", "pw-123")) is not None, 30, message="flower")
+        assert httpx.get(base + "/api/tasks").status_code == 401  # basic auth on
+        store = RowStore.from_url(redis_url)
+        job_id = enqueue(store, build_plan([SAMPLES / "catalog.xlsx"]), sandbox.url, HOST)
+        wait_until(lambda: store.is_final(job_id), 120, message="job")
+        tasks = wait_until(lambda: (t := _get(base + "/api/tasks", ("ops", "pw-123"))) and len(t) >= 50 and t,
+                           30, message="tasks in flower")
+        text = json.dumps(tasks)
+        assert TOKEN not in text and job_id in text
+        names = {t["name"] for t in tasks.values()}
+        assert names >= {"tagmango.create_course", "tagmango.patch_chapter"}
+        failed = [t for t in tasks.values() if t["state"] == "FAILURE"]
+        assert any("CHAPTER_NOT_FOUND" in (t.get("exception") or "") for t in failed)
+        assert store.counts(job_id)["n_retries"] > 0
+        assert any((t.get("retries") or 0) > 0 for t in tasks.values())  # retries are visible per task
+        sandbox.configure(error_rate=0.0)
+        r = httpx.post(base + "/api/task/async-apply/tagmango.requeue", auth=("ops", "pw-123"),
+                       json={"args": [job_id], "kwargs": {"error_code": "CHAPTER_NOT_FOUND"}})
+        assert r.status_code == 200, r.text
+        wait_until(lambda: store.row(job_id, "chapters:31")["requeues"] == 1 if store.row(job_id, "chapters:31")
+                   .get("requeues") else False, 30, message="requeue through flower")
+        wait_until(lambda: store.is_final(job_id), 60, message="job final again")
+        assert TOKEN not in json.dumps(_get(base + "/api/tasks", ("ops", "pw-123")))
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(timeout=20)
+
+
+def _get(url: str, auth: tuple[str, str]):  # noqa: ANN202
+    try:
+        r = httpx.get(url, auth=auth, timeout=5)
+        return r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def test_docker_compose_services_run_locally(tmp_path, redis_server, redis_url):
+    """No Docker engine here: run each service's command from the compose file on this machine."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "worker", "flower", "sandbox"} <= set(services)
+    assert "appendonly" in " ".join(services["redis"]["command"]) and services["redis"].get("healthcheck")
+    assert services["sandbox"].get("profiles") == ["sandbox"]
+    assert any(str(p).startswith("127.0.0.1:") for p in services["flower"]["ports"])
+    sandbox_port, flower_port = free_port(), free_port()
+    env = env_for(tmp_path, TAGMANGO_REDIS_URL=redis_url, TAGMANGO_API_URL=f"http://127.0.0.1:{sandbox_port}",
+                  TAGMANGO_API_TOKEN="sandbox-token", FLOWER_BASIC_AUTH="a:b")
+
+    def local(service: str, **subst: str) -> list[str]:
+        cmd = services[service]["command"]
+        cmd = cmd if isinstance(cmd, list) else cmd.split()
+        return [subst.get(part, part) for part in cmd]
+
+    procs = []
+    try:
+        sandbox_cmd = local("sandbox", **{"--host=0.0.0.0": "--host=127.0.0.1", "--port=8080": f"--port={sandbox_port}"})
+        assert sandbox_cmd[0] == "tagmango-import"
+        procs.append(subprocess.Popen([sys.executable, "-m", "importer", *sandbox_cmd[1:]], env=env,
+                                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        worker_cmd = local("worker")
+        assert worker_cmd[:3] == ["celery", "-A", "tasks"]
+        procs.append(subprocess.Popen([sys.executable, "-m", *worker_cmd], env=env, start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        flower_cmd = local("flower", **{"--address=0.0.0.0": "--address=127.0.0.1", "--port=5555": f"--port={flower_port}"})
+        procs.append(subprocess.Popen([sys.executable, "-m", *flower_cmd], env=env, start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        redis_cmd = services["redis"]["command"]
+        assert redis_cmd[0] == "redis-server" and "--appendonly" in redis_cmd
+        wait_until(lambda: _get(f"http://127.0.0.1:{sandbox_port}/_sandbox/stats", ("", "")) is not None, 30,
+                   message="sandbox from compose")
+        wait_until(lambda: _get(f"http://127.0.0.1:{flower_port}/api/workers", ("a", "b")) is not None, 40,
+                   message="flower from compose")
+        done = cli(tmp_path, "run", str(SAMPLES / "catalog_courses.csv"), "--host", HOST, "--json", "--results",
+                   "r.csv", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout)["counts"]["succeeded"] == 20
+        tasks = _get(f"http://127.0.0.1:{flower_port}/api/tasks", ("a", "b"))
+        assert tasks and {t["name"] for t in tasks.values()} == {"tagmango.create_course"}
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
