@@ -143,34 +143,48 @@ def cell_text(value: object) -> str | None:
     return text or None
 
 
+def _texts(values: tuple) -> list[str | None]:
+    """cell_text for a whole column, with a fast path for text cells (every cell of a CSV)."""
+    out: list[str | None] = []
+    append = out.append
+    for v in values:
+        if type(v) is str:
+            v = v.strip()
+            append(v or None)
+        else:
+            append(cell_text(v))
+    return out
+
+
 def _from_grid(file: str, sheet_name: str, grid: list[list[object]]) -> Sheet | None:
-    """Find the header (first non-empty row), drop empty rows/columns, keep spreadsheet row numbers."""
-    cells = [[cell_text(v) for v in row] for row in grid]
-    header_index = next((i for i, row in enumerate(cells) if any(row)), None)
+    """Find the header (first non-empty row), drop empty rows/columns, keep spreadsheet row numbers.
+
+    Works column by column (a transpose, then one pass per column): 100,000-row files are the norm.
+    """
+    if not grid:
+        return None
+    width = max(len(r) for r in grid)
+    padded = (r if len(r) == width else list(r) + [None] * (width - len(r)) for r in grid)
+    cols = [_texts(c) for c in zip(*padded, strict=True)]
+    nonempty = [any(t) for t in zip(*cols, strict=True)]
+    header_index = next((i for i, ne in enumerate(nonempty) if ne), None)
     if header_index is None:
         return None
-    header = cells[header_index]
-    keep = [j for j, h in enumerate(header) if h is not None or any(
-        j < len(r) and r[j] is not None for r in cells[header_index + 1:])]
+    header = [c[header_index] for c in cols]
+    data_rows = [i for i in range(header_index + 1, len(nonempty)) if nonempty[i]]
+    keep = [j for j in range(width) if header[j] is not None or any(cols[j][i] is not None for i in data_rows)]
     headers: list[str] = []
     notes: list[str] = []
     for j in keep:
-        h = header[j] if j < len(header) and header[j] is not None else f"column {_col_letter(j)}"
+        h = header[j] if header[j] is not None else f"column {_col_letter(j)}"
         if header[j] is None:
             notes.append(f"a column without header ({_col_letter(j)}) has values; it is carried along as {h!r}")
         while h in headers:
             h = f"{h} (2)"
         headers.append(h)
-    columns: dict[str, list[str | None]] = {h: [] for h in headers}
-    numbers: list[int] = []
-    for i in range(header_index + 1, len(cells)):
-        row = cells[i]
-        if not any(row):
-            continue
-        numbers.append(i + 1)
-        for h, j in zip(headers, keep, strict=True):
-            columns[h].append(row[j] if j < len(row) else None)
-    return Sheet(file=file, name=sheet_name, headers=headers, columns=columns, row_numbers=numbers, notes=notes)
+    columns = {h: [cols[j][i] for i in data_rows] for h, j in zip(headers, keep, strict=True)}
+    return Sheet(file=file, name=sheet_name, headers=headers, columns=columns, row_numbers=[i + 1 for i in data_rows],
+                 notes=notes)
 
 
 def _col_letter(index: int) -> str:

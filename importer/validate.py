@@ -158,14 +158,19 @@ def _check_sheet(sheet: Sheet, kind: str, options: Options, plan: Plan, used_ids
     cells = [sheet.columns[h] for h in headers]
     seen: dict[str, tuple[str, dict, int]] = {}  # key -> (row_id, body, row number)
     pending: dict[str, PlanItem | UnsentRow] = {}
+    caches: dict[str, dict] = {column: {} for column in rule_table}
+    by_column = [(column, sheet.columns[header], constants.get(column)) for header, column in mapped.items()]
+    by_column += [(column, [None] * len(sheet.row_numbers), constant) for column, constant in constants.items()
+                  if column not in present]
     for index, number in enumerate(sheet.row_numbers):
         source = {h: col[index] for h, col in zip(headers, cells, strict=True)}
-        values, errors = _convert_row(source, mapped, constants, rule_table)
+        values, errors = _convert_row(index, by_column, rule_table, caches)
         row_id = f"{sheet_label}:{number}"
         build = _course_item if kind == COURSE_SHEET else _chapter_item
         item, extra_errors, warnings = build(values, sheet, row_id, number, source, present)
-        failed_columns = {c for c, _, _ in errors}
-        errors.extend(e for e in extra_errors if e[0] not in failed_columns)
+        if extra_errors:
+            failed_columns = {c for c, _, _ in errors}
+            errors.extend(e for e in extra_errors if e[0] not in failed_columns)
         for column, value, reason in warnings:
             plan.problems.append(Problem(sheet.file, sheet.name, number, column, shorten(value), WARNING, reason))
         for column, value, reason in errors:
@@ -185,21 +190,37 @@ def _check_sheet(sheet: Sheet, kind: str, options: Options, plan: Plan, used_ids
     plan.unsent.sort(key=lambda u: (u.sheet, u.row))
 
 
-def _convert_row(source: dict, mapped: dict, constants: dict, rule_table: dict) -> tuple[dict, list]:
+def _convert_row(index: int, by_column: list[tuple[str, list, str | None]], rule_table: dict,
+                 caches: dict[str, dict]) -> tuple[dict, list]:
+    """Apply each column's rule to row ``index``; a --set constant fills an empty cell.
+
+    Results are cached per distinct cell text: catalog columns repeat a lot (mangoes, flags, days).
+    """
     values: dict[str, object] = {}
     errors: list[tuple[str, str, str]] = []
-    raw = {column: source[header] for header, column in mapped.items()}
-    for column, constant in constants.items():
-        if raw.get(column) is None:
-            raw[column] = constant
-    for column, text in raw.items():
+    for column, cells, constant in by_column:
+        text = cells[index]
         if text is None:
-            continue
-        try:
-            values[column] = rule_table[column](text)
-        except rules.CellError as exc:
-            errors.append((column, text, str(exc)))
+            text = constant
+            if text is None:
+                continue
+        cache = caches[column]
+        outcome = cache.get(text, _MISSING)
+        if outcome is _MISSING:
+            try:
+                outcome = rule_table[column](text)
+            except rules.CellError as exc:
+                outcome = exc
+            if len(cache) < 50_000:
+                cache[text] = outcome
+        if isinstance(outcome, rules.CellError):
+            errors.append((column, text, str(outcome)))
+        else:
+            values[column] = list(outcome) if isinstance(outcome, list) else outcome
     return values, errors
+
+
+_MISSING = object()
 
 
 def _add_unique(item: PlanItem, seen: dict, pending: dict, plan: Plan, sheet: Sheet) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from tasks.client import TagMangoClient
+from tasks.errors import PermanentApiError
 from tasks.ledger import Ledger
 
 PAGE_SIZE = 100
@@ -45,9 +46,9 @@ def find_created(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any
     while page <= MAX_PAGES:
         result = call(lambda p=page: client.get_courses(page=p, limit=PAGE_SIZE, mangoes=body["mangoes"]))
         for course in result.items:
-            if str(course.get("title", "")).strip() == title and course.get("_id") \
-                    and not ledger.is_claimed(course["_id"]):
-                candidates.append(course)
+            course_id = course.get("_id") or course.get("id")
+            if str(course.get("title", "")).strip() == title and course_id and not ledger.is_claimed(course_id):
+                candidates.append({**course, "_id": course_id})
         seen += len(result.items)
         if not result.items or seen >= result.total:
             break
@@ -56,7 +57,11 @@ def find_created(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any
     candidates.sort(key=lambda c: (c.get("description") != body.get("description"),
                                    c.get("coverImage") != body.get("coverImage")))
     for course in candidates:
-        full = call(lambda c=course: client.update_course(c["_id"], {}))
+        try:
+            full = call(lambda c=course: client.update_course(c["_id"], {}))
+        except PermanentApiError:
+            full = course  # an empty update refused: adopt what Get Courses showed (no chapter ids, no createdAt)
+        full = {**full, "_id": full.get("_id") or full.get("id") or course["_id"]}
         created = _created_at(full)
         if created is not None and created < first_sent_at - CLOCK_SKEW_S:
             continue

@@ -203,7 +203,7 @@ class RowRun:
             self.store.save(self.job_id, rec)  # durable before the request leaves: a crash now means "look first"
             self.store.tally(self.job_id, "requests")
             course = self.client.create_course(rec["body"])
-        ids = {"course_id": course.get("_id"), "first_chapter": course.get("firstChapter"),
+        ids = {"course_id": course.get("_id") or course.get("id"), "first_chapter": course.get("firstChapter"),
                "second_chapter": course.get("secondChapter")}
         if not ids["course_id"]:
             raise errors.ServerError("Create Course answered without a course id", status=200, maybe_committed=True)

@@ -1,8 +1,11 @@
-"""Benchmarks (issue 6): quota use against the naive alternatives, and ingestion speed.
+"""Benchmarks (issue 6). Starts its own redis-server, sandboxes (real 120/10 s limit, 50-400 ms latency) and
+workers, and prints tables.
 
-    python -m tests.bench.run [--rows 1200] [--skip-alternatives] [--ingest-rows 100000]
-
-Starts its own redis-server, sandbox (real 120/10 s limit, 50-400 ms latency) and workers; prints a table.
+    python -m tests.bench.run                      # everything (about 20 minutes on 2 cores)
+    python -m tests.bench.run --only quota,ingest  # quota: ours vs a sequential loop vs textbook Celery
+                                                   # scale: 4 workers; two-hosts: 2 tokens at once
+                                                   # ingest: validate vs bare pandas; enqueue: vs apply_async loop
+                                                   # footprint: worker RSS over 5,000 rows, Redis bytes per row
 """
 
 from __future__ import annotations
@@ -55,11 +58,16 @@ def result(name: str, rows: int, sandbox, seconds: float) -> dict:  # noqa: ANN0
             "ideal s": round(rows / 12, 1), "courses": stats["courses_by_host"].get(HOST, 0)}
 
 
+def courses_csv(path: Path, rows: int, prefix: str = "B") -> Path:
+    path.write_text("external_id,title,mangoes\n" + "".join(f"{prefix}{i},Bench {prefix}{i},{MANGO}\n"
+                                                              for i in range(rows)))
+    return path
+
+
 def bench_ours(work: Path, redis: RedisServer, rows: int, workers: int) -> dict:
     sandbox = fresh_sandbox()
     redis.client().flushall()
-    csv = work / f"ours{rows}.csv"
-    csv.write_text("external_id,title,mangoes\n" + "".join(f"B{i},Bench {i},{MANGO}\n" for i in range(rows)))
+    csv = courses_csv(work / f"ours{rows}.csv", rows)
     env = worker_env(redis.url, sandbox.url, TOKEN)
     procs = [Worker(env, work / f"w{i}.log", f"bench{i}").start() for i in range(workers)]
     time.sleep(3)
@@ -142,25 +150,119 @@ def bench_ingest(work: Path, rows: int) -> list[dict]:
     return out
 
 
+def bench_two_hosts(work: Path, redis: RedisServer, rows: int) -> dict:
+    """Two creators at once: two hosts, two tokens (a credentials file), 2 workers, one sandbox."""
+    token2, host2 = "bench-token-second-987654", "second.example.com"
+    sandbox = serve_in_thread(SandboxConfig(tokens={TOKEN: HOST, token2: host2}, latency_s=(0.05, 0.4), seed=1))
+    redis.client().flushall()
+    creds = work / "creds.yaml"
+    creds.write_text(f"{HOST}: {TOKEN}\n{host2}: {token2}\n")
+    env = worker_env(redis.url, sandbox.url, "unused", TAGMANGO_CREDENTIALS_FILE=str(creds))
+    procs = [Worker(env, work / f"h{i}.log", f"hosts{i}").start() for i in range(2)]
+    time.sleep(3)
+    store = RowStore.from_url(redis.url)
+    start = time.monotonic()
+    jobs = [enqueue(store, build_plan([courses_csv(work / f"{p}.csv", rows, p)]), sandbox.url, h)
+            for p, h in (("H1x", HOST), ("H2x", host2))]
+    wait_until(lambda: all(store.is_final(j) for j in jobs), 3600, 0.2)
+    seconds = time.monotonic() - start
+    per_token = httpx.get(sandbox.url + "/_sandbox/arrivals").json()
+    rates = {label: window_stats(ts)[0] for label, ts in per_token.items()}
+    total_rate, peak = window_stats([t for ts in per_token.values() for t in ts])
+    stats = sandbox.stats()
+    for p in procs:
+        p.stop()
+    sandbox.stop()
+    return {"approach": "tagmango-importer, 2 hosts x 2 tokens (2 workers)", "rows": 2 * rows,
+            "seconds": round(seconds, 1), "req/s": round(total_rate, 2), "% of 12/s": round(100 * total_rate / 12, 1),
+            "429s": stats["rate_limited"], "max in 10 s": max(stats["max_in_window_by_token"].values()),
+            "ideal s": round(rows / 12, 1), "courses": sum(stats["courses_by_host"].values()),
+            "per token req/s": ", ".join(f"{r:.2f}" for r in rates.values())}
+
+
+def bench_enqueue(work: Path, redis: RedisServer, rows: int) -> list[dict]:
+    """Rows per second into Redis: our enqueue (records + messages) vs a bare apply_async loop."""
+    from tasks.row_tasks import create_course
+
+    redis.client().flushall()
+    plan = build_plan([courses_csv(work / "enq.csv", rows, "E")])
+    store = RowStore.from_url(redis.url)
+    t0 = time.perf_counter()
+    enqueue(store, plan, "http://127.0.0.1:9", HOST)
+    ours = time.perf_counter() - t0
+    redis.client().flushall()
+    from tasks.celery_app import app
+
+    t0 = time.perf_counter()
+    with app.connection_for_write(redis.url) as conn, conn.Producer() as producer:
+        for i in range(rows):
+            create_course.apply_async(args=("job", f"s:{i}", f"t{i}"), connection=conn, producer=producer)
+    bare = time.perf_counter() - t0
+    return [{"what": f"enqueue {rows} rows (job + row records + messages)", "seconds": round(ours, 2),
+             "rows/s": round(rows / ours)},
+            {"what": f"plain apply_async loop, {rows} messages", "seconds": round(bare, 2), "rows/s": round(rows / bare)}]
+
+
+def bench_footprint(work: Path, redis: RedisServer, rows: int) -> list[dict]:
+    """Worker RSS while 5,000 rows go through (limit raised: this measures memory, not the API), Redis per row."""
+    import psutil
+
+    sandbox = serve_in_thread(SandboxConfig(tokens={TOKEN: None}, rate_limit=100_000, seed=1))
+    client = redis.client()
+    client.flushall()
+    before = int(client.info("memory")["used_memory"])
+    env = worker_env(redis.url, sandbox.url, TOKEN, TAGMANGO_RATE_LIMIT="50000")
+    worker = Worker(env, work / "fp.log", "footprint").start()
+    time.sleep(3)
+    store = RowStore.from_url(redis.url)
+    job = enqueue(store, build_plan([courses_csv(work / "fp.csv", rows, "F")]), sandbox.url, HOST)
+    samples = []
+    proc = psutil.Process(worker.proc.pid)
+    while not store.is_final(job):
+        samples.append((store.counts(job).get("succeeded", 0), proc.memory_info().rss / 2**20))
+        time.sleep(1)
+    samples.append((rows, proc.memory_info().rss / 2**20))
+    after = int(client.info("memory")["used_memory"])
+    worker.stop()
+    sandbox.stop()
+    quarter = [m for done, m in samples if done <= rows // 4] or [samples[0][1]]
+    return [{"what": f"worker RSS, {rows} rows", "first quarter MiB": round(max(quarter), 1),
+             "end MiB": round(samples[-1][1], 1), "max MiB": round(max(m for _, m in samples), 1)},
+            {"what": "Redis memory per row (records, ledger, indexes)", "first quarter MiB": None,
+             "end MiB": round((after - before) / 2**20, 1), "max MiB": f"{(after - before) / rows:.0f} bytes/row"}]
+
+
+def show(rows: list[dict]) -> None:
+    frame = pd.DataFrame(rows)
+    print(frame.to_markdown(index=False) if _has_tabulate() else frame.to_string(index=False), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1200)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--skip-alternatives", action="store_true")
+    parser.add_argument("--only", default="quota,scale,two-hosts,ingest,enqueue,footprint")
     parser.add_argument("--ingest-rows", type=int, default=100_000)
+    parser.add_argument("--footprint-rows", type=int, default=5000)
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    print(f"# tagmango-importer benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         redis = RedisServer(work / "redis").start()
         try:
-            table = [bench_ours(work, redis, args.rows, args.workers)]
-            if not args.skip_alternatives:
-                table.append(bench_sequential(args.rows))
-                table.append(bench_textbook(work, redis, args.rows))
-            print(pd.DataFrame(table).to_markdown(index=False) if _has_tabulate() else pd.DataFrame(table))
-            if args.ingest_rows:
-                ingest = pd.DataFrame(bench_ingest(work, args.ingest_rows))
-                print(ingest.to_markdown(index=False) if _has_tabulate() else ingest)
+            if "quota" in only:
+                show([bench_ours(work, redis, args.rows, 2), bench_sequential(args.rows),
+                      bench_textbook(work, redis, args.rows)])
+            if "scale" in only:
+                show([bench_ours(work, redis, args.rows, 4)])
+            if "two-hosts" in only:
+                show([bench_two_hosts(work, redis, args.rows // 2)])
+            if "ingest" in only:
+                show(bench_ingest(work, args.ingest_rows))
+            if "enqueue" in only:
+                show(bench_enqueue(work, redis, args.ingest_rows))
+            if "footprint" in only:
+                show(bench_footprint(work, redis, args.footprint_rows))
         finally:
             redis.stop()
 
