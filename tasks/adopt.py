@@ -6,13 +6,24 @@ matching the title; courses another row already owns (the ledger's claimed set) 
 Get Courses does not return ``createdAt`` or the chapter ids, so each candidate is read back with an
 empty Update Course, which returns the full course; a candidate created well before our first attempt is
 someone else's course with the same title and is left alone.
+
+Listing every page costs one request per 100 courses, under the same rate limit as the import. When many
+rows need a lookup at once (a killed worker, a burst of 5xx), ``Listings`` lets them share one scan: a
+row may use a listing whose scan *started after the row began looking*, so it cannot miss a course
+committed before then, and while one row scans, the others wait for its result instead of scanning too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+
+import redis
 
 from tasks.client import TagMangoClient
 from tasks.errors import PermanentApiError
@@ -22,6 +33,11 @@ PAGE_SIZE = 100
 MAX_PAGES = 500
 #: Tolerated clock difference between us and TagMango when comparing createdAt with our first attempt.
 CLOCK_SKEW_S = 300.0
+
+_EXTEND = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+Scan = Callable[[Callable[[], None]], list[dict]]  # takes a keep-alive to call after each page
 
 
 def _created_at(course: dict) -> float | None:
@@ -34,33 +50,98 @@ def _created_at(course: dict) -> float | None:
         return None
 
 
-def find_created(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], body: dict, ledger: Ledger,
-                 first_sent_at: float) -> dict | None:
-    """The full course our earlier create made, claimed for this row; None if there is none.
+def _fingerprint(text: object) -> str:
+    return hashlib.sha256(str(text or "").encode()).hexdigest()[:16]
 
-    ``call`` runs one API call under the rate limiter.
+
+class Listings:
+    """Get Courses scans shared through Redis, per credential and set of mangoes.
+
+    Keys: ``tm:listing:{cred}:{mangoes hash}`` (the last scan: its start in Redis time and, per course, id,
+    title and fingerprints of description and cover, so that 10,000 courses stay around a megabyte) and
+    ``...:lock`` (the row scanning now, kept alive page by page).
     """
-    title = body["title"].strip()
-    candidates: list[dict] = []
+
+    LOCK_TTL_MS = 60_000
+    KEEP_S = 900
+
+    def __init__(self, client: redis.Redis, cred_key: str, wait_s: float = 600.0, poll_s: float = 0.25) -> None:
+        self.r, self.cred, self.wait_s, self.poll_s = client, cred_key, wait_s, poll_s
+        self._extend = client.register_script(_EXTEND)
+        self._release = client.register_script(_RELEASE)
+
+    def _key(self, mangoes: list[str]) -> str:
+        return f"tm:listing:{self.cred}:{_fingerprint(','.join(sorted(mangoes)))}"
+
+    def now(self) -> float:
+        sec, usec = self.r.time()
+        return sec + usec / 1e6
+
+    def fresh(self, mangoes: list[str], scan: Scan) -> list[dict]:
+        """Courses from a scan that started after this call: the latest shared one, or our own."""
+        need_after = self.now()
+        key, lock = self._key(mangoes), self._key(mangoes) + ":lock"
+        deadline = time.monotonic() + self.wait_s
+        me = uuid.uuid4().hex
+        while True:
+            raw = self.r.get(key)
+            if raw:
+                listing = json.loads(raw)
+                if listing["started_at"] >= need_after:
+                    return listing["courses"]
+            if self.r.set(lock, me, nx=True, px=self.LOCK_TTL_MS):
+                try:
+                    started_at = self.now()
+                    courses = scan(lambda: self._extend(keys=[lock], args=[me, self.LOCK_TTL_MS]))
+                    self.r.set(key, json.dumps({"started_at": started_at, "courses": courses}), ex=self.KEEP_S)
+                    return courses
+                finally:
+                    self._release(keys=[lock], args=[me])
+            if time.monotonic() > deadline:  # the scanning row is stuck: do not wait for ever
+                return scan(lambda: None)
+            time.sleep(self.poll_s)
+
+
+def _scan(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], mangoes: list[str],
+          keepalive: Callable[[], None]) -> list[dict]:
+    courses: list[dict] = []
     seen, page = 0, 1
     while page <= MAX_PAGES:
-        result = call(lambda p=page: client.get_courses(page=p, limit=PAGE_SIZE, mangoes=body["mangoes"]))
+        result = call(lambda p=page: client.get_courses(page=p, limit=PAGE_SIZE, mangoes=mangoes))
+        keepalive()
         for course in result.items:
             course_id = course.get("_id") or course.get("id")
-            if str(course.get("title", "")).strip() == title and course_id and not ledger.is_claimed(course_id):
-                candidates.append({**course, "_id": course_id})
+            if course_id:
+                courses.append({"_id": course_id, "title": str(course.get("title", "")).strip(),
+                                "d": _fingerprint(course.get("description")), "c": course.get("coverImage")})
         seen += len(result.items)
         if not result.items or seen >= result.total:
             break
         page += 1
+    return courses
+
+
+def find_created(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], body: dict, ledger: Ledger,
+                 first_sent_at: float, listings: Listings | None = None) -> dict | None:
+    """The full course our earlier create made, claimed for this row; None if there is none.
+
+    ``call`` runs one API call under the rate limiter; ``listings`` (optional) shares scans between rows.
+    """
+    title = body["title"].strip()
+    mangoes = list(body["mangoes"])
+    if listings is None:
+        listed = _scan(client, call, mangoes, lambda: None)
+    else:
+        listed = listings.fresh(mangoes, lambda keepalive: _scan(client, call, mangoes, keepalive))
+    candidates = [c for c in listed if c["title"] == title and not ledger.is_claimed(c["_id"])]
     # Same description first: two rows may share a title.
-    candidates.sort(key=lambda c: (c.get("description") != body.get("description"),
-                                   c.get("coverImage") != body.get("coverImage")))
+    candidates.sort(key=lambda c: (c["d"] != _fingerprint(body.get("description")), c["c"] != body.get("coverImage")))
     for course in candidates:
         try:
             full = call(lambda c=course: client.update_course(c["_id"], {}))
         except PermanentApiError:
-            full = course  # an empty update refused: adopt what Get Courses showed (no chapter ids, no createdAt)
+            # An empty update refused: adopt what Get Courses showed (no chapter ids, no createdAt).
+            full = {"_id": course["_id"], "title": course["title"]}
         full = {**full, "_id": full.get("_id") or full.get("id") or course["_id"]}
         created = _created_at(full)
         if created is not None and created < first_sent_at - CLOCK_SKEW_S:

@@ -12,6 +12,8 @@ from tasks.settings import Settings
 _s = Settings.from_env()
 
 broker_url = _s.redis_url
+# kombu's Redis transport with a fix that keeps workers alive through a Redis restart (see tasks/broker.py).
+broker_transport = "tasks.broker:Transport" if broker_url.split("://")[0] in ("redis", "rediss") else None
 result_backend = _s.redis_url
 # Redis redelivers an unacked message after the visibility timeout; every countdown we schedule
 # (backoff_max, limiter deferrals) stays far below it, and a stale redelivery is dropped by the row's

@@ -60,8 +60,9 @@ def publish_ready(store: RowStore, job_id: str) -> int:
 
     ready = [r for r in store.rows(job_id) if r["state"] == QUEUED and not (r.get("depends_on") and
                                                                            not r.get("chapter_id"))]
+    gens = store.r.hgetall(store.k(job_id, "gen"))  # one round trip, not one per row
     for rec in ready:
-        rec["gen"] = store.generation(job_id, rec["row_id"])
+        rec["gen"] = int(gens.get(rec["row_id"], 0))
     sent = publish(store, job_id, ready)
     store.set_job(job_id, published=True)
     return sent

@@ -12,13 +12,20 @@ together, and halves the credential's rate, which then recovers by 10% per windo
 (additive-increase/multiplicative-decrease, as TCP does). Callers that reserved a slot before the 429
 and were sleeping towards it see ``cooled_since`` and re-schedule instead of sending.
 
-The key is ``tm:rate:{sha256(api url | host | sha256(token))}``: never the token itself.
+Slots alone do not bound what the API counts: a task that comes back late for its slot (a busy worker,
+a slow timer) sends late, next to the requests of later slots. So every send also passes ``admit``: a
+log of the credential's actual send times in Redis, which refuses a send that would make more than
+``limit`` in any window (plus a small margin for the window's edges). A refused caller takes a new slot.
+Slots keep requests evenly spread; the log is the hard ceiling.
+
+The keys are ``tm:rate:{sha256(api url | host | sha256(token))}...``: never the token itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -47,7 +54,7 @@ return {1, wait, now}
 """
 
 _COOL_DOWN = _FACTOR + """
--- KEYS as above; ARGV: pause us, ttl s, window us
+-- KEYS as above, then the paused-until time (us); ARGV: pause us, ttl s, window us
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -58,8 +65,32 @@ end
 local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
 local resume = now + tonumber(ARGV[1])
 if nxt < resume then redis.call('SET', KEYS[1], resume, 'EX', tonumber(ARGV[2])) end
+local paused = tonumber(redis.call('GET', KEYS[4]) or '0')
+if paused < resume then redis.call('SET', KEYS[4], resume, 'EX', tonumber(ARGV[2])) end
 return resume
 """
+
+
+_ADMIT = """
+-- KEYS: send log (sorted set of send times, us), paused-until time (us)
+-- ARGV: window us (with margin), cap, ttl s, unique member
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if now < paused then return {0, paused - now} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + tonumber(ARGV[1]) - now}
+end
+redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[4])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return {1, 0}
+"""
+
+#: The send log counts a window this much longer than the API's (sends on the window's very edge, a few ms
+#: between our send and TagMango's clock); slots are spaced to fit that longer window.
+EDGE_MARGIN_S = 0.05
 
 
 def credential_key(api_url: str, host: str, token: str) -> str:
@@ -75,20 +106,29 @@ class Reservation:
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, limit: int = 110, window: float = 10.0,
-                 horizon: float = 60.0) -> None:
+    def __init__(self, client: redis.Redis, limit: int = 116, window: float = 10.0,
+                 horizon: float = 30.0) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("the rate limit needs limit >= 1 and window > 0")
         self.r = client
-        self.interval = window / limit
+        self.limit = limit
+        self.interval = (window + EDGE_MARGIN_S) / limit
         self.window = window
         self.horizon = horizon
         self._reserve = client.register_script(_RESERVE)
         self._cool = client.register_script(_COOL_DOWN)
+        self._admit = client.register_script(_ADMIT)
 
     @staticmethod
     def keys(cred: str) -> list[str]:
         return [f"tm:rate:{cred}", f"tm:rate:{cred}:factor", f"tm:rate:{cred}:cooled"]
+
+    def admit(self, cred: str) -> float:
+        """Record a send now if the window has room and no cool-down is on: 0.0; otherwise the seconds until
+        then (nothing recorded)."""
+        ok, wait_us = self._admit(keys=[f"tm:rate:{cred}:sent", f"tm:rate:{cred}:paused"], args=[
+            int((self.window + EDGE_MARGIN_S) * 1e6), self.limit, 3600, uuid.uuid4().hex[:12]])
+        return 0.0 if ok else max(int(wait_us) / 1e6, 0.001)
 
     def reserve(self, cred: str) -> Reservation:
         """Take the next slot if it is within the horizon; otherwise only report how far off it is."""
@@ -104,17 +144,33 @@ class RateLimiter:
         return float(self.r.get(self.keys(cred)[1]) or 1.0)
 
     def acquire(self, cred: str, max_wait: float = 120.0) -> None:
-        """Block until a slot is ours (for calls inside an operation already under way, e.g. a lookup)."""
+        """Block until a slot on the schedule is ours and the send log admits it."""
         deadline = time.monotonic() + max_wait
         while True:
             reservation = self.reserve(cred)
             if reservation.granted:
                 time.sleep(reservation.wait)
-                return
+                if self.admit(cred) == 0.0:
+                    return
+                continue  # the window is full of late sends: take the next slot
             if time.monotonic() + reservation.wait > deadline:
                 raise TimeoutError("rate limiter wait too long")
             time.sleep(min(reservation.wait, 5.0))
 
+    def acquire_now(self, cred: str, max_wait: float = 120.0) -> None:
+        """Send as soon as the window has room, ahead of the schedule: for the calls of an operation already
+        under way (the pages of a lookup, the create after it), which must not queue behind every slot
+        reserved for other rows. The send log still caps the window; a scheduled row it displaces takes a
+        new slot."""
+        deadline = time.monotonic() + max_wait
+        while True:
+            wait = self.admit(cred)
+            if wait == 0.0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise TimeoutError("rate limiter wait too long")
+            time.sleep(wait)
+
     def cool_down(self, cred: str, seconds: float) -> None:
         """Pause every worker of this credential for ``seconds`` (after a 429)."""
-        self._cool(keys=self.keys(cred), args=[int(seconds * 1e6), 3600, int(self.window * 1e6)])
+        self._cool(keys=[*self.keys(cred), f"tm:rate:{cred}:paused"], args=[int(seconds * 1e6), 3600, int(self.window * 1e6)])

@@ -1,30 +1,111 @@
-"""Rows whose task message is gone (Redis lost its last second of writes, a crash between saving a
-retry and publishing it): active rows nobody has touched for longer than any message could be held
-back are given a fresh message. Run by the command line while it follows a job, and by ``requeue --stuck``.
+"""Rows whose task message is gone, given a fresh one.
+
+A message can vanish: Redis loses its last second of writes in a crash, a worker dies between taking a
+message off the queue and recording it as unacknowledged, or the process that saved a row died before
+publishing its message. Such a row stays active forever unless someone notices.
+
+"Nobody touched it for a while" is not enough to notice: in a big job most rows wait in the queue for the
+rate limiter far longer than any timeout, and republishing them would churn the queue and waste reserved
+rate-limit slots. So a row counts as stuck only when it has been idle for a while *and* no message for
+its current generation is in the broker (the queue lists or kombu's ``unacked`` hash, which also holds
+the messages workers are running or holding until their countdown). The broker is only read message by
+message when it holds fewer messages than the job has active rows, so the usual check costs three
+``LLEN``/``HLEN`` calls.
+
+Every worker runs a sweeper thread (``start_sweeper``, one sweep at a time across workers through a Redis
+lock) over the jobs that are not final, so recovery does not depend on anyone watching; the command line
+also sweeps the job it follows (``importer.follow``).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
 from tasks.rowstore import ACTIVE, QUEUED, RowStore, now
 from tasks.settings import Settings
 
+#: kombu's Redis transport keeps delivered-but-unacknowledged messages here (its default key names).
+log = logging.getLogger("tagmango.recovery")
+
+UNACKED_KEY = "unacked"
+#: kombu's separator for the per-priority lists of a queue (``queue``, ``queue\x06\x163``, ...).
+PRIORITY_SEP = "\x06\x16"
+
 
 def idle_limit(settings: Settings) -> float:
-    """Longer than a retry countdown, a lease and a redelivery after the visibility timeout together."""
-    return settings.visibility_timeout + settings.lease_seconds + settings.backoff_max + 60
+    """Far longer than the gap between saving a row and publishing its message, or between a worker taking
+    a message and recording it as unacknowledged (milliseconds)."""
+    return settings.recovery_idle
+
+
+def _queue_lists() -> list[str]:
+    from tasks.celery_app import app
+
+    queue = app.conf.task_default_queue
+    return [queue] + [f"{queue}{PRIORITY_SEP}{p}" for p in (3, 6, 9)]
+
+
+def broker_message_count(store: RowStore) -> int:
+    pipe = store.r.pipeline(transaction=False)
+    for name in _queue_lists():
+        pipe.llen(name)
+    pipe.hlen(UNACKED_KEY)
+    return sum(pipe.execute())
+
+
+def _row_message(message: dict) -> tuple[str, str, int] | None:
+    """(job id, row id, generation) of one of our row tasks' messages, else None."""
+    from tasks.row_tasks import TASK_FOR_KIND
+
+    headers = message.get("headers") or {}
+    if headers.get("task") not in {t.name for t in TASK_FOR_KIND.values()}:
+        return None
+    body = message.get("body") or ""
+    if (message.get("properties") or {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args, kwargs, _embed = json.loads(body)
+    return str(args[0]), str(args[1]), int(kwargs.get("gen", 0))
+
+
+def broker_row_messages(store: RowStore, batch: int = 1000) -> Iterator[tuple[str, str, int]]:
+    """Every row message waiting in the queue or held unacknowledged, as (job id, row id, generation)."""
+    for name in _queue_lists():
+        for start in range(0, store.r.llen(name), batch):
+            for raw in store.r.lrange(name, start, start + batch - 1):
+                found = _row_message(json.loads(raw))
+                if found:
+                    yield found
+    for _tag, raw in store.r.hscan_iter(UNACKED_KEY, count=batch):
+        found = _row_message(json.loads(raw)[0])
+        if found:
+            yield found
 
 
 def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[dict]:
     states = store.states(job_id)
     active = [row_id for row_id, state in states.items() if state in ACTIVE]
     cutoff = now() - idle_for
-    out = []
+    created = float((store.job(job_id) or {}).get("created_at") or 0)  # rows not touched since enqueue
+    needing_message = 0
+    idle = []
     for rec in store.rows(job_id, active):
         if rec["state"] == QUEUED and rec.get("depends_on") and not rec.get("chapter_id"):
             continue  # waiting for its course, which is accounted for on its own
-        if (rec.get("updated_at") or 0) < cutoff and (rec.get("next_attempt_at") or 0) < cutoff:
-            out.append(rec)
-    return out
+        needing_message += 1
+        if (rec.get("updated_at") or created) < cutoff and (rec.get("next_attempt_at") or 0) < cutoff:
+            idle.append(rec)
+    if not idle or broker_message_count(store) >= needing_message:
+        return []
+    present = {(row_id, gen) for job, row_id, gen in broker_row_messages(store) if job == job_id}
+    gens = store.r.hgetall(store.k(job_id, "gen"))
+    return [rec for rec in idle if (rec["row_id"], int(gens.get(rec["row_id"], 0))) not in present]
 
 
 def republish_stuck(store: RowStore, job_id: str, idle_for: float) -> int:
@@ -35,6 +116,8 @@ def republish_stuck(store: RowStore, job_id: str, idle_for: float) -> int:
         rec["gen"] = store.next_generation(job_id, rec["row_id"])
         store.save(job_id, rec)
     if rows:
+        log.warning("%s: %d row(s) had no task message; republished: %s", job_id, len(rows),
+                    ", ".join(r["row_id"] for r in rows[:20]))
         store.tally(job_id, "recovered", len(rows))
         publish(store, job_id, rows)
     return len(rows)
@@ -65,3 +148,31 @@ def resume(store: RowStore, job_id: str) -> int:
             release_dependents(store, job_id, rec)
     store.set_job(job_id, published=True)
     return len(ready)
+
+
+def sweep_jobs(store: RowStore, idle_for: float, recent: int = 200) -> int:
+    """Republish lost messages of every recent job that is not final."""
+    total = 0
+    for job_id in store.jobs(recent):
+        if not store.is_final(job_id):
+            total += republish_stuck(store, job_id, idle_for)
+    return total
+
+
+def start_sweeper(store: RowStore, settings: Settings) -> threading.Thread:
+    """A daemon thread sweeping every third of the idle limit; the lock makes it one worker per round."""
+    every = max(5.0, idle_limit(settings) / 3)
+    me = f"{socket.gethostname()}:{os.getpid()}"
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                if store.r.set("tm:sweep:lock", me, nx=True, ex=max(1, int(every * 0.9))):
+                    sweep_jobs(store, idle_limit(settings))
+            except Exception as exc:  # noqa: BLE001 - Redis restarting: try again next round
+                log.info("recovery sweep skipped: %s", exc.__class__.__name__)
+
+    thread = threading.Thread(target=loop, name="tagmango-recovery", daemon=True)
+    thread.start()
+    return thread

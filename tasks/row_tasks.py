@@ -29,7 +29,7 @@ import httpx
 from celery.exceptions import Retry
 
 from tasks import credentials, errors
-from tasks.adopt import find_created
+from tasks.adopt import Listings, find_created
 from tasks.backoff import retry_delay
 from tasks.celery_app import app
 from tasks.client import TagMangoClient
@@ -194,11 +194,14 @@ class RowRun:
         self.start_attempt(rec)
         course = None
         if rec.get("create_sent_at"):
-            course = find_created(self.client, self.limited, rec["body"], self.ledger, rec["create_sent_at"])
+            course = find_created(self.client, self.limited, rec["body"], self.ledger, rec["create_sent_at"],
+                                  Listings(self.store.r, self.cred_key))
             if course is not None:
                 rec["adopted"] = True
                 self.store.tally(self.job_id, "adopted")
         if course is None:
+            if rec.get("create_sent_at"):  # we looked first: the slot taken above was used long ago
+                self.rt.limiter.acquire_now(self.cred_key)
             rec["create_sent_at"] = rec.get("create_sent_at") or now()
             self.store.save(self.job_id, rec)  # durable before the request leaves: a crash now means "look first"
             self.store.tally(self.job_id, "requests")
@@ -237,28 +240,36 @@ class RowRun:
 
     # -- the rate limiter ----------------------------------------------------------------------
     def wait_for_slot(self) -> None:
-        """Our turn under the global limit: sleep if it is near, otherwise re-schedule keeping the slot."""
+        """Our turn under the global limit: sleep if it is near, otherwise re-schedule keeping the slot.
+
+        A task back from a re-schedule uses the slot it reserved, also when it comes back late (a busy
+        worker): the limiter's send log (``admit``) refuses a send that would overfill the window, so
+        lateness cannot break the limit, and a slot is not thrown away for a few hundred ms.
+        """
         limiter = self.rt.limiter
         if self.slot_at is not None:  # [slot time, Redis time it was reserved at]
             slot, reserved_at = self.slot_at
             late = time.time() - slot
-            if late <= 0.3:  # the slot reserved before this task was re-scheduled is still ours
+            if late <= self.s.rate_window and limiter.cooled_since(self.cred_key) <= reserved_at:
                 time.sleep(max(0.0, -late))
-                if limiter.cooled_since(self.cred_key) <= reserved_at:
+                if limiter.cooled_since(self.cred_key) <= reserved_at and limiter.admit(self.cred_key) == 0.0:
                     return
-        reservation = limiter.reserve(self.cred_key)
-        if reservation.granted and reservation.wait <= self.s.max_limiter_sleep:
+        for _ in range(20):  # a refused send (window full) takes the next slot
+            reservation = limiter.reserve(self.cred_key)
+            if not (reservation.granted and reservation.wait <= self.s.max_limiter_sleep):
+                break
             time.sleep(reservation.wait)
-            if limiter.cooled_since(self.cred_key) <= reservation.at:
+            if limiter.cooled_since(self.cred_key) > reservation.at:
+                # A 429 arrived while we slept: our slot predates the cool-down; take a new one later.
+                self.reschedule(self.s.rate_window / 2, reason="rate limit cool-down")
+            if limiter.admit(self.cred_key) == 0.0:
                 return
-            # A 429 arrived while we slept: our slot predates the cool-down; take a new one later.
-            self.reschedule(self.s.rate_window / 2, reason="rate limit cool-down")
         slot_at = [time.time() + reservation.wait, reservation.at] if reservation.granted else None
         self.reschedule(max(0.05, reservation.wait - 0.5), slot_at=slot_at, reason="waiting for the rate limit")
 
     def limited(self, fn: Any) -> Any:
-        """Run one extra call (a lookup) under the limiter, sleeping for its slot."""
-        self.rt.limiter.acquire(self.cred_key)
+        """Run one extra call (a lookup) under the limiter, ahead of the rows waiting for their slots."""
+        self.rt.limiter.acquire_now(self.cred_key)
         self.store.tally(self.job_id, "requests")
         return fn()
 

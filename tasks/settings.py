@@ -46,15 +46,19 @@ class Settings:
     dead_letter_days: float
     #: Deliveries of one task message that never finished before the row is dead-lettered (poison row).
     max_deliveries: int
-    #: Longest wait for the rate limiter spent sleeping in a task; longer waits re-schedule the task.
+    #: Longest wait for the rate limiter spent sleeping in a task; longer waits re-schedule the task (keeping
+    #: the reserved slot), so a worker slot is never held waiting and other credentials' rows are not
+    #: stuck behind one creator's backlog.
     max_limiter_sleep: float
+    #: A row idle this long whose task message is in neither the queue nor ``unacked`` gets a fresh message.
+    recovery_idle: float
 
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
             redis_url=redis_url() or DEFAULT_REDIS_URL,
             api_url=(os.environ.get("TAGMANGO_API_URL") or DEFAULT_API_URL).rstrip("/"),
-            rate_limit=int(_float("TAGMANGO_RATE_LIMIT", 110)),
+            rate_limit=int(_float("TAGMANGO_RATE_LIMIT", 116)),
             rate_window=_float("TAGMANGO_RATE_WINDOW", 10.0),
             max_attempts=int(_float("TAGMANGO_MAX_ATTEMPTS", 6)),
             backoff_base=_float("TAGMANGO_BACKOFF_BASE", 2.0),
@@ -64,5 +68,6 @@ class Settings:
             http_read_timeout=_float("TAGMANGO_HTTP_TIMEOUT", 30.0),
             dead_letter_days=_float("TAGMANGO_DEAD_LETTER_DAYS", 30.0),
             max_deliveries=int(_float("TAGMANGO_MAX_DELIVERIES", 5)),
-            max_limiter_sleep=_float("TAGMANGO_MAX_LIMITER_SLEEP", 3.0),
+            max_limiter_sleep=_float("TAGMANGO_MAX_LIMITER_SLEEP", 0.5),
+            recovery_idle=_float("TAGMANGO_RECOVERY_IDLE", 90.0),
         )

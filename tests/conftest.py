@@ -89,5 +89,6 @@ def make_env(redis_url):
     def make(sandbox, token: str = TOKEN, **extra: str) -> dict:
         return worker_env(redis_url, sandbox.url, token, **{
             "TAGMANGO_HTTP_TIMEOUT": "3", "TAGMANGO_BACKOFF_BASE": "0.3", "TAGMANGO_BACKOFF_MAX": "3",
-            "TAGMANGO_VISIBILITY_TIMEOUT": "20", "TAGMANGO_LEASE_SECONDS": "12", **extra})
+            "TAGMANGO_VISIBILITY_TIMEOUT": "20", "TAGMANGO_LEASE_SECONDS": "12",
+            "TAGMANGO_RECOVERY_IDLE": "20", **extra})
     return make

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
-from tasks.adopt import find_created
+from tasks.adopt import Listings, find_created
 from tasks.client import Page
 from tasks.errors import PermanentApiError
 from tasks.ledger import Ledger
@@ -54,3 +55,48 @@ def test_refused_empty_update_still_adopts_the_listed_course(redis_server, redis
     found = find_created(FakeApi([{"id": "x", "title": "Watercolour"}], empty_update_ok=False), lambda fn: fn(),
                          BODY, ledger, time.time())
     assert found["_id"] == "x" and "firstChapter" not in found
+
+
+def test_rows_looking_at_the_same_time_share_one_scan(redis_server, redis_url):
+    """A row may use a scan that started after it began looking; rows arriving during a scan share the next."""
+    client = redis_server.client()
+    scans: list[int] = []
+    first_started, others_waiting = threading.Event(), threading.Event()
+
+    def scan(keepalive):
+        scans.append(len(scans) + 1)
+        if len(scans) == 1:
+            first_started.set()
+            assert others_waiting.wait(10)  # the other rows began looking while this scan ran
+        keepalive()
+        return [{"_id": f"c{len(scans)}", "title": "Watercolour", "d": "", "c": None}]
+
+    results: list[list[dict]] = []
+
+    def row() -> None:
+        results.append(Listings(client, "cred", poll_s=0.02).fresh(BODY["mangoes"], scan))
+
+    first = threading.Thread(target=row)
+    first.start()
+    assert first_started.wait(10)
+    later = [threading.Thread(target=row) for _ in range(3)]
+    for t in later:
+        t.start()
+    time.sleep(0.5)  # they have read the clock and are waiting for the lock
+    others_waiting.set()
+    for t in [first, *later]:
+        t.join()
+    assert len(scans) == 2  # not 4
+    assert sorted(r[0]["_id"] for r in results) == ["c1", "c2", "c2", "c2"]
+    # A row that starts looking after the last scan finished does not reuse it: it could miss a newer course.
+    assert Listings(client, "cred").fresh(BODY["mangoes"], scan)[0]["_id"] == "c3"
+    # Another set of mangoes is another listing.
+    assert Listings(client, "cred").fresh(["0" * 24], scan)[0]["_id"] == "c4"
+
+
+def test_find_created_through_a_shared_listing(redis_server, redis_url):
+    ledger = Ledger(redis_server.client(), "http://api", "h")
+    api = FakeApi([{"id": "a", "title": "Other"}, {"id": "d", "title": "Watercolour", "description": "d",
+                                                   "createdAt": now_iso()}])
+    found = find_created(api, lambda fn: fn(), BODY, ledger, time.time() - 5, Listings(redis_server.client(), "k"))
+    assert found["_id"] == "d" and found["firstChapter"] == "d-1"

@@ -40,10 +40,11 @@ def test_slots_are_spread_evenly_across_processes_sharing_redis(redis_server, re
 
 
 def test_far_slots_are_not_granted_beyond_the_horizon(redis_server, redis_url):
-    limiter = RateLimiter(redis_server.client(), limit=10, window=10.0, horizon=5.0)
+    limiter = RateLimiter(redis_server.client(), limit=10, window=10.0, horizon=5.2)
     grants = [limiter.reserve("c") for _ in range(8)]
     assert [g.granted for g in grants] == [True] * 6 + [False] * 2
-    assert grants[5].wait == pytest.approx(5.0, abs=0.1) and grants[7].wait == pytest.approx(6.0, abs=0.1)
+    step = limiter.interval  # (10 s + the edge margin) / 10
+    assert grants[5].wait == pytest.approx(5 * step, abs=0.1) and grants[7].wait == pytest.approx(6 * step, abs=0.1)
 
 
 def test_cool_down_pauses_and_halves_the_rate(redis_server, redis_url):
@@ -92,3 +93,33 @@ def test_credentials_from_env_and_file(monkeypatch, tmp_path):
     assert resolve("a.example.com", "https://api-prod-new.tagmango.com").token == "tok-a"
     assert resolve("b.example.com", "http://127.0.0.1:9").token == "tok-b"
     assert resolve("c.example.com", "https://api-prod-new.tagmango.com").token == TOKEN  # falls back to env
+
+
+def test_late_sends_cannot_overfill_the_window(redis_server, redis_url):
+    """Slots taken long ago and used late all at once: the send log admits only what fits the window."""
+    limiter = RateLimiter(redis_server.client(), limit=10, window=1.0, horizon=60)
+    for _ in range(25):
+        limiter.reserve("c")  # 25 slots over 2.5 s, as tasks re-scheduled towards them would hold
+    time.sleep(1.2)  # every one of them comes back at once, late
+    admitted = [limiter.admit("c") for _ in range(25)]
+    assert admitted.count(0.0) == 10  # the budget of one window, no more
+    assert all(0.5 < wait <= 1.06 for wait in admitted[10:])  # told when the window has room again
+    time.sleep(max(admitted[10:]))
+    assert limiter.admit("c") == 0.0
+
+
+def test_lookups_go_ahead_of_the_schedule_but_not_past_the_cap_or_a_cool_down(redis_server, redis_url):
+    limiter = RateLimiter(redis_server.client(), limit=10, window=1.0, horizon=60)
+    for _ in range(30):
+        limiter.reserve("c")  # the schedule is booked 3 s ahead by rows waiting for their slots
+    started = time.monotonic()
+    for _ in range(10):
+        limiter.acquire_now("c")  # a lookup's pages do not queue behind them...
+    assert time.monotonic() - started < 0.3
+    limiter.acquire_now("c")  # ...but the 11th send in the window waits for room
+    assert time.monotonic() - started >= 0.9
+    limiter.cool_down("c", 1.0)  # a 429: nobody sends, lookups included
+    paused_at = time.monotonic()
+    assert limiter.admit("c") > 0.8
+    limiter.acquire_now("c")
+    assert time.monotonic() - paused_at >= 0.95

@@ -123,7 +123,9 @@ def test_workers_share_one_rate_limit(sandbox_factory, make_env, workers, redis_
     assert assert_consistent(store, job_id)["succeeded"] == 150
     stats = sandbox.stats()
     assert stats["rate_limited"] == 0
-    assert stats["max_in_window"] <= 111  # the default budget, 110 per 10 s (+1 for the window's edge)
+    # The limiter admits at most 116 sends in any 10.05 s (its send log); the server's clock sees them a few
+    # ms later, which may add one at a window's edge. Never TagMango's 120.
+    assert stats["max_in_window"] <= 117
     assert stats["max_in_window"] >= 100  # and the budget is used, not wasted
 
 
@@ -259,3 +261,23 @@ def test_token_never_reaches_redis_or_logs(sandbox_factory, make_env, workers, r
     assert len(text) > 1000 and job_id in text
     assert TOKEN not in text and TOKEN[:16] not in text
     assert TOKEN not in workers.logs() and "succeeded" in workers.logs()
+
+
+def test_workers_survive_a_redis_restart(sandbox_factory, make_env, workers, redis_url, redis_server, tmp_path):
+    """A restart while workers hold messages (deferred for the limiter) must not kill them (kombu 5.7 crashed
+    putting those messages back on a connection it had already dropped); the rows finish afterwards."""
+    sandbox = sandbox_factory()
+    live = workers.start(make_env(sandbox, TAGMANGO_RATE_LIMIT="20", TAGMANGO_VISIBILITY_TIMEOUT="15"), 2)
+    store = RowStore.from_url(redis_url)
+    job_id = enqueue(store, plan_of(*write_catalog(tmp_path / "cat", 40)), sandbox.url, HOST)
+    wait_until(lambda: store.counts(job_id).get("succeeded", 0) >= 5, 60, message="some progress")
+    assert redis_server.client().hlen("unacked") > 5  # workers hold deferred messages right now
+    redis_server.stop()
+    time.sleep(2)
+    redis_server.start()
+    time.sleep(5)
+    assert all(w.proc.poll() is None for w in live), workers.logs()[-3000:]
+    wait_final(store, job_id, timeout=180)
+    assert assert_consistent(store, job_id)["succeeded"] == 40
+    stats = sandbox.stats()
+    assert stats["courses_by_host"][HOST] == 40 and not stats["duplicate_titles"]

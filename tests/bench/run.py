@@ -3,6 +3,7 @@ workers, and prints tables.
 
     python -m tests.bench.run                      # everything (about 20 minutes on 2 cores)
     python -m tests.bench.run --only quota,ingest  # quota: ours vs a sequential loop vs textbook Celery
+                                                   # ours: only ours (2 workers)
                                                    # scale: 4 workers; two-hosts: 2 tokens at once
                                                    # ingest: validate vs bare pandas; enqueue: vs apply_async loop
                                                    # footprint: worker RSS over 5,000 rows, Redis bytes per row
@@ -253,6 +254,8 @@ def main() -> None:
             if "quota" in only:
                 show([bench_ours(work, redis, args.rows, 2), bench_sequential(args.rows),
                       bench_textbook(work, redis, args.rows)])
+            if "ours" in only:
+                show([bench_ours(work, redis, args.rows, 2)])
             if "scale" in only:
                 show([bench_ours(work, redis, args.rows, 4)])
             if "two-hosts" in only:
