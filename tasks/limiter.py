@@ -106,7 +106,7 @@ class Reservation:
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, limit: int = 116, window: float = 10.0,
+    def __init__(self, client: redis.Redis, limit: int = 117, window: float = 10.0,
                  horizon: float = 30.0) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("the rate limit needs limit >= 1 and window > 0")

@@ -200,11 +200,9 @@ class RowRun:
                 rec["adopted"] = True
                 self.store.tally(self.job_id, "adopted")
         if course is None:
-            if rec.get("create_sent_at"):  # we looked first: the slot taken above was used long ago
-                self.rt.limiter.acquire_now(self.cred_key)
             rec["create_sent_at"] = rec.get("create_sent_at") or now()
             self.store.save(self.job_id, rec)  # durable before the request leaves: a crash now means "look first"
-            self.store.tally(self.job_id, "requests")
+            self.send_now()
             course = self.client.create_course(rec["body"])
         ids = {"course_id": course.get("_id") or course.get("id"), "first_chapter": course.get("firstChapter"),
                "second_chapter": course.get("secondChapter")}
@@ -233,18 +231,18 @@ class RowRun:
                                 f"already updated with this content by {done['job']} row {done['row']}")
         self.wait_for_slot()
         self.start_attempt(rec)
-        self.store.tally(self.job_id, "requests")
+        self.send_now()
         self.client.update_chapter(rec["chapter_id"], rec["body"])
         self.ledger.record(ledger_key, {"chapter_id": rec["chapter_id"]}, rec["body"], self.job_id, self.row_id)
         return self.succeeded(rec, {"chapter_id": rec["chapter_id"]})
 
     # -- the rate limiter ----------------------------------------------------------------------
     def wait_for_slot(self) -> None:
-        """Our turn under the global limit: sleep if it is near, otherwise re-schedule keeping the slot.
+        """Our turn on the schedule: sleep if it is near, otherwise re-schedule keeping the slot.
 
         A task back from a re-schedule uses the slot it reserved, also when it comes back late (a busy
-        worker): the limiter's send log (``admit``) refuses a send that would overfill the window, so
-        lateness cannot break the limit, and a slot is not thrown away for a few hundred ms.
+        worker). The send itself is admitted by ``send_now`` at the last moment, after the bookkeeping, so
+        that what the limiter's send log records is as close as possible to what TagMango counts.
         """
         limiter = self.rt.limiter
         if self.slot_at is not None:  # [slot time, Redis time it was reserved at]
@@ -252,25 +250,27 @@ class RowRun:
             late = time.time() - slot
             if late <= self.s.rate_window and limiter.cooled_since(self.cred_key) <= reserved_at:
                 time.sleep(max(0.0, -late))
-                if limiter.cooled_since(self.cred_key) <= reserved_at and limiter.admit(self.cred_key) == 0.0:
+                if limiter.cooled_since(self.cred_key) <= reserved_at:
                     return
-        for _ in range(20):  # a refused send (window full) takes the next slot
-            reservation = limiter.reserve(self.cred_key)
-            if not (reservation.granted and reservation.wait <= self.s.max_limiter_sleep):
-                break
+        reservation = limiter.reserve(self.cred_key)
+        if reservation.granted and reservation.wait <= self.s.max_limiter_sleep:
             time.sleep(reservation.wait)
-            if limiter.cooled_since(self.cred_key) > reservation.at:
-                # A 429 arrived while we slept: our slot predates the cool-down; take a new one later.
-                self.reschedule(self.s.rate_window / 2, reason="rate limit cool-down")
-            if limiter.admit(self.cred_key) == 0.0:
+            if limiter.cooled_since(self.cred_key) <= reservation.at:
                 return
+            # A 429 arrived while we slept: our slot predates the cool-down; take a new one later.
+            self.reschedule(self.s.rate_window / 2, reason="rate limit cool-down")
         slot_at = [time.time() + reservation.wait, reservation.at] if reservation.granted else None
         self.reschedule(max(0.05, reservation.wait - 0.5), slot_at=slot_at, reason="waiting for the rate limit")
 
-    def limited(self, fn: Any) -> Any:
-        """Run one extra call (a lookup) under the limiter, ahead of the rows waiting for their slots."""
+    def send_now(self) -> None:
+        """Admit this request in the send log right before it leaves (waits a few ms if a late send ahead of
+        us filled the window, or out a cool-down)."""
         self.rt.limiter.acquire_now(self.cred_key)
         self.store.tally(self.job_id, "requests")
+
+    def limited(self, fn: Any) -> Any:
+        """Run one extra call (a lookup) under the limiter, ahead of the rows waiting for their slots."""
+        self.send_now()
         return fn()
 
     # -- state changes -------------------------------------------------------------------------

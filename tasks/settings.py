@@ -58,7 +58,7 @@ class Settings:
         return cls(
             redis_url=redis_url() or DEFAULT_REDIS_URL,
             api_url=(os.environ.get("TAGMANGO_API_URL") or DEFAULT_API_URL).rstrip("/"),
-            rate_limit=int(_float("TAGMANGO_RATE_LIMIT", 116)),
+            rate_limit=int(_float("TAGMANGO_RATE_LIMIT", 117)),
             rate_window=_float("TAGMANGO_RATE_WINDOW", 10.0),
             max_attempts=int(_float("TAGMANGO_MAX_ATTEMPTS", 6)),
             backoff_base=_float("TAGMANGO_BACKOFF_BASE", 2.0),

@@ -123,9 +123,9 @@ def test_workers_share_one_rate_limit(sandbox_factory, make_env, workers, redis_
     assert assert_consistent(store, job_id)["succeeded"] == 150
     stats = sandbox.stats()
     assert stats["rate_limited"] == 0
-    # The limiter admits at most 116 sends in any 10.05 s (its send log); the server's clock sees them a few
+    # The limiter admits at most 117 sends in any 10.05 s (its send log); the server's clock sees them a few
     # ms later, which may add one at a window's edge. Never TagMango's 120.
-    assert stats["max_in_window"] <= 117
+    assert stats["max_in_window"] <= 118
     assert stats["max_in_window"] >= 100  # and the budget is used, not wasted
 
 
