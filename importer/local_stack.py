@@ -21,8 +21,12 @@ from importer.embedded import EmbeddedRedis, _free_port
 
 SANDBOX_HOST = "academy.sandbox.local"
 #: Mild faults for the demo, so that retries and adoption of committed-but-failed creates are visible.
+#: A committed-but-failed create answers late half the time (12 s); the worker's read timeout against the
+#: local sandbox is 8 s (``SANDBOX_HTTP_TIMEOUT``) so that the demo shows the timeout and adoption without
+#: sitting through the real API's 30 s timeout.
 DEMO_FAULTS = ["--error-rate", "0.03", "--drop-rate", "0.01", "--commit-fail-rate", "0.04", "--latency", "30-150",
-               "--seed", "7"]
+               "--hang-seconds", "12", "--seed", "7"]
+SANDBOX_HTTP_TIMEOUT = "8"
 
 
 def state_dir() -> Path:
@@ -84,6 +88,8 @@ class LocalStack:
             return
         env = {**os.environ, "TAGMANGO_REDIS_URL": redis_url, "TAGMANGO_API_URL": api_url,
                "TAGMANGO_API_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+        if api_url == self.sandbox_url and "TAGMANGO_HTTP_TIMEOUT" not in os.environ:
+            env["TAGMANGO_HTTP_TIMEOUT"] = SANDBOX_HTTP_TIMEOUT
         log = open(self.dir / "worker.log", "ab")  # noqa: SIM115
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency",
