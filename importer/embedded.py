@@ -28,10 +28,34 @@ def find_redis_server() -> str:
     return str(binary)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_redis_server(data_dir: Path, port: int, timeout: float = 20.0) -> subprocess.Popen:
+    """A redis-server on 127.0.0.1:port with its append-only file in ``data_dir``; returns once it answers."""
+    import redis
+
+    proc = subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
+         "--logfile", "redis.log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            return proc
+        except redis.ConnectionError:  # also while loading its data
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log = data_dir / "redis.log"
+                tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
+                raise RuntimeError(f"redis-server did not start (see {log}): {tail}") from None
+            time.sleep(0.05)
 
 
 class EmbeddedRedis:
@@ -55,23 +79,9 @@ class EmbeddedRedis:
                 return url
             except (redis.RedisError, ValueError):
                 port_file.unlink(missing_ok=True)
-        port = _free_port()
-        self.proc = subprocess.Popen(
-            [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-             "--logfile", "redis.log"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        port = free_port()
+        self.proc = start_redis_server(self.dir, port)
         self.url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the embedded redis-server did not start (see {self.dir / 'redis.log'})")
-                time.sleep(0.05)
         port_file.write_text(str(port))
         return self.url
 

@@ -9,7 +9,7 @@ from collections import deque
 import click
 
 from importer.results import dead_reasons
-from tasks.recovery import idle_limit, republish_stuck
+from tasks.recovery import republish_stuck
 from tasks.rowstore import STATES, RowStore
 from tasks.settings import Settings
 
@@ -76,7 +76,7 @@ def follow(store: RowStore, job_id: str, *, quiet: bool = False, settings: Setti
                 return snapshot(store, job_id)
             if sweep and time.monotonic() - last_sweep > SWEEP_EVERY_S:
                 last_sweep = time.monotonic()
-                republish_stuck(store, job_id, idle_limit(settings))
+                republish_stuck(store, job_id, settings.recovery_idle)
             time.sleep(0.5)
     finally:
         if progress is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from importer.embedded import EmbeddedRedis, _free_port
+from importer.embedded import EmbeddedRedis, free_port
 
 SANDBOX_HOST = "academy.sandbox.local"
 #: Mild faults for the demo, so that retries and adoption of committed-but-failed creates are visible.
@@ -60,7 +60,7 @@ class LocalStack:
         sdir = self.dir / "sandbox"
         sdir.mkdir(parents=True, exist_ok=True)
         port_file = sdir / "port"
-        port = int(port_file.read_text()) if port_file.exists() else _free_port()
+        port = int(port_file.read_text()) if port_file.exists() else free_port()
         url = f"http://127.0.0.1:{port}"
         if _alive(sdir / "pid") and _up(url):
             self.sandbox_url = url

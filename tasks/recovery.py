@@ -39,12 +39,6 @@ UNACKED_KEY = "unacked"
 PRIORITY_SEP = "\x06\x16"
 
 
-def idle_limit(settings: Settings) -> float:
-    """Far longer than the gap between saving a row and publishing its message, or between a worker taking
-    a message and recording it as unacknowledged (milliseconds)."""
-    return settings.recovery_idle
-
-
 def _queue_lists() -> list[str]:
     from tasks.celery_app import app
 
@@ -60,12 +54,10 @@ def broker_message_count(store: RowStore) -> int:
     return sum(pipe.execute())
 
 
-def _row_message(message: dict) -> tuple[str, str, int] | None:
+def _row_message(message: dict, task_names: set[str]) -> tuple[str, str, int] | None:
     """(job id, row id, generation) of one of our row tasks' messages, else None."""
-    from tasks.row_tasks import TASK_FOR_KIND
-
     headers = message.get("headers") or {}
-    if headers.get("task") not in {t.name for t in TASK_FOR_KIND.values()}:
+    if headers.get("task") not in task_names:
         return None
     body = message.get("body") or ""
     if (message.get("properties") or {}).get("body_encoding") == "base64":
@@ -76,14 +68,17 @@ def _row_message(message: dict) -> tuple[str, str, int] | None:
 
 def broker_row_messages(store: RowStore, batch: int = 1000) -> Iterator[tuple[str, str, int]]:
     """Every row message waiting in the queue or held unacknowledged, as (job id, row id, generation)."""
+    from tasks.row_tasks import TASK_FOR_KIND
+
+    names = {t.name for t in TASK_FOR_KIND.values()}
     for name in _queue_lists():
         for start in range(0, store.r.llen(name), batch):
             for raw in store.r.lrange(name, start, start + batch - 1):
-                found = _row_message(json.loads(raw))
+                found = _row_message(json.loads(raw), names)
                 if found:
                     yield found
     for _tag, raw in store.r.hscan_iter(UNACKED_KEY, count=batch):
-        found = _row_message(json.loads(raw)[0])
+        found = _row_message(json.loads(raw)[0], names)
         if found:
             yield found
 
@@ -161,7 +156,7 @@ def sweep_jobs(store: RowStore, idle_for: float, recent: int = 200) -> int:
 
 def start_sweeper(store: RowStore, settings: Settings) -> threading.Thread:
     """A daemon thread sweeping every third of the idle limit; the lock makes it one worker per round."""
-    every = max(5.0, idle_limit(settings) / 3)
+    every = max(5.0, settings.recovery_idle / 3)
     me = f"{socket.gethostname()}:{os.getpid()}"
 
     def loop() -> None:
@@ -169,7 +164,7 @@ def start_sweeper(store: RowStore, settings: Settings) -> threading.Thread:
             time.sleep(every)
             try:
                 if store.r.set("tm:sweep:lock", me, nx=True, ex=max(1, int(every * 0.9))):
-                    sweep_jobs(store, idle_limit(settings))
+                    sweep_jobs(store, settings.recovery_idle)
             except Exception as exc:  # noqa: BLE001 - Redis restarting: try again next round
                 log.info("recovery sweep skipped: %s", exc.__class__.__name__)
 

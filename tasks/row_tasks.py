@@ -26,7 +26,6 @@ import uuid
 from typing import Any
 
 import httpx
-from celery.exceptions import Retry
 
 from tasks import credentials, errors
 from tasks.adopt import Listings, find_created

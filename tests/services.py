@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,7 @@ from pathlib import Path
 
 import redis
 
-from importer.embedded import find_redis_server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from importer.embedded import find_redis_server, free_port, start_redis_server
 
 
 class RedisServer:
@@ -33,22 +26,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
-        binary = find_redis_server()
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--appendonly", "yes",
-             "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--protected-mode", "no",
-             "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start: {(self.dir / 'redis.log').read_text()[-500:]}")
-                time.sleep(0.05)
+        self.proc = start_redis_server(self.dir, self.port, timeout=15)
         return self
 
     def client(self) -> redis.Redis:
