@@ -7,15 +7,23 @@ import sys
 import click
 
 from importer import __version__
-from importer.exitcodes import EXIT_CONFIG
+from importer.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, CommandError
 
 
 class Group(click.Group):
-    """Turns a Ctrl-C or an unexpected error into a one-line message instead of a traceback."""
+    """Turns a command's error, a bad setting or a Ctrl-C into a one-line message and an exit code."""
 
     def main(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        from tasks.settings import ConfigError
+
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
+        except CommandError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            return exc.exit_code
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_CONFIG
         except click.exceptions.Exit as exc:
             return exc.exit_code
         except click.ClickException as exc:
@@ -23,10 +31,10 @@ class Group(click.Group):
             return exc.exit_code
         except click.exceptions.Abort:
             click.echo("Interrupted.", err=True)
-            return 130
+            return EXIT_INTERRUPTED
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
-            return 130
+            return EXIT_INTERRUPTED
 
 
 @click.group(cls=Group)

@@ -1,7 +1,8 @@
-"""The columns a sheet may have, how headers are matched to them, and how a sheet's kind is told.
+"""How headers are matched to an operation's columns, and how a sheet's operation is told.
 
-Headers match case-insensitively ignoring spaces, ``_`` and ``-``, so ``cover_image``,
-``Cover Image`` and the API's own ``coverImage`` are one column.
+Headers match case-insensitively ignoring spaces, ``_`` and ``-``, so ``cover_image``, ``Cover Image`` and
+the API's own ``coverImage`` are one column. The columns themselves are declared by the operations
+(``tasks.operations``).
 """
 
 from __future__ import annotations
@@ -9,17 +10,9 @@ from __future__ import annotations
 import difflib
 import re
 
-COURSE = "courses"
-CHAPTER = "chapters"
+from tasks import operations
+from tasks.operations import Operation
 
-COURSE_COLUMNS = ("external_id", "title", "description", "mangoes", "cover_image", "validity_in_days",
-                  "mango_to_sell", "mangoes_to_show_as_paid", "enable_drm", "disable_qna", "disable_comments")
-CHAPTER_COLUMNS = ("chapter_id", "course_ref", "chapter_slot", "title", "description", "content", "content_type",
-                   "is_free", "embedded_link", "additional_contents")
-REQUIRED = {COURSE: ("title", "mangoes"), CHAPTER: ()}
-#: Columns whose presence makes a sheet a chapters sheet.
-CHAPTER_MARKERS = {"chapter_id", "course_ref", "chapter_slot", "content", "content_type", "is_free",
-                   "embedded_link", "additional_contents"}
 #: Extra spellings beyond the normalised canonical name (the API's own field names mostly normalise alike).
 ALIASES = {"courseid": "course_ref", "courseexternalid": "course_ref", "slot": "chapter_slot", "mango": "mangoes",
            "mangoids": "mangoes", "validity": "validity_in_days", "drm": "enable_drm", "free": "is_free",
@@ -32,31 +25,26 @@ def normalise_header(text: str) -> str:
     return _STRIP.sub("", str(text)).casefold()
 
 
-def canonical_lookup(kind: str) -> dict[str, str]:
-    names = COURSE_COLUMNS if kind == COURSE else CHAPTER_COLUMNS
+def canonical_lookup(op: Operation) -> dict[str, str]:
+    """Normalised header -> the operation's column name."""
+    names = {c.name for c in op.columns}
     table = {normalise_header(n): n for n in names}
     table.update({k: v for k, v in ALIASES.items() if v in names})
     return table
 
 
-def sheet_kind_from_name(name: str) -> str | None:
-    n = normalise_header(name)
-    if n in ("course", "courses"):
-        return COURSE
-    if n in ("chapter", "chapters"):
-        return CHAPTER
-    return None
+def operation_from_sheet_name(name: str) -> Operation | None:
+    return operations.for_sheet_name(normalise_header(name))
 
 
-def kind_from_headers(headers: list[str], mapped: dict[str, str]) -> str | None:
-    """Tell courses from chapters by the columns present (after mapping)."""
+def operation_from_headers(headers: list[str], mapped: dict[str, str]) -> Operation | None:
+    """Tell which operation a sheet is for by the columns present (after mapping): the most specific markers."""
     present = {normalise_header(mapped.get(h, h)) for h in headers}
-    chapter_table = canonical_lookup(CHAPTER)
-    if any(chapter_table.get(p) in CHAPTER_MARKERS for p in present):
-        return CHAPTER
-    course_table = canonical_lookup(COURSE)
-    if any(course_table.get(p) in ("title", "mangoes", "external_id") for p in present):
-        return COURSE
+    candidates = sorted(operations.sheet_operations(), key=lambda op: -op.classify_priority)
+    for op in candidates:
+        lookup = canonical_lookup(op)
+        if any(lookup.get(p) in op.markers() for p in present):
+            return op
     return None
 
 

@@ -8,3 +8,15 @@ EXIT_ROWS_FAILED = 1
 EXIT_INVALID_INPUT = 2
 #: A configuration or connection problem (missing token, Redis unreachable, unreadable file...).
 EXIT_CONFIG = 3
+#: Interrupted (Ctrl-C).
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """A command cannot go on: one line for the user, and the exit code. Raised by command code, turned into the
+    exit code by the command line (importer.cli); never a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_CONFIG) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code

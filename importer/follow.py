@@ -10,7 +10,8 @@ import click
 
 from importer.results import dead_reasons
 from tasks.recovery import republish_stuck
-from tasks.rowstore import STATES, RowStore
+from tasks.rows import FINAL, STATES
+from tasks.rowstore import RowStore
 from tasks.settings import Settings
 
 SWEEP_EVERY_S = 30.0
@@ -21,7 +22,7 @@ def snapshot(store: RowStore, job_id: str, results_file: str | None = None) -> d
     counts = store.counts(job_id)
     job = store.job(job_id) or {}
     return {"job": job_id, "total": job.get("total", 0), "final": store.is_final(job_id),
-            "counts": {s: counts.get(s, 0) for s in STATES}, "results_file": results_file}
+            "counts": {s.value: counts.get(s.value, 0) for s in STATES}, "results_file": results_file}
 
 
 class Meter:
@@ -59,7 +60,7 @@ def follow(store: RowStore, job_id: str, *, quiet: bool = False, settings: Setti
     try:
         while True:
             counts = store.counts(job_id)
-            done = sum(counts.get(s, 0) for s in ("succeeded", "dead", "invalid", "skipped"))
+            done = sum(counts.get(s.value, 0) for s in FINAL)
             rate = meter.rate(counts.get("n_requests", 0))
             remaining = total - done
             eta = remaining / allowed if allowed else 0
@@ -91,8 +92,8 @@ def print_final(store: RowStore, job_id: str, results_file: str | None) -> None:
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"Import {job_id}")
     for state in STATES:
-        table.add_column(state, justify="right")
-    table.add_row(*(str(snap["counts"][s]) for s in STATES))
+        table.add_column(state.value, justify="right")
+    table.add_row(*(str(snap["counts"][s.value]) for s in STATES))
     console.print(table)
     reasons = dead_reasons(store, job_id)
     if reasons:

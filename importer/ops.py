@@ -12,21 +12,25 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from importer.exitcodes import EXIT_CONFIG, EXIT_INVALID_INPUT, EXIT_OK, EXIT_ROWS_FAILED
+from importer.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_ROWS_FAILED, \
+    CommandError
 from importer.follow import follow, print_final, snapshot
 from importer.local_stack import SANDBOX_HOST, LocalStack
 from importer.results import default_path, write_results
 from importer.validate import Options
 from importer.validate_cmd import plan_or_exit, print_problems, print_summary
+from tasks import operations
+from tasks.rows import RowState
 from tasks.rowstore import RowStore
 
 
-def fail(message: str, code: int = EXIT_CONFIG) -> None:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
+def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
+    """Stop the command with a one-line message and an exit code (the command line prints it)."""
+    raise CommandError(message, code)
 
 
 def exit_code(snap: dict) -> int:
@@ -149,7 +153,7 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
     except KeyboardInterrupt:
         click.echo("\nInterrupted: workers stop after their current request. Run the same command again to "
                    "resume; nothing is sent twice.", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         session.close()
 
@@ -216,14 +220,13 @@ def dead_rows(store: RowStore, job_id: str, error_code: str | None, http_status:
     from tasks.requeue import select_dead
 
     out = []
-    for rec in select_dead(store, job_id, error_code=error_code, http_status=http_status, everything=True):
-        error = rec.get("error") or {}
-        path = ("/api/v1/external/courses" if rec["kind"] == "course"
-                else f"/api/v1/external/chapters/{rec.get('chapter_id') or '(course not created)'}")
-        out.append({"sheet": rec["sheet"], "row": rec["row"], "key": rec["key"], "title": rec["title"],
-                    "http_status": error.get("http_status"), "error_code": error.get("error_code"),
-                    "message": error.get("message"), "attempts": rec.get("attempts", 0), "request_path": path,
-                    "request_body": json.dumps(rec.get("body"), ensure_ascii=False)})
+    for row in select_dead(store, job_id, error_code=error_code, http_status=http_status, everything=True):
+        error = row.error
+        out.append({"sheet": row.sheet, "row": row.row, "key": row.key, "title": row.title,
+                    "http_status": error.http_status if error else None, "error_code": error.code if error else None,
+                    "message": error.message if error else None, "attempts": row.attempts,
+                    "request_path": operations.get(row.op).request_path(row),
+                    "request_body": json.dumps(row.body, ensure_ascii=False)})
     return out
 
 
@@ -279,31 +282,35 @@ def parse_rows(text: str) -> set[int]:
 
 
 def corrections_from(store: RowStore, job_id: str, files: tuple[str, ...], options: Options) -> dict[str, dict]:
-    """Re-validate a corrected file; map each of its rows to a dead row of the job, by key, else sheet + row."""
+    """Re-validate a corrected file; map each of its rows to a dead row of the job, by key, else sheet + row.
+
+    A correction replaces what the spreadsheet decides (body, title, key, parameters, ids given in the sheet,
+    and which row of the job is the parent); the row's history stays.
+    """
     plan = plan_or_exit(files, options)
-    dead = {r["row_id"]: r for r in store.rows(job_id, store.dead_row_ids(job_id))}
-    by_key = {(r["kind"], r["key"]): r for r in dead.values()}
-    by_place = {(r["kind"], r["sheet"].lower(), r["row"]): r for r in dead.values()}
-    bad = {(u.sheet.lower(), u.row) for u in plan.unsent if u.state == "invalid"}
+    dead = list(store.rows(job_id, store.dead_row_ids(job_id)))
+    by_key = {(r.op, r.key): r for r in dead}
+    by_place = {(r.op, r.sheet.lower(), r.row): r for r in dead}
+    dead_places = {(r.sheet.lower(), r.row) for r in dead}
+    bad = {(u.sheet.lower(), u.row) for u in plan.unsent if u.state is RowState.INVALID}
     for problem in plan.errors:
-        if (str(problem.sheet).lower(), problem.row) in {(r["sheet"].lower(), r["row"]) for r in dead.values()}:
+        if (str(problem.sheet).lower(), problem.row) in dead_places:
             click.echo(f"  {problem}", err=True)
+    job_rows = None
     corrections = {}
-    for item in plan.items:
-        target = by_key.get((item.kind, item.key)) or by_place.get((item.kind, item.sheet.lower(), item.row))
-        if target is None or (item.sheet.lower(), item.row) in bad:
+    for row in plan.rows:
+        target = by_key.get((row.op, row.key)) or by_place.get((row.op, row.sheet.lower(), row.row))
+        if target is None or (row.sheet.lower(), row.row) in bad:
             continue
-        fix = {"body": item.body, "title": item.title, "key": item.key, "source": item.source}
-        if item.kind == "chapter":
-            depends = None
-            if item.depends_on:
-                sheet, _, row = item.depends_on.rpartition(":")
-                course = next((r for r in store.rows(job_id) if r["kind"] == "course" and r["sheet"].lower() ==
-                               sheet.lower() and r["row"] == int(row)), None)
-                depends = course["row_id"] if course else None
-            fix.update(chapter_id=item.chapter_id, course_ref=item.course_ref, chapter_slot=item.chapter_slot,
-                       depends_on=depends)
-        corrections[target["row_id"]] = fix
+        fix = {"body": row.body, "title": row.title, "key": row.key, "source": row.source, "params": row.params,
+               "ids": dict(row.ids), "parent": None}
+        if row.parent:  # the parent's row id in the corrected file -> the same spreadsheet row in the job
+            if job_rows is None:
+                job_rows = {(r.op, r.sheet.lower(), r.row): r.row_id for r in store.rows(job_id)}
+            parent = next((p for p in plan.rows if p.row_id == row.parent), None)
+            if parent is not None:
+                fix["parent"] = job_rows.get((parent.op, parent.sheet.lower(), parent.row))
+        corrections[target.row_id] = fix
     return corrections
 
 
@@ -332,7 +339,7 @@ def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: 
         return finish(session, job_id, as_json=as_json, results=results)
     except KeyboardInterrupt:
         click.echo("\nInterrupted; the requeued rows stay queued.", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         session.close()
 

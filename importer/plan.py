@@ -1,56 +1,24 @@
-"""The plan: what an import will send, row by row. Plain and JSON-serialisable; no secrets in it."""
+"""The plan: what an import will send, row by row. Plain and JSON-serialisable; no secrets in it.
+
+Its rows are the worker's own ``tasks.rows.Row`` records: what validation builds is exactly what a
+worker runs.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from importer.problems import ERROR, Problem
-
-COURSE = "course"
-CHAPTER = "chapter"
-
-
-@dataclass
-class PlanItem:
-    """One API call: Create Course for a course row, Update Chapter for a chapter row."""
-
-    kind: str
-    row_id: str  # "<sheet>:<row>", unique in the import
-    file: str
-    sheet: str
-    row: int
-    key: str  # stable idempotency key of the row (see README: keys and repeats)
-    title: str
-    body: dict
-    chapter_id: str | None = None  # chapters given by id
-    course_ref: str | None = None  # chapters given by course_ref: the referenced course's key
-    chapter_slot: str | None = None  # "first" | "second"
-    depends_on: str | None = None  # row_id of the course row in this import the chapter waits for
-    source: dict = field(default_factory=dict)  # the row's cells as read, for the results file
-
-
-@dataclass
-class UnsentRow:
-    """A row that will not be sent: ``invalid`` (with reasons) or ``skipped`` (a repeat of another row)."""
-
-    kind: str
-    row_id: str
-    file: str
-    sheet: str
-    row: int
-    key: str
-    title: str
-    state: str
-    reason: str
-    source: dict = field(default_factory=dict)
+from tasks import operations
+from tasks.rows import Row, RowState
 
 
 @dataclass
 class Plan:
     files: list[dict] = field(default_factory=list)  # [{"name", "checksum"}]
-    items: list[PlanItem] = field(default_factory=list)
-    unsent: list[UnsentRow] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # rows to send
+    unsent: list[Row] = field(default_factory=list)  # rows that will not be sent: invalid, or skipped repeats
     problems: list[Problem] = field(default_factory=list)
     #: header order per sheet, so the results file can give rows back as they came.
     headers: dict[str, list[str]] = field(default_factory=dict)
@@ -68,20 +36,28 @@ class Plan:
         return not self.errors
 
     def summary(self) -> dict:
-        kinds = Counter(i.kind for i in self.items)
-        unsent = Counter(u.state for u in self.unsent)
-        return {"courses_to_create": kinds[COURSE], "chapters_to_update": kinds[CHAPTER],
-                "chapters_waiting_on_courses": sum(1 for i in self.items if i.depends_on),
-                "invalid_rows": unsent["invalid"], "repeated_rows": unsent["skipped"],
-                "errors": len(self.errors), "warnings": len(self.warnings)}
+        by_op = Counter(r.op for r in self.rows)
+        unsent = Counter(r.state for r in self.unsent)
+        out = {op.summary_key: by_op[op.name] for op in operations.OPERATIONS}
+        out.update(waiting_for_parent=sum(1 for r in self.rows if r.parent), invalid_rows=unsent[RowState.INVALID],
+                   repeated_rows=unsent[RowState.SKIPPED], errors=len(self.errors), warnings=len(self.warnings))
+        return out
+
+    def describe(self) -> str:
+        """The summary as a sentence: "20 courses to create, 30 chapters to update (...)"."""
+        s = self.summary()
+        parts = ", ".join(f"{s[op.summary_key]} {op.summary_label}" for op in operations.OPERATIONS
+                          if s[op.summary_key] or op.sheet)
+        return (f"{parts} ({s['waiting_for_parent']} wait for a row of this import); {s['invalid_rows']} invalid "
+                f"rows, {s['repeated_rows']} repeated rows; {s['errors']} errors, {s['warnings']} warnings.")
 
     def to_dict(self) -> dict:
-        return {"files": self.files, "items": [asdict(i) for i in self.items],
-                "unsent": [asdict(u) for u in self.unsent], "problems": [p.as_dict() for p in self.problems],
+        return {"files": self.files, "rows": [r.to_dict() for r in self.rows],
+                "unsent": [r.to_dict() for r in self.unsent], "problems": [p.as_dict() for p in self.problems],
                 "headers": self.headers}
 
     @classmethod
     def from_dict(cls, data: dict) -> Plan:
-        return cls(files=data["files"], items=[PlanItem(**i) for i in data["items"]],
-                   unsent=[UnsentRow(**u) for u in data["unsent"]],
+        return cls(files=data["files"], rows=[Row.from_dict(r) for r in data["rows"]],
+                   unsent=[Row.from_dict(r) for r in data["unsent"]],
                    problems=[Problem(**p) for p in data["problems"]], headers=data.get("headers", {}))

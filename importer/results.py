@@ -6,22 +6,23 @@ from collections import Counter
 from pathlib import Path
 
 from importer.tables import write_table
+from tasks import operations
+from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, iso
 
-RESULT_COLUMNS = ["status", "course_id", "first_chapter", "second_chapter", "chapter_id", "http_status",
-                  "error_code", "error_message", "attempts", "finished_at", "sheet", "row"]
+#: status, then every operation's result columns (in registry order), then what happened.
+RESULT_COLUMNS = ["status", *operations.result_columns(), "http_status", "error_code", "error_message", "attempts",
+                  "finished_at", "sheet", "row"]
 
 
-def result_row(rec: dict) -> dict:
-    result = rec.get("result") or {}
-    error = rec.get("error") or {}
-    message = error.get("message") or (rec.get("reason") if rec["state"] in ("invalid", "skipped") else None)
-    return {**(rec.get("source") or {}), "status": rec["state"], "course_id": result.get("course_id"),
-            "first_chapter": result.get("first_chapter"), "second_chapter": result.get("second_chapter"),
-            "chapter_id": result.get("chapter_id") or (rec.get("chapter_id") if rec["kind"] == "chapter" else None),
-            "http_status": error.get("http_status"), "error_code": error.get("error_code"),
-            "error_message": message, "attempts": rec.get("attempts", 0), "finished_at": iso(rec.get("finished_at")),
-            "sheet": rec["sheet"], "row": rec["row"]}
+def result_row(row: Row) -> dict:
+    error = row.error
+    message = error.message if error else (row.reason if row.state in (RowState.INVALID, RowState.SKIPPED) else None)
+    return {**row.source, "status": row.state.value, **dict.fromkeys(operations.result_columns()),
+            **operations.get(row.op).results(row),
+            "http_status": error.http_status if error else None, "error_code": error.code if error else None,
+            "error_message": message, "attempts": row.attempts, "finished_at": iso(row.finished_at),
+            "sheet": row.sheet, "row": row.row}
 
 
 def default_path(job: dict, base: Path | None = None) -> Path:
@@ -34,9 +35,9 @@ def write_results(store: RowStore, job_id: str, path: Path) -> Path:
     job = store.job(job_id) or {}
     records = list(store.rows(job_id))
     headers: dict[str, list[str]] = job.get("headers") or {}
-    by_sheet: dict[str, list[dict]] = {}
+    by_sheet: dict[str, list[Row]] = {}
     for rec in records:
-        by_sheet.setdefault(rec["sheet"], []).append(rec)
+        by_sheet.setdefault(rec.sheet, []).append(rec)
     if path.suffix.lower() == ".xlsx" and len(by_sheet) > 1:
         import pandas as pd
 
@@ -55,13 +56,12 @@ def write_results(store: RowStore, job_id: str, path: Path) -> Path:
     return write_table(path, columns, [result_row(r) for r in records])
 
 
-def _columns(headers: dict, sheet: str, recs: list[dict]) -> list[str]:
+def _columns(headers: dict, sheet: str, recs: list[Row]) -> list[str]:
     source = headers.get(sheet) or next((h for name, h in headers.items() if name.endswith(f":{sheet}")), None)
     if source is None:
-        source = list(dict.fromkeys(k for r in recs for k in (r.get("source") or {})))
+        source = list(dict.fromkeys(k for r in recs for k in r.source))
     return [c for c in source if c not in RESULT_COLUMNS] + RESULT_COLUMNS
 
 
 def dead_reasons(store: RowStore, job_id: str) -> Counter:
-    return Counter((r.get("error") or {}).get("error_code") or str((r.get("error") or {}).get("http_status"))
-                   for r in store.rows(job_id, store.dead_row_ids(job_id)))
+    return Counter(r.error.label if r.error else "ERROR" for r in store.rows(job_id, store.dead_row_ids(job_id)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from importer.exitcodes import EXIT_INVALID_INPUT, EXIT_OK
+from importer.exitcodes import EXIT_INVALID_INPUT, EXIT_OK, CommandError
 from importer.plan import Plan
 from importer.problems import PROBLEM_COLUMNS, InputError
 from importer.tables import write_table
@@ -33,12 +33,11 @@ def parse_options(mapping: str | None, sets: tuple[str, ...]) -> Options:
 
 
 def plan_or_exit(files: tuple[str, ...], options: Options) -> Plan:
-    """Build the plan; an unreadable file is one line on stderr and exit code 2."""
+    """Build the plan; an unreadable file is a ``CommandError``: one line on stderr and exit code 2."""
     try:
         return build_plan(list(files), options)
     except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_INVALID_INPUT) from None
+        raise CommandError(str(exc), EXIT_INVALID_INPUT) from None
 
 
 def print_problems(plan: Plan, limit: int = SHOWN_PROBLEMS) -> None:
@@ -49,11 +48,7 @@ def print_problems(plan: Plan, limit: int = SHOWN_PROBLEMS) -> None:
 
 
 def print_summary(plan: Plan) -> None:
-    s = plan.summary()
-    click.echo(f"Plan: {s['courses_to_create']} courses to create, {s['chapters_to_update']} chapters to update "
-               f"({s['chapters_waiting_on_courses']} wait for a course in this import); "
-               f"{s['invalid_rows']} invalid rows, {s['repeated_rows']} repeated rows; "
-               f"{s['errors']} errors, {s['warnings']} warnings.")
+    click.echo(f"Plan: {plan.describe()}")
 
 
 def write_problems(plan: Plan, path: str) -> Path:

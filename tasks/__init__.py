@@ -1,10 +1,18 @@
-"""Worker side: the Celery app and its tasks, the TagMango client, the rate limiter, row store and ledger.
+"""Worker side: the TagMango operations, the client, the rate limiter, the row store and ledger, and the Celery
+tasks that run rows.
 
-``celery -A tasks worker`` and ``celery -A tasks flower`` find the app here.
+``celery -A tasks worker`` and ``celery -A tasks flower`` find the app as ``tasks.app``; it is loaded only
+when asked for, so ``import tasks.ledger`` (or the limiter, the client, the errors) does not import Celery.
 """
 
-from tasks.celery_app import app
+from __future__ import annotations
 
-from tasks import row_tasks  # noqa: E402,F401  (registers the tasks with the app)
+from typing import Any
 
-__all__ = ["app"]
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from tasks.celery_app import app
+
+        return app
+    raise AttributeError(f"module 'tasks' has no attribute {name!r}")

@@ -5,7 +5,9 @@ worker killed mid-call), the worker looks for it: Get Courses filtered by the ro
 matching the title; courses another row already owns (the ledger's claimed set) are never candidates.
 Get Courses does not return ``createdAt`` or the chapter ids, so each candidate is read back with an
 empty Update Course, which returns the full course; a candidate created well before our first attempt is
-someone else's course with the same title and is left alone.
+someone else's course with the same title and is left alone. A read-back answered 404 means the course is
+gone or not this creator's (never adopted); a 401/403 is the credential's problem and fails the attempt; only
+an empty update refused as invalid (400) falls back to what Get Courses showed.
 
 Listing every page costs one request per 100 courses, under the same rate limit as the import. When many
 rows need a lookup at once (a killed worker, a burst of 5xx), ``Listings`` lets them share one scan: a
@@ -18,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import redis
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from tasks.client import TagMangoClient
 from tasks.errors import PermanentApiError
@@ -33,9 +36,6 @@ PAGE_SIZE = 100
 MAX_PAGES = 500
 #: Tolerated clock difference between us and TagMango when comparing createdAt with our first attempt.
 CLOCK_SKEW_S = 300.0
-
-_EXTEND = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 Scan = Callable[[Callable[[], None]], list[dict]]  # takes a keep-alive to call after each page
 
@@ -62,13 +62,11 @@ class Listings:
     ``...:lock`` (the row scanning now, kept alive page by page).
     """
 
-    LOCK_TTL_MS = 60_000
+    LOCK_TTL_S = 60.0
     KEEP_S = 900
 
     def __init__(self, client: redis.Redis, cred_key: str, wait_s: float = 600.0, poll_s: float = 0.25) -> None:
         self.r, self.cred, self.wait_s, self.poll_s = client, cred_key, wait_s, poll_s
-        self._extend = client.register_script(_EXTEND)
-        self._release = client.register_script(_RELEASE)
 
     def _key(self, mangoes: list[str]) -> str:
         return f"tm:listing:{self.cred}:{_fingerprint(','.join(sorted(mangoes)))}"
@@ -80,26 +78,37 @@ class Listings:
     def fresh(self, mangoes: list[str], scan: Scan) -> list[dict]:
         """Courses from a scan that started after this call: the latest shared one, or our own."""
         need_after = self.now()
-        key, lock = self._key(mangoes), self._key(mangoes) + ":lock"
+        key = self._key(mangoes)
+        lock = self.r.lock(key + ":lock", timeout=self.LOCK_TTL_S, blocking=False, thread_local=False)
         deadline = time.monotonic() + self.wait_s
-        me = uuid.uuid4().hex
         while True:
             raw = self.r.get(key)
             if raw:
                 listing = json.loads(raw)
                 if listing["started_at"] >= need_after:
                     return listing["courses"]
-            if self.r.set(lock, me, nx=True, px=self.LOCK_TTL_MS):
+            if lock.acquire():
                 try:
                     started_at = self.now()
-                    courses = scan(lambda: self._extend(keys=[lock], args=[me, self.LOCK_TTL_MS]))
+                    courses = scan(lambda: _keep(lock, self.LOCK_TTL_S))
                     self.r.set(key, json.dumps({"started_at": started_at, "courses": courses}), ex=self.KEEP_S)
                     return courses
                 finally:
-                    self._release(keys=[lock], args=[me])
+                    try:
+                        lock.release()
+                    except LockError:  # it expired (a scan slower than the lock): another row may scan now
+                        pass
             if time.monotonic() > deadline:  # the scanning row is stuck: do not wait for ever
                 return scan(lambda: None)
             time.sleep(self.poll_s)
+
+
+def _keep(lock: Lock, seconds: float) -> None:
+    """Keep a lock alive; one that already expired is left to whoever holds it now."""
+    try:
+        lock.extend(seconds, replace_ttl=True)
+    except LockError:
+        pass
 
 
 def _scan(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], mangoes: list[str],
@@ -139,8 +148,13 @@ def find_created(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any
     for course in candidates:
         try:
             full = call(lambda c=course: client.update_course(c["_id"], {}))
-        except PermanentApiError:
-            # An empty update refused: adopt what Get Courses showed (no chapter ids, no createdAt).
+        except PermanentApiError as exc:
+            if exc.status != 400:
+                if exc.status == 404:  # gone, or not this creator's: not ours to adopt
+                    continue
+                raise  # 401/403: the credential itself is refused; the row's failure handling says so
+            # An empty update refused as invalid (the docs show `{}` but do not promise it): adopt what Get
+            # Courses showed (no chapter ids, no createdAt).
             full = {"_id": course["_id"], "title": course["title"]}
         full = {**full, "_id": full.get("_id") or full.get("id") or course["_id"]}
         created = _created_at(full)

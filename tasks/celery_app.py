@@ -1,11 +1,15 @@
-"""The Celery application. ``celery -A tasks worker`` finds it as ``tasks.app``."""
+"""The Celery application. ``celery -A tasks worker`` finds it as ``tasks.app``.
+
+Importing this module does not import the task module: workers load it through ``include``; publishers send
+by task name (tasks.producer).
+"""
 
 from __future__ import annotations
 
 from celery import Celery
 from celery.signals import worker_ready
 
-app = Celery("tagmango")
+app = Celery("tagmango", include=["tasks.row_tasks"])
 app.config_from_object("tasks.celeryconfig")
 
 
@@ -13,7 +17,7 @@ app.config_from_object("tasks.celeryconfig")
 def _start_recovery_sweeper(**_: object) -> None:
     """Each worker gives rows whose task message was lost a fresh one (see tasks/recovery.py)."""
     from tasks.recovery import start_sweeper
-    from tasks.row_tasks import runtime
+    from tasks.row_tasks import RowTask
 
-    rt = runtime()
-    start_sweeper(rt.store, rt.settings)
+    services = RowTask.shared_services()
+    start_sweeper(services.store, services.settings)

@@ -5,8 +5,7 @@ Each setting says why it is set; see ../shared/reference/celery-pitfalls.md for 
 
 from __future__ import annotations
 
-import os
-
+from tasks.defaults import QUEUE
 from tasks.settings import Settings
 
 _s = Settings.from_env()
@@ -33,7 +32,7 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 # Retries use countdowns, which Celery holds in worker memory; bound them (a 429 storm must not
 # turn into an out-of-memory loop).
-worker_eta_task_limit = int(os.environ.get("TAGMANGO_ETA_TASK_LIMIT", "1000"))
+worker_eta_task_limit = _s.eta_task_limit
 # On a warm shutdown (deploy, Ctrl-C) give running calls time to finish and hand the rest back
 # to the broker at once instead of after the visibility timeout.
 worker_soft_shutdown_timeout = 30.0
@@ -45,9 +44,9 @@ task_track_started = True
 # API calls are I/O: a threads pool; concurrency high enough that the rate limit, not latency,
 # is the bottleneck (12 calls/s at 50-400 ms need about 5 in flight).
 worker_pool = "threads"
-worker_concurrency = int(os.environ.get("TAGMANGO_WORKER_CONCURRENCY", "8"))
-task_default_queue = "tagmango"
-task_routes = {"tagmango.*": {"queue": "tagmango"}}
+worker_concurrency = _s.worker_concurrency
+task_default_queue = QUEUE
+task_routes = {"tagmango.*": {"queue": QUEUE}}
 task_serializer = "json"
 accept_content = ["json"]
 result_serializer = "json"

@@ -4,71 +4,71 @@ The job and all its row records are written in one Redis transaction before anyt
 so a crash while publishing never loses a row: unpublished rows stay ``queued`` and the job's
 ``published`` flag stays false until every message is out; ``resume`` publishes them (again; a
 duplicate message is dropped by the row's generation check or serialised by its lease).
+
+A plan is anything with ``files`` ([{"name", "checksum"}]), ``rows`` (rows to send), ``unsent`` (invalid
+or skipped rows, already final) and ``headers`` (the header order per sheet): ``importer.plan.Plan``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import socket
-from dataclasses import asdict
+from typing import Protocol
 
-from importer.plan import Plan
-from tasks.rowstore import INVALID, QUEUED, SKIPPED, RowStore, new_job_id, now
+from tasks.producer import publish
+from tasks.rows import Row, RowState
+from tasks.rowstore import RowStore, new_job_id, now
 
 
-def fingerprint(plan: Plan, api_url: str, host: str) -> str:
+class PlanLike(Protocol):
+    files: list[dict]
+    rows: list[Row]
+    unsent: list[Row]
+    headers: dict[str, list[str]]
+
+
+def fingerprint(plan: PlanLike, api_url: str, host: str) -> str:
     """Same files (by content) to the same target = the same job, so running again resumes it."""
     text = "|".join(sorted(f["checksum"] for f in plan.files)) + f"|{api_url.rstrip('/')}|{host.lower()}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _order_key(plan: Plan):  # noqa: ANN202
+def rows_for(plan: PlanLike) -> list[Row]:
+    """The job's rows in input order (file, sheet, row): unsent ones already final."""
     files = {f["name"]: i for i, f in enumerate(plan.files)}
-    return lambda r: (files.get(r["file"], 0), r["sheet"], r["row"])
+    rows = list(plan.rows)
+    for row in plan.unsent:
+        row.finished_at = row.finished_at or now()
+        rows.append(row)
+    return sorted(rows, key=lambda r: (files.get(r.file, 0), r.sheet, r.row))
 
 
-def records_for(plan: Plan) -> list[dict]:
-    records = []
-    for item in plan.items:
-        rec = asdict(item)
-        rec.update(state=QUEUED, attempts=0, round_attempts=0, gen=0, history=[], result=None, error=None)
-        records.append(rec)
-    for unsent in plan.unsent:
-        rec = asdict(unsent)
-        rec.update(state=INVALID if unsent.state == "invalid" else SKIPPED, attempts=0, gen=0, history=[],
-                   result=None, error=None, body=None, finished_at=now())
-        records.append(rec)
-    records.sort(key=_order_key(plan))
-    return records
-
-
-def create_job(store: RowStore, plan: Plan, api_url: str, host: str, *, label: str | None = None) -> str:
+def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None) -> str:
     """Record the job and its rows (nothing is published yet)."""
     job_id = new_job_id()
-    records = records_for(plan)
+    rows = rows_for(plan)
     job = {"id": job_id, "created_at": now(), "files": plan.files, "api_url": api_url.rstrip("/"),
-           "host": host.lower(), "total": len(records), "label": label or ", ".join(f["name"] for f in plan.files),
+           "host": host.lower(), "total": len(rows), "label": label or ", ".join(f["name"] for f in plan.files),
            "fingerprint": fingerprint(plan, api_url, host), "headers": plan.headers, "published": False,
            "blocked": None, "enqueued_from": socket.gethostname()}
-    store.create_job(job, records)
+    store.create_job(job, rows)
     return job_id
 
 
 def publish_ready(store: RowStore, job_id: str) -> int:
-    """Publish every queued row that is not waiting for a course; then mark the job published."""
-    from tasks.row_tasks import publish
-
-    ready = [r for r in store.rows(job_id) if r["state"] == QUEUED and not (r.get("depends_on") and
-                                                                           not r.get("chapter_id"))]
-    gens = store.r.hgetall(store.k(job_id, "gen"))  # one round trip, not one per row
-    for rec in ready:
-        rec["gen"] = int(gens.get(rec["row_id"], 0))
+    """Publish every queued row that is not waiting for a parent; then mark the job published."""
+    gens = store.generations(job_id)  # one round trip, not one per row
+    ready = []
+    for row in store.rows(job_id):
+        if row.state is RowState.QUEUED and not row.waiting_for_parent:
+            row.gen = gens.get(row.row_id, 0)
+            ready.append(row)
     sent = publish(store, job_id, ready)
     store.set_job(job_id, published=True)
     return sent
 
 
-def enqueue(store: RowStore, plan: Plan, api_url: str, host: str, *, label: str | None = None) -> str:
+def enqueue(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None) -> str:
     job_id = create_job(store, plan, api_url, host, label=label)
     publish_ready(store, job_id)
     return job_id

@@ -28,22 +28,25 @@ import threading
 import time
 from collections.abc import Iterator
 
-from tasks.rowstore import ACTIVE, QUEUED, RowStore, now
+import redis
+
+from tasks import operations
+from tasks.defaults import QUEUE
+from tasks.producer import publish, release_dependents
+from tasks.rows import ACTIVE, Row, RowState
+from tasks.rowstore import RowStore, now
 from tasks.settings import Settings
 
-#: kombu's Redis transport keeps delivered-but-unacknowledged messages here (its default key names).
 log = logging.getLogger("tagmango.recovery")
 
+#: kombu's Redis transport keeps delivered-but-unacknowledged messages here (its default key names).
 UNACKED_KEY = "unacked"
 #: kombu's separator for the per-priority lists of a queue (``queue``, ``queue\x06\x163``, ...).
 PRIORITY_SEP = "\x06\x16"
 
 
 def _queue_lists() -> list[str]:
-    from tasks.celery_app import app
-
-    queue = app.conf.task_default_queue
-    return [queue] + [f"{queue}{PRIORITY_SEP}{p}" for p in (3, 6, 9)]
+    return [QUEUE] + [f"{QUEUE}{PRIORITY_SEP}{p}" for p in (3, 6, 9)]
 
 
 def broker_message_count(store: RowStore) -> int:
@@ -68,9 +71,7 @@ def _row_message(message: dict, task_names: set[str]) -> tuple[str, str, int] | 
 
 def broker_row_messages(store: RowStore, batch: int = 1000) -> Iterator[tuple[str, str, int]]:
     """Every row message waiting in the queue or held unacknowledged, as (job id, row id, generation)."""
-    from tasks.row_tasks import TASK_FOR_KIND
-
-    names = {t.name for t in TASK_FOR_KIND.values()}
+    names = operations.task_names()
     for name in _queue_lists():
         for start in range(0, store.r.llen(name), batch):
             for raw in store.r.lrange(name, start, start + batch - 1):
@@ -83,36 +84,34 @@ def broker_row_messages(store: RowStore, batch: int = 1000) -> Iterator[tuple[st
             yield found
 
 
-def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[dict]:
+def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
     states = store.states(job_id)
-    active = [row_id for row_id, state in states.items() if state in ACTIVE]
+    active = [row_id for row_id, state in states.items() if RowState(state) in ACTIVE]
     cutoff = now() - idle_for
     created = float((store.job(job_id) or {}).get("created_at") or 0)  # rows not touched since enqueue
     needing_message = 0
     idle = []
-    for rec in store.rows(job_id, active):
-        if rec["state"] == QUEUED and rec.get("depends_on") and not rec.get("chapter_id"):
-            continue  # waiting for its course, which is accounted for on its own
+    for row in store.rows(job_id, active):
+        if row.waiting_for_parent:
+            continue  # its parent is accounted for on its own
         needing_message += 1
-        if (rec.get("updated_at") or created) < cutoff and (rec.get("next_attempt_at") or 0) < cutoff:
-            idle.append(rec)
+        if (row.updated_at or created) < cutoff and (row.next_attempt_at or 0) < cutoff:
+            idle.append(row)
     if not idle or broker_message_count(store) >= needing_message:
         return []
     present = {(row_id, gen) for job, row_id, gen in broker_row_messages(store) if job == job_id}
-    gens = store.r.hgetall(store.k(job_id, "gen"))
-    return [rec for rec in idle if (rec["row_id"], int(gens.get(rec["row_id"], 0))) not in present]
+    gens = store.generations(job_id)
+    return [row for row in idle if (row.row_id, gens.get(row.row_id, 0)) not in present]
 
 
 def republish_stuck(store: RowStore, job_id: str, idle_for: float) -> int:
-    from tasks.row_tasks import publish
-
     rows = stuck_rows(store, job_id, idle_for)
-    for rec in rows:
-        rec["gen"] = store.next_generation(job_id, rec["row_id"])
-        store.save(job_id, rec)
+    for row in rows:
+        row.gen = store.next_generation(job_id, row.row_id)
+        store.save(job_id, row)
     if rows:
         log.warning("%s: %d row(s) had no task message; republished: %s", job_id, len(rows),
-                    ", ".join(r["row_id"] for r in rows[:20]))
+                    ", ".join(r.row_id for r in rows[:20]))
         store.tally(job_id, "recovered", len(rows))
         publish(store, job_id, rows)
     return len(rows)
@@ -124,23 +123,18 @@ def resume(store: RowStore, job_id: str) -> int:
     Only for a job no live worker is working on (the embedded setup after Ctrl-C or a crash): a new
     generation makes any old message of the row stale, so nothing runs twice.
     """
-    from tasks.row_tasks import publish, release_dependents
-    from tasks.rowstore import DEAD, SKIPPED, SUCCEEDED
-
     rows = list(store.rows(job_id))
     ready = []
-    for rec in rows:
-        if rec["state"] in ACTIVE and not (rec["state"] == QUEUED and rec.get("depends_on")
-                                           and not rec.get("chapter_id")):
-            rec["gen"] = store.next_generation(job_id, rec["row_id"])
-            if rec["state"] != QUEUED:
-                rec["state"] = QUEUED
-            store.save(job_id, rec)
-            ready.append(rec)
+    for row in rows:
+        if row.is_active and not row.waiting_for_parent:
+            row.gen = store.next_generation(job_id, row.row_id)
+            row.state = RowState.QUEUED
+            store.save(job_id, row)
+            ready.append(row)
     publish(store, job_id, ready)
-    for rec in rows:  # courses that finished while their chapters were not yet released
-        if rec["kind"] == "course" and rec["state"] in (SUCCEEDED, SKIPPED, DEAD):
-            release_dependents(store, job_id, rec)
+    for row in rows:  # parents that finished while their dependents were not yet released
+        if row.is_final:
+            release_dependents(store, job_id, row)
     store.set_job(job_id, published=True)
     return len(ready)
 
@@ -163,10 +157,13 @@ def start_sweeper(store: RowStore, settings: Settings) -> threading.Thread:
         while True:
             time.sleep(every)
             try:
-                if store.r.set("tm:sweep:lock", me, nx=True, ex=max(1, int(every * 0.9))):
+                # One sweep per period across workers: the lock is never released, it expires.
+                if store.r.lock("tm:sweep:lock", timeout=max(1.0, every * 0.9), blocking=False).acquire(token=me):
                     sweep_jobs(store, settings.recovery_idle)
-            except Exception as exc:  # noqa: BLE001 - Redis restarting: try again next round
-                log.info("recovery sweep skipped: %s", exc.__class__.__name__)
+            except redis.ConnectionError as exc:  # Redis restarting: try again next round
+                log.info("recovery sweep skipped, Redis unavailable: %s", exc)
+            except Exception:  # noqa: BLE001 - a bug must not stop the sweeper; say what it was
+                log.exception("recovery sweep failed")
 
     thread = threading.Thread(target=loop, name="tagmango-recovery", daemon=True)
     thread.start()

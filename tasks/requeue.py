@@ -1,85 +1,106 @@
 """Sending dead rows again: all, by error code or HTTP status, by spreadsheet row, optionally corrected.
 
 Requeued rows go through exactly the same path as a first run (ledger, lookup before re-create, limiter).
-They keep their history (total attempts, earlier errors) and get a fresh attempt budget. A requeued
-course also brings back the chapter rows that died because of it; a chapter whose course is still dead
-stays dead. Requeueing clears a job's "credential refused" block, so fix the token first.
+They keep their history (total attempts, earlier errors) and get a fresh attempt budget. A requeued row
+also brings back the rows that died only because it died (DEPENDENCY_FAILED, all the way down); a row whose
+parent is still dead stays dead. Requeueing clears a job's "credential refused" block, so fix the token first.
 """
 
 from __future__ import annotations
 
-from tasks.rowstore import DEAD, QUEUED, SKIPPED, SUCCEEDED, RowStore
+from tasks import operations
+from tasks.operations import MissingParentId
+from tasks.producer import publish, release_dependents
+from tasks.rows import Row, RowState
+from tasks.rowstore import RowStore
 
 
 def select_dead(store: RowStore, job_id: str, *, error_code: str | None = None, http_status: int | None = None,
-                rows: set[int] | None = None, row_ids: set[str] | None = None, everything: bool = False) -> list[dict]:
+                rows: set[int] | None = None, row_ids: set[str] | None = None, everything: bool = False) -> list[Row]:
+    if not (everything or error_code or http_status or rows or row_ids is not None):
+        return []
     chosen = []
-    for rec in store.rows(job_id, store.dead_row_ids(job_id)):
-        error = rec.get("error") or {}
-        if error_code and (error.get("error_code") or "").upper() != error_code.upper():
+    for row in store.rows(job_id, store.dead_row_ids(job_id)):
+        code = (row.error.code if row.error else None) or ""
+        if error_code and code.upper() != error_code.upper():
             continue
-        if http_status and error.get("http_status") != http_status:
+        if http_status and (row.error.http_status if row.error else None) != http_status:
             continue
-        if rows and rec["row"] not in rows:
+        if rows and row.row not in rows:
             continue
-        if row_ids is not None and rec["row_id"] not in row_ids:
+        if row_ids is not None and row.row_id not in row_ids:
             continue
-        if not (everything or error_code or http_status or rows or row_ids is not None):
-            continue
-        chosen.append(rec)
+        chosen.append(row)
     return chosen
+
+
+def _with_dependents(store: RowStore, job_id: str, chosen: list[Row]) -> list[Row]:
+    """The chosen rows plus every row that died only because one of them (or one of those) died."""
+    out, seen, stack = list(chosen), {r.row_id for r in chosen}, list(chosen)
+    while stack:
+        row = stack.pop()
+        for child in store.rows(job_id, store.waiting_on(job_id, row.row_id)):
+            if child.died_of_parent and child.row_id not in seen:
+                out.append(child)
+                seen.add(child.row_id)
+                stack.append(child)
+    return out
 
 
 def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None, http_status: int | None = None,
                  rows: set[int] | None = None, everything: bool = False,
                  corrections: dict[str, dict] | None = None) -> dict:
-    """Requeue matching dead rows; ``corrections`` maps row id -> fields of a re-validated plan item."""
-    from tasks.row_tasks import DEPENDENCY_FAILED, publish
-
+    """Requeue matching dead rows; ``corrections`` maps row id -> Row fields of a re-validated row."""
     if store.job(job_id) is None:
         raise KeyError(job_id)
     chosen = select_dead(store, job_id, error_code=error_code, http_status=http_status, rows=rows,
                          row_ids=set(corrections) if corrections is not None else None, everything=everything)
-    chosen_ids = {r["row_id"] for r in chosen}
-    # Chapters that died only because their course died come back with the course.
-    for rec in list(chosen):
-        if rec["kind"] == "course":
-            for chapter in store.rows(job_id, store.waiting_on(job_id, rec["row_id"])):
-                if chapter["state"] == DEAD and (chapter.get("error") or {}).get("error_code") == DEPENDENCY_FAILED \
-                        and chapter["row_id"] not in chosen_ids:
-                    chosen.append(chapter)
-                    chosen_ids.add(chapter["row_id"])
+    chosen = _with_dependents(store, job_id, chosen)
+    by_id = {r.row_id: r for r in chosen}
     store.set_job(job_id, blocked=None)
     ready, waiting, still_dead = [], [], []
-    for rec in chosen:
-        for field, value in (corrections or {}).get(rec["row_id"], {}).items():
-            rec[field] = value
-        course_row = rec.get("depends_on")
-        if rec["kind"] == "chapter" and course_row and rec.get("error", {}).get("error_code") == DEPENDENCY_FAILED:
-            rec["chapter_id"] = None  # it will get the id when its course succeeds
-        if rec["kind"] == "chapter" and course_row and not rec.get("chapter_id"):
-            course = store.row(job_id, course_row)
-            if course["state"] == DEAD and course_row not in chosen_ids:
-                still_dead.append(rec["row_id"])
+    for row in chosen:
+        op = operations.get(row.op)
+        fix = (corrections or {}).get(row.row_id, {})
+        for field_name, value in fix.items():
+            setattr(row, field_name, value)
+        if row.died_of_parent or "ids" in fix or "parent" in fix:
+            row.released = False  # it takes its ids from its parent again
+            if row.died_of_parent:
+                for field_name in op.needs:
+                    row.ids.pop(field_name, None)
+        parent = None
+        if row.parent and not row.released:
+            parent = by_id.get(row.parent) or store.row(job_id, row.parent)
+            if parent is None or (parent.state is RowState.DEAD and parent.row_id not in by_id):
+                still_dead.append(row.row_id)
                 continue
-            if course["state"] not in (SUCCEEDED, SKIPPED):
-                waiting.append(rec)
-        previous = rec.get("error")
-        if previous:
-            rec.setdefault("history", []).append({**previous, "requeued": True})
-        rec.update(state=QUEUED, error=None, round_attempts=0, next_attempt_at=None, finished_at=None,
-                   requeues=rec.get("requeues", 0) + 1)
-        if rec in waiting:
-            store.save(job_id, rec, allowed_from=[DEAD])
-            store.add_waiting(job_id, course_row, rec["row_id"])
+            if parent.done:
+                try:
+                    row.ids.update(op.ids_from_parent(row, parent.result or {}))
+                    row.released = True
+                except MissingParentId:
+                    still_dead.append(row.row_id)
+                    continue
+        if row.error is not None:
+            row.history = [*row.history, {**row.error.as_dict(), "requeued": True}]
+        row.state, row.error, row.round_attempts, row.next_attempt_at, row.finished_at = (
+            RowState.QUEUED, None, 0, None, None)
+        row.requeues += 1
+        if row.waiting_for_parent:
+            if store.save(job_id, row, expect=[RowState.DEAD]):
+                store.add_waiting(job_id, row.parent, row.row_id)
+                waiting.append(row)
             continue
-        if rec["kind"] == "chapter" and course_row and not rec.get("chapter_id"):
-            course = store.row(job_id, course_row)
-            rec["chapter_id"] = (course.get("result") or {}).get(f"{rec['chapter_slot']}_chapter")
-        rec["gen"] = store.next_generation(job_id, rec["row_id"])
-        if store.save(job_id, rec, allowed_from=[DEAD]):
-            ready.append(rec)
+        row.gen = store.next_generation(job_id, row.row_id)
+        if store.save(job_id, row, expect=[RowState.DEAD]):
+            ready.append(row)
     publish(store, job_id, ready)
+    # A parent that finished while we were putting its children back has already looked for them: look again.
+    for parent_id in {r.parent for r in waiting if r.parent not in by_id}:
+        parent = store.row(job_id, parent_id)
+        if parent is not None and parent.is_final:
+            release_dependents(store, job_id, parent)
     store.refresh_ttl(job_id)
     return {"job": job_id, "requeued": len(ready) + len(waiting), "published": len(ready),
-            "waiting_for_course": len(waiting), "still_dead": still_dead}
+            "waiting_for_parent": len(waiting), "still_dead": still_dead}

@@ -4,19 +4,20 @@ Keys (``{j}`` = job id)::
 
     tm:jobs                  zset   job id -> created time
     tm:job:{j}               hash   job fields (files, api_url, host, total, blocked, ...)
-    tm:job:{j}:rows          hash   row id -> JSON row record (plan item, attempts, result, error, history)
+    tm:job:{j}:rows          hash   row id -> JSON row record (tasks.rows.Row)
     tm:job:{j}:state         hash   row id -> state; changed only together with the counters
-    tm:job:{j}:counts        hash   state -> number of rows; plus requests/retries/adopted tallies
+    tm:job:{j}:counts        hash   state -> rows; kind:<kind>:<state> -> rows; n_<tally> -> job tallies
     tm:job:{j}:order         list   row ids in input order (for the results file)
     tm:job:{j}:dead          zset   row id -> time it was dead-lettered (the dead-letter index)
-    tm:job:{j}:waiting:{r}   set    chapter rows waiting for course row r
+    tm:job:{j}:waiting:{r}   set    rows waiting for row r (their parent)
     tm:job:{j}:gen           hash   row id -> generation of the one live task message for the row
     tm:job:{j}:deliveries    hash   "row id:generation" -> deliveries of that message
-    tm:lease:{j}:{r}         string owner of the row while a task works on it (expires)
+    tm:lease:{j}:{r}         string the lock token of the task working on row r (expires)
 
-A row's state and the counters move together in one Lua script, so the counters always add up to the
-rows. Every task message carries the row's generation; a message whose generation is not current
-(a redelivered copy, a retry that was superseded) is dropped without doing anything.
+A row's state and the counters move together in one Lua script, which also refuses a state change the
+``TRANSITIONS`` table does not allow, so the counters always add up to the rows. Every task message carries
+the row's generation; a message whose generation is not current (a redelivered copy, a retry that was
+superseded) is dropped without doing anything.
 """
 
 from __future__ import annotations
@@ -27,24 +28,21 @@ import uuid
 from collections.abc import Iterable, Iterator
 
 import redis
+from redis.lock import Lock
 
-QUEUED, RUNNING, RETRYING = "queued", "running", "retrying"
-SUCCEEDED, DEAD, INVALID, SKIPPED = "succeeded", "dead", "invalid", "skipped"
-STATES = (QUEUED, RUNNING, RETRYING, SUCCEEDED, DEAD, INVALID, SKIPPED)
-FINAL = frozenset({SUCCEEDED, DEAD, INVALID, SKIPPED})
-ACTIVE = frozenset({QUEUED, RUNNING, RETRYING})
+from tasks.rows import ACTIVE, STATES, Row, RowState, sources_of
 
 _TRANSITION = """
--- KEYS: state, counts, rows, dead ; ARGV: row id, new state, record json, allowed old states (csv or ''), now
+-- KEYS: state, counts, rows, dead ; ARGV: row id, new state, record json, allowed old states (csv), now, kind
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-if ARGV[4] ~= '' then
-  local ok = false
-  for s in string.gmatch(ARGV[4], '[^,]+') do if s == old then ok = true end end
-  if not ok then return old or '' end
-end
+local ok = false
+for s in string.gmatch(ARGV[4], '[^,]+') do if s == old then ok = true end end
+if not ok then return old or '' end
 if old ~= ARGV[2] then
-  if old then redis.call('HINCRBY', KEYS[2], old, -1) end
+  redis.call('HINCRBY', KEYS[2], old, -1)
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  redis.call('HINCRBY', KEYS[2], 'kind:' .. ARGV[6] .. ':' .. old, -1)
+  redis.call('HINCRBY', KEYS[2], 'kind:' .. ARGV[6] .. ':' .. ARGV[2], 1)
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
@@ -52,6 +50,10 @@ if ARGV[2] == 'dead' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 else redis.call('ZREM', KEYS[4], ARGV[1]) end
 return 'OK'
 """
+
+
+class IllegalTransition(RuntimeError):
+    """A save asked for a state change the TRANSITIONS table forbids (a bug, or a row deleted under us)."""
 
 
 def now() -> float:
@@ -92,24 +94,25 @@ class RowStore:
         return keys
 
     # -- jobs ------------------------------------------------------------------------------
-    def create_job(self, job: dict, records: list[dict]) -> None:
+    def create_job(self, job: dict, rows: list[Row]) -> None:
         """Write the job and every row record in one transaction: all or nothing."""
         job_id = job["id"]
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.items()})
-        counts = dict.fromkeys(STATES, 0)
-        for start in range(0, len(records), 2000):
-            chunk = records[start:start + 2000]
-            pipe.hset(self.k(job_id, "rows"), mapping={r["row_id"]: json.dumps(r) for r in chunk})
-            pipe.hset(self.k(job_id, "state"), mapping={r["row_id"]: r["state"] for r in chunk})
-            pipe.hset(self.k(job_id, "gen"), mapping={r["row_id"]: 0 for r in chunk})
-            pipe.rpush(self.k(job_id, "order"), *[r["row_id"] for r in chunk])
+        counts: dict[str, int] = dict.fromkeys((s.value for s in STATES), 0)
+        for start in range(0, len(rows), 2000):
+            chunk = rows[start:start + 2000]
+            pipe.hset(self.k(job_id, "rows"), mapping={r.row_id: r.to_json() for r in chunk})
+            pipe.hset(self.k(job_id, "state"), mapping={r.row_id: r.state.value for r in chunk})
+            pipe.hset(self.k(job_id, "gen"), mapping={r.row_id: r.gen for r in chunk})
+            pipe.rpush(self.k(job_id, "order"), *[r.row_id for r in chunk])
             for r in chunk:
-                counts[r["state"]] += 1
-                if r["state"] == DEAD:
-                    pipe.zadd(self.k(job_id, "dead"), {r["row_id"]: now()})
-                if r.get("depends_on") and r["state"] == QUEUED:
-                    pipe.sadd(self.k(job_id, f"waiting:{r['depends_on']}"), r["row_id"])
+                counts[r.state.value] += 1
+                counts[f"kind:{r.kind}:{r.state.value}"] = counts.get(f"kind:{r.kind}:{r.state.value}", 0) + 1
+                if r.state is RowState.DEAD:
+                    pipe.zadd(self.k(job_id, "dead"), {r.row_id: now()})
+                if r.waiting_for_parent:
+                    pipe.sadd(self.k(job_id, f"waiting:{r.parent}"), r.row_id)
         pipe.hset(self.k(job_id, "counts"), mapping=counts)
         pipe.zadd("tm:jobs", {job_id: job["created_at"]})
         if job.get("fingerprint"):
@@ -146,44 +149,56 @@ class RowStore:
         return {k: int(v) for k, v in raw.items()}
 
     def tally(self, job_id: str, name: str, amount: int = 1) -> None:
-        """Job-level tallies that are not row states (requests sent, retries, adopted courses)."""
+        """Job-level tallies that are not row states (requests sent, retries, adopted objects)."""
         self.r.hincrby(self.k(job_id, "counts"), f"n_{name}", amount)
 
     def is_final(self, job_id: str) -> bool:
         counts = self.counts(job_id)
-        return not any(counts.get(s, 0) for s in ACTIVE)
+        return not any(counts.get(s.value, 0) for s in ACTIVE)
 
     # -- rows ------------------------------------------------------------------------------
-    def row(self, job_id: str, row_id: str) -> dict | None:
+    def row(self, job_id: str, row_id: str) -> Row | None:
         raw = self.r.hget(self.k(job_id, "rows"), row_id)
-        return json.loads(raw) if raw else None
+        return Row.from_json(raw) if raw else None
 
-    def rows(self, job_id: str, row_ids: Iterable[str] | None = None) -> Iterator[dict]:
+    def rows(self, job_id: str, row_ids: Iterable[str] | None = None) -> Iterator[Row]:
         """Row records in input order (or of the given ids), fetched in batches."""
         ids = list(row_ids) if row_ids is not None else self.r.lrange(self.k(job_id, "order"), 0, -1)
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             for raw in self.r.hmget(self.k(job_id, "rows"), chunk):
                 if raw:
-                    yield json.loads(raw)
+                    yield Row.from_json(raw)
 
     def states(self, job_id: str) -> dict[str, str]:
         return self.r.hgetall(self.k(job_id, "state"))
 
-    def save(self, job_id: str, record: dict, allowed_from: Iterable[str] | None = None) -> bool:
-        """Store the record and move its state (and the counters) atomically.
+    def save(self, job_id: str, row: Row, expect: Iterable[RowState] | None = None) -> bool:
+        """Store the row and move its state (and the counters) atomically.
 
-        With ``allowed_from`` the change happens only if the current state is one of them.
+        The change must be one the TRANSITIONS table allows (else ``IllegalTransition``). ``expect`` narrows
+        the states the row may be in now, for compare-and-set: when the row has moved on (a concurrent
+        requeue, a release that already happened), nothing is written and the answer is False.
         """
-        record["updated_at"] = now()
+        allowed = sources_of(row.state)
+        wanted = allowed if expect is None else allowed & frozenset(expect)
+        row.updated_at = now()
         result = self._transition(
             keys=[self.k(job_id, "state"), self.k(job_id, "counts"), self.k(job_id, "rows"), self.k(job_id, "dead")],
-            args=[record["row_id"], record["state"], json.dumps(record), ",".join(allowed_from or ()), now()])
-        return result == "OK"
+            args=[row.row_id, row.state.value, row.to_json(), ",".join(s.value for s in wanted), now(), row.kind])
+        if result == "OK":
+            return True
+        old = RowState(result) if result else None
+        if old is None or old not in allowed:
+            raise IllegalTransition(f"{job_id} {row.row_id}: {old.value if old else 'missing'} -> {row.state.value}")
+        return False
 
     # -- task messages ---------------------------------------------------------------------
     def generation(self, job_id: str, row_id: str) -> int:
         return int(self.r.hget(self.k(job_id, "gen"), row_id) or 0)
+
+    def generations(self, job_id: str) -> dict[str, int]:
+        return {row_id: int(gen) for row_id, gen in self.r.hgetall(self.k(job_id, "gen")).items()}
 
     def next_generation(self, job_id: str, row_id: str) -> int:
         return int(self.r.hincrby(self.k(job_id, "gen"), row_id, 1))
@@ -191,25 +206,21 @@ class RowStore:
     def count_delivery(self, job_id: str, row_id: str, gen: int) -> int:
         return int(self.r.hincrby(self.k(job_id, "deliveries"), f"{row_id}:{gen}", 1))
 
-    def take_lease(self, job_id: str, row_id: str, owner: str, seconds: float) -> bool:
-        return bool(self.r.set(f"tm:lease:{job_id}:{row_id}", owner, nx=True, px=int(seconds * 1000)))
+    def lease(self, job_id: str, row_id: str, seconds: float) -> Lock:
+        """The row's lease: a redis-py lock (token, released by compare-and-delete), taken without blocking."""
+        return self.r.lock(f"tm:lease:{job_id}:{row_id}", timeout=seconds, blocking=False, thread_local=False)
 
     def lease_left(self, job_id: str, row_id: str) -> float:
         ms = self.r.pttl(f"tm:lease:{job_id}:{row_id}")
         return max(ms, 0) / 1000
 
-    def release_lease(self, job_id: str, row_id: str, owner: str) -> None:
-        key = f"tm:lease:{job_id}:{row_id}"
-        if self.r.get(key) == owner:
-            self.r.delete(key)
-
     # -- dependencies ----------------------------------------------------------------------
-    def waiting_on(self, job_id: str, course_row_id: str) -> list[str]:
-        return sorted(self.r.smembers(self.k(job_id, f"waiting:{course_row_id}")))
+    def waiting_on(self, job_id: str, parent_row_id: str) -> list[str]:
+        return sorted(self.r.smembers(self.k(job_id, f"waiting:{parent_row_id}")))
 
-    def add_waiting(self, job_id: str, course_row_id: str, chapter_row_id: str) -> None:
-        self.r.sadd(self.k(job_id, f"waiting:{course_row_id}"), chapter_row_id)
-        self.r.expire(self.k(job_id, f"waiting:{course_row_id}"), self.ttl)
+    def add_waiting(self, job_id: str, parent_row_id: str, row_id: str) -> None:
+        self.r.sadd(self.k(job_id, f"waiting:{parent_row_id}"), row_id)
+        self.r.expire(self.k(job_id, f"waiting:{parent_row_id}"), self.ttl)
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_row_ids(self, job_id: str) -> list[str]:

@@ -1,73 +1,84 @@
-"""Every knob of the pipeline, read from the environment once per process.
+"""Every knob of the pipeline, read from the environment once per process, at its edge.
 
 The worker, Flower, the command line and docker-compose all read the same variables; the README's
-configuration reference lists them with these defaults.
+configuration reference lists them with the defaults of ``tasks.defaults``. A bad value raises
+``ConfigError`` (a ``ValueError``); the command line turns it into exit code 3.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tasks.client import DEFAULT_API_URL
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+from tasks import defaults
 
 
-def _float(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    try:
-        return float(value) if value else default
-    except ValueError:
-        raise SystemExit(f"error: {name}={value!r} is not a number") from None
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the text names the variable."""
 
 
-def redis_url() -> str | None:
-    """The configured Redis, or None (then `run` starts an embedded one)."""
-    return os.environ.get("TAGMANGO_REDIS_URL") or os.environ.get("REDIS_URL") or None
+def redis_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The configured Redis, or None (then the command line starts an embedded one)."""
+    return environ.get("TAGMANGO_REDIS_URL") or environ.get("REDIS_URL") or None
+
+
+def api_url(environ: Mapping[str, str] = os.environ) -> str:
+    return (environ.get("TAGMANGO_API_URL") or defaults.DEFAULT_API_URL).rstrip("/")
 
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str
-    api_url: str
-    #: Requests per window the limiter allows per credential; TagMango allows 120 per 10 s.
-    rate_limit: int
-    rate_window: float
-    #: Attempts per row per run (first call + retries) before RETRIES_EXHAUSTED.
-    max_attempts: int
-    backoff_base: float
-    backoff_max: float
-    #: Redis broker visibility timeout; must exceed backoff_max (countdowns) by far.
-    visibility_timeout: float
-    #: How long one task execution may own a row; longer than a call with its lookups.
-    lease_seconds: float
-    http_read_timeout: float
-    dead_letter_days: float
-    #: Deliveries of one task message that never finished before the row is dead-lettered (poison row).
-    max_deliveries: int
-    #: Longest wait for the rate limiter spent sleeping in a task; longer waits re-schedule the task (keeping
-    #: the reserved slot), so a worker slot is never held waiting and other credentials' rows are not
-    #: stuck behind one creator's backlog.
-    max_limiter_sleep: float
-    #: A row idle this long whose task message is in neither the queue nor ``unacked`` gets a fresh message.
-    recovery_idle: float
+    redis_url: str = defaults.DEFAULT_REDIS_URL
+    api_url: str = defaults.DEFAULT_API_URL
+    rate_limit: int = defaults.DEFAULT_RATE_LIMIT
+    rate_window: float = defaults.DEFAULT_RATE_WINDOW_S
+    max_attempts: int = defaults.DEFAULT_MAX_ATTEMPTS
+    backoff_base: float = defaults.DEFAULT_BACKOFF_BASE_S
+    backoff_max: float = defaults.DEFAULT_BACKOFF_MAX_S
+    visibility_timeout: float = defaults.DEFAULT_VISIBILITY_TIMEOUT_S
+    #: How long one task execution may own a row: longer than a call with its lookups.
+    lease_seconds: float = 2 * defaults.DEFAULT_HTTP_TIMEOUT_S + 60
+    http_read_timeout: float = defaults.DEFAULT_HTTP_TIMEOUT_S
+    dead_letter_days: float = defaults.DEFAULT_DEAD_LETTER_DAYS
+    max_deliveries: int = defaults.DEFAULT_MAX_DELIVERIES
+    max_limiter_sleep: float = defaults.DEFAULT_MAX_LIMITER_SLEEP_S
+    recovery_idle: float = defaults.DEFAULT_RECOVERY_IDLE_S
+    worker_concurrency: int = defaults.DEFAULT_WORKER_CONCURRENCY
+    eta_task_limit: int = defaults.DEFAULT_ETA_TASK_LIMIT
 
     @classmethod
-    def from_env(cls) -> Settings:
-        return cls(
-            redis_url=redis_url() or DEFAULT_REDIS_URL,
-            api_url=(os.environ.get("TAGMANGO_API_URL") or DEFAULT_API_URL).rstrip("/"),
-            rate_limit=int(_float("TAGMANGO_RATE_LIMIT", 117)),
-            rate_window=_float("TAGMANGO_RATE_WINDOW", 10.0),
-            max_attempts=int(_float("TAGMANGO_MAX_ATTEMPTS", 6)),
-            backoff_base=_float("TAGMANGO_BACKOFF_BASE", 2.0),
-            backoff_max=_float("TAGMANGO_BACKOFF_MAX", 120.0),
-            visibility_timeout=_float("TAGMANGO_VISIBILITY_TIMEOUT", 600.0),
-            lease_seconds=_float("TAGMANGO_LEASE_SECONDS", 0) or 2 * _float("TAGMANGO_HTTP_TIMEOUT", 30.0) + 60,
-            http_read_timeout=_float("TAGMANGO_HTTP_TIMEOUT", 30.0),
-            dead_letter_days=_float("TAGMANGO_DEAD_LETTER_DAYS", 30.0),
-            max_deliveries=int(_float("TAGMANGO_MAX_DELIVERIES", 5)),
-            max_limiter_sleep=_float("TAGMANGO_MAX_LIMITER_SLEEP", 0.5),
-            recovery_idle=_float("TAGMANGO_RECOVERY_IDLE", 90.0),
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        def number(name: str, default: float) -> float:
+            value = environ.get(name, "").strip()
+            if not value:
+                return default
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{name}={value!r} is not a number") from None
+
+        timeout = number("TAGMANGO_HTTP_TIMEOUT", defaults.DEFAULT_HTTP_TIMEOUT_S)
+        settings = cls(
+            redis_url=redis_url(environ) or defaults.DEFAULT_REDIS_URL,
+            api_url=api_url(environ),
+            rate_limit=int(number("TAGMANGO_RATE_LIMIT", defaults.DEFAULT_RATE_LIMIT)),
+            rate_window=number("TAGMANGO_RATE_WINDOW", defaults.DEFAULT_RATE_WINDOW_S),
+            max_attempts=int(number("TAGMANGO_MAX_ATTEMPTS", defaults.DEFAULT_MAX_ATTEMPTS)),
+            backoff_base=number("TAGMANGO_BACKOFF_BASE", defaults.DEFAULT_BACKOFF_BASE_S),
+            backoff_max=number("TAGMANGO_BACKOFF_MAX", defaults.DEFAULT_BACKOFF_MAX_S),
+            visibility_timeout=number("TAGMANGO_VISIBILITY_TIMEOUT", defaults.DEFAULT_VISIBILITY_TIMEOUT_S),
+            lease_seconds=number("TAGMANGO_LEASE_SECONDS", 0) or 2 * timeout + 60,
+            http_read_timeout=timeout,
+            dead_letter_days=number("TAGMANGO_DEAD_LETTER_DAYS", defaults.DEFAULT_DEAD_LETTER_DAYS),
+            max_deliveries=int(number("TAGMANGO_MAX_DELIVERIES", defaults.DEFAULT_MAX_DELIVERIES)),
+            max_limiter_sleep=number("TAGMANGO_MAX_LIMITER_SLEEP", defaults.DEFAULT_MAX_LIMITER_SLEEP_S),
+            recovery_idle=number("TAGMANGO_RECOVERY_IDLE", defaults.DEFAULT_RECOVERY_IDLE_S),
+            worker_concurrency=int(number("TAGMANGO_WORKER_CONCURRENCY", defaults.DEFAULT_WORKER_CONCURRENCY)),
+            eta_task_limit=int(number("TAGMANGO_ETA_TASK_LIMIT", defaults.DEFAULT_ETA_TASK_LIMIT)),
         )
+        if settings.rate_limit < 1 or settings.rate_window <= 0:
+            raise ConfigError("TAGMANGO_RATE_LIMIT must be at least 1 and TAGMANGO_RATE_WINDOW above 0")
+        if settings.max_attempts < 1:
+            raise ConfigError("TAGMANGO_MAX_ATTEMPTS must be at least 1")
+        return settings

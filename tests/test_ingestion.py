@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from importer import rules
 from importer.columns import normalise_header
 from importer.plan import Plan
 from importer.problems import ERROR, WARNING, InputError
 from importer.reader import cell_text, read_file
 from importer.validate import Options, build_plan, load_mapping
+from tasks.operations import cells as rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"
@@ -103,7 +103,7 @@ def test_course_row_becomes_the_documented_body(tmp_path):
                   f"C1,Intro,<p>Hi</p>,\"{MANGO}, {MANGO2}\",https://cdn.x.com/a.png,30,{MANGO},{MANGO2},yes,0,FALSE\n")
     plan = build_plan([f])
     assert plan.ok, plan.problems
-    [item] = plan.items
+    [item] = plan.rows
     assert item.kind == "course" and item.key == "C1" and item.row == 2 and item.title == "Intro"
     assert item.body == {
         "title": "Intro", "mangoes": [MANGO, MANGO2], "description": "<p>Hi</p>", "coverImage": "https://cdn.x.com/a.png",
@@ -113,7 +113,7 @@ def test_course_row_becomes_the_documented_body(tmp_path):
 
 def test_empty_cells_are_omitted_not_sent_empty(tmp_path):
     f = write_csv(tmp_path / "c.csv", f"title,mangoes,description,cover_image\nIntro,{MANGO},,\n")
-    [item] = build_plan([f]).items
+    [item] = build_plan([f]).rows
     assert item.body == {"title": "Intro", "mangoes": [MANGO]}
 
 
@@ -130,7 +130,7 @@ def test_every_problem_in_a_file_is_reported_with_row_and_column(tmp_path):
     assert "not a 24-character hexadecimal" in problems_at(plan, 3, "mangoes")[0]
     assert {p.column for p in plan.errors if p.row == 4} == {"cover_image", "validity_in_days", "enable_drm"}
     assert [p.value for p in plan.errors if p.row == 4 and p.column == "enable_drm"] == ["perhaps"]
-    assert [i.key for i in plan.items] == ["D"]
+    assert [i.key for i in plan.rows] == ["D"]
     assert sorted(u.row for u in plan.unsent if u.state == "invalid") == [2, 3, 4]
 
 
@@ -147,7 +147,7 @@ def test_mapping_and_set(tmp_path):
     mapping.write_text("Course Name: title\nref: external_id\n")
     plan = build_plan([f], Options(mapping=load_mapping(mapping), constants={"mangoes": MANGO}))
     assert plan.ok, plan.problems
-    assert plan.items[0].key == "X1" and plan.items[0].body == {"title": "Intro", "mangoes": [MANGO]}
+    assert plan.rows[0].key == "X1" and plan.rows[0].body == {"title": "Intro", "mangoes": [MANGO]}
 
 
 def test_json_mapping_and_bad_mapping_targets(tmp_path):
@@ -163,7 +163,7 @@ def test_json_mapping_and_bad_mapping_targets(tmp_path):
 def test_set_does_not_override_a_filled_cell(tmp_path):
     f = write_csv(tmp_path / "c.csv", f"title,mangoes\nA,{MANGO2}\nB,\n")
     plan = build_plan([f], Options(constants={"mangoes": MANGO}))
-    assert [i.body["mangoes"] for i in plan.items] == [[MANGO2], [MANGO]]
+    assert [i.body["mangoes"] for i in plan.rows] == [[MANGO2], [MANGO]]
 
 
 def test_unknown_columns_warn_and_are_kept_for_the_results_file(tmp_path):
@@ -171,7 +171,7 @@ def test_unknown_columns_warn_and_are_kept_for_the_results_file(tmp_path):
     plan = build_plan([f])
     assert plan.ok
     assert any("unknown column 'price'" in r for r in problems_at(plan, severity=WARNING))
-    assert plan.items[0].source["price"] == "499" and "price" not in plan.items[0].body
+    assert plan.rows[0].source["price"] == "499" and "price" not in plan.rows[0].body
 
 
 def test_keys_repeats_and_conflicts(tmp_path):
@@ -184,7 +184,7 @@ def test_keys_repeats_and_conflicts(tmp_path):
                   f",Three,{MANGO}\n"  # 6 empty key -> title key + warning
                   f",  three ,{MANGO}\n")  # 7 same normalised title, same content? title differs in text -> conflict
     plan = build_plan([f])
-    assert [i.key for i in plan.items] == ["K1"]
+    assert [i.key for i in plan.rows] == ["K1"]
     skipped = [u for u in plan.unsent if u.state == "skipped"]
     assert [(u.row, u.reason) for u in skipped] == [(3, "repeat of row 2")]
     assert any("repeats row 2" in r for r in problems_at(plan, 3, severity=WARNING))
@@ -206,7 +206,7 @@ def test_chapter_rows_and_patch_semantics(tmp_path):
                   f"{CHAPTER_ID.replace('5', '8')},,,,,,\n"  # 5 nothing to update
                   f"{CHAPTER_ID.replace('5', '9')},,https://cdn.tagmango.com/a.gif,gif,,,\n")  # 6 bad type
     plan = build_plan([f])
-    bodies = {i.row: i.body for i in plan.items}
+    bodies = {i.row: i.body for i in plan.rows}
     assert bodies == {2: {"title": "New title"},
                       3: {"content": "https://cdn.tagmango.com/v.mp4", "contentType": "video", "isFree": True,
                           "embeddedLink": "https://yt.be/x", "additionalContents": []}}
@@ -235,10 +235,10 @@ def test_workbook_with_courses_and_chapters_links_refs(tmp_path):
         "Notes": [{"anything": 1}]})
     plan = build_plan([f])
     assert plan.ok, plan.errors
-    chapters = {i.row: i for i in plan.items if i.kind == "chapter"}
-    assert chapters[2].depends_on == "Courses:2" and chapters[2].key == "ref:C1:first"
-    assert chapters[3].depends_on == "Courses:3" and chapters[3].course_ref == "title:two"
-    assert chapters[4].depends_on is None
+    chapters = {i.row: i for i in plan.rows if i.kind == "chapter"}
+    assert chapters[2].parent == "Courses:2" and chapters[2].key == "ref:C1:first"
+    assert chapters[3].parent == "Courses:3" and chapters[3].params["course_ref"] == "title:two"
+    assert chapters[4].parent is None
     assert any("earlier import" in r for r in problems_at(plan, 4, "course_ref", WARNING))
     assert any(p.sheet == "Notes" and "ignored" in p.reason for p in plan.warnings)
 
@@ -249,15 +249,15 @@ def test_chapter_pointing_at_an_invalid_course_is_invalid(tmp_path):
         "chapters": [{"course_ref": "C1", "chapter_slot": "first", "title": "x"}]})
     plan = build_plan([f])
     assert "which is invalid" in problems_at(plan, 2, "course_ref")[0]
-    assert not plan.items
+    assert not plan.rows
 
 
 def test_two_files_courses_and_chapters(tmp_path):
     courses = write_csv(tmp_path / "a.csv", f"external_id,title,mangoes\nC1,One,{MANGO}\n")
     chapters = write_csv(tmp_path / "b.csv", "course_ref,chapter_slot,description\nC1,second,Hello\n")
     plan = build_plan([chapters, courses])  # order does not matter
-    assert plan.ok and [i.kind for i in plan.items] == ["course", "chapter"]
-    assert plan.items[1].depends_on == plan.items[0].row_id
+    assert plan.ok and [i.kind for i in plan.rows] == ["course", "chapter"]
+    assert plan.rows[1].parent == plan.rows[0].row_id
     assert [f["name"] for f in plan.files] == ["b.csv", "a.csv"] and all(len(f["checksum"]) == 64 for f in plan.files)
 
 
@@ -267,14 +267,14 @@ def test_two_files_courses_and_chapters(tmp_path):
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252"])
 def test_encodings(tmp_path, encoding):
     f = write_csv(tmp_path / "c.csv", f"title,mangoes\nCafé – “Señor” €,{MANGO}\n", encoding)
-    [item] = build_plan([f]).items
+    [item] = build_plan([f]).rows
     assert item.title == "Café – “Señor” €"
 
 
 def test_latin1_fallback(tmp_path):
     f = tmp_path / "c.csv"
     f.write_bytes(b"title,mangoes\nCaf\xe9 \x81," + MANGO.encode() + b"\n")  # 0x81 is undefined in cp1252
-    [item] = build_plan([f]).items
+    [item] = build_plan([f]).rows
     assert item.title.startswith("Café")
 
 
@@ -282,7 +282,7 @@ def test_latin1_fallback(tmp_path):
 def test_delimiters(tmp_path, sep):
     f = write_csv(tmp_path / ("c.tsv" if sep == "\t" else "c.csv"),
                   sep.join(["title", "mangoes", "description"]) + "\n" + sep.join(["A b", MANGO, "x"]) + "\n")
-    [item] = build_plan([f]).items
+    [item] = build_plan([f]).rows
     assert item.title == "A b" and item.body["description"] == "x"
     assert item.body["mangoes"] == [MANGO]
 
@@ -290,18 +290,18 @@ def test_delimiters(tmp_path, sep):
 def test_whitespace_empty_rows_and_columns(tmp_path):
     f = write_csv(tmp_path / "c.csv", f" title , mangoes ,,\n  Intro  , {MANGO} ,,\n,,,\n,,,\nSecond,{MANGO},,\n")
     plan = build_plan([f])
-    assert plan.ok and [(i.row, i.title) for i in plan.items] == [(2, "Intro"), (5, "Second")]
+    assert plan.ok and [(i.row, i.title) for i in plan.rows] == [(2, "Intro"), (5, "Second")]
 
 
 def test_excel_numbers_that_are_ids_stay_text(tmp_path):
     f = write_xlsx(tmp_path / "c.xlsx", {"courses": [{"external_id": 12345, "title": "A", "mangoes": MANGO},
                                                      {"external_id": 1e23, "title": "B", "mangoes": MANGO}]})
-    assert [i.key for i in build_plan([f]).items] == ["12345", "1E+23"]
+    assert [i.key for i in build_plan([f]).rows] == ["12345", "1E+23"]
 
 
 def test_single_sheet_is_classified_by_columns(tmp_path):
     f = write_xlsx(tmp_path / "c.xlsx", {"Export 2024": [{"chapter_id": CHAPTER_ID, "title": "x"}]})
-    assert [i.kind for i in build_plan([f]).items] == ["chapter"]
+    assert [i.kind for i in build_plan([f]).rows] == ["chapter"]
 
 
 def test_unclassifiable_sheet_is_an_error(tmp_path):
@@ -335,7 +335,7 @@ def test_missing_file(tmp_path):
 def test_header_only_file_has_no_rows(tmp_path):
     f = write_csv(tmp_path / "c.csv", "title,mangoes\n")
     plan = build_plan([f])
-    assert not plan.items and any("no data rows" in p.reason for p in plan.problems)
+    assert not plan.rows and any("no data rows" in p.reason for p in plan.problems)
 
 
 def test_plan_round_trips_through_json(tmp_path):
@@ -351,13 +351,13 @@ def test_sample_catalog_is_valid_and_has_dependent_chapters():
     plan = build_plan([SAMPLES / "catalog.xlsx"])
     assert plan.ok, plan.errors
     s = plan.summary()
-    assert s["courses_to_create"] == 20 and s["chapters_to_update"] == 30 and s["chapters_waiting_on_courses"] >= 20
+    assert s["courses_to_create"] == 20 and s["chapters_to_update"] == 30 and s["waiting_for_parent"] >= 20
 
 
 def test_sample_csv_pair_matches_the_workbook():
     xlsx = build_plan([SAMPLES / "catalog.xlsx"])
     csv = build_plan([SAMPLES / "catalog_courses.csv", SAMPLES / "catalog_chapters.csv"])
-    assert [(i.key, i.body) for i in csv.items] == [(i.key, i.body) for i in xlsx.items]
+    assert [(i.key, i.body) for i in csv.rows] == [(i.key, i.body) for i in xlsx.rows]
 
 
 def test_broken_workbook_lists_every_planted_problem():

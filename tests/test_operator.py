@@ -183,8 +183,7 @@ def test_flower_shows_rows_without_the_token_and_can_requeue(sandbox, make_env, 
         r = httpx.post(base + "/api/task/async-apply/tagmango.requeue", auth=("ops", "pw-123"),
                        json={"args": [job_id], "kwargs": {"error_code": "CHAPTER_NOT_FOUND"}})
         assert r.status_code == 200, r.text
-        wait_until(lambda: store.row(job_id, "chapters:31")["requeues"] == 1 if store.row(job_id, "chapters:31")
-                   .get("requeues") else False, 30, message="requeue through flower")
+        wait_until(lambda: store.row(job_id, "chapters:31").requeues == 1, 30, message="requeue through flower")
         wait_until(lambda: store.is_final(job_id), 60, message="job final again")
         assert TOKEN not in json.dumps(_get(base + "/api/tasks", ("ops", "pw-123")))
     finally:

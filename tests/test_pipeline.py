@@ -13,7 +13,8 @@ from importer.validate import Options, build_plan
 from tasks.enqueue import enqueue
 from tasks.ledger import Ledger
 from tasks.requeue import requeue_rows
-from tasks.rowstore import ACTIVE, FINAL, STATES, RowStore
+from tasks.rows import ACTIVE, STATES
+from tasks.rowstore import RowStore
 from tests.conftest import HOST, TOKEN
 from tests.services import wait_until
 
@@ -51,7 +52,7 @@ def assert_consistent(store: RowStore, job_id: str) -> Counter:
     """Counters equal the row states, every row is final, and the total is the job's row count."""
     states = Counter(store.states(job_id).values())
     counts = store.counts(job_id)
-    assert {s: counts.get(s, 0) for s in STATES} == {s: states.get(s, 0) for s in STATES}
+    assert {s: counts.get(s.value, 0) for s in STATES} == {s: states.get(s.value, 0) for s in STATES}
     assert sum(states.values()) == store.job(job_id)["total"]
     assert not any(states[s] for s in ACTIVE)
     return states
@@ -65,8 +66,8 @@ def test_sample_catalog_imports_with_planted_dead_letters(sandbox, make_env, wor
     job_id = enqueue(store, plan, sandbox.url, HOST)
     wait_final(store, job_id)
     states = assert_consistent(store, job_id)
-    dead = {r["row_id"]: r["error"] for r in store.rows(job_id) if r["state"] == "dead"}
-    codes = Counter(e["error_code"] for e in dead.values())
+    dead = {r.row_id: r.error for r in store.rows(job_id) if r.state == "dead"}
+    codes = Counter(e.code for e in dead.values())
     assert codes == Counter({"CHAPTER_USER_ASSET_NOT_FOUND": 1, "CHAPTER_NOT_FOUND": 1}), dead
     assert states["succeeded"] == 48
     courses = sandbox.data(HOST)["course"]
@@ -74,15 +75,15 @@ def test_sample_catalog_imports_with_planted_dead_letters(sandbox, make_env, wor
     # What the rows say they made is what the sandbox holds.
     by_id = {c["_id"]: c for c in courses}
     for rec in store.rows(job_id):
-        if rec["kind"] == "course":
-            made = by_id[rec["result"]["course_id"]]
-            assert made["title"] == rec["body"]["title"]
-            assert rec["result"]["first_chapter"] == made["firstChapter"]
+        if rec.kind == "course":
+            made = by_id[rec.result["course_id"]]
+            assert made["title"] == rec.body["title"]
+            assert rec.result["first_chapter"] == made["firstChapter"]
     chapters = {c["_id"]: c for c in sandbox.data(HOST)["chapter"]}
     for rec in store.rows(job_id):
-        if rec["kind"] == "chapter" and rec["state"] == "succeeded":
-            for field, value in rec["body"].items():
-                assert chapters[rec["result"]["chapter_id"]][field] == value
+        if rec.kind == "chapter" and rec.state == "succeeded":
+            for field, value in rec.body.items():
+                assert chapters[rec.result["chapter_id"]][field] == value
 
     # The same file again: the ledger makes every row "skipped", nothing is created twice.
     before = sandbox.stats()["requests"]
@@ -104,14 +105,14 @@ def test_faults_end_with_every_row_final_and_no_duplicate(sandbox_factory, make_
     states = assert_consistent(store, job_id)
     stats = sandbox.stats()
     assert stats["faults"].get("commit_fail", 0) > 0 and stats["faults"].get("error", 0) > 0, stats["faults"]
-    assert states["succeeded"] == 120, [r["error"] for r in store.rows(job_id) if r["state"] == "dead"]
+    assert states["succeeded"] == 120, [r.error for r in store.rows(job_id) if r.state == "dead"]
     assert stats["courses_by_host"][HOST] == 40 and not stats["duplicate_titles"]
     assert store.counts(job_id).get("n_adopted", 0) > 0  # committed-but-failed creates were found, not re-made
-    ids = [r["result"]["course_id"] for r in store.rows(job_id) if r["kind"] == "course"]
+    ids = [r.result["course_id"] for r in store.rows(job_id) if r.kind == "course"]
     assert len(set(ids)) == 40
     chapters = {c["_id"]: c for c in sandbox.data(HOST)["chapter"]}
-    patched = [r for r in store.rows(job_id) if r["kind"] == "chapter"]
-    assert all(chapters[r["result"]["chapter_id"]]["content"] == r["body"]["content"] for r in patched)
+    patched = [r for r in store.rows(job_id) if r.kind == "chapter"]
+    assert all(chapters[r.result["chapter_id"]]["content"] == r.body["content"] for r in patched)
 
 
 def test_workers_share_one_rate_limit(sandbox_factory, make_env, workers, redis_url, tmp_path):
@@ -155,7 +156,7 @@ def test_killed_worker_loses_nothing(sandbox_factory, make_env, workers, redis_u
     workers.start(env, 1)
     wait_final(store, job_id, timeout=180)
     states = assert_consistent(store, job_id)
-    assert states["succeeded"] == 80, (killed_at, [r["error"] for r in store.rows(job_id) if r["error"]])
+    assert states["succeeded"] == 80, (killed_at, [r.error for r in store.rows(job_id) if r.error])
     stats = sandbox.stats()
     assert stats["courses_by_host"][HOST] == 40 and not stats["duplicate_titles"]
 
@@ -169,7 +170,7 @@ def test_account_error_parks_the_rest_and_requeue_sends_them(sandbox_factory, ma
     wait_final(store, job_id)
     states = assert_consistent(store, job_id)
     assert states["dead"] == 60
-    errors = Counter((r["error"]["error_code"]) for r in store.rows(job_id))
+    errors = Counter((r.error.code) for r in store.rows(job_id))
     assert errors["COURSE_USER_NOT_CREATOR"] >= 1 and errors["DEPENDENCY_FAILED"] == 30
     assert errors["CREDENTIAL_REFUSED"] >= 20  # parked without a request each
     assert sandbox.stats()["by_status"].get("403", 0) <= 3
@@ -181,8 +182,8 @@ def test_account_error_parks_the_rest_and_requeue_sends_them(sandbox_factory, ma
     wait_final(store, job_id)
     states = assert_consistent(store, job_id)
     assert states["succeeded"] == 60
-    rec = next(r for r in store.rows(job_id) if r["history"] and r["kind"] == "course")
-    assert rec["history"][0]["error_code"] in ("COURSE_USER_NOT_CREATOR", "CREDENTIAL_REFUSED")
+    rec = next(r for r in store.rows(job_id) if r.history and r.kind == "course")
+    assert rec.history[0]["error_code"] in ("COURSE_USER_NOT_CREATOR", "CREDENTIAL_REFUSED")
 
 
 def test_bad_token_is_dead_lettered_without_burning_requests(sandbox, make_env, workers, redis_url, tmp_path):
@@ -192,7 +193,7 @@ def test_bad_token_is_dead_lettered_without_burning_requests(sandbox, make_env, 
     wait_final(store, job_id)
     assert assert_consistent(store, job_id)["dead"] == 25
     assert sandbox.stats()["by_status"].get("401", 0) <= 5
-    codes = Counter(r["error"]["http_status"] or r["error"]["error_code"] for r in store.rows(job_id))
+    codes = Counter(r.error.http_status or r.error.code for r in store.rows(job_id))
     assert codes[401] >= 1 and codes["CREDENTIAL_REFUSED"] >= 20
 
 
@@ -205,13 +206,13 @@ def test_transient_errors_exhaust_retries_with_the_last_error(sandbox_factory, m
     wait_final(store, job_id, timeout=90)
     assert assert_consistent(store, job_id)["dead"] == 9
     for rec in store.rows(job_id):
-        if rec["kind"] == "course":
-            assert rec["error"]["error_code"] == "RETRIES_EXHAUSTED" and rec["attempts"] == 3
-            assert "gave up after 3 attempts" in rec["error"]["message"]
-            assert rec["error"]["http_status"] in (500, 502, 503)
-            assert len(rec["history"]) == 3
+        if rec.kind == "course":
+            assert rec.error.code == "RETRIES_EXHAUSTED" and rec.attempts == 3
+            assert "gave up after 3 attempts" in rec.error.message
+            assert rec.error.http_status in (500, 502, 503)
+            assert len(rec.history) == 3
         else:
-            assert rec["error"]["error_code"] == "DEPENDENCY_FAILED"
+            assert rec.error.code == "DEPENDENCY_FAILED"
     # Retried creates may have reached the server: each later attempt looked first, nothing was duplicated.
     assert sandbox.stats()["courses_by_host"].get(HOST, 0) <= 3
 
@@ -225,13 +226,13 @@ def test_requeue_with_a_corrected_row(sandbox, make_env, workers, redis_url, tmp
     chapters.write_text("course_ref,chapter_slot,title\nK2,first,Intro\nK2,second,Outro\n")
     job_id = enqueue(store, plan_of(csv, chapters), sandbox.url, HOST)
     wait_final(store, job_id)
-    dead = {r["row_id"]: r for r in store.rows(job_id) if r["state"] == "dead"}
-    assert {r["error"]["error_code"] or r["error"]["http_status"] for r in dead.values()} == {400, "DEPENDENCY_FAILED"}
-    bad = next(r for r in dead.values() if r["kind"] == "course")
-    assert bad["error"]["http_status"] == 400 and bad["body"]["mangoes"] == ["f" * 24]
-    fixed = {**bad["body"], "mangoes": [MANGO]}
-    out = requeue_rows(store, job_id, corrections={bad["row_id"]: {"body": fixed}})
-    assert out["requeued"] == 3 and out["waiting_for_course"] == 2
+    dead = {r.row_id: r for r in store.rows(job_id) if r.state == "dead"}
+    assert {r.error.code or r.error.http_status for r in dead.values()} == {400, "DEPENDENCY_FAILED"}
+    bad = next(r for r in dead.values() if r.kind == "course")
+    assert bad.error.http_status == 400 and bad.body["mangoes"] == ["f" * 24]
+    fixed = {**bad.body, "mangoes": [MANGO]}
+    out = requeue_rows(store, job_id, corrections={bad.row_id: {"body": fixed}})
+    assert out["requeued"] == 3 and out["waiting_for_parent"] == 2
     wait_final(store, job_id)
     assert assert_consistent(store, job_id)["succeeded"] == 4
     titles = {c["title"] for c in sandbox.data(HOST)["chapter"]}

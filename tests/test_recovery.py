@@ -37,7 +37,7 @@ def test_lost_messages_are_found_and_republished_once(redis_url, tmp_path):
     lost = [json.loads(store.r.lpop("tagmango")) for _ in range(3)]  # as if Redis lost its last writes
     lost_rows = {json.loads(base64.b64decode(m["body"]))[0][1] for m in lost}
     assert stuck_rows(store, job_id, idle_for=3600) == []  # not idle long enough yet
-    assert {r["row_id"] for r in stuck_rows(store, job_id, idle_for=0)} == lost_rows
+    assert {r.row_id for r in stuck_rows(store, job_id, idle_for=0)} == lost_rows
     assert republish_stuck(store, job_id, idle_for=0) == 3
     present = {(row, gen) for job, row, gen in broker_row_messages(store) if job == job_id}
     assert len(present) == 20

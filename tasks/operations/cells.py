@@ -1,6 +1,6 @@
 """Cell rules: each turns a cell's text into the value the API wants, or raises CellError with why.
 
-Pure functions, one per kind of cell, shared by courses and chapters.
+Pure functions, one per kind of cell; the operations (tasks.operations) name them for their columns.
 """
 
 from __future__ import annotations

@@ -1,0 +1,182 @@
+"""What every TagMango operation declares, on both sides of the queue.
+
+An ``Operation`` is one TagMango call (Create Course, Update Chapter, ...). On the **sheet side** it says
+which sheet and columns it reads, with each column's rule, and turns one row's values into a ``Draft``: the
+request body, the idempotency key, the parameters the call needs, and what is wrong with the row. On the
+**worker side** it says how to find out that the work is already done (the ledger), which ids it takes from
+its parent row (``needs``), how to make the call, how to find what an earlier attempt that may have
+committed made (for calls that are not idempotent), and which result columns it fills.
+
+Generic code (validation, the row runner, release of dependents, requeue, recovery, results) only talks to
+operations through this class; adding a TagMango call is one module plus its line in
+``tasks/operations/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from tasks.operations import cells
+from tasks.rows import Row, RowFailure
+
+if TYPE_CHECKING:
+    from tasks.adopt import Listings
+    from tasks.client import TagMangoClient
+    from tasks.ledger import Ledger
+
+T = TypeVar("T")
+Rule = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    rule: Rule = cells.text
+    #: The sheet must have this column (or a ``--set`` value for it).
+    required: bool = False
+    #: Its presence tells that a sheet holds rows of this operation.
+    marker: bool = False
+
+
+@dataclass
+class Draft:
+    """What an operation makes of one spreadsheet row."""
+
+    key: str
+    title: str
+    body: dict
+    params: dict = field(default_factory=dict)
+    ids: dict = field(default_factory=dict)
+    #: (column or None, shown value, reason)
+    errors: list[tuple[str | None, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str | None, str, str]] = field(default_factory=list)
+
+
+class Skip(NamedTuple):
+    """The work is already done: the ids it produced, and why we know."""
+
+    result: dict
+    reason: str
+
+
+class MissingParentId(Exception):
+    """The parent row finished without the id this row needs; the text says which."""
+
+
+@dataclass
+class CallContext:
+    """What a worker hands an operation for one row: the API, the ledger, and the rate limiter for extras."""
+
+    job_id: str
+    client: TagMangoClient
+    ledger: Ledger
+    #: Runs one extra call (a lookup, a read-back) under the rate limiter, ahead of the scheduled rows.
+    limited: Callable[[Callable[[], Any]], Any]
+    #: Get Courses scans shared between rows (tasks.adopt).
+    listings: Listings | None = None
+
+
+class Operation:
+    #: The name rows carry (``Row.op``) and the registry knows.
+    name: str = ""
+    #: The Celery task that runs such rows (its name shows in Flower).
+    task_name: str = ""
+    #: The kind of object the call touches: course, module, chapter.
+    kind: str = ""
+    #: The sheet it reads (``None``: rows are derived, not read), the sheet names that mean it, and its columns.
+    sheet: str | None = None
+    sheet_names: tuple[str, ...] = ()
+    columns: tuple[Column, ...] = ()
+    #: When a sheet is classified by its columns, higher goes first (markers of more specific operations).
+    classify_priority: int = 0
+    #: The key in the plan summary ("courses_to_create").
+    summary_key: str = ""
+    summary_label: str = ""
+    #: The operation of the parent row this one may wait for, and the ids it copies from the parent's result:
+    #: ``{row id field: parent result field}``; the parent field may name ``{params}`` of the row.
+    parent_op: str | None = None
+    #: The column in which a row names its parent's key.
+    parent_column: str | None = None
+    needs: dict[str, str] = {}
+    #: Columns this operation fills in the results file.
+    result_columns: tuple[str, ...] = ()
+    #: Not idempotent: the row is marked before the request leaves, and a later attempt looks first.
+    creates: bool = False
+
+    # -- the sheet side ----------------------------------------------------------------------
+    def rules(self) -> dict[str, Rule]:
+        return {c.name: c.rule for c in self.columns}
+
+    def required(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+    def markers(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.columns if c.marker)
+
+    def check_columns(self, present: set[str]) -> str | None:
+        """A sheet-level problem with the set of columns (beyond required ones), or None."""
+        return None
+
+    def draft(self, values: dict[str, Any], present: set[str]) -> Draft:
+        raise NotImplementedError
+
+    def key_column(self, row: Row) -> str:
+        """The column a duplicate key is reported on."""
+        return "key"
+
+    def parent_key(self, row: Row) -> str | None:
+        """The key of the row (of ``parent_op``) this row names as its parent, if it names one."""
+        return row.params.get(self.parent_column) if self.parent_column else None
+
+    def find_parent(self, row: Row, candidates: dict[str, Row]) -> Row | None:
+        """The parent among rows of ``parent_op`` by key."""
+        key = self.parent_key(row)
+        return candidates.get(key) if key else None
+
+    def link(self, row: Row, parent: Row) -> None:
+        """Make ``row`` wait for ``parent`` (a row of this import)."""
+        row.parent = parent.row_id
+
+    # -- the worker side ---------------------------------------------------------------------
+    def ids_from_parent(self, row: Row, parent_result: dict) -> dict:
+        """The ids this row copies from its parent's result, as ``needs`` declares."""
+        ids = {}
+        for field_name, source in self.needs.items():
+            name = source.format(**row.params)
+            value = parent_result.get(name)
+            if not value:
+                raise MissingParentId(f"its parent row finished without a {name.replace('_', ' ')} id")
+            ids[field_name] = value
+        return ids
+
+    def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
+        """Already done (the ledger says so): skip the call."""
+        return None
+
+    def resolve(self, ctx: CallContext, row: Row) -> RowFailure | None:
+        """Fill ids that need a lookup before the call; a failure dead-letters the row without a request."""
+        return None
+
+    def call(self, ctx: CallContext, row: Row) -> dict:
+        """Make the call (already admitted by the rate limiter); return the ids for the row's result."""
+        raise NotImplementedError
+
+    def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
+        """For ``creates``: what an earlier attempt of this row made, claimed for it; None if nothing."""
+        return None
+
+    def record(self, ctx: CallContext, row: Row, result: dict) -> None:
+        """Remember the work in the ledger, so a re-run skips it."""
+
+    def request_path(self, row: Row) -> str:
+        raise NotImplementedError
+
+    def results(self, row: Row) -> dict[str, Any]:
+        """This operation's result columns for the row."""
+        result = row.result or {}
+        return {c: result.get(c) for c in self.result_columns}
+
+    def __repr__(self) -> str:
+        return f"<Operation {self.name}>"

@@ -1,0 +1,126 @@
+"""Create Course: ``POST /api/v1/external/courses``, one row of a ``courses`` sheet.
+
+Not idempotent: the row is marked before the request leaves, and a later attempt first looks for the
+course the earlier one may have made (``tasks.adopt``). The ledger entry under the row's key makes a re-run
+skip the row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks import errors
+from tasks.ledger import content_hash
+from tasks.operations import cells
+from tasks.operations.base import CallContext, Column, Draft, Operation, Skip
+from tasks.rows import Row
+
+PATH = "/api/v1/external/courses"
+#: Spreadsheet column -> ``settings`` field.
+_FLAGS = (("enable_drm", "enableDRM"), ("disable_qna", "disableQna"), ("disable_comments", "disableComments"))
+
+
+def title_key(title: str) -> str:
+    """The key of a course row without an external_id: its normalised title."""
+    return "title:" + cells.normalised_title(title)
+
+
+def course_ids(course: dict) -> dict:
+    """The ids a Create Course (or a read-back of a course) answered."""
+    return {"course_id": course.get("_id") or course.get("id"), "first_chapter": course.get("firstChapter"),
+            "second_chapter": course.get("secondChapter")}
+
+
+class CreateCourse(Operation):
+    name = "create_course"
+    task_name = "tagmango.create_course"
+    kind = "course"
+    sheet = "courses"
+    sheet_names = ("course", "courses")
+    columns = (
+        Column("external_id", marker=True),
+        Column("title", required=True, marker=True),
+        Column("description"),
+        Column("mangoes", cells.object_ids, required=True, marker=True),
+        Column("cover_image", cells.url),
+        Column("validity_in_days", cells.whole_number_at_least_1),
+        Column("mango_to_sell", cells.object_id),
+        Column("mangoes_to_show_as_paid", cells.object_ids),
+        Column("enable_drm", cells.boolean),
+        Column("disable_qna", cells.boolean),
+        Column("disable_comments", cells.boolean),
+    )
+    summary_key = "courses_to_create"
+    summary_label = "courses to create"
+    result_columns = ("course_id", "first_chapter", "second_chapter")
+    creates = True
+
+    # -- sheet side --------------------------------------------------------------------------
+    def draft(self, v: dict[str, Any], present: set[str]) -> Draft:
+        errors_, warnings = [], []
+        title = v.get("title")
+        if not title:
+            errors_.append(("title", "", "title is required"))
+        if "mangoes" not in v:
+            errors_.append(("mangoes", "", "at least one mango id is required"))
+        external_id = v.get("external_id")
+        if external_id:
+            key = str(external_id)
+        else:
+            key = title_key(title or "")
+            if "external_id" in present:
+                warnings.append(("external_id", "", "empty external_id: the normalised title is used as the key"))
+        body: dict = {"title": title or "", "mangoes": v.get("mangoes", [])}
+        if "description" in v:
+            body["description"] = v["description"]
+        if "cover_image" in v:
+            body["coverImage"] = v["cover_image"]
+        settings: dict = {}
+        if "validity_in_days" in v:
+            settings["validityInDays"] = v["validity_in_days"]
+        locked = {}
+        if "mango_to_sell" in v:
+            locked["mangoToSell"] = v["mango_to_sell"]
+        if "mangoes_to_show_as_paid" in v:
+            locked["mangoesToShowAsPaid"] = v["mangoes_to_show_as_paid"]
+        if locked:
+            settings["showAsLocked"] = locked
+        for column, field_name in _FLAGS:
+            if column in v:
+                settings[field_name] = v[column]
+        if settings:
+            body["settings"] = settings
+        return Draft(key=key, title=title or "", body=body, errors=errors_, warnings=warnings)
+
+    def key_column(self, row: Row) -> str:
+        return "title" if row.key.startswith("title:") else "external_id"
+
+    # -- worker side -------------------------------------------------------------------------
+    def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
+        done = ctx.ledger.get(row.key)
+        if done is None:
+            return None
+        note = "" if done["content"] == content_hash(row.body) else \
+            " (the row's content has changed since; courses are not re-created or updated)"
+        return Skip(done["ids"], f"already created by {done['job']} row {done['row']}{note}")
+
+    def call(self, ctx: CallContext, row: Row) -> dict:
+        ids = course_ids(ctx.client.create_course(row.body))
+        if not ids["course_id"]:
+            raise errors.ServerError("Create Course answered without a course id", status=200, maybe_committed=True)
+        return ids
+
+    def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
+        from tasks.adopt import find_created
+
+        course = find_created(ctx.client, ctx.limited, row.body, ctx.ledger, row.sent_at or 0.0, ctx.listings)
+        return course_ids(course) if course is not None else None
+
+    def record(self, ctx: CallContext, row: Row, result: dict) -> None:
+        ctx.ledger.record(row.key, result, row.body, ctx.job_id, row.row_id)
+
+    def request_path(self, row: Row) -> str:
+        return PATH
+
+
+OPERATION = CreateCourse()

@@ -1,0 +1,133 @@
+"""Update Chapter: ``PATCH /api/v1/external/chapters/{chapterId}``, one row of a ``chapters`` sheet.
+
+The chapter is named by its id, or by ``course_ref`` + ``chapter_slot`` (first/second: the two chapters
+Create Course makes). A course of the same import is the row's parent: the row waits for it and takes the
+slot's chapter id from its result. A course of an earlier import is found in the ledger when the row runs.
+A partial update is idempotent; the ledger skips a chapter already updated with the same content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.ledger import content_hash
+from tasks.operations import cells
+from tasks.operations.base import CallContext, Column, Draft, Operation, Skip
+from tasks.operations.create_course import title_key
+from tasks.rows import Code, Row, RowFailure
+
+PATH = "/api/v1/external/chapters"
+#: Spreadsheet column -> API field.
+FIELDS = (("title", "title"), ("description", "description"), ("content", "content"),
+          ("content_type", "contentType"), ("is_free", "isFree"), ("embedded_link", "embeddedLink"),
+          ("additional_contents", "additionalContents"))
+
+
+class UpdateChapter(Operation):
+    name = "update_chapter"
+    task_name = "tagmango.patch_chapter"
+    kind = "chapter"
+    sheet = "chapters"
+    sheet_names = ("chapter", "chapters")
+    columns = (
+        Column("chapter_id", cells.object_id, marker=True),
+        Column("course_ref", marker=True),
+        Column("chapter_slot", cells.chapter_slot, marker=True),
+        Column("title"),
+        Column("description"),
+        Column("content", cells.url, marker=True),
+        Column("content_type", cells.content_type, marker=True),
+        Column("is_free", cells.boolean, marker=True),
+        Column("embedded_link", cells.url, marker=True),
+        Column("additional_contents", cells.urls_or_clear, marker=True),
+    )
+    classify_priority = 10  # its markers are specific; "title" alone means a course
+    summary_key = "chapters_to_update"
+    summary_label = "chapters to update"
+    parent_op = "create_course"
+    parent_column = "course_ref"
+    needs = {"chapter_id": "{chapter_slot}_chapter"}
+    result_columns = ("chapter_id",)
+
+    # -- sheet side --------------------------------------------------------------------------
+    def check_columns(self, present: set[str]) -> str | None:
+        if "chapter_id" not in present and not {"course_ref", "chapter_slot"} <= present:
+            return "a chapters sheet needs a chapter_id column, or course_ref and chapter_slot"
+        return None
+
+    def draft(self, v: dict[str, Any], present: set[str]) -> Draft:
+        errors = []
+        chapter_id, ref, slot = v.get("chapter_id"), v.get("course_ref"), v.get("chapter_slot")
+        if chapter_id and (ref or slot):
+            errors.append(("chapter_id", chapter_id, "give either chapter_id or course_ref + chapter_slot, not both"))
+        elif not chapter_id and not (ref and slot):
+            if ref or slot:
+                missing = "chapter_slot" if ref else "course_ref"
+                other = "course_ref" if ref else "chapter_slot"
+                errors.append((missing, "", f"{missing} is needed together with {other}"))
+            else:
+                errors.append(("chapter_id", "", "which chapter? give chapter_id, or course_ref + chapter_slot"))
+        if ("content" in v) != ("content_type" in v):
+            have, lack = ("content", "content_type") if "content" in v else ("content_type", "content")
+            errors.append((lack, "", f"{have} and {lack} must be given together"))
+        body = {field_name: v[column] for column, field_name in FIELDS if column in v}
+        if not body:
+            errors.append((None, "", "nothing to update: every field of this chapter row is empty"))
+        key = f"chapter:{chapter_id}" if chapter_id else f"ref:{ref}:{slot}"
+        title = v.get("title") or (f"{ref} / {slot}" if ref else str(chapter_id or ""))
+        params = {k: val for k, val in (("course_ref", ref), ("chapter_slot", slot)) if val}
+        ids = {"chapter_id": chapter_id} if chapter_id else {}
+        return Draft(key=key, title=title, body=body, params=params, ids=ids, errors=errors)
+
+    def key_column(self, row: Row) -> str:
+        return "chapter_id"
+
+    def parent_key(self, row: Row) -> str | None:
+        return None if row.ids.get("chapter_id") else row.params.get("course_ref")
+
+    def find_parent(self, row: Row, candidates: dict[str, Row]) -> Row | None:
+        ref = self.parent_key(row)
+        if not ref:
+            return None
+        return candidates.get(ref) or candidates.get(title_key(ref))
+
+    def link(self, row: Row, parent: Row) -> None:
+        row.parent = parent.row_id
+        row.params["course_ref"] = parent.key
+        row.key = f"ref:{parent.key}:{row.params['chapter_slot']}"
+
+    # -- worker side -------------------------------------------------------------------------
+    def resolve(self, ctx: CallContext, row: Row) -> RowFailure | None:
+        if row.ids.get("chapter_id"):
+            return None
+        ref = row.params.get("course_ref") or ""
+        course = ctx.ledger.get(ref) if ref else None
+        chapter_id = (course or {}).get("ids", {}).get(f"{row.params.get('chapter_slot')}_chapter")
+        if not chapter_id:
+            return RowFailure(Code.COURSE_REF_NOT_FOUND, f"course_ref {ref.removeprefix('title:')!r} is not a course "
+                                                         "of this import or an earlier import to this host")
+        row.ids["chapter_id"] = chapter_id
+        return None
+
+    def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
+        done = ctx.ledger.get(f"chapter:{row.ids['chapter_id']}")
+        if done is None or done["content"] != content_hash(row.body):
+            return None
+        return Skip({"chapter_id": row.ids["chapter_id"]},
+                    f"already updated with this content by {done['job']} row {done['row']}")
+
+    def call(self, ctx: CallContext, row: Row) -> dict:
+        ctx.client.update_chapter(row.ids["chapter_id"], row.body)
+        return {"chapter_id": row.ids["chapter_id"]}
+
+    def record(self, ctx: CallContext, row: Row, result: dict) -> None:
+        ctx.ledger.record(f"chapter:{result['chapter_id']}", result, row.body, ctx.job_id, row.row_id)
+
+    def request_path(self, row: Row) -> str:
+        return f"{PATH}/{row.ids.get('chapter_id') or '(course not created)'}"
+
+    def results(self, row: Row) -> dict[str, Any]:
+        return {"chapter_id": (row.result or {}).get("chapter_id") or row.ids.get("chapter_id")}
+
+
+OPERATION = UpdateChapter()

@@ -1,0 +1,86 @@
+"""The producer side: publishing row messages, releasing rows that wait for a parent, dead-lettering.
+
+Used by the command line (enqueue, requeue, resume) and by workers (a finished row releases its
+dependents). Messages are published by task *name* (``app.send_task``), so nothing here imports the task
+module: the task module imports this one, never the other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tasks import operations
+from tasks.operations import MissingParentId
+from tasks.rows import Code, Row, RowFailure, RowState
+from tasks.rowstore import RowStore, now
+
+log = logging.getLogger("tagmango.rows")
+
+#: Flower shows this much of a row's title as the task's third argument.
+TITLE_IN_MESSAGE = 120
+
+
+def publish(store: RowStore, job_id: str, rows: list[Row]) -> int:
+    """One task message per row (``row.gen`` must be current), on one connection to the store's Redis.
+
+    The connection is explicit so that the command line and tests publish to the Redis they were given,
+    whatever this process's environment says. A message carries job id, row id, title and generation:
+    never the body, never a token.
+    """
+    if not rows:
+        return 0
+    from tasks.celery_app import app
+
+    with app.connection_for_write(store.url) as conn, conn.Producer() as producer:
+        for row in rows:
+            app.send_task(operations.get(row.op).task_name, args=(job_id, row.row_id, row.title[:TITLE_IN_MESSAGE]),
+                          kwargs={"gen": row.gen}, producer=producer, ignore_result=True, add_to_parent=False)
+    return len(rows)
+
+
+def mark_dead(store: RowStore, job_id: str, row: Row, failure: RowFailure) -> None:
+    """Dead-letter the row with its reason; rows waiting for it die with DEPENDENCY_FAILED (all the way down)."""
+    row.state, row.error, row.next_attempt_at, row.finished_at = RowState.DEAD, failure, None, now()
+    store.save(job_id, row)
+    log.info("%s %s dead: %s", job_id, row.row_id, failure)
+    release_dependents(store, job_id, row)
+
+
+def release_dependents(store: RowStore, job_id: str, parent: Row) -> int:
+    """Hand a finished row's ids to the rows waiting for it and publish them; a dead parent kills them.
+
+    Idempotent: a row already released or no longer queued is left alone, so a redelivered parent message
+    may call this again. Iterative, so a long chain of dependents (lessons in file order) cannot overflow
+    the stack. Returns the number of rows published.
+    """
+    if not operations.has_dependents(parent.op):
+        return 0
+    pending = [parent]
+    published = 0
+    while pending:
+        current = pending.pop()
+        waiting = [r for r in store.rows(job_id, store.waiting_on(job_id, current.row_id)) if r.waiting_for_parent]
+        ready = []
+        for child in waiting:
+            if current.done:
+                try:
+                    child.ids.update(operations.get(child.op).ids_from_parent(child, current.result or {}))
+                except MissingParentId as exc:
+                    child.state, child.finished_at = RowState.DEAD, now()
+                    child.error = RowFailure(Code.DEPENDENCY_FAILED, f"parent row {current.row_id}: {exc}")
+                    if store.save(job_id, child, expect=[RowState.QUEUED]):
+                        pending.append(child)
+                    continue
+                child.released = True
+                child.gen = store.next_generation(job_id, child.row_id)
+                if store.save(job_id, child, expect=[RowState.QUEUED]):
+                    ready.append(child)
+            elif current.state is RowState.DEAD:
+                why = current.error.label if current.error else ""
+                child.state, child.finished_at, child.next_attempt_at = RowState.DEAD, now(), None
+                child.error = RowFailure(Code.DEPENDENCY_FAILED, f"parent row {current.row_id} is dead ({why}); "
+                                                                 "requeue it to send this row")
+                if store.save(job_id, child, expect=[RowState.QUEUED]):
+                    pending.append(child)
+        published += publish(store, job_id, ready)
+    return published

@@ -1,0 +1,177 @@
+"""The row record: one unit of work (one TagMango call), its state machine, and why it failed.
+
+A ``Row`` is what the importer plans and what a worker runs. It is stored as JSON in the row store
+(``tasks.rowstore``); task messages only point at it (job id, row id, generation). Which TagMango call it
+makes is its ``op`` (a name in ``tasks.operations``); ``kind`` is the kind of object that call touches
+(course, module, chapter), kept on the row for progress per kind.
+
+The legal state changes are the ``TRANSITIONS`` table; the row store refuses any other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+
+class RowState(str, Enum):
+    QUEUED = "queued"  # waiting for its message to run (or for its parent row)
+    RUNNING = "running"  # a worker is making its call
+    RETRYING = "retrying"  # a transient failure; a later message tries again
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"  # dead-lettered with its reason; requeue brings it back
+    INVALID = "invalid"  # never sent: the spreadsheet row breaks a rule
+    SKIPPED = "skipped"  # never sent: already done (ledger) or a repeat of another row
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE
+
+
+STATES = tuple(RowState)
+FINAL = frozenset({RowState.SUCCEEDED, RowState.DEAD, RowState.INVALID, RowState.SKIPPED})
+ACTIVE = frozenset({RowState.QUEUED, RowState.RUNNING, RowState.RETRYING})
+#: Where each state may go next. A state may "go" to itself: a save that changes other fields.
+TRANSITIONS: dict[RowState, frozenset[RowState]] = {
+    RowState.QUEUED: frozenset({RowState.QUEUED, RowState.RUNNING, RowState.SKIPPED, RowState.DEAD}),
+    RowState.RUNNING: frozenset({RowState.RUNNING, RowState.RETRYING, RowState.SUCCEEDED, RowState.SKIPPED,
+                                 RowState.DEAD, RowState.QUEUED}),
+    RowState.RETRYING: frozenset({RowState.RETRYING, RowState.RUNNING, RowState.SKIPPED, RowState.DEAD,
+                                  RowState.QUEUED}),
+    RowState.DEAD: frozenset({RowState.QUEUED}),  # requeue
+    RowState.SUCCEEDED: frozenset(),
+    RowState.SKIPPED: frozenset(),
+    RowState.INVALID: frozenset(),
+}
+
+
+def sources_of(state: RowState) -> frozenset[RowState]:
+    """The states a row may be in before it moves to ``state``."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if state in targets)
+
+
+class Code:
+    """Error codes the importer itself gives to dead rows (TagMango's own come from its answers)."""
+
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+    DEPENDENCY_FAILED = "DEPENDENCY_FAILED"
+    CREDENTIAL_REFUSED = "CREDENTIAL_REFUSED"
+    NO_CREDENTIALS = "NO_CREDENTIALS"
+    WORKER_LOST = "WORKER_LOST"
+    COURSE_REF_NOT_FOUND = "COURSE_REF_NOT_FOUND"
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    """Why a row failed: TagMango's answer (status, errorCode, message) or one of our own ``Code``s."""
+
+    code: str | None
+    message: str
+    http_status: int | None = None
+    kind: str | None = None  # the error class, e.g. "PermanentApiError"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error_code": self.code, "http_status": self.http_status, "message": self.message, "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RowFailure:
+        return cls(code=data.get("error_code"), message=data.get("message") or "", http_status=data.get("http_status"),
+                   kind=data.get("kind"))
+
+    @property
+    def label(self) -> str:
+        """The code, else the HTTP status, for grouping dead letters."""
+        return self.code or (str(self.http_status) if self.http_status else "ERROR")
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.message}"
+
+
+@dataclass
+class Row:
+    row_id: str  # "<sheet>:<spreadsheet row>", unique in the job
+    op: str  # the operation (tasks.operations) this row's call is
+    kind: str  # course | module | chapter: the object the call touches
+    file: str
+    sheet: str
+    row: int  # the row number the spreadsheet shows (header = 1)
+    key: str  # stable idempotency key (see the README: keys and repeats)
+    title: str
+    body: dict = field(default_factory=dict)  # the exact request body
+    state: RowState = RowState.QUEUED
+    #: Inputs of the operation that are not in the body (e.g. chapter_slot, course_ref).
+    params: dict = field(default_factory=dict)
+    #: Ids the call needs (the chapter to patch, the course it belongs to): from the sheet or from the parent.
+    ids: dict = field(default_factory=dict)
+    parent: str | None = None  # the row this one waits for
+    released: bool = False  # the parent's ids have been copied in
+    result: dict | None = None  # ids the call produced or found
+    error: RowFailure | None = None
+    reason: str | None = None  # why a row was skipped or is invalid
+    history: list = field(default_factory=list)  # earlier failures, oldest first
+    attempts: int = 0  # calls over the row's life
+    round_attempts: int = 0  # calls since the last requeue
+    requeues: int = 0
+    gen: int = 0  # generation of the row's one live task message
+    #: When a call that is not idempotent may first have reached TagMango: later attempts look before sending.
+    sent_at: float | None = None
+    adopted: bool = False
+    source: dict = field(default_factory=dict)  # the row's cells as read, for the results file
+    next_attempt_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+
+    # -- predicates ------------------------------------------------------------------------
+    @property
+    def is_final(self) -> bool:
+        return self.state.is_final
+
+    @property
+    def is_active(self) -> bool:
+        return self.state.is_active
+
+    @property
+    def waiting_for_parent(self) -> bool:
+        """Queued behind a parent row of this job that has not handed over its ids yet."""
+        return self.state is RowState.QUEUED and self.parent is not None and not self.released
+
+    @property
+    def died_of_parent(self) -> bool:
+        return self.state is RowState.DEAD and self.error is not None and self.error.code == Code.DEPENDENCY_FAILED
+
+    @property
+    def done(self) -> bool:
+        """Finished with its object existing in TagMango (made, updated or found)."""
+        return self.state in (RowState.SUCCEEDED, RowState.SKIPPED)
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["error"] = self.error.as_dict() if self.error else None
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Row:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["state"] = RowState(values.get("state", RowState.QUEUED))
+        if values.get("error") is not None:
+            values["error"] = RowFailure.from_dict(values["error"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Row:
+        return cls.from_dict(json.loads(raw))

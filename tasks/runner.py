@@ -1,0 +1,265 @@
+"""One execution of one row's task message: read it top to bottom to follow a row to TagMango.
+
+``run_row(services, message)`` returns what the Celery task must do next (``Finished``, ``Later`` or
+``Dead``) instead of raising Celery's exceptions, so every branch can be run in the test process against a
+real Redis and the sandbox. Each run:
+
+1. drops the message if it is stale (its generation is not the row's current one); a finished row only
+   re-releases its dependents (a redelivered parent message);
+2. takes the row's lease (another copy working on it → try again when its lease ends);
+3. dead-letters a row whose message keeps getting lost (a poison row that kills workers: WORKER_LOST);
+4. dead-letters the row unsent if the job's credential was refused or this process has none;
+5. lets the operation resolve ids it looks up (COURSE_REF_NOT_FOUND) and skip work the ledger says is done;
+6. waits for the global rate limiter (short waits sleep, long ones re-schedule without spending an attempt);
+7. calls TagMango: a call that is not idempotent and may already have happened first looks for what it made;
+8. records success in the ledger and the row and releases the rows waiting for it; or hands the failure to
+   the retry decision (tasks.retry): retry later with a fresh generation, or dead-letter with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import LockError
+
+from tasks import errors, operations
+from tasks.adopt import Listings
+from tasks.credentials import NoCredentials
+from tasks.ledger import Ledger
+from tasks.limiter import credential_key
+from tasks.operations import CallContext, Operation, Skip
+from tasks.producer import mark_dead, release_dependents
+from tasks.retry import GiveUp, decide, failure_of
+from tasks.rows import Code, Row, RowFailure, RowState
+from tasks.rowstore import now
+from tasks.services import Services
+
+log = logging.getLogger("tagmango.rows")
+
+
+@dataclass(frozen=True)
+class Message:
+    job_id: str
+    row_id: str
+    gen: int = 0
+    #: [slot time, Redis time it was reserved at]: the rate-limiter slot a re-scheduled message keeps.
+    slot_at: list | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Done with this message (succeeded, skipped, or nothing to do): acknowledge it."""
+
+    summary: dict
+
+
+@dataclass(frozen=True)
+class Later:
+    """Run again after ``countdown`` seconds as generation ``gen`` (the old message becomes stale)."""
+
+    countdown: float
+    gen: int
+    slot_at: list | None = None
+    reason: str = ""
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class Dead:
+    """The row is dead-lettered; the task reports a failure with the reason (Flower shows it)."""
+
+    summary: dict
+    failure: RowFailure
+
+
+Outcome = Finished | Later | Dead
+
+
+def summary(row: Row) -> dict:
+    return {"row": row.row_id, "state": row.state.value, "result": row.result}
+
+
+def blocked_failure(blocked: dict) -> RowFailure:
+    """Why a row of a job whose credential was refused (or missing) is not sent."""
+    cause = " ".join(str(blocked.get(k) or "") for k in ("http_status", "error_code", "message")).split()
+    code = Code.NO_CREDENTIALS if blocked.get("error_code") == Code.NO_CREDENTIALS else Code.CREDENTIAL_REFUSED
+    return RowFailure(code, f"not sent: this job's credential was refused on row {blocked.get('row')} "
+                            f"({' '.join(cause)}); fix it and requeue")
+
+
+def run_row(services: Services, message: Message) -> Outcome:
+    return RowRun(services, message).run()
+
+
+class RowRun:
+    def __init__(self, services: Services, message: Message) -> None:
+        self.services, self.msg = services, message
+        self.store, self.s = services.store, services.settings
+        self.job_id, self.row_id = message.job_id, message.row_id
+
+    def run(self) -> Outcome:
+        row = self.store.row(self.job_id, self.row_id)
+        if row is None:
+            log.warning("row %s of job %s not found (job expired?); message dropped", self.row_id, self.job_id)
+            return Finished({"row": self.row_id, "state": "unknown"})
+        if self.store.generation(self.job_id, self.row_id) != self.msg.gen:
+            return Finished({**summary(row), "stale_message": True})
+        if row.is_final:
+            self.release(row)
+            return Finished(summary(row))
+        lease = self.store.lease(self.job_id, self.row_id, self.s.lease_seconds)
+        if not lease.acquire():
+            return Later(max(1.0, self.store.lease_left(self.job_id, self.row_id)), self.msg.gen,
+                         reason="another copy of this message holds the row")
+        try:
+            return self.run_leased(row)
+        finally:
+            try:
+                lease.release()
+            except LockError:  # expired and maybe taken by another copy: nothing of ours to release
+                pass
+
+    def run_leased(self, row: Row) -> Outcome:
+        deliveries = self.store.count_delivery(self.job_id, self.row_id, self.msg.gen)
+        if deliveries > self.s.max_deliveries:
+            return self.dead(row, RowFailure(Code.WORKER_LOST, f"the task for this row was delivered {deliveries - 1} "
+                                                               "times without finishing (a worker died each time); "
+                                                               "requeue it once the cause is fixed"))
+        job = self.store.job(self.job_id)
+        if job is None:
+            return Finished({"row": self.row_id, "state": "unknown"})
+        if job.get("blocked"):
+            return self.dead(row, blocked_failure(job["blocked"]))
+        try:
+            cred = self.services.credentials.resolve(job["host"], job["api_url"])
+        except NoCredentials as exc:
+            failure = RowFailure(Code.NO_CREDENTIALS, str(exc))
+            self.store.set_job(self.job_id, blocked={**failure.as_dict(), "row": self.row_id})
+            return self.dead(row, failure)
+        self.cred_key = credential_key(cred.api_url, cred.host, cred.token)
+        ctx = CallContext(job_id=self.job_id, client=self.services.client(cred),
+                          ledger=Ledger(self.store.r, cred.api_url, cred.host), limited=self.limited,
+                          listings=Listings(self.store.r, self.cred_key))
+        try:
+            return self.call(operations.get(row.op), ctx, row)
+        except errors.ApiError as exc:
+            return self.failed(row, exc)
+
+    def call(self, op: Operation, ctx: CallContext, row: Row) -> Outcome:
+        failure = op.resolve(ctx, row)
+        if failure is not None:
+            return self.dead(row, failure)
+        skip = op.check_done(ctx, row)
+        if skip is not None:
+            return self.skipped(row, skip)
+        later = self.wait_for_slot()
+        if later is not None:
+            return later
+        self.start_attempt(row)
+        result = None
+        if op.creates and row.sent_at:
+            result = op.find_committed(ctx, row)
+            if result is not None:
+                row.adopted = True
+                self.store.tally(self.job_id, "adopted")
+        if result is None:
+            if op.creates:
+                row.sent_at = row.sent_at or now()
+                self.store.save(self.job_id, row)  # durable before the request leaves: a crash now means "look first"
+            self.send_now()
+            result = op.call(ctx, row)
+        op.record(ctx, row, result)
+        return self.succeeded(row, result)
+
+    # -- the rate limiter ----------------------------------------------------------------------
+    def wait_for_slot(self) -> Later | None:
+        """Our turn on the schedule: sleep if it is near (None: go), otherwise re-schedule keeping the slot.
+
+        A message back from a re-schedule uses the slot it reserved, also when it comes back late (a busy
+        worker). The send itself is admitted by ``send_now`` at the last moment, after the bookkeeping, so that
+        what the limiter's send log records is as close as possible to what TagMango counts.
+        """
+        limiter = self.services.limiter
+        if self.msg.slot_at is not None:
+            slot, reserved_at = self.msg.slot_at
+            late = time.time() - slot
+            if late <= self.s.rate_window and limiter.cooled_since(self.cred_key) <= reserved_at:
+                time.sleep(max(0.0, -late))
+                if limiter.cooled_since(self.cred_key) <= reserved_at:
+                    return None
+        reservation = limiter.reserve(self.cred_key)
+        if reservation.granted and reservation.wait <= self.s.max_limiter_sleep:
+            time.sleep(reservation.wait)
+            if limiter.cooled_since(self.cred_key) <= reservation.at:
+                return None
+            # A 429 arrived while we slept: our slot predates the cool-down; take a new one later.
+            return self.later(self.s.rate_window / 2, reason="rate limit cool-down")
+        slot_at = [time.time() + reservation.wait, reservation.at] if reservation.granted else None
+        return self.later(max(0.05, reservation.wait - 0.5), slot_at=slot_at, reason="waiting for the rate limit")
+
+    def send_now(self) -> None:
+        """Admit this request in the send log right before it leaves (waits a few ms if a late send ahead of
+        us filled the window, or out a cool-down)."""
+        self.services.limiter.acquire_now(self.cred_key)
+        self.store.tally(self.job_id, "requests")
+
+    def limited(self, fn: Any) -> Any:
+        """Run one extra call (a lookup) under the limiter, ahead of the rows waiting for their slots."""
+        self.send_now()
+        return fn()
+
+    # -- state changes -------------------------------------------------------------------------
+    def release(self, row: Row) -> None:
+        release_dependents(self.store, self.job_id, row)
+
+    def start_attempt(self, row: Row) -> None:
+        row.state = RowState.RUNNING
+        row.attempts += 1
+        row.round_attempts += 1
+        row.next_attempt_at = None
+        self.store.save(self.job_id, row)
+
+    def succeeded(self, row: Row, result: dict) -> Finished:
+        row.state, row.result, row.error, row.finished_at = RowState.SUCCEEDED, result, None, now()
+        self.store.save(self.job_id, row)
+        log.info("%s %s succeeded: %s", self.job_id, self.row_id, result)
+        self.release(row)
+        return Finished(summary(row))
+
+    def skipped(self, row: Row, skip: Skip) -> Finished:
+        row.state, row.result, row.reason, row.error, row.finished_at = (RowState.SKIPPED, skip.result, skip.reason,
+                                                                         None, now())
+        self.store.save(self.job_id, row)
+        self.release(row)
+        return Finished(summary(row))
+
+    def dead(self, row: Row, failure: RowFailure) -> Dead:
+        mark_dead(self.store, self.job_id, row, failure)
+        return Dead(summary(row), failure)
+
+    def failed(self, row: Row, exc: errors.ApiError) -> Outcome:
+        failure = failure_of(exc)
+        row.history = [*row.history, {**failure.as_dict(), "at": now(), "attempt": row.attempts}][-20:]
+        if isinstance(exc, errors.RateLimited):
+            self.store.tally(self.job_id, "rate_limited")
+            self.services.limiter.cool_down(self.cred_key, max(exc.retry_after or 0.0, self.s.rate_window / 2))
+        decision = decide(exc, row, self.s)
+        if isinstance(decision, GiveUp):
+            if decision.blocks_job:
+                self.store.set_job(self.job_id, blocked={**decision.failure.as_dict(), "row": self.row_id})
+            return self.dead(row, decision.failure)
+        row.state, row.next_attempt_at, row.error = RowState.RETRYING, now() + decision.seconds, failure
+        self.store.tally(self.job_id, "retries")
+        log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, failure, decision.seconds)
+        return self.later(decision.seconds, row=row, error=exc)
+
+    def later(self, countdown: float, *, row: Row | None = None, slot_at: list | None = None, reason: str = "",
+              error: Exception | None = None) -> Later:
+        """Hand the row to a new message (a new generation) after ``countdown`` seconds."""
+        gen = self.store.next_generation(self.job_id, self.row_id)
+        if row is not None:
+            self.store.save(self.job_id, row)
+        return Later(countdown, gen, slot_at, reason, error)
