@@ -8,8 +8,7 @@ import pytest
 
 from importer.sandbox import SandboxConfig, serve_in_thread
 
-TOKEN = "test-token-s3cr3t-0123456789abcdef"
-HOST = "academy.example.com"
+from tests.helpers import TOKEN
 
 
 @pytest.fixture(autouse=True)

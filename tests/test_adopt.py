@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from tasks.adopt import Listings, find_created
 from tasks.client import Page
 from tasks.errors import PermanentApiError
@@ -16,8 +18,8 @@ BODY = {"title": "Watercolour", "mangoes": ["66c4964c11e7fef26751f3a7"], "descri
 class FakeApi:
     """Pages of at most 2 items whatever ``limit`` asks (the docs give no maximum), ids as ``id``."""
 
-    def __init__(self, courses: list[dict], empty_update_ok: bool = True) -> None:
-        self.courses, self.empty_update_ok, self.calls = courses, empty_update_ok, []
+    def __init__(self, courses: list[dict], empty_update_ok: bool = True, update_status: int = 400) -> None:
+        self.courses, self.empty_update_ok, self.update_status, self.calls = courses, empty_update_ok, update_status, []
 
     def get_courses(self, *, page: int, limit: int, mangoes: list[str]) -> Page:
         self.calls.append(("get", page))
@@ -26,7 +28,7 @@ class FakeApi:
     def update_course(self, course_id: str, body: dict) -> dict:
         self.calls.append(("patch", course_id))
         if not self.empty_update_ok:
-            raise PermanentApiError("empty body", status=400)
+            raise PermanentApiError("refused", status=self.update_status)
         course = next(c for c in self.courses if c["id"] == course_id)
         return {**course, "firstChapter": f"{course_id}-1", "secondChapter": f"{course_id}-2"}
 
@@ -55,6 +57,21 @@ def test_refused_empty_update_still_adopts_the_listed_course(redis_server, redis
     found = find_created(FakeApi([{"id": "x", "title": "Watercolour"}], empty_update_ok=False), lambda fn: fn(),
                          BODY, ledger, time.time())
     assert found["_id"] == "x" and "firstChapter" not in found
+
+
+def test_a_course_whose_read_back_is_404_is_never_adopted(redis_server, redis_url):
+    ledger = Ledger(redis_server.client(), "http://api", "h")
+    api = FakeApi([{"id": "x", "title": "Watercolour"}], empty_update_ok=False, update_status=404)
+    assert find_created(api, lambda fn: fn(), BODY, ledger, time.time()) is None
+    assert not ledger.is_claimed("x")
+
+
+def test_a_refused_credential_during_the_read_back_fails_the_attempt(redis_server, redis_url):
+    ledger = Ledger(redis_server.client(), "http://api", "h")
+    api = FakeApi([{"id": "x", "title": "Watercolour"}], empty_update_ok=False, update_status=401)
+    with pytest.raises(PermanentApiError):
+        find_created(api, lambda fn: fn(), BODY, ledger, time.time())
+    assert not ledger.is_claimed("x")
 
 
 def test_rows_looking_at_the_same_time_share_one_scan(redis_server, redis_url):

@@ -7,7 +7,7 @@ import pytest
 
 from tasks import errors
 from tasks.client import TagMangoClient, parse_retry_after
-from tests.conftest import HOST, TOKEN
+from tests.helpers import HOST, TOKEN
 
 DOC_CREATE = {"title": "My Course", "description": "<p>Course description</p>",
               "mangoes": ["66c4964c11e7fef26751f3a7"], "coverImage": "https://example.com/cover.jpg"}

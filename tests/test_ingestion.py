@@ -13,7 +13,7 @@ import pytest
 from importer.columns import normalise_header
 from importer.plan import Plan
 from importer.problems import ERROR, WARNING, InputError
-from importer.reader import cell_text, read_file
+from importer.reader import cell_text
 from importer.validate import Options, build_plan, load_mapping
 from tasks.operations import cells as rules
 

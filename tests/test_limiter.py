@@ -11,7 +11,7 @@ import pytest
 from tasks.backoff import retry_delay
 from tasks.credentials import NoCredentials, resolve
 from tasks.limiter import RateLimiter, credential_key
-from tests.conftest import TOKEN
+from tests.helpers import TOKEN
 
 
 def test_slots_are_spread_evenly_across_processes_sharing_redis(redis_server, redis_url):

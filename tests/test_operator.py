@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import HOST, TOKEN
+from tests.helpers import HOST, TOKEN
 from tests.services import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

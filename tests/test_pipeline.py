@@ -5,58 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from pathlib import Path
 
-import pytest
 
-from importer.validate import Options, build_plan
 from tasks.enqueue import enqueue
-from tasks.ledger import Ledger
 from tasks.requeue import requeue_rows
-from tasks.rows import ACTIVE, STATES
 from tasks.rowstore import RowStore
-from tests.conftest import HOST, TOKEN
+from tests.helpers import HOST, MANGO, SAMPLES, TOKEN, assert_consistent, plan_of, wait_final, write_catalog
 from tests.services import wait_until
-
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
-MANGO = "66c4964c11e7fef26751f3a7"
-
-
-def write_catalog(path: Path, courses: int, chapters_per_course: int = 0, prefix: str = "C") -> Path:
-    lines = ["external_id,title,mangoes,description"]
-    lines += [f"{prefix}{i:04d},Course {prefix}{i:04d},{MANGO},About {i}" for i in range(courses)]
-    path.with_suffix(".courses.csv").write_text("\n".join(lines) + "\n")
-    files = [path.with_suffix(".courses.csv")]
-    if chapters_per_course:
-        slots = ["first", "second"][:chapters_per_course]
-        rows = ["course_ref,chapter_slot,title,content,content_type"]
-        rows += [f"{prefix}{i:04d},{s},Lesson {i} {s},https://cdn.tagmango.com/v/{i}-{s}.mp4,video"
-                 for i in range(courses) for s in slots]
-        path.with_suffix(".chapters.csv").write_text("\n".join(rows) + "\n")
-        files.append(path.with_suffix(".chapters.csv"))
-    return files
-
-
-def plan_of(*files: Path):
-    plan = build_plan(list(files), Options())
-    assert plan.ok, plan.errors[:5]
-    return plan
-
-
-def wait_final(store: RowStore, job_id: str, timeout: float = 120) -> dict:
-    wait_until(lambda: store.is_final(job_id), timeout, 0.3, f"job {job_id} to finish: {store.counts(job_id)}")
-    return store.counts(job_id)
-
-
-def assert_consistent(store: RowStore, job_id: str) -> Counter:
-    """Counters equal the row states, every row is final, and the total is the job's row count."""
-    states = Counter(store.states(job_id).values())
-    counts = store.counts(job_id)
-    assert {s: counts.get(s.value, 0) for s in STATES} == {s: states.get(s.value, 0) for s in STATES}
-    assert sum(states.values()) == store.job(job_id)["total"]
-    assert not any(states[s] for s in ACTIVE)
-    return states
-
 
 def test_sample_catalog_imports_with_planted_dead_letters(sandbox, make_env, workers, redis_url):
     env = make_env(sandbox)

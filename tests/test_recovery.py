@@ -13,8 +13,7 @@ import time
 from tasks.enqueue import enqueue
 from tasks.recovery import UNACKED_KEY, broker_row_messages, republish_stuck, stuck_rows
 from tasks.rowstore import RowStore
-from tests.conftest import HOST
-from tests.test_pipeline import assert_consistent, plan_of, wait_final, write_catalog
+from tests.helpers import HOST, assert_consistent, plan_of, wait_final, write_catalog
 
 
 def _queued_job(redis_url, tmp_path, courses=20):

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from importer.sandbox import SandboxConfig, serve_in_thread
-from tests.conftest import HOST, TOKEN
+from tests.helpers import HOST, TOKEN
 
 DOC_CREATE = {"title": "My Course", "description": "<p>Course description</p>",
               "mangoes": ["66c4964c11e7fef26751f3a7"], "coverImage": "https://example.com/cover.jpg"}

@@ -18,9 +18,7 @@ from importer.results import write_results
 from importer.validate import build_plan
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
-from tests.conftest import HOST
-from tests.services import wait_until
-from tests.test_pipeline import assert_consistent, write_catalog
+from tests.helpers import HOST, assert_consistent, write_catalog
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(1800)]
 

@@ -1,0 +1,58 @@
+"""Helpers shared by the tests: constants, catalog files, waiting for a job, and its consistency check.
+
+Test modules import from here (and from tests/services.py for the servers), never from each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from importer.validate import Options, build_plan
+from tasks.rows import ACTIVE, STATES
+from tasks.rowstore import RowStore
+from tests.services import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_data"
+SHARED = ROOT.parent / "shared" / "data"
+TOKEN = "test-token-s3cr3t-0123456789abcdef"
+HOST = "academy.example.com"
+MANGO = "66c4964c11e7fef26751f3a7"
+
+
+def write_catalog(path: Path, courses: int, chapters_per_course: int = 0, prefix: str = "C") -> list[Path]:
+    """A courses CSV (and a chapters CSV patching each course's first/second chapter) next to ``path``."""
+    lines = ["external_id,title,mangoes,description"]
+    lines += [f"{prefix}{i:04d},Course {prefix}{i:04d},{MANGO},About {i}" for i in range(courses)]
+    path.with_suffix(".courses.csv").write_text("\n".join(lines) + "\n")
+    files = [path.with_suffix(".courses.csv")]
+    if chapters_per_course:
+        slots = ["first", "second"][:chapters_per_course]
+        rows = ["course_ref,chapter_slot,title,content,content_type"]
+        rows += [f"{prefix}{i:04d},{s},Lesson {i} {s},https://cdn.tagmango.com/v/{i}-{s}.mp4,video"
+                 for i in range(courses) for s in slots]
+        path.with_suffix(".chapters.csv").write_text("\n".join(rows) + "\n")
+        files.append(path.with_suffix(".chapters.csv"))
+    return files
+
+
+def plan_of(*files: Path, options: Options | None = None):  # noqa: ANN201
+    plan = build_plan(list(files), options or Options())
+    assert plan.ok, plan.errors[:5]
+    return plan
+
+
+def wait_final(store: RowStore, job_id: str, timeout: float = 120) -> dict:
+    wait_until(lambda: store.is_final(job_id), timeout, 0.3, f"job {job_id} to finish: {store.counts(job_id)}")
+    return store.counts(job_id)
+
+
+def assert_consistent(store: RowStore, job_id: str) -> Counter:
+    """Counters equal the row states, every row is final, and the total is the job's row count."""
+    states = Counter(store.states(job_id).values())
+    counts = store.counts(job_id)
+    assert {s: counts.get(s.value, 0) for s in STATES} == {s: states.get(s.value, 0) for s in STATES}
+    assert sum(states.values()) == store.job(job_id)["total"]
+    assert not any(states[s.value] for s in ACTIVE)
+    return states

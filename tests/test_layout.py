@@ -1,0 +1,46 @@
+"""The package layout promises: the worker's building blocks load without Celery, the worker side never
+imports the importer, and each operation is complete."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tasks import operations
+
+
+@pytest.mark.parametrize("module", ["tasks.ledger", "tasks.limiter", "tasks.client", "tasks.errors", "tasks.rows",
+                                    "tasks.runner", "tasks.operations"])
+def test_building_blocks_do_not_import_celery(module):
+    code = f"import sys, {module}; print('celery' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_the_worker_side_does_not_import_the_importer():
+    code = ("import sys, tasks.row_tasks, tasks.requeue, tasks.recovery, tasks.enqueue; "
+            "print(sorted(m for m in sys.modules if m == 'importer' or m.startswith('importer.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_celery_finds_the_app_and_one_task_per_operation():
+    code = ("from celery.app.utils import find_app; app = find_app('tasks'); app.loader.import_default_modules(); "
+            "print(sorted(n for n in app.tasks if n.startswith('tagmango.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(sorted([*operations.task_names(), "tagmango.requeue"]))
+
+
+@pytest.mark.parametrize("op", operations.OPERATIONS, ids=lambda op: op.name)
+def test_each_operation_declares_what_generic_code_needs(op):
+    assert op.name and op.task_name.startswith("tagmango.") and op.kind and op.result_columns
+    assert operations.get(op.name) is op and operations.by_task_name(op.task_name) is op
+    if op.sheet:
+        assert op.columns and op.markers() and op.summary_key and op.summary_label
+    if op.parent_op:
+        assert operations.get(op.parent_op) and op.needs and operations.has_dependents(op.parent_op)

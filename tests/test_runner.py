@@ -1,0 +1,197 @@
+"""Every branch of one row run (tasks.runner), in the test process: the suite's real Redis, the sandbox over HTTP.
+
+No Celery worker here: ``enqueue`` publishes messages nobody consumes, and each test runs rows itself with
+``run_row``. What only a worker process can show (SIGKILL, Redis restarts, several workers sharing one limit)
+is in tests/test_pipeline.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.credentials import Credentials
+from tasks.enqueue import enqueue
+from tasks.recovery import broker_row_messages
+from tasks.requeue import requeue_rows
+from tasks.rows import Code, RowState
+from tasks.rowstore import RowStore
+from tasks.runner import Dead, Finished, Later, Message, run_row
+from tasks.services import Services
+from tasks.settings import Settings
+from tests.helpers import HOST, MANGO, TOKEN, plan_of, write_catalog
+
+
+@pytest.fixture
+def start(redis_url, sandbox):
+    """``start(files, token=...)`` -> (services, store, job id): the job enqueued, its messages left in the queue."""
+    made = []
+
+    def start(files: list[Path], token: str | None = TOKEN, **settings: float):
+        store = RowStore.from_url(redis_url)
+        services = Services(Settings(redis_url=redis_url, api_url=sandbox.url, max_limiter_sleep=2.0, **settings),
+                            store=store, credentials=Credentials(api_url=sandbox.url, token=token))
+        made.append(services)
+        return services, store, enqueue(store, plan_of(*files), sandbox.url, HOST)
+
+    yield start
+    for services in made:
+        services.close()
+
+
+def run(services: Services, job_id: str, row_id: str, gen: int | None = None):  # noqa: ANN201
+    gen = services.store.generation(job_id, row_id) if gen is None else gen
+    return run_row(services, Message(job_id, row_id, gen))
+
+
+def csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_a_course_succeeds_and_releases_its_chapters(start, sandbox, tmp_path):
+    services, store, job = start(write_catalog(tmp_path / "cat", 1, 2))
+    outcome = run(services, job, "cat.courses:2")
+    assert isinstance(outcome, Finished) and outcome.summary["state"] == "succeeded"
+    course = store.row(job, "cat.courses:2")
+    [made] = sandbox.data(HOST)["course"]
+    assert course.result["course_id"] == made["_id"] and course.attempts == 1
+    chapters = [store.row(job, f"cat.chapters:{n}") for n in (2, 3)]
+    assert [c.ids["chapter_id"] for c in chapters] == [made["firstChapter"], made["secondChapter"]]
+    assert all(c.released and c.gen == 1 for c in chapters)
+    published = {(row, gen) for j, row, gen in broker_row_messages(store) if j == job}
+    assert {("cat.chapters:2", 1), ("cat.chapters:3", 1)} <= published
+    assert isinstance(run(services, job, "cat.chapters:2"), Finished)
+    assert store.row(job, "cat.chapters:2").state is RowState.SUCCEEDED
+
+
+def test_a_stale_message_is_dropped_without_a_request(start, sandbox, tmp_path):
+    services, store, job = start(write_catalog(tmp_path / "cat", 1))
+    outcome = run(services, job, "cat.courses:2", gen=7)
+    assert isinstance(outcome, Finished) and outcome.summary["stale_message"]
+    assert store.row(job, "cat.courses:2").state is RowState.QUEUED and sandbox.stats()["requests"] == 0
+
+
+def test_a_leased_row_is_tried_again_when_the_lease_ends(start, sandbox, tmp_path):
+    services, store, job = start(write_catalog(tmp_path / "cat", 1), lease_seconds=30)
+    other = store.lease(job, "cat.courses:2", 5.0)
+    assert other.acquire()
+    outcome = run(services, job, "cat.courses:2")
+    assert isinstance(outcome, Later) and outcome.gen == 0 and 4.0 <= outcome.countdown <= 5.0
+    assert sandbox.stats()["requests"] == 0
+    other.release()
+    assert isinstance(run(services, job, "cat.courses:2"), Finished)
+
+
+def test_lease_release_only_deletes_our_own_lock(start, tmp_path):
+    services, store, job = start(write_catalog(tmp_path / "cat", 1))
+    mine = store.lease(job, "cat.courses:2", 0.05)
+    assert mine.acquire()
+    store.r.delete(f"tm:lease:{job}:cat.courses:2")  # expired...
+    theirs = store.lease(job, "cat.courses:2", 30)
+    assert theirs.acquire()  # ...and taken by another copy
+    with pytest.raises(Exception):  # noqa: B017 - redis-py's LockNotOwnedError
+        mine.release()
+    assert store.r.exists(f"tm:lease:{job}:cat.courses:2")  # theirs survives
+
+
+def test_a_message_delivered_too_often_is_worker_lost(start, sandbox, tmp_path):
+    services, store, job = start(write_catalog(tmp_path / "cat", 1, 1), max_deliveries=2)
+    for _ in range(2):  # two deliveries whose worker died before finishing
+        store.count_delivery(job, "cat.courses:2", 0)
+    outcome = run(services, job, "cat.courses:2")
+    assert isinstance(outcome, Dead) and outcome.failure.code == Code.WORKER_LOST
+    assert "delivered 2 times" in outcome.failure.message and sandbox.stats()["requests"] == 0
+    chapter = store.row(job, "cat.chapters:2")
+    assert chapter.state is RowState.DEAD and chapter.error.code == Code.DEPENDENCY_FAILED
+
+
+def test_no_credentials_dead_letters_every_row_unsent(start, sandbox, tmp_path):
+    services, store, job = start(write_catalog(tmp_path / "cat", 2), token=None)
+    first = run(services, job, "cat.courses:2")
+    assert isinstance(first, Dead) and first.failure.code == Code.NO_CREDENTIALS
+    assert "TAGMANGO_API_TOKEN" in first.failure.message
+    second = run(services, job, "cat.courses:3")
+    assert isinstance(second, Dead) and second.failure.code == Code.NO_CREDENTIALS  # the job is blocked
+    assert sandbox.stats()["requests"] == 0 and store.job(job)["blocked"]["error_code"] == Code.NO_CREDENTIALS
+
+
+def test_a_refused_token_blocks_the_job_after_one_request(start, sandbox, tmp_path):
+    services, store, job = start(write_catalog(tmp_path / "cat", 3), token="wrong-token")
+    first = run(services, job, "cat.courses:2")
+    assert isinstance(first, Dead) and first.failure.http_status == 401
+    for row_id in ("cat.courses:3", "cat.courses:4"):
+        outcome = run(services, job, row_id)
+        assert isinstance(outcome, Dead) and outcome.failure.code == Code.CREDENTIAL_REFUSED
+        assert "refused on row cat.courses:2 (401" in outcome.failure.message
+    assert sandbox.stats()["requests"] == 1
+    assert requeue_rows(store, job, everything=True)["requeued"] == 3 and store.job(job)["blocked"] is None
+
+
+def test_a_course_ref_found_nowhere_is_dead_without_a_request(start, sandbox, tmp_path):
+    files = [csv(tmp_path / "ch.csv", "course_ref,chapter_slot,title\nNOPE,first,Intro\n")]
+    services, store, job = start(files)
+    outcome = run(services, job, "ch:2")
+    assert isinstance(outcome, Dead) and outcome.failure.code == Code.COURSE_REF_NOT_FOUND
+    assert "'NOPE'" in outcome.failure.message and sandbox.stats()["requests"] == 0
+
+
+def test_a_course_ref_of_an_earlier_import_is_found_in_the_ledger(start, sandbox, tmp_path):
+    services, store, first = start(write_catalog(tmp_path / "cat", 1))
+    run(services, first, "cat.courses:2")
+    _, _, job = start([csv(tmp_path / "ch.csv", "course_ref,chapter_slot,title\nC0000,second,Outro\n")])
+    assert isinstance(run(services, job, "ch:2"), Finished)
+    [course] = sandbox.data(HOST)["course"]
+    assert store.row(job, "ch:2").result == {"chapter_id": course["secondChapter"]}
+
+
+def test_a_dead_course_kills_its_chapters_and_requeue_brings_them_back(start, sandbox, tmp_path):
+    files = [csv(tmp_path / "c.csv", f"external_id,title,mangoes\nK1,Bad mango,{'f' * 24}\n"),
+             csv(tmp_path / "ch.csv", "course_ref,chapter_slot,title\nK1,first,Intro\nK1,second,Outro\n")]
+    services, store, job = start(files)
+    outcome = run(services, job, "c:2")
+    assert isinstance(outcome, Dead) and outcome.failure.http_status == 400
+    for row_id in ("ch:2", "ch:3"):
+        chapter = store.row(job, row_id)
+        assert chapter.error.code == Code.DEPENDENCY_FAILED and "c:2 is dead (400)" in chapter.error.message
+    fixed = {**store.row(job, "c:2").body, "mangoes": [MANGO]}
+    out = requeue_rows(store, job, corrections={"c:2": {"body": fixed}})
+    assert out == {"job": job, "requeued": 3, "published": 1, "waiting_for_parent": 2, "still_dead": []}
+    assert all(store.row(job, r).waiting_for_parent for r in ("ch:2", "ch:3"))
+    assert isinstance(run(services, job, "c:2"), Finished)
+    for row_id in ("ch:2", "ch:3"):
+        assert isinstance(run(services, job, row_id), Finished)
+    titles = {c["title"] for c in sandbox.data(HOST)["chapter"]}
+    assert {"Intro", "Outro"} <= titles and store.row(job, "ch:2").history[0]["error_code"] == Code.DEPENDENCY_FAILED
+
+
+def test_a_transient_failure_is_retried_with_a_new_generation(start, sandbox, tmp_path):
+    sandbox.configure(error_rate=1.0)
+    services, store, job = start(write_catalog(tmp_path / "cat", 1), max_attempts=2)
+    first = run(services, job, "cat.courses:2")
+    assert isinstance(first, Later) and first.gen == 1 and first.error is not None
+    row = store.row(job, "cat.courses:2")
+    assert row.state is RowState.RETRYING and row.sent_at and len(row.history) == 1
+    second = run(services, job, "cat.courses:2", gen=1)
+    assert isinstance(second, Dead) and second.failure.code == Code.RETRIES_EXHAUSTED
+
+
+def test_a_create_that_may_have_committed_is_adopted_not_repeated(start, sandbox, tmp_path):
+    sandbox.configure(commit_fail_rate=1.0, hang_s=0.1)  # the course is made, the answer is a 502 or 504
+    services, store, job = start(write_catalog(tmp_path / "cat", 1))
+    assert isinstance(run(services, job, "cat.courses:2"), Later)
+    sandbox.configure(commit_fail_rate=0.0)
+    assert isinstance(run(services, job, "cat.courses:2", gen=1), Finished)
+    row = store.row(job, "cat.courses:2")
+    assert row.adopted and store.counts(job)["n_adopted"] == 1
+    assert sandbox.stats()["courses_by_host"] == {HOST: 1} and row.result["first_chapter"]
+
+
+def test_a_row_done_in_an_earlier_job_is_skipped(start, sandbox, tmp_path):
+    services, store, first = start(write_catalog(tmp_path / "cat", 1))
+    run(services, first, "cat.courses:2")
+    _, _, again = start(write_catalog(tmp_path / "cat", 1))
+    outcome = run(services, again, "cat.courses:2")
+    assert isinstance(outcome, Finished) and outcome.summary["state"] == "skipped"
+    assert "already created by" in store.row(again, "cat.courses:2").reason and sandbox.stats()["requests"] == 1
