@@ -531,3 +531,101 @@ def test_state_dir_keeps_trees_and_deletes_across_restarts(tmp_path):
         assert [c["title"] for c in second.tree(HOST)[0]["modules"][1]["chapters"]] == ["Kept", "After restart"]
     finally:
         second.stop()
+
+
+# -- faults for rate-limit work: counting after the latency, stalls --------------------------------------
+
+
+def _arrival_delay(sb):
+    """Seconds between sending one request and the moment the sandbox counted it in its window."""
+    httpx.post(sb.url + "/_sandbox/reset")
+    sent = time.time()
+    call(sb, "GET", f"{API}/courses")
+    (arrivals,) = httpx.get(sb.url + "/_sandbox/arrivals").json().values()
+    return arrivals[0] - sent
+
+
+def test_count_after_latency_counts_a_request_when_it_is_answered(sandbox_factory):
+    sb = sandbox_factory(latency_s=(0.4, 0.4))
+    assert _arrival_delay(sb) < 0.3  # default: counted when it arrives
+    assert sb.configure(count_after_latency=True)["count_after_latency"] is True
+    assert _arrival_delay(sb) >= 0.4
+
+
+def _paced_burst(sb, count, every_s):
+    """Send ``count`` GETs, one every ``every_s`` seconds, without waiting for answers: [(status, answered_at)]."""
+    import asyncio
+
+    async def run():
+        headers = {"Authorization": f"Bearer {TOKEN}", "x-whitelabel-host": HOST}
+        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+        async with httpx.AsyncClient(base_url=sb.url, headers=headers, limits=limits, timeout=30) as client:
+            start = time.monotonic()
+
+            async def one(i):
+                await asyncio.sleep(max(0.0, start + i * every_s - time.monotonic()))
+                r = await client.get(f"{API}/courses")
+                return r.status_code, time.monotonic() - start
+            return await asyncio.gather(*(one(i) for i in range(count)))
+    return asyncio.run(run())
+
+
+def test_a_stall_releases_a_spread_stream_as_one_burst_counted_together(sandbox_factory):
+    """100 requests spread over 5 s never exceed 21 in any 1 s, under a limit of 30 per 1 s. A 3 s stall
+    with count_after_latency makes the ~60 held ones reach the window at once: 429s."""
+    sb = sandbox_factory(rate_limit=30, rate_window_s=1.0, count_after_latency=True)
+    assert sb.configure(stall_s=3.0)["stall_remaining_s"] > 2.5
+    answers = _paced_burst(sb, 100, 0.05)
+    held = [at for (status, at) in answers[:50]]
+    assert min(held) >= 2.8 and max(held) - min(held) < 0.5  # held until the stall ended, released together
+    statuses = [status for status, _ in answers]
+    assert statuses.count(429) >= 20 and statuses.count(200) + statuses.count(429) == 100
+    stats = sb.stats()
+    assert stats["faults"]["stalled"] >= 55 and stats["max_in_window"] == 30
+
+
+def test_a_stall_with_counting_at_arrival_causes_no_429(sandbox_factory):
+    sb = sandbox_factory(rate_limit=30, rate_window_s=1.0)
+    sb.configure(stall_s=3.0)
+    answers = _paced_burst(sb, 100, 0.05)
+    assert min(at for _, at in answers[:50]) >= 2.8
+    assert [status for status, _ in answers] == [200] * 100
+
+
+def test_stall_schedule_and_settings(sandbox):
+    config = SandboxConfig()
+    config.set_stall(0.5, 2.0, start=100.0)
+    assert [config.stall_remaining(t) for t in (99.0, 100.0, 100.2, 100.6, 102.1, 105.9)] == \
+        [0.0, 0.5, pytest.approx(0.3), 0.0, pytest.approx(0.4), 0.0]
+    config.set_stall(1.0, start=10.0)  # once
+    assert config.stall_remaining(10.5) == 0.5 and config.stall_remaining(12.5) == 0.0
+    for bad in ({"stall_s": 2, "stall_every_s": 2}, {"stall_s": -1}, {"count_after_latency": "yes"}):
+        assert httpx.post(sandbox.url + "/_sandbox/config", json=bad).status_code == 400
+    settings = sandbox.configure(stall_s=5, stall_every_s=10)
+    assert (settings["stall_s"], settings["stall_every_s"]) == (5.0, 10.0) and settings["stall_remaining_s"] > 4
+    assert sandbox.configure(stall_s=0)["stall_remaining_s"] == 0  # ends the stall early
+    assert call(sandbox, "GET", f"{API}/courses", timeout=2).status_code == 200
+
+
+def test_periodic_stall_given_at_start_begins_one_period_later(sandbox_factory):
+    sb = sandbox_factory(stall_s=0.5, stall_every_s=60.0)
+    assert sb.stats()["config"]["stall_remaining_s"] == 0  # the first stall is 60 s away
+    started = time.perf_counter()
+    call(sb, "GET", f"{API}/courses")
+    assert time.perf_counter() - started < 0.4
+
+
+def test_cli_passes_the_new_fault_options(monkeypatch):
+    from click.testing import CliRunner
+
+    from importer import cli
+    from importer.sandbox import server
+
+    seen = []
+    monkeypatch.setattr(server, "serve_forever", lambda config, *a, **kw: seen.append(config))
+    result = CliRunner().invoke(cli.cli, ["sandbox", "--count-after-latency", "--stall-seconds", "2",
+                                          "--stall-every", "30", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert (seen[0].count_after_latency, seen[0].stall_s, seen[0].stall_every_s) == (True, 2.0, 30.0)
+    assert cli.cli.main(["sandbox", "--stall-seconds", "2"]) == 2  # a usage error: --stall-every is needed
+    assert len(seen) == 1

@@ -1,7 +1,8 @@
 """The sandbox's HTTP surface: TagMango's documented endpoints plus ``/_sandbox/*`` for inspection.
 
-Order of checks on an API request: auth (401) → the per-token rate limit (429) → the injected
-latency → injected faults → the endpoint's own rules. Error bodies follow the documented
+Order of checks on an API request: auth (401) → the per-token rate limit (429) → a stall and
+the injected latency → injected faults → the endpoint's own rules. With ``count_after_latency``
+the rate limit comes after the stall and the latency instead. Error bodies follow the documented
 shapes exactly (``answers.py``); each resource's endpoints live in their own module.
 """
 
@@ -35,7 +36,7 @@ class Sandbox:
         return ok(self.config.envelope, entity)
 
     async def gate(self, request: Request) -> tuple[str | None, Response | None]:
-        """Auth, host header, rate limit, latency and pre-handler faults. Returns (host, early response)."""
+        """Auth, host header, rate limit, stall, latency and pre-handler faults. Returns (host, early response)."""
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         if token not in self.config.tokens:
@@ -46,9 +47,13 @@ class Sandbox:
         tied = self.config.tokens[token]
         if tied is not None and tied != host:
             return None, error(401)
-        if not self._admit(token):
+        after = self.config.count_after_latency
+        if not after and not self._admit(token):
             return None, JSONResponse(RATE_LIMIT_BODY, status_code=429)
+        await self.faults.hold_while_stalled()
         await self.faults.latency()
+        if after and not self._admit(token):
+            return None, JSONResponse(RATE_LIMIT_BODY, status_code=429)
         early = await self.faults.before_handler()
         return (None, early) if early is not None else (host, None)
 

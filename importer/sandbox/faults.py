@@ -1,15 +1,19 @@
-"""Injected faults: latency, 5xx, hangs, dropped connections, and creates that commit but fail."""
+"""Injected faults: latency, stalls, 5xx, hangs, dropped connections, and creates that commit but fail."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 from starlette.responses import Response
 
 from importer.sandbox.answers import error
 from importer.sandbox.config import SandboxConfig
 from importer.sandbox.traffic import Traffic
+
+#: A held request re-reads the stall schedule at least this often, so ending a stall early releases it.
+_STALL_POLL_S = 0.25
 
 
 class DroppedResponse(Response):
@@ -30,6 +34,18 @@ class Faults:
         self.config = config
         self.traffic = traffic
         self.rng = random.Random(config.seed)
+        if config.stall_s > 0 and config.stall_from is None:
+            # Given at start: a single stall begins now; a periodic one first after one period.
+            config.set_stall(config.stall_s, config.stall_every_s, time.monotonic() + config.stall_every_s)
+
+    async def hold_while_stalled(self) -> None:
+        """Hold a request that arrived during a stall until the stall ends (all of them leave together)."""
+        held = False
+        while (remaining := self.config.stall_remaining(time.monotonic())) > 0:
+            if not held:
+                self.traffic.faults["stalled"] += 1
+                held = True
+            await asyncio.sleep(min(remaining, _STALL_POLL_S))
 
     async def latency(self) -> None:
         low, high = self.config.latency_s
