@@ -52,11 +52,11 @@ class Inspection:
         return JSONResponse(out)
 
     async def tree(self, request: Request) -> Response:
-        host = request.query_params.get("host")
+        host = request.query_params.get("host", "").strip().lower()  # as the API reads x-whitelabel-host
         if not host:
             return JSONResponse({"error": "send ?host=H (the x-whitelabel-host whose courses to show)"},
                                 status_code=400)
-        return JSONResponse({"host": host, "courses": course_trees(self.sb.store, host.strip().lower())})
+        return JSONResponse({"host": host, "courses": course_trees(self.sb.store, host)})
 
     async def register_asset(self, request: Request) -> Response:
         body = await read_json(request)
