@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from importer.sandbox import SandboxConfig, serve_in_thread
-from importer.sandbox.answers import MESSAGES
 from tests.conftest import HOST, TOKEN
 
 DOC_CREATE = {"title": "My Course", "description": "<p>Course description</p>",
@@ -239,6 +238,8 @@ CHAPTER_FIELDS = {"_id", "title", "description", "content", "contentType", "cont
 
 
 def not_found(code):
+    from importer.sandbox.answers import MESSAGES
+
     text = MESSAGES[code]
     return {"code": 404, "type": "Not Found", "statusMessage": "NOT_FOUND", "errorCode": code, "message": text,
             "result": text, "success": False}
