@@ -71,11 +71,17 @@ def _rate(value: str) -> float:
 @click.option("--drop-rate", default="0", type=str, help="Share of connections dropped mid-answer.")
 @click.option("--commit-fail-rate", default="0", type=str,
               help="Share of creates that succeed but answer 502 or time out.")
+@click.option("--count-after-latency", is_flag=True,
+              help="Count a request in the rate-limit window after its latency/stall, not when it arrives.")
+@click.option("--stall-seconds", default=0.0, show_default=True, type=float,
+              help="Hold every request arriving during a stall this long, then release them at once.")
+@click.option("--stall-every", default=0.0, show_default=True, type=float,
+              help="Start a stall every this many seconds (needed with --stall-seconds).")
 @click.option("--seed", default=None, type=int, help="Seed for repeatable faults.")
 @click.option("--state-dir", default=None, type=click.Path(file_okay=False), help="Keep data across restarts.")
 def sandbox(bind, port, tokens, not_creator, video_disabled, mangoes, cdn_prefix, strict_assets, assets,  # noqa: ANN001
             envelope, rate_limit, latency, error_rate, hang_rate, hang_seconds, drop_rate, commit_fail_rate,
-            seed, state_dir) -> None:
+            count_after_latency, stall_seconds, stall_every, seed, state_dir) -> None:
     """Run a local stand-in for the TagMango API (auth, limits, errors, faults)."""
     from pathlib import Path
 
@@ -91,13 +97,19 @@ def sandbox(bind, port, tokens, not_creator, video_disabled, mangoes, cdn_prefix
         latency_s = (float(low) / 1000, float(high or low) / 1000)
     except ValueError:
         raise click.BadParameter("use MIN-MAX in milliseconds, e.g. 50-400", param_hint="--latency") from None
+    if stall_seconds and not stall_every:
+        raise click.BadParameter("give --stall-every too (one-off stalls: POST /_sandbox/config "
+                                 '{"stall_s": N})', param_hint="--stall-seconds")
+    if stall_every and not 0 < stall_seconds < stall_every:
+        raise click.BadParameter("must be above 0 and shorter than --stall-every", param_hint="--stall-seconds")
     config = SandboxConfig(
         tokens=token_map, not_creator_hosts={h.lower() for h in not_creator},
         video_disabled_hosts={h.lower() for h in video_disabled}, mangoes=set(DEFAULT_MANGOES) | set(mangoes),
         cdn_prefix=cdn_prefix or DEFAULT_CDN_PREFIX, strict_assets=strict_assets, assets=set(assets),
         envelope=envelope, rate_limit=rate_limit, latency_s=latency_s, error_rate=_rate(error_rate),
         hang_rate=_rate(hang_rate), hang_s=hang_seconds, drop_rate=_rate(drop_rate),
-        commit_fail_rate=_rate(commit_fail_rate), seed=seed, state_dir=Path(state_dir) if state_dir else None)
+        commit_fail_rate=_rate(commit_fail_rate), count_after_latency=count_after_latency, stall_s=stall_seconds,
+        stall_every_s=stall_every, seed=seed, state_dir=Path(state_dir) if state_dir else None)
 
     def ready(url: str) -> None:
         click.echo(f"TagMango sandbox listening on {url}")

@@ -21,7 +21,10 @@ DEFAULT_API_URL = "https://api-prod-new.tagmango.com"
 #: Seconds. Connect fails fast; read allows for slow creates; pool waits for a free connection.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=10.0)
 COURSES_PATH = "/api/v1/external/courses"
+MODULES_PATH = "/api/v1/external/modules"
 CHAPTERS_PATH = "/api/v1/external/chapters"
+#: Delete Chapter's documented success body is "Empty": no body, or that word, is success.
+_EMPTY_BODIES = {"", "empty", '"empty"', "null"}
 
 _TRANSIENT_STATUSES = {500, 502, 503, 504}
 
@@ -107,6 +110,30 @@ class TagMangoClient:
         """PATCH /api/v1/external/chapters/{id}: partial update of one chapter."""
         return self._entity(self._call("PATCH", f"{CHAPTERS_PATH}/{chapter_id}", json=body))
 
+    def create_module(self, course_id: str, body: dict) -> dict:
+        """POST /api/v1/external/courses/{id}/modules → the module. Not idempotent, like Create Course:
+        after a failure with ``maybe_committed``, read the course's ``modules`` before creating again."""
+        return self._entity(self._call("POST", f"{COURSES_PATH}/{course_id}/modules", json=body))
+
+    def update_module(self, module_id: str, body: dict) -> dict:
+        """PATCH /api/v1/external/modules/{id}: partial update; ``{}`` reads the module (its ``chapters``)."""
+        return self._entity(self._call("PATCH", f"{MODULES_PATH}/{module_id}", json=body))
+
+    def create_chapter(self, module_id: str, body: dict) -> dict:
+        """POST /api/v1/external/modules/{id}/chapters → the chapter (title and description required).
+        Not idempotent: after a ``maybe_committed`` failure, read the module's ``chapters`` first."""
+        return self._entity(self._call("POST", f"{MODULES_PATH}/{module_id}/chapters", json=body))
+
+    def delete_chapter(self, chapter_id: str) -> None:
+        """DELETE /api/v1/external/chapters/{id}. Success is any 2xx whose body is empty, "Empty" or
+        JSON (bare or enveloped); an unknown or already deleted chapter raises PermanentApiError
+        (404 ``CHAPTER_NOT_FOUND``), which a retry after a ``maybe_committed`` failure may see."""
+        response = self._send("DELETE", f"{CHAPTERS_PATH}/{chapter_id}")
+        if 200 <= response.status_code < 300 and response.text.strip().lower() in _EMPTY_BODIES:
+            return None
+        parse_response(response)
+        return None
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _entity(self, body: Any) -> dict:
@@ -117,11 +144,13 @@ class TagMangoClient:
         return inner
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
+        return parse_response(self._send(method, path, **kw))
+
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, **kw)
+            return self._http.request(method, path, **kw)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # every httpx failure is translated here
             raise map_transport_error(exc) from None
-        return parse_response(response)
 
 
 def parse_response(response: httpx.Response) -> Any:

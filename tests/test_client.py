@@ -101,6 +101,124 @@ def test_token_never_in_repr_or_error_text(sandbox):
     assert TOKEN not in str(info.value) and TOKEN not in repr(info.value)
 
 
+# -- modules and chapters (course trees) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("envelope", ["bare", "result", "data"])
+def test_tree_methods_in_every_documented_envelope(sandbox_factory, envelope):
+    sb = sandbox_factory(envelope=envelope)
+    c = TagMangoClient(sb.url, TOKEN, HOST)
+    course = c.create_course(DOC_CREATE)
+    placeholder = c.update_module(course["modules"][0], {})
+    assert placeholder["chapters"] == [course["firstChapter"], course["secondChapter"]]
+    module = c.create_module(course["_id"], {"title": "Week 2"})
+    assert module["title"] == "Week 2" and module["course"] == course["_id"] and module["chapters"] == []
+    assert c.update_course(course["_id"], {})["modules"] == [placeholder["_id"], module["_id"]]
+    assert c.update_module(module["_id"], {"title": "Week two"})["title"] == "Week two"
+    chapter = c.create_chapter(module["_id"], {"title": "Lesson", "description": "First lesson", "isFree": True})
+    assert chapter["module"] == module["_id"] and chapter["isFree"] is True
+    assert c.update_module(module["_id"], {})["chapters"] == [chapter["_id"]]
+    assert c.delete_chapter(chapter["_id"]) is None
+    assert c.update_module(module["_id"], {})["chapters"] == []
+    with pytest.raises(errors.PermanentApiError) as info:
+        c.delete_chapter(chapter["_id"])
+    assert (info.value.status, info.value.error_code) == (404, "CHAPTER_NOT_FOUND")
+    assert not info.value.maybe_committed and not info.value.retryable
+    c.close()
+
+
+def test_tree_errors_carry_their_documented_codes(client):
+    course = client.create_course(DOC_CREATE)
+    unknown = "0123456789abcdef01234567"
+    for call, code in ((lambda: client.create_module(unknown, {"title": "x"}), "COURSE_NOT_FOUND"),
+                       (lambda: client.update_module(unknown, {}), "MODULE_NOT_FOUND"),
+                       (lambda: client.create_chapter(unknown, {"title": "x", "description": "y"}),
+                        "MODULE_NOT_FOUND")):
+        with pytest.raises(errors.PermanentApiError) as info:
+            call()
+        assert (info.value.status, info.value.error_code) == (404, code)
+    with pytest.raises(errors.PermanentApiError) as info:
+        client.create_chapter(course["modules"][0], {"title": "No description"})
+    assert (info.value.status, info.value.error_code, info.value.message) == (400, None, "Invalid request")
+    with pytest.raises(errors.PermanentApiError) as info:
+        client.create_chapter(course["modules"][0], {"title": "t", "description": "d",
+                                                     "content": "https://x.test/v.mp4", "contentType": "video"})
+    assert info.value.error_code == "CHAPTER_USER_ASSET_NOT_FOUND"
+
+
+def test_committed_but_failed_module_create_is_a_maybe_committed_error(sandbox_factory):
+    sb = sandbox_factory(hang_s=0.3)
+    c = TagMangoClient(sb.url, TOKEN, HOST, timeout=httpx.Timeout(5, read=2.0))
+    course = c.create_course(DOC_CREATE)
+    sb.configure(commit_fail_rate=1.0)
+    with pytest.raises(errors.ServerError) as info:
+        c.create_module(course["_id"], {"title": "Lost answer"})
+    assert info.value.maybe_committed and info.value.status in (502, 504)
+    with pytest.raises(errors.ServerError):
+        c.create_chapter(course["modules"][0], {"title": "Lost answer", "description": "d"})
+    sb.configure(commit_fail_rate=0.0)
+    modules = c.update_course(course["_id"], {})["modules"]
+    assert len(modules) == 2 and c.update_module(modules[1], {})["title"] == "Lost answer"
+    assert len(c.update_module(modules[0], {})["chapters"]) == 3
+    c.close()
+
+
+def test_tree_methods_send_the_documented_requests():
+    seen = []
+
+    def record(request):
+        seen.append((request.method, request.url.path, request.content))
+        if request.method == "DELETE":
+            return httpx.Response(200)
+        return httpx.Response(200, json={"_id": "x"})
+    c = TagMangoClient("http://api.test", TOKEN, HOST, transport=httpx.MockTransport(record))
+    c.create_module("C1", {"title": "T"})
+    c.update_module("M1", {})
+    c.create_chapter("M1", {"title": "T", "description": "D"})
+    c.delete_chapter("H1")
+    assert seen == [("POST", "/api/v1/external/courses/C1/modules", b'{"title":"T"}'),
+                    ("PATCH", "/api/v1/external/modules/M1", b"{}"),
+                    ("POST", "/api/v1/external/modules/M1/chapters", b'{"title":"T","description":"D"}'),
+                    ("DELETE", "/api/v1/external/chapters/H1", b"")]
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(200), httpx.Response(204), httpx.Response(200, content=b"Empty"),
+    httpx.Response(200, content=b"empty\n"), httpx.Response(200, json="Empty"), httpx.Response(200, json=None),
+    httpx.Response(200, json={"message": "OK", "success": True, "result": None}),
+    httpx.Response(200, json={"message": "Chapter deleted", "success": True}),
+])
+def test_delete_chapter_accepts_every_empty_or_json_success(answer):
+    assert _client_answering(lambda request: answer).delete_chapter("H1") is None
+
+
+def test_delete_chapter_failures_map_like_every_call():
+    c = _client_answering(lambda r: httpx.Response(200, content=b"<html>gateway</html>"))
+    with pytest.raises(errors.ServerError) as info:
+        c.delete_chapter("H1")
+    assert info.value.maybe_committed
+    c = _client_answering(lambda r: httpx.Response(503, json={"message": "down", "success": False}))
+    with pytest.raises(errors.ServerError) as info:
+        c.delete_chapter("H1")
+    assert info.value.maybe_committed and info.value.status == 503
+
+    def boom(request):
+        raise httpx.ReadTimeout("t")
+    with pytest.raises(errors.ApiTimeout):
+        _client_answering(boom).delete_chapter("H1")
+
+
+def test_the_client_module_does_not_import_celery():
+    import ast
+    import pathlib
+
+    import tasks.client
+    tree = ast.parse(pathlib.Path(tasks.client.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not any(name.split(".")[0] == "celery" or name == "tasks.celery_app" for name in imported)
+
+
 # -- the mapping table (pure logic: MockTransport) -------------------------------------------
 
 

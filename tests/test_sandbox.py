@@ -224,3 +224,412 @@ def test_state_dir_keeps_courses_across_restarts(tmp_path):
         assert second.stats()["courses_by_host"] == {HOST: 1}
     finally:
         second.stop()
+
+
+# -- course trees: modules, chapters, deletes (5.4-5.8) -------------------------------------------------
+
+API = "/api/v1/external"
+GENERIC_400 = {"code": 400, "type": "Bad request", "statusMessage": "BAD_REQUEST", "message": "Invalid request",
+               "success": False}
+CHAPTER_FIELDS = {"_id", "title", "description", "content", "contentType", "contentFileName", "contentSize",
+                  "module", "creator", "course", "compressedVideoUrl", "totalDuration", "assignment",
+                  "customThumbnail", "embeddedLink", "createdAt", "updatedAt", "defaultThumbnail", "isFree",
+                  "additionalContents"}
+
+
+def not_found(code):
+    from importer.sandbox.answers import MESSAGES
+
+    text = MESSAGES[code]
+    return {"code": 404, "type": "Not Found", "statusMessage": "NOT_FOUND", "errorCode": code, "message": text,
+            "result": text, "success": False}
+
+
+def new_module(sb, course_id, title="Module", **kw):
+    return call(sb, "POST", f"{API}/courses/{course_id}/modules", json={"title": title}, **kw)
+
+
+def new_chapter(sb, module_id, body=None, **kw):
+    return call(sb, "POST", f"{API}/modules/{module_id}/chapters", json=body or lesson("Lesson"), **kw)
+
+
+def lesson(title, **extra):
+    return {"title": title, "description": f"About {title}", **extra}
+
+
+def read_module(sb, module_id, **kw):
+    return call(sb, "PATCH", f"{API}/modules/{module_id}", json={}, **kw)
+
+
+def read_course(sb, course_id):
+    return call(sb, "PATCH", f"{API}/courses/{course_id}", json={}).json()
+
+
+def test_create_course_makes_one_module_holding_the_two_placeholder_chapters(sandbox):
+    course = create(sandbox).json()
+    assert len(course["modules"]) == 1
+    module = read_module(sandbox, course["modules"][0]).json()
+    assert module["chapters"] == [course["firstChapter"], course["secondChapter"]]
+    assert module["course"] == course["_id"]
+    for chapter_id in module["chapters"]:
+        chapter = call(sandbox, "PATCH", f"{API}/chapters/{chapter_id}", json={}).json()
+        assert (chapter["module"], chapter["course"]) == (module["_id"], course["_id"])
+
+
+def test_create_module_answers_the_documented_module_and_appends_in_order(sandbox):
+    course = create(sandbox).json()
+    made = []
+    for title in ("Introduction", "Basics", "Introduction"):  # titles may repeat: order is by creation
+        r = new_module(sandbox, course["_id"], title)
+        assert r.status_code == 200
+        module = r.json()
+        assert module.keys() == {"createdAt", "updatedAt", "_id", "title", "creator", "course", "chapters"}
+        assert (module["title"], module["course"], module["chapters"]) == (title, course["_id"], [])
+        assert module["creator"] == course["creator"] and len(module["_id"]) == 24
+        made.append(module["_id"])
+    assert read_course(sandbox, course["_id"])["modules"] == [course["modules"][0], *made]
+
+
+def test_create_module_in_an_unknown_or_foreign_course_is_course_not_found(sandbox):
+    course = create(sandbox).json()
+    for course_id, host in (("0123456789abcdef01234567", HOST), ("not-an-id", HOST), (course["_id"], "other.example.com")):
+        r = new_module(sandbox, course_id, host=host)
+        assert r.status_code == 404 and r.json() == not_found("COURSE_NOT_FOUND")
+    assert read_course(sandbox, course["_id"])["modules"] == course["modules"]
+
+
+@pytest.mark.parametrize("body", [{}, {"title": ""}, {"title": "   "}, {"title": 5}, {"title": None},
+                                  {"title": "Intro", "description": "x"}, ["Intro"]])
+def test_bad_create_module_bodies_get_the_generic_400_and_create_nothing(sandbox, body):
+    course = create(sandbox).json()
+    r = call(sandbox, "POST", f"{API}/courses/{course['_id']}/modules", json=body)
+    assert r.status_code == 400 and r.json() == GENERIC_400
+    assert read_course(sandbox, course["_id"])["modules"] == course["modules"]
+    assert sandbox.stats()["objects_by_host"][HOST]["modules"] == 1
+
+
+def test_update_module_renames_and_an_empty_body_only_reads(sandbox):
+    course = create(sandbox).json()
+    module_id = course["modules"][0]
+    before = read_module(sandbox, module_id).json()
+    renamed = call(sandbox, "PATCH", f"{API}/modules/{module_id}", json={"title": "Getting started"}).json()
+    assert renamed["title"] == "Getting started" and renamed["chapters"] == before["chapters"]
+    again = read_module(sandbox, module_id).json()
+    assert again == renamed  # {} changes nothing, not even updatedAt
+    for body in ({"title": ""}, {"chapters": []}, {"title": 3}):
+        r = call(sandbox, "PATCH", f"{API}/modules/{module_id}", json=body)
+        assert r.status_code == 400 and r.json() == GENERIC_400
+    for module, host in (("0123456789abcdef01234567", HOST), (module_id, "other.example.com")):
+        r = call(sandbox, "PATCH", f"{API}/modules/{module}", host=host, json={"title": "x"})
+        assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+    assert read_module(sandbox, module_id).json()["title"] == "Getting started"
+
+
+def test_create_chapter_answers_the_documented_chapter_and_appends_in_order(sandbox):
+    course = create(sandbox).json()
+    module_id = course["modules"][0]
+    first = new_chapter(sandbox, module_id, lesson("Welcome", content=CDN + "a/intro.mp4", contentType="video",
+                                                   isFree=True, embeddedLink="https://www.youtube.com/embed/x",
+                                                   additionalContents=[CDN + "notes.pdf"]))
+    assert first.status_code == 200
+    chapter = first.json()
+    assert chapter.keys() == CHAPTER_FIELDS
+    assert (chapter["module"], chapter["course"], chapter["creator"]) == (module_id, course["_id"], course["creator"])
+    assert (chapter["title"], chapter["description"], chapter["content"], chapter["contentType"]) == (
+        "Welcome", "About Welcome", CDN + "a/intro.mp4", "video")
+    assert chapter["isFree"] is True and chapter["additionalContents"] == [CDN + "notes.pdf"]
+    assert chapter["contentFileName"] == "intro.mp4"
+    second = new_chapter(sandbox, module_id, lesson("Welcome")).json()  # same title again: a new chapter
+    assert second["content"] is None and second["isFree"] is False and second["additionalContents"] == []
+    module = read_module(sandbox, module_id).json()
+    assert module["chapters"] == [course["firstChapter"], course["secondChapter"], chapter["_id"], second["_id"]]
+
+
+@pytest.mark.parametrize("body", [
+    {"title": "No description"},
+    {"title": "Blank description", "description": " "},
+    {"description": "No title"},
+    {"title": "", "description": "x"},
+    lesson("Content alone", content=CDN + "v.mp4"),
+    lesson("Type alone", contentType="video"),
+    lesson("Odd type", content=CDN + "v.mp4", contentType="hologram"),
+    lesson("Bad flag", isFree="yes"),
+    lesson("Bad extras", additionalContents=CDN + "a.pdf"),
+    lesson("Unknown field", duration=30),
+])
+def test_bad_create_chapter_bodies_get_the_generic_400_and_create_nothing(sandbox, body):
+    course = create(sandbox).json()
+    r = new_chapter(sandbox, course["modules"][0], body)
+    assert r.status_code == 400 and r.json() == GENERIC_400
+    assert len(read_module(sandbox, course["modules"][0]).json()["chapters"]) == 2
+
+
+def test_create_chapter_follows_the_content_rules_of_update_chapter(sandbox_factory):
+    sb = sandbox_factory(video_disabled_hosts={HOST}, strict_assets=True)
+    module_id = create(sb).json()["modules"][0]
+    r = new_chapter(sb, module_id, lesson("Off CDN", content="https://example.com/video.mp4", contentType="video"))
+    assert r.status_code == 400 and r.json()["errorCode"] == "CHAPTER_USER_ASSET_NOT_FOUND"
+    assert r.json()["type"] == "Bad Request" and r.json()["result"] == r.json()["message"]
+    not_uploaded = lesson("Not uploaded", content=CDN + "notes.pdf", contentType="pdf")
+    assert new_chapter(sb, module_id, not_uploaded).json()["errorCode"] == "CHAPTER_USER_ASSET_NOT_FOUND"
+    for url in ("notes.pdf", "v.mp4"):
+        httpx.post(sb.url + "/_sandbox/assets", json={"url": CDN + url})
+    r = new_chapter(sb, module_id, lesson("Video", content=CDN + "v.mp4", contentType="video"))
+    assert r.status_code == 403 and r.json()["errorCode"] == "CHAPTER_VIDEO_UPLOAD_NOT_ENABLED"
+    assert len(read_module(sb, module_id).json()["chapters"]) == 2
+    assert new_chapter(sb, module_id, not_uploaded).status_code == 200
+    assert len(read_module(sb, module_id).json()["chapters"]) == 3
+
+
+def test_create_chapter_in_an_unknown_or_foreign_module_is_module_not_found(sandbox):
+    module_id = create(sandbox).json()["modules"][0]
+    for module, host in (("0123456789abcdef01234567", HOST), (module_id, "other.example.com")):
+        r = new_chapter(sandbox, module, host=host)
+        assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+    r = new_chapter(sandbox, "0123456789abcdef01234567", {"title": "no description either"})
+    assert r.status_code == 404  # the module is looked up before the body is checked
+
+
+def test_delete_chapter_answers_empty_and_takes_it_out_of_its_module(sandbox):
+    course = create(sandbox).json()
+    module_id = course["modules"][0]
+    extra = new_chapter(sandbox, module_id).json()
+    r = call(sandbox, "DELETE", f"{API}/chapters/{course['firstChapter']}", host="other.example.com")
+    assert r.status_code == 404 and r.json() == not_found("CHAPTER_NOT_FOUND")
+    r = call(sandbox, "DELETE", f"{API}/chapters/{course['firstChapter']}")
+    assert r.status_code == 200 and r.content == b""
+    assert read_module(sandbox, module_id).json()["chapters"] == [course["secondChapter"], extra["_id"]]
+    again = call(sandbox, "DELETE", f"{API}/chapters/{course['firstChapter']}")
+    assert again.status_code == 404 and again.json() == not_found("CHAPTER_NOT_FOUND")
+    patch = call(sandbox, "PATCH", f"{API}/chapters/{course['firstChapter']}", json={"title": "back?"})
+    assert patch.status_code == 404 and patch.json()["errorCode"] == "CHAPTER_NOT_FOUND"
+    r = call(sandbox, "DELETE", f"{API}/chapters/0123456789abcdef01234567")
+    assert r.status_code == 404 and r.json()["errorCode"] == "CHAPTER_NOT_FOUND"
+    counts = sandbox.stats()["objects_by_host"][HOST]
+    assert counts == {"courses": 1, "modules": 1, "chapters": 2, "deleted_chapters": 1}
+
+
+@pytest.mark.parametrize("mode", ["result", "data"])
+def test_envelopes_wrap_tree_endpoints_and_a_delete_has_a_null_payload(sandbox_factory, mode):
+    sb = sandbox_factory(envelope=mode)
+    course = create(sb).json()[mode]
+    module = new_module(sb, course["_id"], "Wrapped").json()
+    assert module["success"] is True and module[mode]["title"] == "Wrapped"
+    chapter = new_chapter(sb, module[mode]["_id"]).json()[mode]
+    assert read_module(sb, module[mode]["_id"]).json()[mode]["chapters"] == [chapter["_id"]]
+    r = call(sb, "DELETE", f"{API}/chapters/{chapter['_id']}")
+    assert r.status_code == 200 and r.json()["success"] is True and r.json()[mode] is None
+
+
+def test_faults_apply_to_module_and_chapter_creates(sandbox_factory):
+    sb = sandbox_factory()
+    course = create(sb).json()
+    sb.configure(error_rate=1.0)
+    assert new_module(sb, course["_id"]).status_code in (500, 502, 503)
+    assert new_chapter(sb, course["modules"][0]).status_code in (500, 502, 503)
+    assert call(sb, "DELETE", f"{API}/chapters/{course['firstChapter']}").status_code in (500, 502, 503)
+    sb.configure(error_rate=0.0)
+    assert sb.stats()["objects_by_host"][HOST] == {"courses": 1, "modules": 1, "chapters": 2, "deleted_chapters": 0}
+
+
+def test_committed_but_failed_module_and_chapter_creates_leave_the_object_behind(sandbox_factory):
+    sb = sandbox_factory()
+    course = create(sb).json()
+    sb.configure(commit_fail_rate=1.0, hang_s=0.3)
+    for _ in range(2):  # a client that retries blindly after each failed answer
+        assert new_module(sb, course["_id"], "Week 1").status_code in (502, 504)
+    for _ in range(2):
+        assert new_chapter(sb, course["modules"][0], lesson("Quiz")).status_code in (502, 504)
+    modules = read_course(sb, course["_id"])["modules"]
+    assert len(modules) == 3
+    assert [read_module(sb, m).json()["title"] for m in modules[1:]] == ["Week 1", "Week 1"]
+    assert len(read_module(sb, modules[0]).json()["chapters"]) == 4
+    stats = sb.stats()
+    assert stats["faults"]["commit_fail"] == 4
+    assert stats["duplicate_creates"] == {HOST: {course["_id"]: {
+        "modules": [{"title": "Week 1", "count": 2}],
+        "chapters": [{"module": modules[0], "title": "Quiz", "count": 2}]}}}
+
+
+def test_reads_and_writes_are_counted_apart(sandbox):
+    course = create(sandbox).json()                                                        # write
+    module_id, chapter_id = course["modules"][0], course["firstChapter"]
+    call(sandbox, "GET", f"{API}/courses")                                                 # read
+    read_course(sandbox, course["_id"])                                                    # read
+    read_module(sandbox, module_id)                                                        # read
+    call(sandbox, "PATCH", f"{API}/chapters/{chapter_id}")                                 # read (no body)
+    call(sandbox, "PATCH", f"{API}/chapters/{chapter_id}", json={"title": "Intro"})        # write
+    call(sandbox, "PATCH", f"{API}/modules/0123456789abcdef01234567", json={"title": "x"})  # write (refused)
+    new_module(sandbox, course["_id"])                                                     # write
+    new_chapter(sandbox, module_id)                                                        # write
+    call(sandbox, "DELETE", f"{API}/chapters/{chapter_id}")                                # write
+    stats = sandbox.stats()
+    assert (stats["reads"], stats["writes"]) == (4, 6)
+    assert stats["writes_by_route"] == {"create_course": 1, "update_chapter": 1, "update_module": 1,
+                                        "create_module": 1, "create_chapter": 1, "delete_chapter": 1}
+    assert stats["requests"] == 10
+
+
+def test_tree_view_shows_each_course_with_modules_and_chapters_in_order(sandbox):
+    course = create(sandbox).json()
+    placeholder = course["modules"][0]
+    call(sandbox, "PATCH", f"{API}/modules/{placeholder}", json={"title": "Module 0"})
+    call(sandbox, "PATCH", f"{API}/chapters/{course['firstChapter']}", json=lesson("Concept Guide"))
+    call(sandbox, "DELETE", f"{API}/chapters/{course['secondChapter']}")
+    second = new_module(sandbox, course["_id"], "Module 1").json()["_id"]
+    for title in ("Concept Guide", "Module Quiz", "Concept Guide"):
+        new_chapter(sandbox, second, lesson(title, content=CDN + "c.pdf", contentType="pdf"))
+    new_module(sandbox, course["_id"], "Empty module")
+    create(sandbox, host="other.example.com")
+
+    answer = httpx.get(sandbox.url + "/_sandbox/tree", params={"host": HOST}).json()
+    assert answer["host"] == HOST and len(answer["courses"]) == 1
+    tree = answer["courses"][0]
+    assert tree["_id"] == course["_id"] and tree["title"] == "My Course" and tree["mangoes"] == DOC_CREATE["mangoes"]
+    assert "_host" not in tree and all(m.keys() == {"_id", "title", "chapters"} for m in tree["modules"])
+
+    def shape(chapter):
+        assert len(chapter.pop("_id")) == 24
+        return chapter
+
+    got = [(m["title"], [shape(c) for c in m["chapters"]]) for m in tree["modules"]]
+    pdf = {"content": CDN + "c.pdf", "contentType": "pdf", "isFree": False, "embeddedLink": None,
+           "additionalContents": []}
+    none = {"content": None, "contentType": None, "isFree": False, "embeddedLink": None, "additionalContents": []}
+    assert got == [
+        ("Module 0", [{"title": "Concept Guide", "description": "About Concept Guide", **none}]),
+        ("Module 1", [{"title": t, "description": f"About {t}", **pdf}
+                      for t in ("Concept Guide", "Module Quiz", "Concept Guide")]),
+        ("Empty module", []),
+    ]
+    assert sandbox.tree(HOST) == httpx.get(sandbox.url + "/_sandbox/data",
+                                           params={"host": HOST, "tree": "1"}).json()["courses"]
+    assert len(sandbox.tree("other.example.com")) == 1 and sandbox.tree("nobody.example.com") == []
+    assert httpx.get(sandbox.url + "/_sandbox/tree").status_code == 400
+
+
+def test_state_dir_keeps_trees_and_deletes_across_restarts(tmp_path):
+    config = dict(tokens={TOKEN: None}, state_dir=tmp_path)
+    first = serve_in_thread(SandboxConfig(**config))
+    course = create(first).json()
+    module_id = new_module(first, course["_id"], "Second").json()["_id"]
+    kept = new_chapter(first, module_id, lesson("Kept")).json()["_id"]
+    gone = new_chapter(first, module_id, lesson("Gone")).json()["_id"]
+    call(first, "DELETE", f"{API}/chapters/{gone}")
+    call(first, "DELETE", f"{API}/chapters/{course['secondChapter']}")
+    tree = first.tree(HOST)
+    first.stop()
+    second = serve_in_thread(SandboxConfig(**config))
+    try:
+        assert second.tree(HOST) == tree
+        assert read_module(second, module_id).json()["chapters"] == [kept]
+        for chapter_id in (gone, course["secondChapter"]):
+            r = call(second, "DELETE", f"{API}/chapters/{chapter_id}")
+            assert r.status_code == 404 and r.json()["errorCode"] == "CHAPTER_NOT_FOUND"
+        assert second.stats()["objects_by_host"][HOST] == {"courses": 1, "modules": 2, "chapters": 2,
+                                                            "deleted_chapters": 2}
+        assert new_chapter(second, module_id, lesson("After restart")).status_code == 200
+        assert [c["title"] for c in second.tree(HOST)[0]["modules"][1]["chapters"]] == ["Kept", "After restart"]
+    finally:
+        second.stop()
+
+
+# -- faults for rate-limit work: counting after the latency, stalls --------------------------------------
+
+
+def _arrival_delay(sb):
+    """Seconds between sending one request and the moment the sandbox counted it in its window."""
+    httpx.post(sb.url + "/_sandbox/reset")
+    sent = time.time()
+    call(sb, "GET", f"{API}/courses")
+    (arrivals,) = httpx.get(sb.url + "/_sandbox/arrivals").json().values()
+    return arrivals[0] - sent
+
+
+def test_count_after_latency_counts_a_request_when_it_is_answered(sandbox_factory):
+    sb = sandbox_factory(latency_s=(0.4, 0.4))
+    assert _arrival_delay(sb) < 0.3  # default: counted when it arrives
+    assert sb.configure(count_after_latency=True)["count_after_latency"] is True
+    assert _arrival_delay(sb) >= 0.4
+
+
+def _stalled_burst(sb, stall_s, count, every_s):
+    """Start a stall, then send ``count`` GETs, one every ``every_s`` seconds, without waiting for answers.
+
+    Returns [(status, answered_at)], ``answered_at`` in seconds since just before the stall began.
+    """
+    import asyncio
+
+    async def run():
+        headers = {"Authorization": f"Bearer {TOKEN}", "x-whitelabel-host": HOST}
+        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+        async with httpx.AsyncClient(base_url=sb.url, headers=headers, limits=limits, timeout=30) as client:
+            began = time.monotonic()
+            await client.post("/_sandbox/config", json={"stall_s": stall_s})
+            start = time.monotonic()
+
+            async def one(i):
+                await asyncio.sleep(max(0.0, start + i * every_s - time.monotonic()))
+                r = await client.get(f"{API}/courses")
+                return r.status_code, time.monotonic() - began
+            return await asyncio.gather(*(one(i) for i in range(count)))
+    return asyncio.run(run())
+
+
+def test_a_stall_releases_a_spread_stream_as_one_burst_counted_together(sandbox_factory):
+    """100 requests spread over 5 s never exceed 21 in any 1 s, under a limit of 30 per 1 s. A 3 s stall
+    with count_after_latency makes the ~60 held ones reach the window at once: 429s."""
+    sb = sandbox_factory(rate_limit=30, rate_window_s=1.0, count_after_latency=True)
+    answers = _stalled_burst(sb, 3.0, 100, 0.05)
+    held = [at for (status, at) in answers[:50]]  # sent in the first 2.5 s: all inside the stall
+    assert min(held) >= 2.95 and max(held) - min(held) < 0.5  # held until the stall ended, released together
+    statuses = [status for status, _ in answers]
+    assert statuses.count(429) >= 20 and statuses.count(200) + statuses.count(429) == 100
+    stats = sb.stats()
+    assert stats["faults"]["stalled"] >= 50 and stats["max_in_window"] == 30
+
+
+def test_a_stall_with_counting_at_arrival_causes_no_429(sandbox_factory):
+    sb = sandbox_factory(rate_limit=30, rate_window_s=1.0)
+    answers = _stalled_burst(sb, 3.0, 100, 0.05)
+    assert min(at for _, at in answers[:50]) >= 2.95
+    assert [status for status, _ in answers] == [200] * 100
+
+
+def test_stall_schedule_and_settings(sandbox):
+    config = SandboxConfig()
+    config.set_stall(0.5, 2.0, start=100.0)
+    assert [config.stall_remaining(t) for t in (99.0, 100.0, 100.2, 100.6, 102.1, 105.9)] == \
+        [0.0, 0.5, pytest.approx(0.3), 0.0, pytest.approx(0.4), 0.0]
+    config.set_stall(1.0, start=10.0)  # once
+    assert config.stall_remaining(10.5) == 0.5 and config.stall_remaining(12.5) == 0.0
+    for bad in ({"stall_s": 2, "stall_every_s": 2}, {"stall_s": -1}, {"count_after_latency": "yes"}):
+        assert httpx.post(sandbox.url + "/_sandbox/config", json=bad).status_code == 400
+    settings = sandbox.configure(stall_s=5, stall_every_s=10)
+    assert (settings["stall_s"], settings["stall_every_s"]) == (5.0, 10.0) and settings["stall_remaining_s"] > 4
+    assert sandbox.configure(stall_s=0)["stall_remaining_s"] == 0  # ends the stall early
+    assert call(sandbox, "GET", f"{API}/courses", timeout=2).status_code == 200
+
+
+def test_periodic_stall_given_at_start_begins_one_period_later(sandbox_factory):
+    sb = sandbox_factory(stall_s=0.5, stall_every_s=60.0)
+    assert sb.stats()["config"]["stall_remaining_s"] == 0  # the first stall is 60 s away
+    started = time.perf_counter()
+    call(sb, "GET", f"{API}/courses")
+    assert time.perf_counter() - started < 0.4
+
+
+def test_cli_passes_the_new_fault_options(monkeypatch):
+    from click.testing import CliRunner
+
+    from importer import cli
+    from importer.sandbox import server
+
+    seen = []
+    monkeypatch.setattr(server, "serve_forever", lambda config, *a, **kw: seen.append(config))
+    result = CliRunner().invoke(cli.cli, ["sandbox", "--count-after-latency", "--stall-seconds", "2",
+                                          "--stall-every", "30", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert (seen[0].count_after_latency, seen[0].stall_s, seen[0].stall_every_s) == (True, 2.0, 30.0)
+    assert cli.cli.main(["sandbox", "--stall-seconds", "2"]) == 2  # a usage error: --stall-every is needed
+    assert len(seen) == 1

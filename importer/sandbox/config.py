@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,17 @@ class SandboxConfig:
     rate_window_s: float = 10.0
     #: Seconds, uniform in [low, high], added to every API answer.
     latency_s: tuple[float, float] = (0.0, 0.0)
+    #: False: a request is counted in the rate-limit window when it arrives (before the latency).
+    #: True: it is counted after the latency (and after a stall), just before it is answered, as a
+    #: TagMango that counts a request at any instant between its send and its answer may do.
+    count_after_latency: bool = False
+    #: A stall holds every API request that arrives during it until it ends, so a spread-out stream
+    #: leaves it as one burst. Stalls last ``stall_s`` and start at ``stall_from`` (time.monotonic()),
+    #: then every ``stall_every_s`` seconds if that is above 0. ``stall_from`` None: a single stall
+    #: starts with the sandbox, a periodic one first ``stall_every_s`` after it.
+    stall_s: float = 0.0
+    stall_every_s: float = 0.0
+    stall_from: float | None = None
     error_rate: float = 0.0
     hang_rate: float = 0.0
     #: How long a hung request hangs before it gets a 504 (longer than a client read timeout).
@@ -53,14 +65,44 @@ class SandboxConfig:
             "drop_rate": self.drop_rate,
             "commit_fail_rate": self.commit_fail_rate,
             "rate_limit": self.rate_limit,
+            "count_after_latency": self.count_after_latency,
+            "stall_s": self.stall_s,
+            "stall_every_s": self.stall_every_s,
+            "stall_remaining_s": round(self.stall_remaining(time.monotonic()), 3),
             "envelope": self.envelope,
             "strict_assets": self.strict_assets,
             "not_creator_hosts": sorted(self.not_creator_hosts),
             "video_disabled_hosts": sorted(self.video_disabled_hosts),
         }
 
+    def stall_remaining(self, now: float) -> float:
+        """Seconds until the stall in progress at ``now`` (monotonic) ends; 0 when none is."""
+        if self.stall_s <= 0 or self.stall_from is None or now < self.stall_from:
+            return 0.0
+        elapsed = now - self.stall_from
+        if self.stall_every_s > 0:
+            elapsed %= self.stall_every_s
+        return max(0.0, self.stall_s - elapsed)
+
+    def set_stall(self, stall_s: float, every_s: float = 0.0, start: float | None = None) -> None:
+        """Start a stall now (or at ``start``): ``stall_s`` long, repeated every ``every_s`` if above 0."""
+        if stall_s < 0 or every_s < 0:
+            raise ValueError("stall_s and stall_every_s are seconds, not negative")
+        if every_s > 0 and stall_s >= every_s:
+            raise ValueError("stall_s must be shorter than stall_every_s (or requests are never answered)")
+        self.stall_s, self.stall_every_s = stall_s, every_s
+        self.stall_from = time.monotonic() if start is None else start
+
     def update_faults(self, changes: dict) -> None:
-        """Apply a runtime change from POST /_sandbox/config (tests and demos flip faults live)."""
+        """Apply a runtime change from POST /_sandbox/config (tests and demos flip faults live).
+
+        ``stall_s`` (with ``stall_every_s``, default 0 = once) starts a stall at the moment of the call;
+        ``{"stall_s": 0}`` ends one early.
+        """
+        changes = dict(changes)
+        if "stall_s" in changes or "stall_every_s" in changes:
+            self.set_stall(float(changes.pop("stall_s", self.stall_s)),
+                           float(changes.pop("stall_every_s", 0.0)))
         for key, value in changes.items():
             if key == "latency_s":
                 self.latency_s = (float(value[0]), float(value[1]))
@@ -76,5 +118,9 @@ class SandboxConfig:
                 self.envelope = value
             elif key == "strict_assets":
                 self.strict_assets = bool(value)
+            elif key == "count_after_latency":
+                if not isinstance(value, bool):
+                    raise ValueError("count_after_latency is true or false")
+                self.count_after_latency = value
             else:
                 raise ValueError(f"unknown sandbox setting {key!r}")

@@ -35,6 +35,10 @@ class RunningSandbox:
         params = {"host": host} if host else {}
         return httpx.get(f"{self.url}/_sandbox/data", params=params, timeout=30).json()
 
+    def tree(self, host: str) -> list[dict]:
+        """The host's courses as trees (``GET /_sandbox/tree``): modules and chapters in order."""
+        return httpx.get(f"{self.url}/_sandbox/tree", params={"host": host}, timeout=30).json()["courses"]
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)

@@ -2,11 +2,15 @@
 
 Every change is appended to ``journal.jsonl`` in the state directory as the full new
 version of the entity, so a restarted sandbox (a resumed demo, a requeue the next day)
-sees what was created before, as the real TagMango would.
+sees what was created before, as the real TagMango would. A deletion is appended as a
+tombstone line ``{"kind": ..., "deleted": id, "host": ...}`` that replay honours.
+
+Objects carry private fields (``_host``, ``_digest``) that the API never shows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -26,9 +30,21 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def creator_id(host: str) -> str:
+    """A stable fake creator id per host."""
+    return hashlib.sha256(host.encode()).hexdigest()[:24]
+
+
+def body_digest(body: dict) -> str:
+    """A short fingerprint of a create request's body, to spot the same create committed twice."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class Store:
     def __init__(self, state_dir: Path | None = None) -> None:
         self.objects: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
+        #: kind -> id -> host of every deleted object (for stats; a deleted id is never found again).
+        self.deleted: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
         self._lock = threading.Lock()
         self._journal = None
         if state_dir is not None:
@@ -49,16 +65,31 @@ class Store:
                     entry = json.loads(line)
                 except ValueError:
                     continue  # a torn last line after a crash
-                self.objects[entry["kind"]][entry["obj"]["_id"]] = entry["obj"]
+                if "deleted" in entry:
+                    self.objects[entry["kind"]].pop(entry["deleted"], None)
+                    self.deleted[entry["kind"]][entry["deleted"]] = entry.get("host", "")
+                else:
+                    self.objects[entry["kind"]][entry["obj"]["_id"]] = entry["obj"]
 
     def put(self, kind: str, obj: dict) -> dict:
         with self._lock:
             self.objects[kind][obj["_id"]] = obj
-            if self._journal is not None:
-                self._journal.write(json.dumps({"kind": kind, "obj": obj}) + "\n")
-                self._journal.flush()
-                os.fsync(self._journal.fileno())
+            self._append({"kind": kind, "obj": obj})
         return obj
+
+    def delete(self, kind: str, obj_id: str) -> None:
+        with self._lock:
+            obj = self.objects[kind].pop(obj_id, None)
+            if obj is None:
+                return
+            self.deleted[kind][obj_id] = obj.get("_host", "")
+            self._append({"kind": kind, "deleted": obj_id, "host": obj.get("_host", "")})
+
+    def _append(self, entry: dict) -> None:
+        if self._journal is not None:
+            self._journal.write(json.dumps(entry) + "\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
 
     def get(self, kind: str, obj_id: str, host: str) -> dict | None:
         obj = self.objects[kind].get(obj_id)
@@ -79,6 +110,7 @@ class Store:
         with self._lock:
             for kind in KINDS:
                 self.objects[kind].clear()
+                self.deleted[kind].clear()
             if self._journal is not None:
                 self._journal.seek(0)
                 self._journal.truncate()
@@ -90,5 +122,5 @@ class Store:
 
 
 def public(obj: dict) -> dict:
-    """The object as the API returns it: without the sandbox's private ``_host`` field."""
-    return {k: v for k, v in obj.items() if k != "_host"}
+    """The object as the API returns it: without the sandbox's private fields (``_host``, ``_digest``)."""
+    return {k: v for k, v in obj.items() if k == "_id" or not k.startswith("_")}

@@ -9,6 +9,7 @@ from importer.sandbox.config import CONTENT_TYPES
 OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 COURSE_FIELDS = {"title", "description", "mangoes", "coverImage", "settings"}
 SETTINGS_FIELDS = {"validityInDays", "showAsLocked", "enableDRM", "disableQna", "disableComments"}
+MODULE_FIELDS = {"title"}
 CHAPTER_FIELDS = {"title", "description", "content", "contentType", "isFree", "embeddedLink", "additionalContents"}
 
 
@@ -62,11 +63,28 @@ def _check_settings(settings: object, known_mangoes: set[str]) -> None:
                 raise Invalid("unknown mango")
 
 
-def check_chapter(body: object) -> dict:
+def check_module(body: object, *, partial: bool) -> dict:
+    """Create Module needs ``title`` (the only documented field); Update Module may send it."""
+    if not isinstance(body, dict):
+        raise Invalid("body is not an object")
+    if set(body) - MODULE_FIELDS:
+        raise Invalid("unknown fields")
+    if not partial or "title" in body:
+        if not isinstance(body.get("title"), str) or not body["title"].strip():
+            raise Invalid("title is required")
+    return body
+
+
+def check_chapter(body: object, *, partial: bool = True) -> dict:
+    """Update Chapter's rules; Create Chapter (``partial=False``) also needs a title and a description."""
     if not isinstance(body, dict):
         raise Invalid("body is not an object")
     if set(body) - CHAPTER_FIELDS:
         raise Invalid("unknown fields")
+    if not partial:
+        for key in ("title", "description"):
+            if not isinstance(body.get(key), str) or not body[key].strip():
+                raise Invalid(f"{key} is required")
     if ("content" in body) != ("contentType" in body):
         raise Invalid("content and contentType must be sent together")
     for key in ("title", "description", "content", "embeddedLink"):
