@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from tasks import credentials, errors
+from tasks import credentials, errors, timeline
 from tasks.adopt import Listings, find_created
 from tasks.backoff import retry_delay
 from tasks.celery_app import app
@@ -266,6 +266,7 @@ class RowRun:
         us filled the window, or out a cool-down)."""
         self.rt.limiter.acquire_now(self.cred_key)
         self.store.tally(self.job_id, "requests")
+        timeline.record(self.store.r, self.job_id, "sent")
 
     def limited(self, fn: Any) -> Any:
         """Run one extra call (a lookup) under the limiter, ahead of the rows waiting for their slots."""
@@ -307,6 +308,7 @@ class RowRun:
             return self.dead(rec, exc.as_dict())
         if isinstance(exc, errors.RateLimited):
             self.store.tally(self.job_id, "rate_limited")
+            timeline.record(self.store.r, self.job_id, "429")
             self.rt.limiter.cool_down(self.cred_key, max(exc.retry_after or 0.0, self.s.rate_window / 2))
         if rec.get("round_attempts", 0) >= self.s.max_attempts:
             return self.dead(rec, {**exc.as_dict(), "error_code": RETRIES_EXHAUSTED,
@@ -317,6 +319,7 @@ class RowRun:
                             getattr(exc, "retry_after", None))
         rec.update(state=RETRYING, next_attempt_at=now() + delay, error=exc.as_dict())
         self.store.tally(self.job_id, "retries")
+        timeline.record(self.store.r, self.job_id, "retry")
         log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, exc.as_dict()["kind"], delay)
         self.reschedule(delay, record=rec, exc=exc)
         return {}  # not reached
