@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +103,8 @@ def _safe_url(url: str) -> str:
 
 
 def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | None, wait: bool,
-        skip_invalid: bool, dry_run: bool, keep_running: bool, as_json: bool, results: str | None) -> int:
+        skip_invalid: bool, dry_run: bool, keep_running: bool, as_json: bool, results: str | None,
+        flower: bool = False) -> int:
     from importer import preflight
     from importer.sandbox.config import DEFAULT_TOKEN
     from tasks.credentials import Credential, configured_api_url
@@ -143,6 +143,8 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
             cred = Credential(session.stack.start_sandbox(token), host, token)
         api_url, token = cred.api_url, cred.token
         preflight.gate(cred, session.store.r, quiet=as_json)  # TagMango accepts the token, or exit 3
+        if flower and session.embedded:
+            session.stack.start_flower(session.url)  # before the first row is queued: Flower sees every event
         store = session.store
         existing = store.job_for_fingerprint(fingerprint(plan, api_url, host))
         if existing and not store.is_final(existing):
@@ -361,18 +363,23 @@ def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: 
 
 
 def flower(port: int, address: str) -> int:
+    from importer import flower as flower_setup
+
     session = Session(keep_running=True)
-    auth = os.environ.get("TAGMANGO_FLOWER_BASIC_AUTH")
-    if not auth:
-        auth = f"admin:{secrets.token_urlsafe(12)}"
+    auth, generated = flower_setup.auth_from_env()
+    if generated:
         click.echo(f"Flower basic auth (set TAGMANGO_FLOWER_BASIC_AUTH=user:password to choose): {auth}")
-    click.echo(f"Flower on http://{address}:{port}  (Ctrl-C to stop)")
-    env = {**os.environ, "TAGMANGO_REDIS_URL": session.url, "FLOWER_BASIC_AUTH": auth}
+    state = session.stack.dir
+    click.echo(f"Flower on http://{address}:{port}  (state kept in {state / 'flower.db'}; Ctrl-C to stop)")
+    proc = subprocess.Popen(flower_setup.command(port, address, state),
+                            env=flower_setup.environment(session.url, auth))
+    flower_setup.record(flower_setup.files(state), proc.pid, f"http://{address}:{port}")
     try:
-        return subprocess.call([sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}",
-                                f"--address={address}", "--max_tasks=100000"], env=env)
+        return proc.wait()
     except KeyboardInterrupt:
-        return EXIT_OK
+        return proc.wait()
+    finally:
+        (state / "flower" / "pid").unlink(missing_ok=True)
 
 
 def worker(concurrency: int, loglevel: str) -> int:
