@@ -223,6 +223,19 @@ def flower(port, address) -> None:  # noqa: ANN001
 
 
 @cli.command()
+@click.option("--port", default=8765, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--flower-url", default=None, help="Flower's address for the links (default: the one `run --flower` "
+              "or `flower` started, or TAGMANGO_FLOWER_URL).")
+def dashboard(port, address, flower_url) -> None:  # noqa: ANN001
+    """A web page per import (progress, request rate, dead letters, requeue), basic auth
+    (TAGMANGO_DASHBOARD_BASIC_AUTH)."""
+    from importer.dashboard.server import serve
+
+    sys.exit(serve(port, address, flower_url))
+
+
+@cli.command()
 def stop() -> None:
     """Stop what --keep-running, `dashboard` and `flower` left running from this state directory."""
     from importer.local_stack import state_dir
