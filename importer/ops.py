@@ -143,8 +143,9 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
             cred = Credential(session.stack.start_sandbox(token), host, token)
         api_url, token = cred.api_url, cred.token
         preflight.gate(cred, session.store.r, quiet=as_json)  # TagMango accepts the token, or exit 3
-        if flower and session.embedded:
-            session.stack.start_flower(session.url)  # before the first row is queued: Flower sees every event
+        if flower:  # before the first row is queued, so Flower sees every event
+            session.stack.start_flower(session.url) if session.embedded else click.echo(
+                "note: --flower starts Flower in embedded mode only; start yours before `run`", err=True)
         store = session.store
         existing = store.job_for_fingerprint(fingerprint(plan, api_url, host))
         if existing and not store.is_final(existing):
