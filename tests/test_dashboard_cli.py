@@ -90,11 +90,31 @@ def test_keep_running_then_dashboard_flower_and_stop(tmp_path):
         dashboard.wait(timeout=10)
         assert all(_gone(pid) for pid in pids), [(p, psutil.Process(p).cmdline()) for p in pids if not _gone(p)]
         assert time.monotonic() - started < 60
+
+        # tagmango-import flower later: its persistent state still has the import it saw.
+        port = free_port()
+        flower = subprocess.Popen([sys.executable, "-m", "importer", "flower", "--port", str(port)], cwd=tmp_path,
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            seen = wait_until(lambda: _tasks(f"http://127.0.0.1:{port}"), 30, message="Flower from its saved state")
+            assert len(seen) >= 50 and all(job_id in t["args"] for t in seen.values())
+        finally:
+            flower.terminate()
+            flower.wait(timeout=20)
+        assert "Redis: shut down cleanly" in cli(tmp_path, "stop", env=env).stdout  # the Redis `flower` started
         assert "nothing was running" in cli(tmp_path, "stop", env=env).stdout
     finally:
         if dashboard is not None and dashboard.poll() is None:
             dashboard.kill()
         stop_all(state)
+
+
+def _tasks(url: str) -> dict:
+    try:
+        r = httpx.get(f"{url}/api/tasks", auth=FLOWER, timeout=2)
+        return r.json() if r.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return {}
 
 
 def _status(url: str) -> int:
