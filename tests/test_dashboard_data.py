@@ -59,6 +59,7 @@ def test_dead_groups_carry_advice_and_rows(redis_url):
     groups = {g.code: g for g in JobData(store).dead_groups(job)}
     assert set(groups) == {"401", "CHAPTER_USER_ASSET_NOT_FOUND"}
     assert "TAGMANGO_API_TOKEN" in groups["401"].advice.fix
-    assert [(r.sheet, r.row, r.title) for r in groups["CHAPTER_USER_ASSET_NOT_FOUND"].rows] == [("chapters", 30, "Welcome")]
+    rows = groups["CHAPTER_USER_ASSET_NOT_FOUND"].rows
+    assert [(r.sheet, r.row, r.title) for r in rows] == [("chapters", 30, "Welcome")]
     outcome = JobData(store).requeue(job, "401")  # a bare HTTP status is requeued by status
     assert outcome["requeued"] == 1 and store.row(job, "chapters:31")["state"] == "queued"
