@@ -154,17 +154,19 @@ def validate(files, mapping, sets, report, as_json) -> None:  # noqa: ANN001
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows; record invalid ones as such.")
 @click.option("--dry-run", is_flag=True, help="Validate and plan only.")
 @click.option("--keep-running", is_flag=True, help="Leave the embedded Redis, worker and sandbox running.")
+@click.option("--flower", is_flag=True, help="Start Flower (embedded mode) before the first row is queued.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary instead of progress.")
 @click.option("--results", type=click.Path(dir_okay=False), default=None,
               help="Results file (default: <input>.results.xlsx|.csv next to the input).")
-def run(files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, keep_running, as_json, results) -> None:  # noqa: ANN001
+def run(files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, keep_running, flower, as_json,  # noqa: ANN001
+        results) -> None:
     """Validate FILES and import them: enqueue one task per row and follow the job."""
     from importer import ops
     from importer.validate_cmd import parse_options
 
     sys.exit(ops.run(files, parse_options(mapping, sets), sandbox=sandbox, host=host, wait=wait,
                      skip_invalid=skip_invalid, dry_run=dry_run, keep_running=keep_running, as_json=as_json,
-                     results=results))
+                     results=results, flower=flower))
 
 
 @cli.command()
@@ -238,6 +240,31 @@ def flower(port, address) -> None:  # noqa: ANN001
     from importer import ops
 
     sys.exit(ops.flower(port, address))
+
+
+@cli.command()
+@click.option("--port", default=8765, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--flower-url", default=None, help="Flower's address for the links (default: the one `run --flower` "
+              "or `flower` started, or TAGMANGO_FLOWER_URL).")
+def dashboard(port, address, flower_url) -> None:  # noqa: ANN001
+    """A web page per import (progress, request rate, dead letters, requeue), basic auth
+    (TAGMANGO_DASHBOARD_BASIC_AUTH)."""
+    from importer.dashboard.server import serve
+
+    sys.exit(serve(port, address, flower_url))
+
+
+@cli.command()
+def stop() -> None:
+    """Stop what --keep-running, `dashboard` and `flower` left running from this state directory."""
+    from importer.local_stack import state_dir
+    from importer.stop import stop_all
+
+    lines = stop_all(state_dir())
+    for line in lines or ["nothing was running from " + str(state_dir())]:
+        click.echo(line)
+    sys.exit(0)
 
 
 @cli.command()

@@ -49,6 +49,7 @@ class LocalStack:
         self.worker: subprocess.Popen | None = None
         self.sandbox: subprocess.Popen | None = None
         self.sandbox_url: str | None = None
+        self.flower: subprocess.Popen | None = None
 
     # -- Redis ---------------------------------------------------------------------------------
     def start_redis(self) -> str:
@@ -98,11 +99,29 @@ class LocalStack:
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         pid_file.write_text(str(self.worker.pid))
 
+    # -- Flower (run --flower) ------------------------------------------------------------------
+    def start_flower(self, redis_url: str, port: int = 5555) -> str:
+        """Flower in the background (importer/flower.py), subscribed to events before this returns."""
+        from importer import flower
+
+        url = flower.known_url(self.dir)
+        if url and _alive(self.dir / "flower" / "pid"):
+            print(f"Flower already running on {url}", file=sys.stderr)
+            return url
+        auth, generated = flower.auth_from_env()
+        port = port if _port_free(port) else free_port()
+        self.flower = flower.start(self.dir, redis_url, auth, port)
+        url = flower.known_url(self.dir) or ""
+        print(f"Flower on {url}" + (f"  basic auth {auth}" if generated else "  (TAGMANGO_FLOWER_BASIC_AUTH)"),
+              file=sys.stderr)
+        return url
+
     # -- shutdown ------------------------------------------------------------------------------
     def stop(self, keep_running: bool = False) -> None:
         if keep_running:
             return
-        for proc, pid_file in ((self.worker, self.dir / "worker.pid"), (self.sandbox, self.dir / "sandbox" / "pid")):
+        for proc, pid_file in ((self.flower, self.dir / "flower" / "pid"), (self.worker, self.dir / "worker.pid"),
+                               (self.sandbox, self.dir / "sandbox" / "pid")):
             if proc is not None:  # only what this command started
                 _terminate(proc.pid)
                 pid_file.unlink(missing_ok=True)
@@ -131,6 +150,17 @@ def _terminate(pid: int, timeout: float = 40.0) -> None:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
         pass
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def _up(url: str) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -67,22 +66,30 @@ class Session:
             fail(f"no such job: {job}" if job else "no jobs yet", EXIT_CONFIG)
         return job_id
 
+    def credential_for(self, job: dict):  # noqa: ANN201 - tasks.credentials.Credential
+        """The token the job's rows will be sent with (the sandbox's own for a sandbox job, started if needed)."""
+        from importer.preflight import Refused, credential_for
+        from tasks.credentials import Credential
+
+        if job.get("sandbox"):
+            from importer.sandbox.config import DEFAULT_TOKEN
+
+            token = os.environ.get("TAGMANGO_API_TOKEN") or DEFAULT_TOKEN
+            api_url = self.stack.start_sandbox(token) if self.embedded else job["api_url"]
+            if api_url != job["api_url"]:
+                fail(f"the sandbox of this job ran at {job['api_url']}, it is now at {api_url}")
+            return Credential(api_url, job["host"], token)
+        try:
+            return credential_for(job["host"], job["api_url"])
+        except Refused as exc:
+            fail(str(exc))
+
     def start_workers_for(self, job: dict) -> None:
         """In embedded mode, a worker (and the sandbox, for a sandbox job) to process the job."""
         if not self.embedded:
             return
-        token = os.environ.get("TAGMANGO_API_TOKEN")
-        api_url = job["api_url"]
-        if job.get("sandbox"):
-            from importer.sandbox.config import DEFAULT_TOKEN
-
-            token = token or DEFAULT_TOKEN
-            api_url = self.stack.start_sandbox(token)
-            if api_url != job["api_url"]:
-                fail(f"the sandbox of this job ran at {job['api_url']}, it is now at {api_url}")
-        if not token:
-            fail("TAGMANGO_API_TOKEN is not set")
-        self.stack.start_worker(self.url, api_url, token)
+        cred = self.credential_for(job)
+        self.stack.start_worker(self.url, cred.api_url, cred.token)
 
     def close(self) -> None:
         self.stack.stop(self.keep_running)
@@ -100,9 +107,11 @@ def _safe_url(url: str) -> str:
 
 
 def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | None, wait: bool,
-        skip_invalid: bool, dry_run: bool, keep_running: bool, as_json: bool, results: str | None) -> int:
+        skip_invalid: bool, dry_run: bool, keep_running: bool, as_json: bool, results: str | None,
+        flower: bool = False) -> int:
+    from importer import preflight
     from importer.sandbox.config import DEFAULT_TOKEN
-    from tasks.credentials import configured_api_url
+    from tasks.credentials import Credential, configured_api_url
     from tasks.enqueue import enqueue, fingerprint
     from tasks.recovery import resume
 
@@ -118,18 +127,29 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
         return EXIT_INVALID_INPUT
     if dry_run:
         return EXIT_OK if plan.ok else EXIT_INVALID_INPUT
-    token = os.environ.get("TAGMANGO_API_TOKEN")
-    host = host or os.environ.get("TAGMANGO_HOST")
-    if sandbox:
-        token, host = token or DEFAULT_TOKEN, host or SANDBOX_HOST
-    if not token:
-        fail("TAGMANGO_API_TOKEN is not set: export your TagMango API key (never pass it on the command line), "
-             "or use --sandbox")
+    host = host or os.environ.get("TAGMANGO_HOST") or (SANDBOX_HOST if sandbox else None)
+    cred = None
+    if not sandbox:  # the token the workers will use: TAGMANGO_CREDENTIALS_FILE or TAGMANGO_API_TOKEN
+        if not host and not os.environ.get("TAGMANGO_API_TOKEN") and not os.environ.get("TAGMANGO_CREDENTIALS_FILE"):
+            fail("TAGMANGO_API_TOKEN is not set: export your TagMango API key (never pass it on the command line), "
+                 "or use --sandbox")
+        if host:
+            try:
+                cred = preflight.credential_for(host, configured_api_url())
+            except preflight.Refused as exc:
+                fail(str(exc))
     if not host:
         fail("which creator? set TAGMANGO_HOST or --host to the whitelabel host, e.g. yourname.tagmango.com")
     session = Session(keep_running=keep_running)
     try:
-        api_url = session.stack.start_sandbox(token) if sandbox else configured_api_url()
+        if sandbox:
+            token = os.environ.get("TAGMANGO_API_TOKEN") or DEFAULT_TOKEN
+            cred = Credential(session.stack.start_sandbox(token), host, token)
+        api_url, token = cred.api_url, cred.token
+        preflight.gate(cred, session.store.r, quiet=as_json)  # TagMango accepts the token, or exit 3
+        if flower:  # before the first row is queued, so Flower sees every event
+            session.stack.start_flower(session.url) if session.embedded else click.echo(
+                "note: --flower starts Flower in embedded mode only; start yours before `run`", err=True)
         store = session.store
         existing = store.job_for_fingerprint(fingerprint(plan, api_url, host))
         if existing and not store.is_final(existing):
@@ -316,6 +336,7 @@ def corrections_from(store: RowStore, job_id: str, files: tuple[str, ...], optio
 
 def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: str | None,
             from_files: tuple[str, ...], options: Options, wait: bool, as_json: bool, results: str | None) -> int:
+    from importer.preflight import gate
     from tasks.requeue import requeue_rows
 
     if not (everything or error_code or rows or from_files):
@@ -325,6 +346,7 @@ def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: 
         job_id = session.job_id(job)
         store = session.store
         corrections = corrections_from(store, job_id, from_files, options) if from_files else None
+        gate(session.credential_for(store.job(job_id)), store.r, quiet=as_json)  # before anything is requeued
         outcome = requeue_rows(store, job_id, error_code=error_code, rows=parse_rows(rows) if rows else None,
                                everything=everything, corrections=corrections)
         if not as_json:
@@ -336,7 +358,8 @@ def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: 
         session.start_workers_for(store.job(job_id))
         if not (wait or session.embedded):
             return EXIT_OK
-        return finish(session, job_id, as_json=as_json, results=results)
+        return finish(session, job_id, as_json=as_json, results=results,
+                      base=Path(from_files[0]).resolve().parent if from_files else None)  # next to the input
     except KeyboardInterrupt:
         click.echo("\nInterrupted; the requeued rows stay queued.", err=True)
         return EXIT_INTERRUPTED
@@ -348,18 +371,23 @@ def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: 
 
 
 def flower(port: int, address: str) -> int:
+    from importer import flower as flower_setup
+
     session = Session(keep_running=True)
-    auth = os.environ.get("TAGMANGO_FLOWER_BASIC_AUTH")
-    if not auth:
-        auth = f"admin:{secrets.token_urlsafe(12)}"
+    auth, generated = flower_setup.auth_from_env()
+    if generated:
         click.echo(f"Flower basic auth (set TAGMANGO_FLOWER_BASIC_AUTH=user:password to choose): {auth}")
-    click.echo(f"Flower on http://{address}:{port}  (Ctrl-C to stop)")
-    env = {**os.environ, "TAGMANGO_REDIS_URL": session.url, "FLOWER_BASIC_AUTH": auth}
+    state = session.stack.dir
+    click.echo(f"Flower on http://{address}:{port}  (state kept in {state / 'flower.db'}; Ctrl-C to stop)")
+    proc = subprocess.Popen(flower_setup.command(port, address, state),
+                            env=flower_setup.environment(session.url, auth))
+    flower_setup.record(flower_setup.files(state), proc.pid, f"http://{address}:{port}")
     try:
-        return subprocess.call([sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}",
-                                f"--address={address}", "--max_tasks=100000"], env=env)
+        return proc.wait()
     except KeyboardInterrupt:
-        return EXIT_OK
+        return proc.wait()
+    finally:
+        (state / "flower" / "pid").unlink(missing_ok=True)
 
 
 def worker(concurrency: int, loglevel: str) -> int:

@@ -12,6 +12,7 @@ Keys (``{j}`` = job id)::
     tm:job:{j}:waiting:{r}   set    rows waiting for row r (their parent)
     tm:job:{j}:gen           hash   row id -> generation of the one live task message for the row
     tm:job:{j}:deliveries    hash   "row id:generation" -> deliveries of that message
+    tm:job:{j}:timeline      hash   "<event>:<epoch second>" -> requests sent, 429s, retries (tasks.timeline)
     tm:lease:{j}:{r}         string the lock token of the task working on row r (expires)
 
 A row's state and the counters move together in one Lua script, which also refuses a state change the
@@ -89,7 +90,8 @@ class RowStore:
         return f"tm:job:{job_id}" + (f":{part}" if part else "")
 
     def job_keys(self, job_id: str) -> list[str]:
-        keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries")]
+        keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries",
+                                            "timeline")]
         keys += list(self.r.scan_iter(match=self.k(job_id, "waiting:*"), count=1000))
         return keys
 

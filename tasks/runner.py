@@ -25,7 +25,7 @@ from typing import Any
 
 from redis.exceptions import LockError
 
-from tasks import errors, operations
+from tasks import errors, operations, timeline
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
 from tasks.ledger import Ledger
@@ -205,6 +205,7 @@ class RowRun:
         us filled the window, or out a cool-down)."""
         self.services.limiter.acquire_now(self.cred_key)
         self.store.tally(self.job_id, "requests")
+        timeline.record(self.store.r, self.job_id, "sent", ttl_s=self.store.ttl)
 
     def limited(self, fn: Any) -> Any:
         """Run one extra call (a lookup) under the limiter, ahead of the rows waiting for their slots."""
@@ -245,6 +246,7 @@ class RowRun:
         row.history = [*row.history, {**failure.as_dict(), "at": now(), "attempt": row.attempts}][-20:]
         if isinstance(exc, errors.RateLimited):
             self.store.tally(self.job_id, "rate_limited")
+            timeline.record(self.store.r, self.job_id, "429", ttl_s=self.store.ttl)
             self.services.limiter.cool_down(self.cred_key, max(exc.retry_after or 0.0, self.s.rate_window / 2))
         decision = decide(exc, row, self.s)
         if isinstance(decision, GiveUp):
@@ -253,6 +255,7 @@ class RowRun:
             return self.dead(row, decision.failure)
         row.state, row.next_attempt_at, row.error = RowState.RETRYING, now() + decision.seconds, failure
         self.store.tally(self.job_id, "retries")
+        timeline.record(self.store.r, self.job_id, "retry", ttl_s=self.store.ttl)
         log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, failure, decision.seconds)
         return self.later(decision.seconds, row=row, error=exc)
 

@@ -8,7 +8,7 @@ import pytest
 
 from importer.sandbox import SandboxConfig, serve_in_thread
 
-from tests.helpers import TOKEN
+from tests.helpers import TOKEN, stop_kept
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +32,13 @@ def sandbox_factory(tmp_path):
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def kept(tmp_path):
+    """A folder for CLI runs with ``--keep-running``; whatever they left running is stopped afterwards."""
+    yield tmp_path
+    stop_kept(tmp_path)
 
 
 @pytest.fixture

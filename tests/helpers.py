@@ -5,6 +5,10 @@ Test modules import from here (and from tests/services.py for the servers), neve
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -56,3 +60,39 @@ def assert_consistent(store: RowStore, job_id: str) -> Counter:
     assert sum(states.values()) == store.job(job_id)["total"]
     assert not any(states[s.value] for s in ACTIVE)
     return states
+
+
+# -- the command line, as a user runs it ------------------------------------------------------------
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict:
+    """The environment of a CLI subprocess: no inherited TagMango settings, state under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAGMANGO_") and k != "REDIS_URL"}
+    env.update(TAGMANGO_STATE_DIR=str(tmp_path / "state"), TAGMANGO_BACKOFF_BASE="0.5", TAGMANGO_BACKOFF_MAX="5",
+               PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def cli(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "importer", *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=env or env_for(tmp_path), timeout=timeout)
+
+
+def stop_kept(tmp_path: Path) -> None:
+    """Stop what --keep-running left behind (without trusting the command under test to do it)."""
+    state = tmp_path / "state"
+    for pid_file in (state / "worker.pid", state / "sandbox" / "pid", state / "flower" / "pid",
+                     state / "dashboard" / "pid"):
+        if pid_file.exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    port = state / "redis" / "port"
+    if port.exists():
+        import redis
+
+        try:
+            redis.Redis(port=int(port.read_text())).shutdown(nosave=True)
+        except redis.RedisError:
+            pass

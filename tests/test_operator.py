@@ -8,56 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pandas as pd
-import pytest
 import yaml
 
-from tests.helpers import HOST, TOKEN
+from tests.helpers import HOST, ROOT, SAMPLES, TOKEN, cli, env_for
 from tests.services import free_port, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "sample_data"
-
-
-def env_for(tmp_path: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAGMANGO_") and k != "REDIS_URL"}
-    env.update(TAGMANGO_STATE_DIR=str(tmp_path / "state"), TAGMANGO_BACKOFF_BASE="0.5", TAGMANGO_BACKOFF_MAX="5",
-               PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def cli(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "importer", *args], capture_output=True, text=True,
-                          cwd=tmp_path, env=env or env_for(tmp_path), timeout=timeout)
-
-
-def stop_kept(tmp_path: Path) -> None:
-    """Stop what --keep-running left behind."""
-    state = tmp_path / "state"
-    for pid_file in (state / "worker.pid", state / "sandbox" / "pid"):
-        if pid_file.exists():
-            try:
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-            except OSError:
-                pass
-    port = state / "redis" / "port"
-    if port.exists():
-        import redis
-
-        try:
-            redis.Redis(port=int(port.read_text())).shutdown(nosave=True)
-        except redis.RedisError:
-            pass
-
-
-@pytest.fixture
-def kept(tmp_path):
-    yield tmp_path
-    stop_kept(tmp_path)
-
 
 def test_demo_run_dead_letters_then_requeue_from_fixed_file(kept):
     tmp_path = kept

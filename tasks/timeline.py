@@ -1,0 +1,43 @@
+"""Requests over time, per job, for the dashboard's chart: one Redis hash of per-second tallies.
+
+Key: ``tm:job:{j}:timeline`` (hash), field ``<event>:<epoch second>`` -> count, with the job's TTL.
+Events: ``sent`` (a request admitted by the limiter), ``429`` (TagMango answered 429), ``retry`` (a row
+scheduled for another attempt). This module imports no Celery: the dashboard reads it, workers write it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+EVENTS = ("sent", "429", "retry")
+#: Same lifetime as the job's other keys (TAGMANGO_DEAD_LETTER_DAYS, 30 days by default).
+DEFAULT_TTL_S = 30 * 86400
+
+
+def key(job_id: str) -> str:
+    return f"tm:job:{job_id}:timeline"
+
+
+def record(redis_client: redis.Redis, job_id: str, event: str, n: int = 1, at: float | None = None,
+           ttl_s: int = DEFAULT_TTL_S) -> None:
+    """Count ``n`` ``event``s of ``job_id`` in the current second (one round trip)."""
+    second = int(at if at is not None else time.time())
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.hincrby(key(job_id), f"{event}:{second}", n)
+    pipe.expire(key(job_id), ttl_s)
+    pipe.execute()
+
+
+def read(redis_client: redis.Redis, job_id: str) -> dict[str, dict[int, int]]:
+    """``{event: {epoch second: count}}`` for every event recorded for the job (empty dicts if none)."""
+    out: dict[str, dict[int, int]] = {event: {} for event in EVENTS}
+    for field, count in redis_client.hgetall(key(job_id)).items():
+        field = field.decode() if isinstance(field, bytes) else field
+        event, _, second = field.rpartition(":")
+        try:
+            out.setdefault(event, {})[int(second)] = int(count)
+        except ValueError:
+            continue
+    return out
