@@ -16,7 +16,11 @@ from tasks.operations import Operation
 #: Extra spellings beyond the normalised canonical name (the API's own field names mostly normalise alike).
 ALIASES = {"courseid": "course_ref", "courseexternalid": "course_ref", "slot": "chapter_slot", "mango": "mangoes",
            "mangoids": "mangoes", "validity": "validity_in_days", "drm": "enable_drm", "free": "is_free",
-           "coverimageurl": "cover_image", "contenturl": "content", "id": "external_id", "externalkey": "external_id"}
+           "coverimageurl": "cover_image", "contenturl": "content", "id": "external_id", "externalkey": "external_id",
+           "coursekey": "course_ref", "sectiontitle": "module_title", "sectionposition": "module_position",
+           "sectionname": "module_title", "modulename": "module_title", "lessontitle": "chapter_title",
+           "lessonname": "chapter_title", "lessonposition": "chapter_position",
+           "lessondescription": "chapter_description", "coursename": "course_title"}
 
 _STRIP = re.compile(r"[\s_\-]+")
 

@@ -309,27 +309,30 @@ def corrections_from(store: RowStore, job_id: str, files: tuple[str, ...], optio
     """
     plan = plan_or_exit(files, options)
     dead = list(store.rows(job_id, store.dead_row_ids(job_id)))
-    by_key = {(r.op, r.key): r for r in dead}
-    by_place = {(r.op, r.sheet.lower(), r.row): r for r in dead}
+    by_key = {(r.kind, r.key): r for r in dead}
+    by_place = {(r.kind, r.sheet.lower(), r.row): r for r in dead}
     dead_places = {(r.sheet.lower(), r.row) for r in dead}
     bad = {(u.sheet.lower(), u.row) for u in plan.unsent if u.state is RowState.INVALID}
     for problem in plan.errors:
         if (str(problem.sheet).lower(), problem.row) in dead_places:
             click.echo(f"  {problem}", err=True)
-    job_rows = None
+    planned = {r.row_id: r for r in plan.rows}
+    job_rows: dict | None = None
     corrections = {}
     for row in plan.rows:
-        target = by_key.get((row.op, row.key)) or by_place.get((row.op, row.sheet.lower(), row.row))
+        target = by_key.get((row.kind, row.key)) or by_place.get((row.kind, row.sheet.lower(), row.row))
         if target is None or (row.sheet.lower(), row.row) in bad:
             continue
         fix = {"body": row.body, "title": row.title, "key": row.key, "source": row.source, "params": row.params,
                "ids": dict(row.ids), "parent": None}
-        if row.parent:  # the parent's row id in the corrected file -> the same spreadsheet row in the job
+        parent = planned.get(row.parent) if row.parent else None
+        if parent is not None:  # the parent row of the corrected file -> the same row of the job: key, else place
             if job_rows is None:
-                job_rows = {(r.op, r.sheet.lower(), r.row): r.row_id for r in store.rows(job_id)}
-            parent = next((p for p in plan.rows if p.row_id == row.parent), None)
-            if parent is not None:
-                fix["parent"] = job_rows.get((parent.op, parent.sheet.lower(), parent.row))
+                job_rows = {}
+                for r in store.rows(job_id):
+                    job_rows[(r.kind, r.key)] = job_rows[(r.kind, r.sheet.lower(), r.row)] = r.row_id
+            fix["parent"] = job_rows.get((parent.kind, parent.key)) or job_rows.get(
+                (parent.kind, parent.sheet.lower(), parent.row))
         corrections[target.row_id] = fix
     return corrections
 

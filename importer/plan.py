@@ -47,7 +47,7 @@ class Plan:
         """The summary as a sentence: "20 courses to create, 30 chapters to update (...)"."""
         s = self.summary()
         parts = ", ".join(f"{s[op.summary_key]} {op.summary_label}" for op in operations.OPERATIONS
-                          if s[op.summary_key] or op.sheet)
+                          if s[op.summary_key]) or "nothing to send"
         return (f"{parts} ({s['waiting_for_parent']} wait for a row of this import); {s['invalid_rows']} invalid "
                 f"rows, {s['repeated_rows']} repeated rows; {s['errors']} errors, {s['warnings']} warnings.")
 

@@ -33,7 +33,7 @@ def default_path(job: dict, base: Path | None = None) -> Path:
 
 def write_results(store: RowStore, job_id: str, path: Path) -> Path:
     job = store.job(job_id) or {}
-    records = list(store.rows(job_id))
+    records = [r for r in store.rows(job_id) if not r.derived]  # one line per spreadsheet row
     headers: dict[str, list[str]] = job.get("headers") or {}
     by_sheet: dict[str, list[Row]] = {}
     for rec in records:

@@ -8,6 +8,7 @@ Rows that name a parent row of this import (a chapter naming its course) are lin
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +133,16 @@ def _map_headers(sheet: Sheet, op: Operation, options: Options, plan: Plan) -> d
     return None if missing else mapped
 
 
+@dataclass
+class SheetRow:
+    """One spreadsheet row after its cells went through their column rules."""
+
+    number: int  # the row number the spreadsheet shows
+    values: dict[str, object]
+    errors: list[tuple[str | None, str, str]]  # (column, value, reason) of cells that break their rule
+    source: dict[str, str | None]  # the cells as read
+
+
 def _check_sheet(sheet: Sheet, op: Operation, options: Options, plan: Plan, used_ids: set) -> None:
     for note in sheet.notes:
         plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", WARNING, note))
@@ -144,24 +155,21 @@ def _check_sheet(sheet: Sheet, op: Operation, options: Options, plan: Plan, used
     sheet_label = sheet.name if sheet.name not in used_ids else f"{sheet.file}:{sheet.name}"
     used_ids.add(sheet_label)
     plan.headers[sheet_label] = list(sheet.headers)
-    rule_table = op.rules()
-    constants = {c: v for c, v in options.constants.items() if c in rule_table}
-    present = set(mapped.values())
-    headers = list(sheet.headers)
-    cells_by_header = [sheet.columns[h] for h in headers]
+    present = set(mapped.values()) | {c for c in options.constants if c in op.rules()}
+    records = _records(sheet, op, mapped, options)
+    if op.plans_tree:
+        from importer.tree import plan_tree
+
+        plan_tree(sheet, sheet_label, list(records), present, plan)
+        return
     seen: dict[str, Row] = {}
     pending: dict[str, Row] = {}
-    caches: dict[str, dict] = {column: {} for column in rule_table}
-    by_column = [(column, sheet.columns[header], constants.get(column)) for header, column in mapped.items()]
-    by_column += [(column, [None] * len(sheet.row_numbers), constant) for column, constant in constants.items()
-                  if column not in present]
-    for index, number in enumerate(sheet.row_numbers):
-        source = {h: col[index] for h, col in zip(headers, cells_by_header, strict=True)}
-        values, errors = _convert_row(index, by_column, rule_table, caches)
-        draft = op.draft(values, present)
+    for record in records:
+        number, errors = record.number, record.errors
+        draft = op.draft(record.values, present)
         row = Row(row_id=f"{sheet_label}:{number}", op=op.name, kind=op.kind, file=sheet.file, sheet=sheet.name,
                   row=number, key=draft.key, title=draft.title, body=draft.body, params=draft.params, ids=draft.ids,
-                  source=source)
+                  source=record.source)
         failed_columns = {c for c, _, _ in errors}
         errors.extend(e for e in draft.errors if e[0] not in failed_columns)
         for column, value, reason in draft.warnings:
@@ -176,6 +184,23 @@ def _check_sheet(sheet: Sheet, op: Operation, options: Options, plan: Plan, used
     for row in pending.values():
         (plan.unsent if row.is_final else plan.rows).append(row)
     plan.unsent.sort(key=lambda u: (u.sheet, u.row))
+
+
+def _records(sheet: Sheet, op: Operation, mapped: dict[str, str], options: Options) -> Iterator[SheetRow]:
+    """Every row of the sheet with each mapped column's rule applied (``--set`` fills empty cells)."""
+    rule_table = op.rules()
+    constants = {c: v for c, v in options.constants.items() if c in rule_table}
+    present = set(mapped.values())
+    headers = list(sheet.headers)
+    cells_by_header = [sheet.columns[h] for h in headers]
+    caches: dict[str, dict] = {column: {} for column in rule_table}
+    by_column = [(column, sheet.columns[header], constants.get(column)) for header, column in mapped.items()]
+    by_column += [(column, [None] * len(sheet.row_numbers), constant) for column, constant in constants.items()
+                  if column not in present]
+    for index, number in enumerate(sheet.row_numbers):
+        source = {h: col[index] for h, col in zip(headers, cells_by_header, strict=True)}
+        values, errors = _convert_row(index, by_column, rule_table, caches)
+        yield SheetRow(number, values, errors, source)
 
 
 def _unsend(row: Row, state: RowState, reason: str) -> None:

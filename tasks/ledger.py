@@ -2,8 +2,8 @@
 
 ``tm:ledger:{target}`` maps a row key (a course's external id or title key, ``chapter:<id>``) to
 ``{"ids": {...}, "content": sha256 of the body sent, "job": ..., "row": ...}``;
-``tm:ledger:{target}:claimed`` is the set of course ids already owned by some row, so that adopting a
-course found by title can never hand the same course to two rows. Entries do not expire: the ledger is
+``tm:ledger:{target}:claimed`` is the set of course, module and chapter ids already owned by some row, so that
+adopting an object found by title or position can never hand it to two rows. Entries do not expire: the ledger is
 what makes re-running a file create nothing twice.
 """
 
@@ -13,6 +13,10 @@ import hashlib
 import json
 
 import redis
+
+
+#: Ids in a row's result that the row owns (so adoption never hands them to another row).
+OWNED_IDS = ("course_id", "module_id", "chapter_id")
 
 
 def content_hash(body: dict) -> str:
@@ -39,15 +43,16 @@ class Ledger:
 
     def record(self, row_key: str, ids: dict, body: dict, job_id: str, row_id: str) -> None:
         entry = {"ids": ids, "content": content_hash(body), "job": job_id, "row": row_id}
+        owned = [ids[k] for k in OWNED_IDS if ids.get(k)]
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.key, row_key, json.dumps(entry))
-        if ids.get("course_id"):
-            pipe.sadd(f"{self.key}:claimed", ids["course_id"])
+        if owned:
+            pipe.sadd(f"{self.key}:claimed", *owned)
         pipe.execute()
 
-    def claim(self, course_id: str) -> bool:
-        """Atomically claim a course id for one row; False when another row owns it already."""
-        return bool(self.r.sadd(f"{self.key}:claimed", course_id))
+    def claim(self, object_id: str) -> bool:
+        """Atomically claim an object id for one row; False when another row owns it already."""
+        return bool(self.r.sadd(f"{self.key}:claimed", object_id))
 
     def unclaim(self, course_id: str) -> None:
         self.r.srem(f"{self.key}:claimed", course_id)

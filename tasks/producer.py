@@ -20,6 +20,17 @@ log = logging.getLogger("tagmango.rows")
 TITLE_IN_MESSAGE = 120
 
 
+def dependency_message(dead_parent: Row) -> str:
+    """Why a row waiting for ``dead_parent`` is dead: the row that really failed, and its reason (a chain of
+    waiting rows all name the same root)."""
+    error = dead_parent.error
+    if dead_parent.died_of_parent and error is not None:
+        return error.message
+    cause = f"{error.label}: {error.message}" if error else "no reason recorded"
+    cause = cause if len(cause) <= 160 else cause[:159] + "…"
+    return f"row {dead_parent.row_id} is dead ({cause}); fix and requeue it to send this row"
+
+
 def publish(store: RowStore, job_id: str, rows: list[Row]) -> int:
     """One task message per row (``row.gen`` must be current), on one connection to the store's Redis.
 
@@ -64,7 +75,7 @@ def release_dependents(store: RowStore, job_id: str, parent: Row) -> int:
         for child in waiting:
             if current.done:
                 try:
-                    child.ids.update(operations.get(child.op).ids_from_parent(child, current.result or {}))
+                    operations.take_from_parent(child, current.result or {})
                 except MissingParentId as exc:
                     child.state, child.finished_at = RowState.DEAD, now()
                     child.error = RowFailure(Code.DEPENDENCY_FAILED, f"parent row {current.row_id}: {exc}")
@@ -76,10 +87,8 @@ def release_dependents(store: RowStore, job_id: str, parent: Row) -> int:
                 if store.save(job_id, child, expect=[RowState.QUEUED]):
                     ready.append(child)
             elif current.state is RowState.DEAD:
-                why = current.error.label if current.error else ""
                 child.state, child.finished_at, child.next_attempt_at = RowState.DEAD, now(), None
-                child.error = RowFailure(Code.DEPENDENCY_FAILED, f"parent row {current.row_id} is dead ({why}); "
-                                                                 "requeue it to send this row")
+                child.error = RowFailure(Code.DEPENDENCY_FAILED, dependency_message(current))
                 if store.save(job_id, child, expect=[RowState.QUEUED]):
                     pending.append(child)
         published += publish(store, job_id, ready)

@@ -66,7 +66,7 @@ def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None,
             setattr(row, field_name, value)
         if row.died_of_parent or "ids" in fix or "parent" in fix:
             row.released = False  # it takes its ids from its parent again
-            if row.died_of_parent:
+            if row.died_of_parent and not row.params.get("place"):
                 for field_name in op.needs:
                     row.ids.pop(field_name, None)
         parent = None
@@ -77,7 +77,7 @@ def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None,
                 continue
             if parent.done:
                 try:
-                    row.ids.update(op.ids_from_parent(row, parent.result or {}))
+                    operations.take_from_parent(row, parent.result or {})
                     row.released = True
                 except MissingParentId:
                     still_dead.append(row.row_id)

@@ -126,6 +126,9 @@ class Row:
     sent_at: float | None = None
     adopted: bool = False
     source: dict = field(default_factory=dict)  # the row's cells as read, for the results file
+    #: Made by the planner (a tree's course or module) from another spreadsheet row: not a line of its own in
+    #: the results file, where the rows made from it show its ids.
+    derived: bool = False
     next_attempt_at: float | None = None
     finished_at: float | None = None
     updated_at: float | None = None

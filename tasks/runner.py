@@ -171,6 +171,7 @@ class RowRun:
                 self.store.save(self.job_id, row)  # durable before the request leaves: a crash now means "look first"
             self.send_now()
             result = op.call(ctx, row)
+        result = {**row.ids, **result}  # a row's result carries what it was given: its ancestors' ids
         op.record(ctx, row, result)
         return self.succeeded(row, result)
 

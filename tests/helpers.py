@@ -62,6 +62,47 @@ def assert_consistent(store: RowStore, job_id: str) -> Counter:
     return states
 
 
+# -- running a job in the test process ---------------------------------------------------------------
+
+
+def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:  # noqa: ANN001
+    """Run a job's row messages in this process until it is final, like rq's burst worker: messages are taken
+    from the suite's Redis queue, re-schedules (``Later``) wait in a local timer. Returns the job's counts."""
+    import heapq
+    import json
+    import time
+
+    from tasks import operations
+    from tasks.defaults import QUEUE
+    from tasks.recovery import _row_message
+    from tasks.runner import Later, Message, run_row
+
+    store = services.store
+    names = set(operations.task_names())
+    timers: list[tuple[float, int, Message]] = []
+    seq = 0
+    deadline = time.monotonic() + timeout
+    while not store.is_final(job_id):
+        assert time.monotonic() < deadline, f"job {job_id} not final after {timeout}s: {store.counts(job_id)}"
+        raw = store.r.rpop(QUEUE)
+        if raw is not None:
+            found = _row_message(json.loads(raw), names)
+            message = Message(*found) if found and found[0] == job_id else None
+        elif timers and timers[0][0] <= time.monotonic():
+            message = heapq.heappop(timers)[2]
+        else:
+            time.sleep(0.01)
+            continue
+        if message is None:
+            continue
+        outcome = run_row(services, message)
+        if isinstance(outcome, Later):
+            seq += 1
+            heapq.heappush(timers, (time.monotonic() + outcome.countdown, seq,
+                                    Message(job_id, message.row_id, outcome.gen, outcome.slot_at)))
+    return store.counts(job_id)
+
+
 # -- the command line, as a user runs it ------------------------------------------------------------
 
 

@@ -149,13 +149,14 @@ def test_actions_need_post_auth_and_a_token_from_the_page(redis_url, tmp_path):
 
     from importer.validate import build_plan
     from tasks.enqueue import create_job
-    from tasks.row_tasks import mark_dead
+    from tasks.producer import mark_dead
+    from tasks.rows import RowFailure
     from tasks.rowstore import RowStore
 
     store = RowStore.from_url(redis_url)
     job_id = create_job(store, build_plan([ROOT / "sample_data" / "catalog.xlsx"]), "http://127.0.0.1:9", HOST)
     rec = store.row(job_id, "chapters:31")
-    mark_dead(store, job_id, rec, {"error_code": "CHAPTER_NOT_FOUND", "http_status": 404, "message": "gone"})
+    mark_dead(store, job_id, rec, RowFailure("CHAPTER_NOT_FOUND", "gone", 404))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAGMANGO_")}
     env.update(TAGMANGO_REDIS_URL=redis_url, TAGMANGO_STATE_DIR=str(tmp_path / "state"))
     port = free_port()

@@ -154,7 +154,7 @@ def test_a_dead_course_kills_its_chapters_and_requeue_brings_them_back(start, sa
     assert isinstance(outcome, Dead) and outcome.failure.http_status == 400
     for row_id in ("ch:2", "ch:3"):
         chapter = store.row(job, row_id)
-        assert chapter.error.code == Code.DEPENDENCY_FAILED and "c:2 is dead (400)" in chapter.error.message
+        assert chapter.error.code == Code.DEPENDENCY_FAILED and "row c:2 is dead (400: Invalid request)" in chapter.error.message
     fixed = {**store.row(job, "c:2").body, "mangoes": [MANGO]}
     out = requeue_rows(store, job, corrections={"c:2": {"body": fixed}})
     assert out == {"job": job, "requeued": 3, "published": 1, "waiting_for_parent": 2, "still_dead": []}

@@ -6,16 +6,23 @@ they read (``for_sheet``); it never compares a row's kind with a literal.
 
 from __future__ import annotations
 
-from tasks.operations import create_course, update_chapter
+from tasks.operations import (create_chapter, create_course, create_module, curriculum, delete_chapter, tree,
+                              update_chapter, update_module)
 from tasks.operations.base import CallContext, Column, Draft, MissingParentId, Operation, Skip
+from tasks.rows import Row
 
 OPERATIONS: tuple[Operation, ...] = (
     create_course.OPERATION,
+    create_module.OPERATION,
+    update_module.OPERATION,
+    create_chapter.OPERATION,
     update_chapter.OPERATION,
+    delete_chapter.OPERATION,
 )
+#: Every kind of sheet, in the order they are read (parents first): a sheet of one operation's rows, or a tree.
+SHEETS: tuple[Operation, ...] = (create_course.OPERATION, update_chapter.OPERATION, curriculum.SHEET)
 _BY_NAME = {op.name: op for op in OPERATIONS}
 _BY_TASK = {op.task_name: op for op in OPERATIONS}
-_PARENTS = frozenset(op.parent_op for op in OPERATIONS if op.parent_op)
 
 
 def get(name: str) -> Operation:
@@ -28,7 +35,16 @@ def by_task_name(task_name: str) -> Operation:
 
 def has_dependents(name: str) -> bool:
     """Rows of this operation may have rows waiting for them."""
-    return name in _PARENTS
+    return get(name).can_be_parent
+
+
+def take_from_parent(row: Row, parent_result: dict) -> None:
+    """Give a waiting row what it needs from its parent's result: its place in a tree (which call, which
+    ids), or the ids its operation declares. Raises MissingParentId."""
+    if row.params.get("place"):
+        tree.place(row, parent_result)
+    else:
+        get(row.op).take_from_parent(row, parent_result)
 
 
 def task_names() -> frozenset[str]:
@@ -36,8 +52,8 @@ def task_names() -> frozenset[str]:
 
 
 def sheet_operations() -> tuple[Operation, ...]:
-    """Operations that read a sheet of their own."""
-    return tuple(op for op in OPERATIONS if op.sheet)
+    """The kinds of sheet: operations that read a sheet of their own, and the curriculum (trees)."""
+    return SHEETS
 
 
 def for_sheet_name(name: str) -> Operation | None:
@@ -50,8 +66,8 @@ def result_columns() -> list[str]:
 
 
 def all_columns() -> frozenset[str]:
-    return frozenset(c.name for op in OPERATIONS for c in op.columns)
+    return frozenset(c.name for op in SHEETS for c in op.columns)
 
 
-__all__ = ["OPERATIONS", "CallContext", "Column", "Draft", "MissingParentId", "Operation", "Skip", "all_columns",
-           "by_task_name", "for_sheet_name", "get", "has_dependents", "result_columns", "sheet_operations", "task_names"]
+__all__ = ["OPERATIONS", "SHEETS", "CallContext", "Column", "Draft", "MissingParentId", "Operation", "Skip", "all_columns",
+           "by_task_name", "for_sheet_name", "get", "has_dependents", "take_from_parent", "result_columns", "sheet_operations", "task_names"]

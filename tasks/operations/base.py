@@ -65,6 +65,16 @@ class MissingParentId(Exception):
     """The parent row finished without the id this row needs; the text says which."""
 
 
+def object_ids(value: Any) -> list[str]:
+    """A list of ids as TagMango answers it (strings, or objects with ``_id``/``id``), as strings."""
+    out = []
+    for item in value or []:
+        item = item.get("_id") or item.get("id") if isinstance(item, dict) else item
+        if item:
+            out.append(str(item))
+    return out
+
+
 @dataclass
 class CallContext:
     """What a worker hands an operation for one row: the API, the ledger, and the rate limiter for extras."""
@@ -91,6 +101,8 @@ class Operation:
     columns: tuple[Column, ...] = ()
     #: When a sheet is classified by its columns, higher goes first (markers of more specific operations).
     classify_priority: int = 0
+    #: The sheet's rows are a tree planned as a whole (importer/tree.py), not one call per row.
+    plans_tree: bool = False
     #: The key in the plan summary ("courses_to_create").
     summary_key: str = ""
     summary_label: str = ""
@@ -104,6 +116,8 @@ class Operation:
     result_columns: tuple[str, ...] = ()
     #: Not idempotent: the row is marked before the request leaves, and a later attempt looks first.
     creates: bool = False
+    #: Rows of this operation may have rows waiting for them.
+    can_be_parent: bool = True
 
     # -- the sheet side ----------------------------------------------------------------------
     def rules(self) -> dict[str, Rule]:
@@ -140,6 +154,10 @@ class Operation:
         row.parent = parent.row_id
 
     # -- the worker side ---------------------------------------------------------------------
+    def take_from_parent(self, row: Row, parent_result: dict) -> None:
+        """Copy what the row needs from its parent's finished result (raises MissingParentId)."""
+        row.ids.update(self.ids_from_parent(row, parent_result))
+
     def ids_from_parent(self, row: Row, parent_result: dict) -> dict:
         """The ids this row copies from its parent's result, as ``needs`` declares."""
         ids = {}
@@ -151,9 +169,16 @@ class Operation:
             ids[field_name] = value
         return ids
 
+    def ledger_key(self, row: Row) -> str:
+        """Where the ledger remembers this row's work (its key: a course's key, a position in a tree)."""
+        return row.key
+
     def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
         """Already done (the ledger says so): skip the call."""
-        return None
+        done = ctx.ledger.get(self.ledger_key(row))
+        if done is None:
+            return None
+        return Skip(done["ids"], f"already done by {done['job']} row {done['row']}")
 
     def resolve(self, ctx: CallContext, row: Row) -> RowFailure | None:
         """Fill ids that need a lookup before the call; a failure dead-letters the row without a request."""
@@ -169,6 +194,17 @@ class Operation:
 
     def record(self, ctx: CallContext, row: Row, result: dict) -> None:
         """Remember the work in the ledger, so a re-run skips it."""
+        ctx.ledger.record(self.ledger_key(row), result, row.body, ctx.job_id, row.row_id)
+
+    @staticmethod
+    def id_of(answer: dict, what: str) -> str:
+        """The ``_id`` of a created object; an answer without one may still have created it (retry, look first)."""
+        from tasks import errors
+
+        value = answer.get("_id") or answer.get("id")
+        if not value:
+            raise errors.ServerError(f"{what} answered without an id", status=200, maybe_committed=True)
+        return str(value)
 
     def request_path(self, row: Row) -> str:
         raise NotImplementedError

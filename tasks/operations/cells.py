@@ -101,3 +101,14 @@ def chapter_slot(value: str) -> str:
 
 def normalised_title(value: str) -> str:
     return " ".join(value.split()).casefold()
+
+
+def position(value: str) -> int:
+    """A 1-based position (of a module in its course, a lesson in its module)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise CellError("must be a whole number, 1 or more (the position in file order)") from None
+    if not number.is_integer() or number < 1:
+        raise CellError("must be a whole number, 1 or more (the position in file order)")
+    return int(number)

@@ -12,7 +12,7 @@ from typing import Any
 from tasks import errors
 from tasks.ledger import content_hash
 from tasks.operations import cells
-from tasks.operations.base import CallContext, Column, Draft, Operation, Skip
+from tasks.operations.base import CallContext, Column, Draft, Operation, Skip, object_ids
 from tasks.rows import Row
 
 PATH = "/api/v1/external/courses"
@@ -26,9 +26,10 @@ def title_key(title: str) -> str:
 
 
 def course_ids(course: dict) -> dict:
-    """The ids a Create Course (or a read-back of a course) answered."""
+    """The ids a Create Course (or a read-back of a course) answered; its modules are the placeholders a new
+    course comes with (tasks.operations.tree)."""
     return {"course_id": course.get("_id") or course.get("id"), "first_chapter": course.get("firstChapter"),
-            "second_chapter": course.get("secondChapter")}
+            "second_chapter": course.get("secondChapter"), "placeholder_modules": object_ids(course.get("modules"))}
 
 
 class CreateCourse(Operation):
@@ -115,9 +116,6 @@ class CreateCourse(Operation):
 
         course = find_created(ctx.client, ctx.limited, row.body, ctx.ledger, row.sent_at or 0.0, ctx.listings)
         return course_ids(course) if course is not None else None
-
-    def record(self, ctx: CallContext, row: Row, result: dict) -> None:
-        ctx.ledger.record(row.key, result, row.body, ctx.job_id, row.row_id)
 
     def request_path(self, row: Row) -> str:
         return PATH

@@ -1,0 +1,45 @@
+"""Create Chapter: ``POST /api/v1/external/modules/{moduleId}/chapters``, one lesson of a curriculum.
+
+TagMango requires a title and a description. Not idempotent: the lessons of a module are created one at a
+time in file order, so after an attempt that may have committed, the chapter it made can only be the
+module's last one; the module is read back (an empty Update Module answers its ``chapters``) and the last
+chapter is adopted if no row owns it yet and its title is ours. Planned rows may run as Update Chapter
+instead (a placeholder taken over, see ``tasks.operations.tree``).
+"""
+
+from __future__ import annotations
+
+from tasks.operations.base import CallContext, Operation, object_ids
+from tasks.rows import Row
+
+PATH = "/api/v1/external/modules/{module_id}/chapters"
+
+
+class CreateChapter(Operation):
+    name = "create_chapter"
+    task_name = "tagmango.create_chapter"
+    kind = "chapter"
+    summary_key = "chapters_to_create"
+    summary_label = "chapters to create"
+    result_columns = ("chapter_id",)
+    creates = True
+
+    def call(self, ctx: CallContext, row: Row) -> dict:
+        return {"chapter_id": self.id_of(ctx.client.create_chapter(row.ids["module_id"], row.body), "Create Chapter")}
+
+    def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
+        module_id = row.ids["module_id"]
+        chapters = object_ids(ctx.limited(lambda: ctx.client.update_module(module_id, {})).get("chapters"))
+        if not chapters or ctx.ledger.is_claimed(chapters[-1]):
+            return None
+        last = chapters[-1]
+        chapter = ctx.limited(lambda: ctx.client.update_chapter(last, {}))
+        if str(chapter.get("title", "")).strip() != row.body["title"].strip() or not ctx.ledger.claim(last):
+            return None
+        return {"chapter_id": last}
+
+    def request_path(self, row: Row) -> str:
+        return PATH.format(module_id=row.ids.get("module_id") or "(module not created)")
+
+
+OPERATION = CreateChapter()

@@ -1,0 +1,61 @@
+"""The ``curriculum`` sheet: whole course trees, one row per lesson, parent columns repeated.
+
+Not a TagMango call of its own: its rows become Create Course, Create Module and Create Chapter rows (see
+``importer/tree.py``), whose places in the tree are decided when they run (``tasks.operations.tree``). This
+module declares the sheet's columns and their rules, like the operations do.
+
+A row with a module and no lesson declares an empty module; a row with only course columns declares a
+course. Identity is the course key and the positions, never titles.
+"""
+
+from __future__ import annotations
+
+from tasks.operations import cells
+from tasks.operations.base import Column, Operation
+
+#: curriculum column -> the Create Course column it fills.
+COURSE_COLUMNS = {"course_title": "title", "course_description": "description", "mangoes": "mangoes",
+                  "cover_image": "cover_image", "validity_in_days": "validity_in_days",
+                  "mango_to_sell": "mango_to_sell", "mangoes_to_show_as_paid": "mangoes_to_show_as_paid",
+                  "enable_drm": "enable_drm", "disable_qna": "disable_qna", "disable_comments": "disable_comments"}
+MODULE_COLUMNS = ("module_title", "module_position")
+#: curriculum column -> Create Chapter / Update Chapter field.
+CHAPTER_FIELDS = {"chapter_title": "title", "chapter_description": "description", "content": "content",
+                  "content_type": "contentType", "is_free": "isFree", "embedded_link": "embeddedLink",
+                  "additional_contents": "additionalContents"}
+CHAPTER_COLUMNS = ("chapter_position", *CHAPTER_FIELDS)
+
+
+class Curriculum(Operation):
+    name = "curriculum"
+    kind = "course"
+    sheet = "curriculum"
+    sheet_names = ("curriculum", "curricula", "lessons", "lesson", "tree", "coursetree")
+    plans_tree = True
+    classify_priority = 20  # module/lesson columns say "tree" before course_ref says "chapter patches"
+    columns = (
+        Column("course_ref", required=True),
+        Column("course_title"),
+        Column("course_description"),
+        Column("mangoes", cells.object_ids),
+        Column("cover_image", cells.url),
+        Column("validity_in_days", cells.whole_number_at_least_1),
+        Column("mango_to_sell", cells.object_id),
+        Column("mangoes_to_show_as_paid", cells.object_ids),
+        Column("enable_drm", cells.boolean),
+        Column("disable_qna", cells.boolean),
+        Column("disable_comments", cells.boolean),
+        Column("module_title", marker=True),
+        Column("module_position", cells.position, marker=True),
+        Column("chapter_title", marker=True),
+        Column("chapter_position", cells.position, marker=True),
+        Column("chapter_description", marker=True),
+        Column("content", cells.url),
+        Column("content_type", cells.content_type),
+        Column("is_free", cells.boolean),
+        Column("embedded_link", cells.url),
+        Column("additional_contents", cells.urls_or_clear),
+    )
+
+
+SHEET = Curriculum()

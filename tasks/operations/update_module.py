@@ -1,0 +1,46 @@
+"""Update Module: ``PATCH /api/v1/external/modules/{moduleId}`` (a module's title).
+
+Idempotent. When a curriculum's module takes over the placeholder module of a new course
+(``params["takeover"]``), the answer lists the placeholder's chapters: the first ones are handed to the
+module's lessons to take over, and those the file does not fill are deleted here, so that no placeholder is
+left (a chapter already gone, 404, counts as deleted).
+"""
+
+from __future__ import annotations
+
+from tasks import errors
+from tasks.operations.base import CallContext, Operation, object_ids
+from tasks.rows import Row
+
+PATH = "/api/v1/external/modules/{module_id}"
+
+
+class UpdateModule(Operation):
+    name = "update_module"
+    task_name = "tagmango.update_module"
+    kind = "module"
+    summary_key = "modules_to_update"
+    summary_label = "modules to update"
+    result_columns = ("module_id",)
+
+    def call(self, ctx: CallContext, row: Row) -> dict:
+        module_id = row.ids["module_id"]
+        module = ctx.client.update_module(module_id, row.body)
+        result: dict = {"module_id": module_id}
+        if row.params.get("takeover"):
+            chapters = object_ids(module.get("chapters"))
+            lessons = int(row.params.get("lessons", 0))
+            for chapter_id in chapters[lessons:]:
+                try:
+                    ctx.limited(lambda c=chapter_id: ctx.client.delete_chapter(c))
+                except errors.PermanentApiError as exc:
+                    if exc.status != 404:  # 404: deleted by an earlier attempt of this row
+                        raise
+            result.update(placeholder_chapters=chapters[:lessons], deleted_placeholders=chapters[lessons:])
+        return result
+
+    def request_path(self, row: Row) -> str:
+        return PATH.format(module_id=row.ids.get("module_id") or "(module not known yet)")
+
+
+OPERATION = UpdateModule()
