@@ -18,8 +18,9 @@ RESULT_COLUMNS = ["status", *operations.result_columns(), "http_status", "error_
 def result_row(row: Row) -> dict:
     error = row.error
     message = error.message if error else (row.reason if row.state in (RowState.INVALID, RowState.SKIPPED) else None)
-    return {**row.source, "status": row.state.value, **dict.fromkeys(operations.result_columns()),
-            **operations.get(row.op).results(row),
+    result = {**row.ids, **(row.result or {})}  # what it made, else at least where it was to go
+    own = {k: v for k, v in operations.get(row.op).results(row).items() if v is not None}
+    return {**row.source, "status": row.state.value, **{c: result.get(c) for c in operations.result_columns()}, **own,
             "http_status": error.http_status if error else None, "error_code": error.code if error else None,
             "error_message": message, "attempts": row.attempts, "finished_at": iso(row.finished_at),
             "sheet": row.sheet, "row": row.row}

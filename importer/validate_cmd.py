@@ -9,7 +9,7 @@ import click
 
 from importer.exitcodes import EXIT_INVALID_INPUT, EXIT_OK, CommandError
 from importer.plan import Plan
-from importer.problems import PROBLEM_COLUMNS, InputError
+from importer.problems import PROBLEM_COLUMNS, InputError, Problem
 from importer.tables import write_table
 from importer.validate import Options, build_plan, load_mapping
 
@@ -41,10 +41,26 @@ def plan_or_exit(files: tuple[str, ...], options: Options) -> Plan:
 
 
 def print_problems(plan: Plan, limit: int = SHOWN_PROBLEMS) -> None:
-    for problem in plan.problems[:limit]:
-        click.echo(f"  {problem}")
-    if len(plan.problems) > limit:
-        click.echo(f"  … and {len(plan.problems) - limit} more (write them all with --report FILE)")
+    """Every problem, one line each; the same reason for the same column on many rows is one line naming them."""
+    groups: dict[tuple, list[Problem]] = {}
+    for problem in plan.problems:
+        key = (problem.severity, problem.file, problem.sheet, problem.column, problem.reason)
+        groups.setdefault(key if problem.row is not None else (id(problem),), []).append(problem)
+    lines = []
+    for same in groups.values():
+        first = same[0]
+        if len(same) < 4:
+            lines += [str(p) for p in same]
+            continue
+        rows = [p.row for p in same]
+        shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+        sheet = f" [{first.sheet}]" if first.sheet else ""
+        column = f", column {first.column}" if first.column else ""
+        lines.append(f"{first.severity}: {first.file}{sheet} rows {shown}{column}: {first.reason}")
+    for line in lines[:limit]:
+        click.echo(f"  {line}")
+    if len(lines) > limit:
+        click.echo(f"  … and {len(lines) - limit} more (write them all with --report FILE)")
 
 
 def print_summary(plan: Plan) -> None:

@@ -7,12 +7,13 @@ they read (``for_sheet``); it never compares a row's kind with a literal.
 from __future__ import annotations
 
 from tasks.operations import (create_chapter, create_course, create_module, curriculum, delete_chapter, tree,
-                              update_chapter, update_module)
+                              update_chapter, update_course, update_module)
 from tasks.operations.base import CallContext, Column, Draft, MissingParentId, Operation, Skip
 from tasks.rows import Row
 
 OPERATIONS: tuple[Operation, ...] = (
     create_course.OPERATION,
+    update_course.OPERATION,
     create_module.OPERATION,
     update_module.OPERATION,
     create_chapter.OPERATION,

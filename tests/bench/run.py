@@ -265,6 +265,10 @@ def main() -> None:
                 show(bench_enqueue(work, redis, args.ingest_rows))
             if "footprint" in only:
                 show(bench_footprint(work, redis, args.footprint_rows))
+            if "tree" in only:
+                from tests.bench.tree import bench_tree
+
+                show([bench_tree(work, redis)])
         finally:
             redis.stop()
 
