@@ -8,6 +8,7 @@ import click
 
 from importer import __version__
 from importer.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, CommandError
+from importer.reconcile import MODES
 
 
 class Group(click.Group):
@@ -133,16 +134,32 @@ def input_options(func):  # noqa: ANN001, ANN201
                         help="YAML/JSON file mapping your headers to our columns.")(func)
 
 
+def mode_option(func):  # noqa: ANN001, ANN201
+    return click.option("--mode", type=click.Choice(MODES), default=None,
+                        help="create (default): create what TagMango lacks; merge: also update what changed; "
+                             "update: only update; replace: merge, then delete lessons the file no longer has.")(func)
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @input_options
-@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write all problems to .csv/.xlsx.")
+@mode_option
+@click.option("--sandbox", is_flag=True, help="With --mode: compare with the local sandbox.")
+@click.option("--host", default=None, help="With --mode: whitelabel host of the creator (default: TAGMANGO_HOST).")
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="Write all problems (with --mode: every row's change) to .csv/.xlsx.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and problems as JSON.")
-def validate(files, mapping, sets, report, as_json) -> None:  # noqa: ANN001
-    """Check FILES (CSV/Excel) and show the import plan, sending nothing."""
+def validate(files, mapping, sets, mode, sandbox, host, report, as_json) -> None:  # noqa: ANN001
+    """Check FILES (CSV/Excel) and show the import plan, sending nothing. With --mode, also read TagMango and
+    show per course what would be created, updated, deleted and left alone."""
     from importer.validate_cmd import parse_options, run_validate
 
-    sys.exit(run_validate(files, parse_options(mapping, sets), report, as_json))
+    options = parse_options(mapping, sets)
+    if mode:
+        from importer import ops
+
+        sys.exit(ops.compare(files, options, mode=mode, sandbox=sandbox, host=host, report=report, as_json=as_json))
+    sys.exit(run_validate(files, options, report, as_json))
 
 
 @cli.command()
@@ -152,21 +169,22 @@ def validate(files, mapping, sets, report, as_json) -> None:  # noqa: ANN001
 @click.option("--host", default=None, help="Whitelabel host of the creator (default: TAGMANGO_HOST).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the job until every row is final.")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows; record invalid ones as such.")
-@click.option("--dry-run", is_flag=True, help="Validate and plan only.")
+@click.option("--dry-run", is_flag=True, help="Validate and compare with TagMango (reads only); write nothing.")
+@mode_option
 @click.option("--keep-running", is_flag=True, help="Leave the embedded Redis, worker and sandbox running.")
 @click.option("--flower", is_flag=True, help="Start Flower (embedded mode) before the first row is queued.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary instead of progress.")
 @click.option("--results", type=click.Path(dir_okay=False), default=None,
               help="Results file (default: <input>.results.xlsx|.csv next to the input).")
-def run(files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, keep_running, flower, as_json,  # noqa: ANN001
-        results) -> None:
+def run(files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, mode, keep_running, flower,  # noqa: ANN001
+        as_json, results) -> None:
     """Validate FILES and import them: enqueue one task per row and follow the job."""
     from importer import ops
     from importer.validate_cmd import parse_options
 
     sys.exit(ops.run(files, parse_options(mapping, sets), sandbox=sandbox, host=host, wait=wait,
                      skip_invalid=skip_invalid, dry_run=dry_run, keep_running=keep_running, as_json=as_json,
-                     results=results, flower=flower))
+                     results=results, flower=flower, mode=mode or "create"))
 
 
 @cli.command()
@@ -210,16 +228,18 @@ def dead(job, error_code, http_status, export, as_json) -> None:  # noqa: ANN001
 @click.option("--from", "from_files", multiple=True, type=click.Path(),
               help="A corrected file (the results file or the original, edited): its rows replace the dead ones.")
 @input_options
+@mode_option
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--results", type=click.Path(dir_okay=False), default=None)
-def requeue(job, everything, error_code, rows, from_files, mapping, sets, wait, as_json, results) -> None:  # noqa: ANN001
+def requeue(job, everything, error_code, rows, from_files, mapping, sets, mode, wait, as_json, results) -> None:  # noqa: ANN001
     """Send dead rows of JOB again (through the same duplicate checks as a first run)."""
     from importer import ops
     from importer.validate_cmd import parse_options
 
     sys.exit(ops.requeue(job, everything=everything, error_code=error_code, rows=rows, from_files=from_files,
-                         options=parse_options(mapping, sets), wait=wait, as_json=as_json, results=results))
+                         options=parse_options(mapping, sets), wait=wait, as_json=as_json, results=results,
+                         mode=mode))
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from tasks import operations
 from tasks.operations import Operation
 
 #: Extra spellings beyond the normalised canonical name (the API's own field names mostly normalise alike).
-ALIASES = {"courseid": "course_ref", "courseexternalid": "course_ref", "slot": "chapter_slot", "mango": "mangoes",
+ALIASES = {"courseexternalid": "course_ref", "slot": "chapter_slot", "mango": "mangoes",
            "mangoids": "mangoes", "validity": "validity_in_days", "drm": "enable_drm", "free": "is_free",
            "coverimageurl": "cover_image", "contenturl": "content", "id": "external_id", "externalkey": "external_id",
            "coursekey": "course_ref", "sectiontitle": "module_title", "sectionposition": "module_position",
@@ -32,8 +32,8 @@ def normalise_header(text: str) -> str:
 def canonical_lookup(op: Operation) -> dict[str, str]:
     """Normalised header -> the operation's column name."""
     names = {c.name for c in op.columns}
-    table = {normalise_header(n): n for n in names}
-    table.update({k: v for k, v in ALIASES.items() if v in names})
+    table = {k: v for k, v in ALIASES.items() if v in names}
+    table.update({normalise_header(n): n for n in names})  # a column's own name wins over an alias
     return table
 
 

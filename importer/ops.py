@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import NoReturn
 
 import click
@@ -20,6 +21,8 @@ from importer.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_INVALID_INPUT
 from importer.follow import follow, print_final, snapshot
 from importer.local_stack import SANDBOX_HOST, LocalStack
 from importer.results import default_path, write_results
+from importer.plan import Plan
+from importer.reconcile import Reconciled
 from importer.validate import Options
 from importer.validate_cmd import plan_or_exit, print_problems, print_summary
 from tasks import operations
@@ -106,15 +109,84 @@ def _safe_url(url: str) -> str:
 # -- run -------------------------------------------------------------------------------------------
 
 
-def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | None, wait: bool,
-        skip_invalid: bool, dry_run: bool, keep_running: bool, as_json: bool, results: str | None,
-        flower: bool = False) -> int:
+def target(session: Session | None, sandbox: bool, host: str | None):  # noqa: ANN201 - tasks.credentials.Credential
+    """The credential an import or a dry run goes to: the sandbox (started if needed), or ``--host``/
+    ``TAGMANGO_HOST`` with the token the workers will use (TAGMANGO_CREDENTIALS_FILE or TAGMANGO_API_TOKEN)."""
     from importer import preflight
     from importer.sandbox.config import DEFAULT_TOKEN
     from tasks.credentials import Credential, configured_api_url
+
+    host = host or os.environ.get("TAGMANGO_HOST") or (SANDBOX_HOST if sandbox else None)
+    if sandbox:
+        assert session is not None, "the sandbox runs in a session"
+        token = os.environ.get("TAGMANGO_API_TOKEN") or DEFAULT_TOKEN
+        return Credential(session.stack.start_sandbox(token), host, token)
+    if not host:
+        if not os.environ.get("TAGMANGO_API_TOKEN") and not os.environ.get("TAGMANGO_CREDENTIALS_FILE"):
+            fail("TAGMANGO_API_TOKEN is not set: export your TagMango API key (never pass it on the command line), "
+                 "or use --sandbox")
+        fail("which creator? set TAGMANGO_HOST or --host to the whitelabel host, e.g. yourname.tagmango.com")
+    try:
+        return preflight.credential_for(host, configured_api_url())
+    except preflight.Refused as exc:
+        fail(str(exc))
+
+
+def show_diff(plan: Plan, reconciled: Reconciled, report: str | None, as_json: bool) -> None:
+    from importer import diffview
+    from importer.tables import write_table
+
+    if report:
+        write_table(report, diffview.REPORT_COLUMNS, diffview.report_rows(plan))
+    if as_json:
+        click.echo(json.dumps({"mode": reconciled.mode, "reads": reconciled.reads, "summary": plan.summary(),
+                               "changes": diffview.report_rows(plan)}, indent=2, default=str))
+        return
+    for line in diffview.lines(plan, reconciled):
+        click.echo(line)
+    if report:
+        click.echo(f"Changes written to {report}")
+
+
+def compare(files: tuple[str, ...], options: Options, *, mode: str, sandbox: bool, host: str | None,
+            report: str | None, as_json: bool) -> int:
+    """``validate --mode`` and ``run --dry-run``: the plan compared with TagMango (reads only), nothing written."""
+    from importer import preflight
+    from importer.matching import match_live
+
+    plan = plan_or_exit(files, options)
+    if not as_json:
+        print_problems(plan)
+    if not plan.ok:
+        if not as_json:
+            print_summary(plan)
+            click.echo("Not valid: fix the errors above before comparing with TagMango.")
+        return EXIT_INVALID_INPUT
+    cred = None if sandbox else target(None, False, host)  # no token: fail before starting anything
+    session = Session()
+    try:
+        cred = cred or target(session, sandbox, host)
+        preflight.gate(cred, session.store.r, quiet=as_json)
+        reconciled = match_live(session.store, cred, plan, mode, quiet=as_json)
+        show_diff(plan, reconciled, report, as_json)
+        if not as_json:
+            print_summary(plan)
+            click.echo("Dry run: nothing was written to TagMango.")
+        return EXIT_OK
+    finally:
+        session.close()
+
+
+def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | None, wait: bool,
+        skip_invalid: bool, dry_run: bool, keep_running: bool, as_json: bool, results: str | None,
+        flower: bool = False, mode: str = "create") -> int:
+    from importer import preflight
+    from importer.matching import match_live
     from tasks.enqueue import enqueue, fingerprint
     from tasks.recovery import resume
 
+    if dry_run:
+        return compare(files, options, mode=mode, sandbox=sandbox, host=host, report=None, as_json=as_json)
     plan = plan_or_exit(files, options)
     if not as_json:
         print_problems(plan)
@@ -125,33 +197,17 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
         else:
             click.echo("Nothing was enqueued: fix the errors above, or use --skip-invalid to import the valid rows.")
         return EXIT_INVALID_INPUT
-    if dry_run:
-        return EXIT_OK if plan.ok else EXIT_INVALID_INPUT
-    host = host or os.environ.get("TAGMANGO_HOST") or (SANDBOX_HOST if sandbox else None)
-    cred = None
-    if not sandbox:  # the token the workers will use: TAGMANGO_CREDENTIALS_FILE or TAGMANGO_API_TOKEN
-        if not host and not os.environ.get("TAGMANGO_API_TOKEN") and not os.environ.get("TAGMANGO_CREDENTIALS_FILE"):
-            fail("TAGMANGO_API_TOKEN is not set: export your TagMango API key (never pass it on the command line), "
-                 "or use --sandbox")
-        if host:
-            try:
-                cred = preflight.credential_for(host, configured_api_url())
-            except preflight.Refused as exc:
-                fail(str(exc))
-    if not host:
-        fail("which creator? set TAGMANGO_HOST or --host to the whitelabel host, e.g. yourname.tagmango.com")
+    cred = None if sandbox else target(None, False, host)  # no token: fail before starting anything
     session = Session(keep_running=keep_running)
     try:
-        if sandbox:
-            token = os.environ.get("TAGMANGO_API_TOKEN") or DEFAULT_TOKEN
-            cred = Credential(session.stack.start_sandbox(token), host, token)
-        api_url, token = cred.api_url, cred.token
+        cred = cred or target(session, sandbox, host)
+        api_url, token, host = cred.api_url, cred.token, cred.host
         preflight.gate(cred, session.store.r, quiet=as_json)  # TagMango accepts the token, or exit 3
         if flower:  # before the first row is queued, so Flower sees every event
             session.stack.start_flower(session.url) if session.embedded else click.echo(
                 "note: --flower starts Flower in embedded mode only; start yours before `run`", err=True)
         store = session.store
-        existing = store.job_for_fingerprint(fingerprint(plan, api_url, host))
+        existing = store.job_for_fingerprint(fingerprint(plan, api_url, host, mode))
         if existing and not store.is_final(existing):
             job_id = existing
             if not as_json:
@@ -159,10 +215,15 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
             if session.embedded:
                 resume(store, job_id)
         else:
-            job_id = enqueue(store, plan, api_url, host)
+            reconciled = match_live(store, cred, plan, mode, quiet=as_json)  # what TagMango already has
+            if not as_json:
+                for _row, note in reconciled.warnings:
+                    click.echo(f"note: {note}")
+            job_id = enqueue(store, plan, api_url, host, mode=mode)
             store.set_job(job_id, sandbox=sandbox)
             if not as_json:
-                click.echo(f"Enqueued {job_id}: {store.job(job_id)['total']} rows for {host} at {api_url}")
+                click.echo(f"Enqueued {job_id}: {store.job(job_id)['total']} rows for {host} at {api_url} "
+                           f"({len(plan.rows)} to send, {len(plan.unsent)} settled before sending; {mode} mode)")
         if session.embedded:
             session.stack.start_worker(session.url, api_url, token)
         elif not wait:
@@ -301,13 +362,18 @@ def parse_rows(text: str) -> set[int]:
     return rows
 
 
-def corrections_from(store: RowStore, job_id: str, files: tuple[str, ...], options: Options) -> dict[str, dict]:
+def corrections_from(store: RowStore, job_id: str, files: tuple[str, ...], options: Options,
+                     match: Callable[[Plan], object] | None = None) -> dict[str, dict]:
     """Re-validate a corrected file; map each of its rows to a dead row of the job, by key, else sheet + row.
 
     A correction replaces what the spreadsheet decides (body, title, key, parameters, ids given in the sheet,
-    and which row of the job is the parent); the row's history stays.
+    and which row of the job is the parent); the row's history stays. ``match`` (requeue's ``--mode``) first
+    compares the corrected rows with TagMango: a row whose work TagMango already has is settled, one whose
+    object exists becomes an update of what changed.
     """
     plan = plan_or_exit(files, options)
+    if match is not None:
+        match(plan)
     dead = list(store.rows(job_id, store.dead_row_ids(job_id)))
     by_key = {(r.kind, r.key): r for r in dead}
     by_place = {(r.kind, r.sheet.lower(), r.row): r for r in dead}
@@ -316,15 +382,18 @@ def corrections_from(store: RowStore, job_id: str, files: tuple[str, ...], optio
     for problem in plan.errors:
         if (str(problem.sheet).lower(), problem.row) in dead_places:
             click.echo(f"  {problem}", err=True)
-    planned = {r.row_id: r for r in plan.rows}
+    planned = {r.row_id: r for r in [*plan.rows, *plan.unsent]}
     job_rows: dict | None = None
     corrections = {}
-    for row in plan.rows:
+    for row in [*plan.rows, *(u for u in plan.unsent if u.state is RowState.SKIPPED and u.outcome)]:
         target = by_key.get((row.kind, row.key)) or by_place.get((row.kind, row.sheet.lower(), row.row))
         if target is None or (row.sheet.lower(), row.row) in bad:
             continue
         fix = {"body": row.body, "title": row.title, "key": row.key, "source": row.source, "params": row.params,
-               "ids": dict(row.ids), "parent": None}
+               "ids": dict(row.ids), "parent": None, "op": row.op}
+        if row.is_final or row.released:  # settled or matched against TagMango: nothing to take from a parent
+            fix.update(state=row.state, result=row.result, outcome=row.outcome, reason=row.reason,
+                       released=row.released)
         parent = planned.get(row.parent) if row.parent else None
         if parent is not None:  # the parent row of the corrected file -> the same row of the job: key, else place
             if job_rows is None:
@@ -338,7 +407,9 @@ def corrections_from(store: RowStore, job_id: str, files: tuple[str, ...], optio
 
 
 def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: str | None,
-            from_files: tuple[str, ...], options: Options, wait: bool, as_json: bool, results: str | None) -> int:
+            from_files: tuple[str, ...], options: Options, wait: bool, as_json: bool, results: str | None,
+            mode: str | None = None) -> int:
+    from importer.matching import match_live
     from importer.preflight import gate
     from tasks.requeue import requeue_rows
 
@@ -348,8 +419,12 @@ def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: 
     try:
         job_id = session.job_id(job)
         store = session.store
-        corrections = corrections_from(store, job_id, from_files, options) if from_files else None
-        gate(session.credential_for(store.job(job_id)), store.r, quiet=as_json)  # before anything is requeued
+        cred = session.credential_for(store.job(job_id))
+        gate(cred, store.r, quiet=as_json)  # before anything is requeued
+        mode = mode or store.job(job_id).get("mode") or "create"
+        corrections = corrections_from(store, job_id, from_files, options,
+                                       match=lambda plan: match_live(store, cred, plan, mode, quiet=as_json)
+                                       ) if from_files else None
         outcome = requeue_rows(store, job_id, error_code=error_code, rows=parse_rows(rows) if rows else None,
                                everything=everything, corrections=corrections)
         if not as_json:

@@ -37,10 +37,13 @@ class Plan:
 
     def summary(self) -> dict:
         by_op = Counter(r.op for r in self.rows)
-        unsent = Counter(r.state for r in self.unsent)
+        unsent = Counter(r.state for r in self.unsent if not r.outcome)
         out = {op.summary_key: by_op[op.name] for op in operations.OPERATIONS}
-        out.update(waiting_for_parent=sum(1 for r in self.rows if r.parent), invalid_rows=unsent[RowState.INVALID],
-                   repeated_rows=unsent[RowState.SKIPPED], errors=len(self.errors), warnings=len(self.warnings))
+        out.update(waiting_for_parent=sum(1 for r in self.rows if r.waiting_for_parent),
+                   invalid_rows=unsent[RowState.INVALID], repeated_rows=unsent[RowState.SKIPPED],
+                   already_in_tagmango=sum(1 for r in self.unsent if r.outcome in ("exists", "unchanged")),
+                   not_in_tagmango=sum(1 for r in self.unsent if r.state is RowState.DEAD),
+                   errors=len(self.errors), warnings=len(self.warnings))
         return out
 
     def describe(self) -> str:
@@ -48,8 +51,10 @@ class Plan:
         s = self.summary()
         parts = ", ".join(f"{s[op.summary_key]} {op.summary_label}" for op in operations.OPERATIONS
                           if s[op.summary_key]) or "nothing to send"
-        return (f"{parts} ({s['waiting_for_parent']} wait for a row of this import); {s['invalid_rows']} invalid "
-                f"rows, {s['repeated_rows']} repeated rows; {s['errors']} errors, {s['warnings']} warnings.")
+        settled = (f"; {s['already_in_tagmango']} already in TagMango" if s["already_in_tagmango"] else "") + (
+            f"; {s['not_in_tagmango']} dead before sending" if s["not_in_tagmango"] else "")
+        return (f"{parts} ({s['waiting_for_parent']} wait for a row of this import){settled}; {s['invalid_rows']} "
+                f"invalid rows, {s['repeated_rows']} repeated rows; {s['errors']} errors, {s['warnings']} warnings.")
 
     def to_dict(self) -> dict:
         return {"files": self.files, "rows": [r.to_dict() for r in self.rows],

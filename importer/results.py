@@ -11,7 +11,7 @@ from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, iso
 
 #: status, then every operation's result columns (in registry order), then what happened.
-RESULT_COLUMNS = ["status", *operations.result_columns(), "http_status", "error_code", "error_message", "attempts",
+RESULT_COLUMNS = ["status", "outcome", *operations.result_columns(), "http_status", "error_code", "error_message", "attempts",
                   "finished_at", "sheet", "row"]
 
 
@@ -20,7 +20,8 @@ def result_row(row: Row) -> dict:
     message = error.message if error else (row.reason if row.state in (RowState.INVALID, RowState.SKIPPED) else None)
     result = {**row.ids, **(row.result or {})}  # what it made, else at least where it was to go
     own = {k: v for k, v in operations.get(row.op).results(row).items() if v is not None}
-    return {**row.source, "status": row.state.value, **{c: result.get(c) for c in operations.result_columns()}, **own,
+    return {**row.source, "status": row.state.value, "outcome": row.outcome,
+            **{c: result.get(c) for c in operations.result_columns()}, **own,
             "http_status": error.http_status if error else None, "error_code": error.code if error else None,
             "error_message": message, "attempts": row.attempts, "finished_at": iso(row.finished_at),
             "sheet": row.sheet, "row": row.row}

@@ -141,7 +141,7 @@ def _course_row(sheet: Sheet, label: str, course: Course, present: set[str], def
         course.problem(first, column, value, f"{reason} (on one row of course {course.ref!r}, or in a courses sheet)")
     return Row(row_id=f"{label}:{first.number}#course", op=create_course.OPERATION.name, kind="course",
                file=sheet.file, sheet=sheet.name, row=first.number, key=course.ref, title=draft.title,
-               body=draft.body, source=first.source, derived=True)
+               body=draft.body, ids=draft.ids, source=first.source, derived=True)
 
 
 # -- modules and lessons -----------------------------------------------------------------------------
@@ -257,7 +257,8 @@ def _tree_rows(sheet: Sheet, label: str, course: Course, course_row: Row, module
                          sheet=sheet.name, row=first.number, key=f"{course.ref}/m{module.position}",
                          title=module.title or "", body={"title": module.title}, parent=previous_module.row_id,
                          params={"place": MODULE, "index": index, "lessons": len(module.lessons),
-                                 "course_ref": course.ref, "module_position": module.position},
+                                 "course_ref": course.ref, "course_key": course_row.key,
+                                 "module_position": module.position},
                          source=first.source, derived=True)
         if declarations:
             _own(module_row, label, declarations[0])
@@ -271,7 +272,8 @@ def _tree_rows(sheet: Sheet, label: str, course: Course, course_row: Row, module
                          sheet=sheet.name, row=record.number, key=f"{course.ref}/m{module.position}/c{position}",
                          title=str(record.values.get("chapter_title") or ""), body=body, parent=previous.row_id,
                          params={"place": CHAPTER, "index": position - 1, "course_ref": course.ref,
-                                 "module_position": module.position, "chapter_position": position},
+                                 "course_key": course_row.key, "module_position": module.position,
+                                 "chapter_position": position},
                          source=record.source)
             rows.append(lesson)
             claimed.add(record.number)

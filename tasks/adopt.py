@@ -50,7 +50,8 @@ def _created_at(course: dict) -> float | None:
         return None
 
 
-def _fingerprint(text: object) -> str:
+def fingerprint(text: object) -> str:
+    """A short hash of a description (listings keep these, not the text)."""
     return hashlib.sha256(str(text or "").encode()).hexdigest()[:16]
 
 
@@ -69,7 +70,7 @@ class Listings:
         self.r, self.cred, self.wait_s, self.poll_s = client, cred_key, wait_s, poll_s
 
     def _key(self, mangoes: list[str]) -> str:
-        return f"tm:listing:{self.cred}:{_fingerprint(','.join(sorted(mangoes)))}"
+        return f"tm:listing:{self.cred}:{fingerprint(','.join(sorted(mangoes)))}"
 
     def now(self) -> float:
         sec, usec = self.r.time()
@@ -111,7 +112,7 @@ def _keep(lock: Lock, seconds: float) -> None:
         pass
 
 
-def _scan(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], mangoes: list[str],
+def scan_courses(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], mangoes: list[str],
           keepalive: Callable[[], None]) -> list[dict]:
     courses: list[dict] = []
     seen, page = 0, 1
@@ -122,12 +123,21 @@ def _scan(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], mang
             course_id = course.get("_id") or course.get("id")
             if course_id:
                 courses.append({"_id": course_id, "title": str(course.get("title", "")).strip(),
-                                "d": _fingerprint(course.get("description")), "c": course.get("coverImage")})
+                                "d": fingerprint(course.get("description")), "c": course.get("coverImage")})
         seen += len(result.items)
         if not result.items or seen >= result.total:
             break
         page += 1
     return courses
+
+
+def same_title(listed: list[dict], body: dict, is_claimed: Callable[[str], bool]) -> list[dict]:
+    """Listed courses with the body's title (trimmed) that no row owns: those with the same description and
+    cover first (two rows may share a title)."""
+    title = body["title"].strip()
+    found = [c for c in listed if c["title"] == title and not is_claimed(c["_id"])]
+    found.sort(key=lambda c: (c["d"] != fingerprint(body.get("description")), c["c"] != body.get("coverImage")))
+    return found
 
 
 def find_created(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], body: dict, ledger: Ledger,
@@ -136,16 +146,12 @@ def find_created(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any
 
     ``call`` runs one API call under the rate limiter; ``listings`` (optional) shares scans between rows.
     """
-    title = body["title"].strip()
     mangoes = list(body["mangoes"])
     if listings is None:
-        listed = _scan(client, call, mangoes, lambda: None)
+        listed = scan_courses(client, call, mangoes, lambda: None)
     else:
-        listed = listings.fresh(mangoes, lambda keepalive: _scan(client, call, mangoes, keepalive))
-    candidates = [c for c in listed if c["title"] == title and not ledger.is_claimed(c["_id"])]
-    # Same description first: two rows may share a title.
-    candidates.sort(key=lambda c: (c["d"] != _fingerprint(body.get("description")), c["c"] != body.get("coverImage")))
-    for course in candidates:
+        listed = listings.fresh(mangoes, lambda keepalive: scan_courses(client, call, mangoes, keepalive))
+    for course in same_title(listed, body, ledger.is_claimed):
         try:
             full = call(lambda c=course: client.update_course(c["_id"], {}))
         except PermanentApiError as exc:

@@ -15,7 +15,8 @@ import hashlib
 import socket
 from typing import Protocol
 
-from tasks.producer import publish
+from tasks import operations
+from tasks.producer import publish, release_dependents
 from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, new_job_id, now
 
@@ -27,9 +28,10 @@ class PlanLike(Protocol):
     headers: dict[str, list[str]]
 
 
-def fingerprint(plan: PlanLike, api_url: str, host: str) -> str:
-    """Same files (by content) to the same target = the same job, so running again resumes it."""
+def fingerprint(plan: PlanLike, api_url: str, host: str, mode: str = "create") -> str:
+    """Same files (by content) to the same target in the same mode = the same job, so running again resumes it."""
     text = "|".join(sorted(f["checksum"] for f in plan.files)) + f"|{api_url.rstrip('/')}|{host.lower()}"
+    text += "" if mode == "create" else f"|{mode}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -43,14 +45,15 @@ def rows_for(plan: PlanLike) -> list[Row]:
     return sorted(rows, key=lambda r: (files.get(r.file, 0), r.sheet, r.row))
 
 
-def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None) -> str:
+def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None,
+               mode: str = "create") -> str:
     """Record the job and its rows (nothing is published yet)."""
     job_id = new_job_id()
     rows = rows_for(plan)
     job = {"id": job_id, "created_at": now(), "files": plan.files, "api_url": api_url.rstrip("/"),
            "host": host.lower(), "total": len(rows), "label": label or ", ".join(f["name"] for f in plan.files),
-           "fingerprint": fingerprint(plan, api_url, host), "headers": plan.headers, "published": False,
-           "blocked": None, "enqueued_from": socket.gethostname()}
+           "fingerprint": fingerprint(plan, api_url, host, mode), "headers": plan.headers, "published": False,
+           "blocked": None, "enqueued_from": socket.gethostname(), "mode": mode}
     store.create_job(job, rows)
     return job_id
 
@@ -58,17 +61,22 @@ def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, labe
 def publish_ready(store: RowStore, job_id: str) -> int:
     """Publish every queued row that is not waiting for a parent; then mark the job published."""
     gens = store.generations(job_id)  # one round trip, not one per row
-    ready = []
+    ready, finished = [], []
     for row in store.rows(job_id):
         if row.state is RowState.QUEUED and not row.waiting_for_parent:
             row.gen = gens.get(row.row_id, 0)
             ready.append(row)
+        elif row.is_final and operations.has_dependents(row.op) and store.waiting_on(job_id, row.row_id):
+            finished.append(row)
     sent = publish(store, job_id, ready)
+    for row in finished:  # rows settled before the run (already in TagMango) hand their ids on now
+        sent += release_dependents(store, job_id, row)
     store.set_job(job_id, published=True)
     return sent
 
 
-def enqueue(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None) -> str:
-    job_id = create_job(store, plan, api_url, host, label=label)
+def enqueue(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None,
+            mode: str = "create") -> str:
+    job_id = create_job(store, plan, api_url, host, label=label, mode=mode)
     publish_ready(store, job_id)
     return job_id

@@ -59,12 +59,20 @@ def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None,
     by_id = {r.row_id: r for r in chosen}
     store.set_job(job_id, blocked=None)
     ready, waiting, still_dead = [], [], []
+    settled = []
     for row in chosen:
-        op = operations.get(row.op)
         fix = (corrections or {}).get(row.row_id, {})
         for field_name, value in fix.items():
             setattr(row, field_name, value)
-        if row.died_of_parent or "ids" in fix or "parent" in fix:
+        if row.state is RowState.SKIPPED:  # the corrected row's work is already in TagMango
+            if row.error is not None:
+                row.history = [*row.history, {**row.error.as_dict(), "requeued": True}]
+            row.error = None
+            if store.save(job_id, row, expect=[RowState.DEAD]):
+                settled.append(row)
+            continue
+        op = operations.get(row.op)
+        if row.died_of_parent or (("ids" in fix or "parent" in fix) and not fix.get("released")):
             row.released = False  # it takes its ids from its parent again
             if row.died_of_parent and not row.params.get("place"):
                 for field_name in op.needs:
@@ -96,6 +104,8 @@ def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None,
         if store.save(job_id, row, expect=[RowState.DEAD]):
             ready.append(row)
     publish(store, job_id, ready)
+    for row in settled:
+        release_dependents(store, job_id, row)
     # A parent that finished while we were putting its children back has already looked for them: look again.
     for parent_id in {r.parent for r in waiting if r.parent not in by_id}:
         parent = store.row(job_id, parent_id)
@@ -103,4 +113,4 @@ def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None,
             release_dependents(store, job_id, parent)
     store.refresh_ttl(job_id)
     return {"job": job_id, "requeued": len(ready) + len(waiting), "published": len(ready),
-            "waiting_for_parent": len(waiting), "still_dead": still_dead}
+            "waiting_for_parent": len(waiting), "still_dead": still_dead, "settled": len(settled)}

@@ -47,7 +47,7 @@ TRANSITIONS: dict[RowState, frozenset[RowState]] = {
                                  RowState.DEAD, RowState.QUEUED}),
     RowState.RETRYING: frozenset({RowState.RETRYING, RowState.RUNNING, RowState.SKIPPED, RowState.DEAD,
                                   RowState.QUEUED}),
-    RowState.DEAD: frozenset({RowState.QUEUED}),  # requeue
+    RowState.DEAD: frozenset({RowState.QUEUED, RowState.SKIPPED}),  # requeue (which may find the work done)
     RowState.SUCCEEDED: frozenset(),
     RowState.SKIPPED: frozenset(),
     RowState.INVALID: frozenset(),
@@ -68,6 +68,8 @@ class Code:
     NO_CREDENTIALS = "NO_CREDENTIALS"
     WORKER_LOST = "WORKER_LOST"
     COURSE_REF_NOT_FOUND = "COURSE_REF_NOT_FOUND"
+    NOT_IN_TAGMANGO = "NOT_IN_TAGMANGO"  # update mode: the object does not exist, and update mode creates nothing
+    AMBIGUOUS_COURSE = "AMBIGUOUS_COURSE"  # several courses in TagMango could be this row's
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class Row:
     result: dict | None = None  # ids the call produced or found
     error: RowFailure | None = None
     reason: str | None = None  # why a row was skipped or is invalid
+    #: What was (or, before the run, will be) done: created, updated (fields), unchanged, deleted, exists...
+    outcome: str | None = None
     history: list = field(default_factory=list)  # earlier failures, oldest first
     attempts: int = 0  # calls over the row's life
     round_attempts: int = 0  # calls since the last requeue

@@ -173,6 +173,7 @@ class RowRun:
             result = op.call(ctx, row)
         result = {**row.ids, **result}  # a row's result carries what it was given: its ancestors' ids
         op.record(ctx, row, result)
+        row.outcome = op.outcome(row)
         return self.succeeded(row, result)
 
     # -- the rate limiter ----------------------------------------------------------------------
@@ -234,6 +235,7 @@ class RowRun:
     def skipped(self, row: Row, skip: Skip) -> Finished:
         row.state, row.result, row.reason, row.error, row.finished_at = (RowState.SKIPPED, skip.result, skip.reason,
                                                                          None, now())
+        row.outcome = "skipped (already done)"
         self.store.save(self.job_id, row)
         self.release(row)
         return Finished(summary(row))

@@ -36,7 +36,7 @@ def test_predicates():
 
 def test_final_states_go_nowhere_but_dead_goes_back_to_the_queue():
     assert all(not TRANSITIONS[s] for s in FINAL - {RowState.DEAD})
-    assert TRANSITIONS[RowState.DEAD] == {RowState.QUEUED}
+    assert TRANSITIONS[RowState.DEAD] == {RowState.QUEUED, RowState.SKIPPED}  # requeue, or found done on requeue
     assert sources_of(RowState.SUCCEEDED) == {RowState.RUNNING}
 
 

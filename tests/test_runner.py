@@ -157,7 +157,7 @@ def test_a_dead_course_kills_its_chapters_and_requeue_brings_them_back(start, sa
         assert chapter.error.code == Code.DEPENDENCY_FAILED and "row c:2 is dead (400: Invalid request)" in chapter.error.message
     fixed = {**store.row(job, "c:2").body, "mangoes": [MANGO]}
     out = requeue_rows(store, job, corrections={"c:2": {"body": fixed}})
-    assert out == {"job": job, "requeued": 3, "published": 1, "waiting_for_parent": 2, "still_dead": []}
+    assert out == {"job": job, "requeued": 3, "published": 1, "waiting_for_parent": 2, "still_dead": [], "settled": 0}
     assert all(store.row(job, r).waiting_for_parent for r in ("ch:2", "ch:3"))
     assert isinstance(run(services, job, "c:2"), Finished)
     for row_id in ("ch:2", "ch:3"):

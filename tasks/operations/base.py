@@ -118,6 +118,8 @@ class Operation:
     creates: bool = False
     #: Rows of this operation may have rows waiting for them.
     can_be_parent: bool = True
+    #: What the results file says a successful row did.
+    verb: str = "created"
 
     # -- the sheet side ----------------------------------------------------------------------
     def rules(self) -> dict[str, Rule]:
@@ -209,6 +211,14 @@ class Operation:
     def request_path(self, row: Row) -> str:
         raise NotImplementedError
 
+    def outcome(self, row: Row) -> str:
+        """What a successful row did, for the results file: created / updated (fields) / deleted."""
+        if row.params.get("takeover"):
+            return "created (in a placeholder TagMango made)"
+        if self.verb == "updated":
+            return f"updated ({', '.join(row.params.get('diff') or row.body) or 'nothing'})"
+        return f"{self.verb} (found after its answer was lost)" if row.adopted else self.verb
+
     def results(self, row: Row) -> dict[str, Any]:
         """This operation's result columns for the row."""
         result = row.result or {}
@@ -216,3 +226,24 @@ class Operation:
 
     def __repr__(self) -> str:
         return f"<Operation {self.name}>"
+
+
+class PartialUpdate(Operation):
+    """An update of an object by its id (Update Course/Module/Chapter): idempotent, so the ledger skips it only
+    when this very content was sent to this object before. A row that fills a place in a tree (a placeholder
+    taken over) is remembered by its position instead, like the creates."""
+
+    verb = "updated"
+
+    def ledger_key(self, row: Row) -> str:
+        return row.key if row.params.get("place") else f"{self.kind}:{row.ids[f'{self.kind}_id']}"
+
+    def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
+        if row.params.get("place"):
+            return super().check_done(ctx, row)
+        from tasks.ledger import content_hash
+
+        done = ctx.ledger.get(self.ledger_key(row))
+        if done is None or done["content"] != content_hash(row.body):
+            return None
+        return Skip({**row.ids, **done["ids"]}, f"already updated with this content by {done['job']} row {done['row']}")

@@ -40,6 +40,8 @@ class CreateCourse(Operation):
     sheet_names = ("course", "courses")
     columns = (
         Column("external_id", marker=True),
+        #: An existing TagMango course this row is: picks one when several share the row's title.
+        Column("course_id", cells.object_id),
         Column("title", required=True, marker=True),
         Column("description"),
         Column("mangoes", cells.object_ids, required=True, marker=True),
@@ -91,7 +93,8 @@ class CreateCourse(Operation):
                 settings[field_name] = v[column]
         if settings:
             body["settings"] = settings
-        return Draft(key=key, title=title or "", body=body, errors=errors_, warnings=warnings)
+        ids = {"course_id": v["course_id"]} if v.get("course_id") else {}
+        return Draft(key=key, title=title or "", body=body, ids=ids, errors=errors_, warnings=warnings)
 
     def key_column(self, row: Row) -> str:
         return "title" if row.key.startswith("title:") else "external_id"

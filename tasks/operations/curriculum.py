@@ -14,7 +14,7 @@ from tasks.operations import cells
 from tasks.operations.base import Column, Operation
 
 #: curriculum column -> the Create Course column it fills.
-COURSE_COLUMNS = {"course_title": "title", "course_description": "description", "mangoes": "mangoes",
+COURSE_COLUMNS = {"course_id": "course_id", "course_title": "title", "course_description": "description", "mangoes": "mangoes",
                   "cover_image": "cover_image", "validity_in_days": "validity_in_days",
                   "mango_to_sell": "mango_to_sell", "mangoes_to_show_as_paid": "mangoes_to_show_as_paid",
                   "enable_drm": "enable_drm", "disable_qna": "disable_qna", "disable_comments": "disable_comments"}
@@ -35,6 +35,7 @@ class Curriculum(Operation):
     classify_priority = 20  # module/lesson columns say "tree" before course_ref says "chapter patches"
     columns = (
         Column("course_ref", required=True),
+        Column("course_id", cells.object_id),
         Column("course_title"),
         Column("course_description"),
         Column("mangoes", cells.object_ids),

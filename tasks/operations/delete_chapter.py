@@ -19,6 +19,7 @@ class DeleteChapter(Operation):
     kind = "chapter"
     summary_key = "chapters_to_delete"
     summary_label = "chapters to delete"
+    verb = "deleted"
     result_columns = ("chapter_id",)
     can_be_parent = False
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.ledger import content_hash
 from tasks.operations import cells
-from tasks.operations.base import CallContext, Column, Draft, Operation, Skip
+from tasks.operations.base import CallContext, Column, Draft, PartialUpdate
 from tasks.operations.create_course import title_key
 from tasks.rows import Code, Row, RowFailure
 
@@ -23,7 +22,7 @@ FIELDS = (("title", "title"), ("description", "description"), ("content", "conte
           ("additional_contents", "additionalContents"))
 
 
-class UpdateChapter(Operation):
+class UpdateChapter(PartialUpdate):
     name = "update_chapter"
     task_name = "tagmango.patch_chapter"
     kind = "chapter"
@@ -108,19 +107,6 @@ class UpdateChapter(Operation):
                                                          "of this import or an earlier import to this host")
         row.ids["chapter_id"] = chapter_id
         return None
-
-    def ledger_key(self, row: Row) -> str:
-        """A lesson of a tree is remembered by its position; a patched chapter by its id."""
-        return row.key if row.params.get("place") else f"chapter:{row.ids['chapter_id']}"
-
-    def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
-        if row.params.get("place"):
-            return super().check_done(ctx, row)
-        done = ctx.ledger.get(self.ledger_key(row))
-        if done is None or done["content"] != content_hash(row.body):
-            return None
-        return Skip({"chapter_id": row.ids["chapter_id"]},
-                    f"already updated with this content by {done['job']} row {done['row']}")
 
     def call(self, ctx: CallContext, row: Row) -> dict:
         ctx.client.update_chapter(row.ids["chapter_id"], row.body)

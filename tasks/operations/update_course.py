@@ -6,13 +6,13 @@ Toggling ``settings.enableDRM`` re-flags the course's video chapters, as TagMang
 
 from __future__ import annotations
 
-from tasks.operations.base import CallContext, Operation
+from tasks.operations.base import CallContext, PartialUpdate
 from tasks.rows import Row
 
 PATH = "/api/v1/external/courses/{course_id}"
 
 
-class UpdateCourse(Operation):
+class UpdateCourse(PartialUpdate):
     name = "update_course"
     task_name = "tagmango.update_course"
     kind = "course"

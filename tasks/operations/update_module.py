@@ -9,13 +9,13 @@ left (a chapter already gone, 404, counts as deleted).
 from __future__ import annotations
 
 from tasks import errors
-from tasks.operations.base import CallContext, Operation, object_ids
+from tasks.operations.base import CallContext, PartialUpdate, object_ids
 from tasks.rows import Row
 
 PATH = "/api/v1/external/modules/{module_id}"
 
 
-class UpdateModule(Operation):
+class UpdateModule(PartialUpdate):
     name = "update_module"
     task_name = "tagmango.update_module"
     kind = "module"

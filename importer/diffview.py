@@ -1,0 +1,96 @@
+"""The dry run's diff: per course, what will be created, updated (which fields, old → new), deleted and left
+alone, with totals; and the same per row for ``--report``."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from importer.plan import Plan
+from importer.problems import shorten
+from importer.reconcile import Reconciled
+from tasks.rows import Row, RowState
+
+REPORT_COLUMNS = ["file", "sheet", "row", "kind", "title", "action", "field", "old", "new", "note"]
+_SYMBOL = {"create": "+", "update": "~", "delete": "-", "dead": "!", "invalid": "!", "exists": "=", "unchanged": "="}
+
+
+def action(row: Row) -> str:
+    """create / update / delete / exists / unchanged / dead / invalid / skipped."""
+    if row.state is RowState.DEAD:
+        return "dead"
+    if row.state is RowState.INVALID:
+        return "invalid"
+    if row.state is RowState.SKIPPED:
+        return row.outcome if row.outcome in ("exists", "unchanged") else "skipped"
+    if row.op.startswith("delete_"):
+        return "delete"
+    if row.op.startswith("update_") and not row.params.get("place"):
+        return "update"
+    return "create"
+
+
+def _course_of(row: Row) -> str:
+    return str(row.params.get("course_key") or (row.key if row.kind == "course" else row.params.get("course_ref"))
+               or "(chapters by id)")
+
+
+def _label(row: Row) -> str:
+    where = f"row {row.row}" if row.row else "not in the file"
+    position = ""
+    if row.kind == "module" and row.params.get("module_position"):
+        position = f" {row.params['module_position']}"
+    elif row.kind == "chapter" and row.params.get("chapter_position"):
+        position = f" {row.params['module_position']}.{row.params['chapter_position']}"
+    noun = {"chapter": "lesson"}.get(row.kind, row.kind)
+    return f"{noun}{position} {shorten(row.title, 50)!r} ({where})"
+
+
+def lines(plan: Plan, reconciled: Reconciled) -> list[str]:
+    rows = [*plan.rows, *plan.unsent]
+    by_course: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_course[_course_of(row)].append(row)
+    out = [f"Compared with TagMango ({reconciled.mode} mode, {reconciled.reads} reads):"]
+    for course, course_rows in by_course.items():
+        counts = Counter(action(r) for r in course_rows)
+        summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+        out.append(f"Course {course!r}: {summary}")
+        for row in sorted(course_rows, key=lambda r: (r.kind != "course", r.row)):
+            act = action(row)
+            if act in ("exists", "unchanged"):
+                continue
+            detail = ""
+            if act == "update":
+                detail = ": " + "; ".join(f"{f} {shorten(old, 40)!r} → {shorten(new, 40)!r}"
+                                          for f, (old, new) in (row.params.get("diff") or {}).items())
+            elif act in ("dead", "invalid"):
+                detail = f": {row.error.label + ' ' if row.error else ''}{row.error.message if row.error else row.reason}"
+            out.append(f"  {_SYMBOL.get(act, ' ')} {act} {_label(row)}{detail}")
+    for row, text in reconciled.warnings:
+        out.append(f"note: {text}")
+    totals: dict[str, Counter] = defaultdict(Counter)
+    for row in rows:
+        totals[row.kind][action(row)] += 1
+    text = "; ".join(f"{kind}s: " + ", ".join(f"{n} {act}" for act, n in sorted(acts.items()))
+                     for kind, acts in sorted(totals.items(), key=lambda kv: ("course", "module", "chapter").index(
+                         kv[0]) if kv[0] in ("course", "module", "chapter") else 9))
+    out.append(f"Totals: {text or 'nothing'}.")
+    return out
+
+
+def report_rows(plan: Plan) -> list[dict]:
+    out = []
+    for row in sorted([*plan.rows, *plan.unsent], key=lambda r: (r.file, r.sheet, r.row)):
+        base = {"file": row.file, "sheet": row.sheet, "row": row.row or None, "kind": row.kind, "title": row.title,
+                "action": action(row)}
+        diff = row.params.get("diff") or {}
+        if diff:
+            out += [{**base, "field": f, "old": _cell(old), "new": _cell(new)} for f, (old, new) in diff.items()]
+        else:
+            note = row.error.message if row.error else row.reason
+            out.append({**base, "note": note})
+    return out
+
+
+def _cell(value: object) -> object:
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else value

@@ -1,0 +1,181 @@
+"""TagMango is the truth, Redis a cache: matching against the live catalog, and the modes.
+
+Each test imports into the sandbox (rows run in the test process), then "loses" Redis (a new, empty one, as
+from another folder or machine) and imports again, counting what reached TagMango in the sandbox's stats:
+reads (GETs, empty PATCHes) and writes (POST, PATCH with fields, DELETE).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from importer.diffview import action, lines
+from importer.matching import match_live
+from importer.validate import Options, build_plan
+from tasks.credentials import Credential, Credentials
+from tasks.enqueue import enqueue
+from tasks.rows import Code, RowState
+from tasks.rowstore import RowStore
+from tasks.services import Services
+from tasks.settings import Settings
+from tests.helpers import HOST, MANGO, SAMPLES, TOKEN, run_in_process
+
+HEADER = "course_ref,course_title,course_description,mangoes,module_title,chapter_title,chapter_description"
+
+
+@pytest.fixture
+def importer(redis_server, redis_url, sandbox):
+    """``importer.run(files, mode)`` imports like ``run`` does (match, enqueue, run the rows) and returns the job's
+    rows; ``importer.lose_redis()`` empties Redis as a new folder would."""
+
+    class Importer:
+        def __init__(self) -> None:
+            self.store = RowStore.from_url(redis_url)
+            self.services = Services(Settings(redis_url=redis_url, api_url=sandbox.url, rate_limit=1000,
+                                              max_limiter_sleep=2.0), store=self.store,
+                                     credentials=Credentials(api_url=sandbox.url, token=TOKEN))
+            self.cred = Credential(sandbox.url, HOST, TOKEN)
+
+        def plan(self, files: list[Path], mode: str = "create", options: Options | None = None):  # noqa: ANN201
+            plan = build_plan(files, options or Options())
+            assert plan.ok, plan.errors[:3]
+            return plan, match_live(self.store, self.cred, plan, mode, quiet=True)
+
+        def run(self, files: list[Path], mode: str = "create", options: Options | None = None) -> dict:
+            plan, _ = self.plan(files, mode, options)
+            job = enqueue(self.store, plan, sandbox.url, HOST, mode=mode)
+            run_in_process(self.services, job)
+            return {r.row_id: r for r in self.store.rows(job)}
+
+        def lose_redis(self) -> None:
+            redis_server.client().flushall()
+
+    made = Importer()
+    yield made
+    made.services.close()
+
+
+def write(tmp_path: Path, rows: list[str], name: str = "tree.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def tree_of(sandbox) -> list:  # noqa: ANN001
+    return [(c["title"], c["description"], [(m["title"], [(ch["title"], ch["description"]) for ch in m["chapters"]])
+                                            for m in c["modules"]]) for c in sandbox.tree(HOST)]
+
+
+BASE = [f"K1,Watercolour,About,{MANGO},Materials,Paper,p", f"K1,Watercolour,About,{MANGO},Materials,Brushes,b",
+        f"K1,Watercolour,About,{MANGO},Materials,Paint,c", f"K1,Watercolour,About,{MANGO},Washes,Flat,f",
+        f"K1,Watercolour,About,{MANGO},Washes,Graded,g", f"K2,Ink,Lines,{MANGO},Pens,Nibs,n"]
+
+
+def test_a_second_run_of_a_flat_file_with_an_empty_redis_writes_nothing(importer, sandbox):
+    first = importer.run([SAMPLES / "catalog_fixed.xlsx"])
+    assert {r.state for r in first.values()} == {RowState.SUCCEEDED}
+    before = sandbox.stats()
+    importer.lose_redis()
+    again = importer.run([SAMPLES / "catalog_fixed.xlsx"])
+    after = sandbox.stats()
+    assert after["writes"] == before["writes"] and after["writes_by_route"] == before["writes_by_route"]
+    assert {r.state for r in again.values()} == {RowState.SKIPPED}
+    assert {r.outcome for r in again.values()} == {"exists", "unchanged"}
+    courses = {c["title"]: c["_id"] for c in sandbox.data(HOST)["course"]}
+    assert len(courses) == 20
+    for row in again.values():  # the found ids are reported
+        if row.kind == "course":
+            assert row.result["course_id"] == courses[row.title] and "found by its title" in row.reason
+
+
+def test_a_second_run_of_a_tree_with_an_empty_redis_writes_nothing(importer, sandbox, tmp_path):
+    f = write(tmp_path, BASE)
+    importer.run([f])
+    tree, before = tree_of(sandbox), sandbox.stats()
+    importer.lose_redis()
+    again = importer.run([f])
+    assert sandbox.stats()["writes"] == before["writes"] and tree_of(sandbox) == tree
+    assert {(r.state, r.outcome) for r in again.values()} == {(RowState.SKIPPED, "exists")}
+    assert len(again) == 2 + 3 + 6  # every row of the file (and the course/module rows made from them)
+
+
+def test_merge_makes_exactly_the_writes_the_edits_need_and_replace_deletes(importer, sandbox, tmp_path):
+    importer.run([write(tmp_path, BASE)])
+    importer.lose_redis()
+    edited = [f"K1,Watercolour,About watercolour,{MANGO},Materials,Paper,p",  # course description
+              f"K1,Watercolour,About watercolour,{MANGO},Materials,Good brushes,b",  # lesson title
+              # Paint removed
+              f"K1,Watercolour,About watercolour,{MANGO},Washes,Flat wash,f",  # lesson title
+              f"K1,Watercolour,About watercolour,{MANGO},Washes,Graded,g",
+              f"K1,Watercolour,About watercolour,{MANGO},Washes,Wet in wet,w",  # added at the end of a module
+              f"K1,Watercolour,About watercolour,{MANGO},Glazing,Layers,l",  # a new module at the end
+              f"K2,Ink,Lines,{MANGO},Pens,Nibs,n"]
+    f = write(tmp_path, edited, "edited.csv")
+    before = sandbox.stats()
+    plan, reconciled = importer.plan([f], "merge")
+    text = "\n".join(lines(plan, reconciled))
+    assert "description 'About' → 'About watercolour'" in text and "title 'Brushes' → 'Good brushes'" in text
+    assert sandbox.stats()["writes"] == before["writes"]  # the dry run wrote nothing
+    rows = importer.run([f], "merge")
+    writes = {k: v - before["writes_by_route"].get(k, 0) for k, v in sandbox.stats()["writes_by_route"].items()}
+    assert {k: v for k, v in writes.items() if v} == {"update_course": 1, "update_chapter": 2, "create_chapter": 2,
+                                                      "create_module": 1}
+    outcomes = sorted(r.outcome for r in rows.values() if r.outcome and r.outcome.startswith(("updated", "created")))
+    assert outcomes == ["created", "created", "created", "updated (description)", "updated (title)",
+                        "updated (title)"]
+    [(_, description, modules), _] = tree_of(sandbox)
+    assert description == "About watercolour"
+    assert [(m, [t for t, _ in ch]) for m, ch in modules] == [
+        ("Materials", ["Paper", "Good brushes", "Paint"]),  # the removed lesson is left alone by merge...
+        ("Washes", ["Flat wash", "Graded", "Wet in wet"]), ("Glazing", ["Layers"])]
+    importer.lose_redis()
+    before = sandbox.stats()
+    importer.run([f], "replace")  # ...and deleted by replace
+    writes = {k: v - before["writes_by_route"].get(k, 0) for k, v in sandbox.stats()["writes_by_route"].items()}
+    assert {k: v for k, v in writes.items() if v} == {"delete_chapter": 1}
+    assert [t for t, _ in tree_of(sandbox)[0][2][0][1]] == ["Paper", "Good brushes"]
+
+
+def test_update_mode_only_updates_and_names_what_does_not_exist(importer, sandbox, tmp_path):
+    importer.run([write(tmp_path, BASE[:1])])
+    rows = importer.run([write(tmp_path, [BASE[0].replace(",p", ",new text"), f"K9,Brand new,x,{MANGO},M,L,d"],
+                               "upd.csv")], "update")
+    dead = {r.row_id: r.error.code for r in rows.values() if r.state is RowState.DEAD}
+    assert set(dead.values()) == {Code.NOT_IN_TAGMANGO} and len(dead) == 3  # K9's course, module and lesson
+    assert [c["title"] for c in sandbox.data(HOST)["course"]] == ["Watercolour"]
+    assert sandbox.tree(HOST)[0]["modules"][0]["chapters"][0]["description"] == "new text"
+
+
+def test_two_courses_with_the_same_title_are_ambiguous_until_a_course_id_picks_one(importer, sandbox, tmp_path):
+    for name, ref in (("a.csv", "A"), ("b.csv", "B")):  # two creators' courses that happen to share a title
+        importer.run([tmp_path.joinpath(name).write_text(f"external_id,title,mangoes\n{ref},Same title,{MANGO}\n")
+                      and tmp_path / name])
+    importer.lose_redis()
+    f = tmp_path / "c.csv"
+    f.write_text(f"external_id,title,mangoes,description\nC,Same title,{MANGO},new\n")
+    rows = importer.run([f], "merge")
+    [row] = rows.values()
+    assert row.state is RowState.DEAD and row.error.code == Code.AMBIGUOUS_COURSE and "course_id" in row.error.message
+    chosen = sandbox.data(HOST)["course"][1]["_id"]
+    f.write_text(f"external_id,title,mangoes,description,course_id\nC,Same title,{MANGO},new,{chosen}\n")
+    [row] = importer.run([f], "merge").values()
+    assert row.outcome == "updated (description)" and row.result["course_id"] == chosen
+    assert sum(1 for c in sandbox.data(HOST)["course"]) == 2
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared/data/course_trees").exists(),
+                    reason="shared data not present")
+def test_merge_dry_run_of_the_six_real_courses_reads_a_bounded_number_of_times(importer, sandbox, monkeypatch):
+    sandbox.configure(rate_limit=100_000)  # this test counts requests; the limit's pacing is tested elsewhere
+    monkeypatch.setenv("TAGMANGO_RATE_LIMIT", "100000")
+    files = sorted((Path(__file__).resolve().parents[2] / "shared/data/course_trees").glob("*.csv"))
+    options = Options(constants={"mangoes": MANGO, "chapter_description": "See the lesson."})
+    importer.run(files, options=options)
+    importer.lose_redis()
+    reads = sandbox.stats()["reads"]
+    plan, reconciled = importer.plan(files, "merge", options)
+    # one Get Courses page, 6 courses, 35 modules and 185 chapters read back: nothing else
+    assert reconciled.reads == sandbox.stats()["reads"] - reads == 1 + 6 + 35 + 185
+    assert {action(r) for r in plan.unsent} == {"unchanged"} and not plan.rows
