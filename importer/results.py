@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -28,9 +29,14 @@ def result_row(row: Row) -> dict:
 
 
 def default_path(job: dict, base: Path | None = None) -> Path:
+    """``<first input>.results.xlsx|.csv`` next to the input (``base``), or in the current folder when the
+    input's folder is read-only (shared or mounted data is never written into)."""
     first = job["files"][0]["name"] if job.get("files") else "import"
     suffix = ".csv" if first.lower().endswith((".csv", ".tsv")) else ".xlsx"
-    return (base or Path.cwd()) / f"{Path(first).stem}.results{suffix}"
+    folder = base or Path.cwd()
+    if base is not None and (not os.access(base, os.W_OK) or not base.stat().st_mode & 0o222):
+        folder = Path.cwd()
+    return folder / f"{Path(first).stem}.results{suffix}"
 
 
 def write_results(store: RowStore, job_id: str, path: Path) -> Path:

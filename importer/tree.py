@@ -81,7 +81,13 @@ def plan_tree(sheet: Sheet, label: str, records: list[SheetRow], present: set[st
             continue
         courses.setdefault(str(ref), Course(str(ref))).records.append(record)
     defined = {r.key: r for r in plan.rows if r.op == create_course.OPERATION.name}
+    elsewhere = {str(r.params.get("course_ref")): r.sheet for r in [*plan.rows, *plan.unsent]
+                 if r.params.get("place") or r.params.get("course_key")}
     for course in courses.values():
+        if course.ref in elsewhere:
+            course.problem(course.records[0], "course_ref", course.ref, f"course {course.ref!r} also has rows in "
+                                                                       f"sheet {elsewhere[course.ref]!r}; keep a "
+                                                                       "course's rows in one sheet")
         _plan_course(sheet, label, course, present,
                      defined.get(course.ref) or defined.get(create_course.title_key(course.ref)), plan)
 
