@@ -223,7 +223,7 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
                  mode: str, plan: Plan, out: Reconciled) -> None:
     """Match the course's planned modules and lessons to the live ones by position."""
     course_id = course["_id"]
-    live_modules = [m for m in _ids(course.get("modules"))]
+    live_modules = object_ids(course.get("modules"))
     modules = sorted((r for r in rows if r.params["place"] == "module"), key=lambda r: r.params["index"])
     lessons: dict[int, list[Row]] = defaultdict(list)
     for row in rows:
@@ -249,7 +249,7 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
         else:
             _skip(module, result, "exists" if mode == "create" else "unchanged", f"module {position} is in TagMango "
                   f"({module_id})")
-        _settle_lessons(course_row, module, own, _ids(live.get("chapters")), catalog, ledger, mode, plan, out,
+        _settle_lessons(course_row, module, own, object_ids(live.get("chapters")), catalog, ledger, mode, plan, out,
                         result)
     if len(live_modules) > len(modules) and rows:
         extra = live_modules[len(modules):]
@@ -259,7 +259,7 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
                 out.warn(course_row, f"module {live.get('title', module_id)!r} of {course_row.key!r} is not in the "
                                      "file: its chapters are deleted, the module itself stays (TagMango documents "
                                      "no Delete Module)")
-                _delete_rows(course_row, module_id, _ids(live.get("chapters")), catalog, plan)
+                _delete_rows(course_row, module_id, object_ids(live.get("chapters")), catalog, plan)
         else:
             out.warn(course_row, f"{len(extra)} module(s) of {course_row.key!r} in TagMango are not in the file: "
                                  "left alone")
@@ -357,5 +357,3 @@ def _settle_patch(row: Row, course_row: Row | None, live_courses: dict, catalog:
         _skip(row, {"chapter_id": chapter_id}, "unchanged", f"chapter {chapter_id} already has these values")
 
 
-def _ids(value: Any) -> list[str]:
-    return object_ids(value)

@@ -175,7 +175,8 @@ def test_docker_compose_services_run_locally(tmp_path, redis_server, redis_url):
 
     procs = []
     try:
-        sandbox_cmd = local("sandbox", **{"--host=0.0.0.0": "--host=127.0.0.1", "--port=8080": f"--port={sandbox_port}"})
+        sandbox_cmd = local("sandbox", **{"--host=0.0.0.0": "--host=127.0.0.1", "--port=8080": f"--port={sandbox_port}",
+                                          "/home/importer/sandbox": str(tmp_path / "sandbox")})
         assert sandbox_cmd[0] == "tagmango-import"
         procs.append(subprocess.Popen([sys.executable, "-m", "importer", *sandbox_cmd[1:]], env=env,
                                       start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -52,7 +52,8 @@ def test_run_finds_the_token_in_the_credentials_file(sandbox, redis_url, tmp_pat
                env=env, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["total"] == 20
-    assert sandbox.stats()["requests"] == 1  # the check
+    stats = sandbox.stats()  # the check, and the Get Courses pages that look for these courses: no writes
+    assert stats["writes"] == 0 and set(stats["by_route"]) == {"get_courses"}, stats["by_route"]
     other = cli(tmp_path, "run", str(SAMPLES / "catalog_courses.csv"), "--host", "other.example.com", env=env)
     assert other.returncode == 3 and "no API token" in other.stderr and "TAGMANGO_API_TOKEN" in other.stderr
 

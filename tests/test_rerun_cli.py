@@ -5,7 +5,6 @@ command line."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from tests.helpers import HOST, MANGO, SAMPLES, TOKEN, cli, env_for
 

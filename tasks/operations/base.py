@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from tasks import errors
+from tasks.ledger import content_hash
 from tasks.operations import cells
 from tasks.rows import Row, RowFailure
 
@@ -201,8 +203,6 @@ class Operation:
     @staticmethod
     def id_of(answer: dict, what: str) -> str:
         """The ``_id`` of a created object; an answer without one may still have created it (retry, look first)."""
-        from tasks import errors
-
         value = answer.get("_id") or answer.get("id")
         if not value:
             raise errors.ServerError(f"{what} answered without an id", status=200, maybe_committed=True)
@@ -241,8 +241,6 @@ class PartialUpdate(Operation):
     def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
         if row.params.get("place"):
             return super().check_done(ctx, row)
-        from tasks.ledger import content_hash
-
         done = ctx.ledger.get(self.ledger_key(row))
         if done is None or done["content"] != content_hash(row.body):
             return None
