@@ -42,11 +42,12 @@ def test_keep_running_then_dashboard_flower_and_stop(tmp_path):
         assert (tmp_path / "catalog.results.xlsx").exists()
         job_id = done.stdout.split("Enqueued ")[1].split(":")[0]
 
-        # Flower started before the first row was queued: it saw every row, with job, sheet:row and title.
+        # Flower started before the first row was queued: it saw every row sent, with job, sheet:row and title
+        # (49: the chapter id that does not exist is found dead while matching against TagMango, never sent).
         flower_url = (state / "flower" / "url").read_text()
         tasks = wait_until(lambda: (t := httpx.get(f"{flower_url}/api/tasks", auth=FLOWER, timeout=5).json())
-                           and len({ast.literal_eval(v["args"])[1] for v in t.values()}) >= 50 and t, 30,
-                           message="all 50 rows in Flower")
+                           and len({ast.literal_eval(v["args"])[1] for v in t.values()}) >= 49 and t, 30,
+                           message="all 49 sent rows in Flower")
         args = [ast.literal_eval(t["args"]) for t in tasks.values()]
         assert {a[0] for a in args} == {job_id} and ("chapters:30", "Welcome") in {(a[1], a[2]) for a in args}
         table = httpx.get(f"{flower_url}/tasks", auth=FLOWER, timeout=5).text
@@ -54,7 +55,7 @@ def test_keep_running_then_dashboard_flower_and_stop(tmp_path):
         search = httpx.get(f"{flower_url}/tasks/datatable", auth=FLOWER, timeout=5, params={
             "draw": 1, "start": 0, "length": 100, "search[value]": job_id, "order[0][column]": 0,
             "columns[0][data]": "received", "order[0][dir]": "desc"}).json()
-        assert search["recordsFiltered"] >= 50 and job_id in search["data"][0]["args"]
+        assert search["recordsFiltered"] >= 49 and job_id in search["data"][0]["args"]
         assert "dashboard" in search["data"][0]  # format_task's link back to the job's page
 
         port = free_port()
@@ -71,7 +72,7 @@ def test_keep_running_then_dashboard_flower_and_stop(tmp_path):
             for code in ("CHAPTER_USER_ASSET_NOT_FOUND", "CHAPTER_NOT_FOUND"):
                 assert code in body and advice(code).fix.replace("`", "") in body
             svg = driver.find_element("id", "rate-chart")
-            assert int(svg.get_attribute("data-sent")) >= 50 and svg.size["height"] > 100
+            assert int(svg.get_attribute("data-sent")) >= 49 and svg.size["height"] > 100
             assert driver.find_element("id", "flower-link").get_attribute("href") == f"{flower_url}/tasks"
         finally:
             quit_chrome(driver)
@@ -97,7 +98,7 @@ def test_keep_running_then_dashboard_flower_and_stop(tmp_path):
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             seen = wait_until(lambda: _tasks(f"http://127.0.0.1:{port}"), 30, message="Flower from its saved state")
-            assert len(seen) >= 50 and all(job_id in t["args"] for t in seen.values())
+            assert len(seen) >= 49 and all(job_id in t["args"] for t in seen.values())
         finally:
             flower.terminate()
             flower.wait(timeout=20)
