@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from importer import rules
+from importer import limits, rules
 from importer.columns import (CHAPTER as CHAPTER_SHEET, COURSE as COURSE_SHEET, REQUIRED, canonical_lookup,
                               closest, kind_from_headers, normalise_header, sheet_kind_from_name)
 from importer.plan import CHAPTER, COURSE, Plan, PlanItem, UnsentRow
@@ -60,6 +60,8 @@ def build_plan(paths: list[str | Path], options: Options | None = None) -> Plan:
     for path in paths:
         source = read_file(path)
         plan.files.append({"name": source.path.name, "checksum": source.checksum})
+        for sheet_name, reason in source.warnings:  # hidden sheets (issue 16)
+            plan.problems.append(Problem(source.path.name, sheet_name, None, None, "", WARNING, reason))
         sheets.extend(_classify(source.sheets, options, plan))
     used_ids = set()
     courses = [s for s, k in sheets if k == COURSE_SHEET]
@@ -99,7 +101,8 @@ def _classify(sheets: list[Sheet], options: Options, plan: Plan) -> list[tuple[S
             severity = ERROR if len(sheets) == 1 else WARNING
             plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", severity,
                                          "cannot tell whether this sheet holds courses or chapters: it has none of "
-                                         "the columns title, mangoes, chapter_id, course_ref, content"))
+                                         "the columns title, mangoes, chapter_id, course_ref, content"
+                                         + (f"; {sheet.header_note}" if sheet.header_note else "")))
             continue
         out.append((sheet, kind))
     return out
@@ -111,7 +114,8 @@ def _map_headers(sheet: Sheet, kind: str, options: Options, plan: Plan) -> dict[
     user = {normalise_header(k): v for k, v in options.mapping.items()}
     mapped: dict[str, str] = {}
     for header in sheet.headers:
-        target = user.get(normalise_header(header)) or lookup.get(normalise_header(header))
+        written = sheet.original.get(header, header)  # a repeated header means the same column (issue 16)
+        target = user.get(normalise_header(written)) or lookup.get(normalise_header(written))
         if target is not None and target not in (_COURSE_RULES if kind == COURSE_SHEET else _CHAPTER_RULES):
             target = None
         if target is None:
@@ -151,7 +155,7 @@ def _check_sheet(sheet: Sheet, kind: str, options: Options, plan: Plan, used_ids
     sheet_label = sheet.name if sheet.name not in used_ids else f"{sheet.file}:{sheet.name}"
     used_ids.add(sheet_label)
     plan.headers[sheet_label] = list(sheet.headers)
-    rule_table = _COURSE_RULES if kind == COURSE_SHEET else _CHAPTER_RULES
+    rule_table = limits.bounded(_COURSE_RULES if kind == COURSE_SHEET else _CHAPTER_RULES)
     constants = {c: v for c, v in options.constants.items() if c in rule_table}
     present = set(mapped.values())
     headers = list(sheet.headers)

@@ -1,0 +1,171 @@
+"""CSV/TSV/TXT into a grid of texts: encoding, delimiter, and quotes that swallow rows.
+
+A quote that is opened and never closed makes every line after it part of one cell. Spreadsheet programs and
+pandas accept that silently; here it is an error naming the row (as Excel would number it), the line and the
+column where the quote opened. Quotes are read strictly: text after a closing quote (``"x" ,y``) is an error
+too, because the lenient reading of it shifts the row's cells one column over without a word.
+A cell that spans lines may hold line breaks, but not what looks like whole rows (a quote closed rows later).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+
+from importer.problems import InputError, shorten
+
+#: No cell may be longer than this (a file-level refusal; known columns have much lower limits, see limits.py).
+MAX_CELL_CHARS = 1 << 20
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode(name: str, data: bytes) -> str:
+    """UTF-8/16/32 by byte-order mark; else UTF-8, then Windows-1252, then Latin-1 (which always succeeds)."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise InputError(name, f"starts with a {encoding.upper()} byte-order mark but is not valid "
+                                       f"{encoding.upper()} text (at byte {exc.start:,})") from None
+    head = data[:4096]
+    if b"\x00" in head:
+        if _looks_utf16(head):
+            raise InputError(name, "looks like UTF-16 text without a byte-order mark; save it as 'CSV UTF-8' "
+                                   "(or 'Unicode Text', which has one)")
+        raise InputError(name, "is not a text file (binary content); for Excel files use .xlsx")
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def _looks_utf16(head: bytes) -> bool:
+    even, odd = head[0::2], head[1::2]
+    return max(even.count(0), odd.count(0)) > 0.3 * len(head) / 2 and min(even.count(0), odd.count(0)) < 0.05 * len(head)
+
+
+def sniff_delimiter(text: str) -> str:
+    lines = text[:200_000].splitlines()[:50]
+    sample = "\n".join(lines)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        first = next((line for line in lines if line.strip()), "")
+        return max(",;\t", key=first.count)
+
+
+def parse(name: str, text: str, delimiter: str) -> list[list[str]]:
+    """Records as lists of texts, one per spreadsheet row (a blank line is an empty row). Raises InputError."""
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(MAX_CELL_CHARS)
+    try:
+        return _parse(name, text, delimiter)
+    finally:
+        csv.field_size_limit(old_limit)
+
+
+def _parse(name: str, text: str, delimiter: str) -> list[list[str]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows: list[list[str]] = []
+    append = rows.append
+    line = 1
+    width = 0
+    lines: list[str] | None = None
+    try:
+        for record in reader:
+            append(record)
+            end = reader.line_num
+            if end != line:
+                if lines is None:
+                    lines = io.StringIO(text, newline="").readlines()
+                width = width or max((len(r) for r in rows if any(r)), default=0)
+                _check_multiline(name, lines, record, len(rows), line, end, delimiter, width)
+            line = end + 1
+    except csv.Error as exc:
+        message = str(exc)
+        row = len(rows) + 1
+        if lines is None:
+            lines = io.StringIO(text, newline="").readlines()
+        first_line = lines[line - 1] if line - 1 < len(lines) else ""
+        column = _open_quote_column(first_line, delimiter)
+        where = f"row {row} (line {line})" + (f", column {_letter(column)}" if column is not None else "")
+        if "unexpected end of data" in message:
+            raise InputError(name, f"{where}: a quote opened here is never closed, so every line after it would "
+                                   "be read into this one cell; close the quote (a quote inside a cell is written "
+                                   "twice: \"\")") from None
+        if "field larger than field limit" in message:
+            raise InputError(name, f"row {row} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
+                                   "no field may be that long") from None
+        if "expected after" in message and reader.line_num == line:
+            raise InputError(name, f"{where}: text after the closing quote of a quoted cell; put the whole cell "
+                                   "in quotes, or write a quote inside a cell twice (\"\")") from None
+        if "expected after" in message:
+            raise InputError(name, f"{where}: a quoted cell runs from line {line} to line {reader.line_num} and "
+                                   "ends in a stray quote; a quote is probably not closed, which merges the rows "
+                                   "after it into this cell") from None
+        raise InputError(name, f"row {row} (line {line}): cannot be parsed as CSV ({message})") from None
+    return rows
+
+
+def _check_multiline(name: str, lines: list[str], record: list[str], row: int, start: int, end: int,
+                     delimiter: str, width: int) -> None:
+    """A record over several lines: its cells may hold line breaks, not whole rows."""
+    raw = "".join(lines[start - 1:end])
+    try:
+        list(csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error:
+        column = _open_quote_column(lines[start - 1], delimiter)
+        where = f"row {row} (line {start})" + (f", column {_letter(column)}" if column is not None else "")
+        raise InputError(name, f"{where}: a quoted cell runs from line {start} to line {end} and ends in a stray "
+                               "quote; a quote is probably not closed, which merges the rows after it into this "
+                               "cell") from None
+    if width < 3:
+        return
+    for index, cell in enumerate(record):
+        if "\n" not in cell and "\r" not in cell:
+            continue
+        for piece in re.split(r"\r\n|\r|\n", cell)[1:]:
+            if piece.count(delimiter) >= width - 1:
+                raise InputError(name, f"row {row} (line {start}), column {_letter(index)}: a quoted cell runs over "
+                                       f"lines {start}–{end} and holds what looks like a whole row "
+                                       f"({shorten(piece, 50)!r}); a quote is probably not closed")
+
+
+def _open_quote_column(line: str, delimiter: str) -> int | None:
+    """Index of the field whose quote opens on this line and is still open at its end."""
+    column, in_quote, at_start, opened = 0, False, True, None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if in_quote:
+            if ch == '"':
+                if line[i + 1:i + 2] == '"':
+                    i += 1
+                else:
+                    in_quote = False
+        elif ch == delimiter:
+            column, at_start = column + 1, True
+            i += 1
+            continue
+        elif ch == '"' and at_start:
+            in_quote, opened = True, column
+        elif ch in "\r\n":
+            break
+        at_start = False
+        i += 1
+    return opened
+
+
+def _letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
