@@ -37,12 +37,27 @@ def decode(name: str, data: bytes) -> str:
             raise InputError(name, "looks like UTF-16 text without a byte-order mark; save it as 'CSV UTF-8' "
                                    "(or 'Unicode Text', which has one)")
         raise InputError(name, "is not a text file (binary content); for Excel files use .xlsx")
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if _UTF8_SEQUENCE.search(data):
+            # Real UTF-8 text with a damaged byte: reading it all as Windows-1252 would garble every accent.
+            line = data.count(b"\n", 0, exc.start) + 1
+            start = data.rfind(b"\n", 0, exc.start) + 1
+            first = data[:data.find(b"\n")] if b"\n" in data else data
+            delimiter = max((b",", b";", b"\t"), key=first.count)
+            column = data.count(delimiter, start, exc.start)
+            raise InputError(name, f"line {line}, column {_letter(column)}: byte 0x{data[exc.start]:02X} is not "
+                                   "UTF-8, though the rest of the file is; the file is damaged or mixes encodings "
+                                   "(save it again as 'CSV UTF-8')") from None
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+#: A multi-byte UTF-8 sequence (an accented letter, a curly quote...): the file is UTF-8, not Windows-1252.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 def _looks_utf16(head: bytes) -> bool:

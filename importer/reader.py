@@ -302,6 +302,8 @@ def _from_grid(file: str, sheet_name: str, grid: list[list[object]], numbers: li
     header_index, header_note = _find_header(cols, filled, numbers, notes)
     header = [c[header_index] for c in cols]
     data_rows = [i for i in filled if i > header_index]
+    if is_text and header_note is None:  # (a guessed header proves nothing about the rows' width)
+        _refuse_cells_beyond_header(file, grid, header_index, data_rows, numbers)
     keep = [j for j in range(width) if header[j] is not None or any(cols[j][i] is not None for i in data_rows)]
     headers: list[str] = []
     original: dict[str, str] = {}
@@ -342,6 +344,20 @@ def _find_header(cols: list[list[str | None]], filled: list[int], numbers: list[
     span = f"row {numbers[scanned[0]]}" if len(scanned) == 1 else f"rows {numbers[scanned[0]]}–{numbers[scanned[-1]]}"
     return filled[0], (f"the header was looked for in {span} (no known column name there); row "
                        f"{numbers[filled[0]]} was taken as the header")
+
+
+def _refuse_cells_beyond_header(file: str, grid: list[list[object]], header_index: int, data_rows: list[int],
+                                numbers: list[int]) -> None:
+    """In a CSV, a value beyond the header's last field means a delimiter inside a cell that is not quoted (or a
+    lost quote): the row's cells are shifted, so the file is refused rather than read one column off."""
+    width = len(grid[header_index])
+    for i in data_rows:
+        row = grid[i]
+        if len(row) > width and any(v and str(v).strip() for v in row[width:]):
+            j = next(j for j in range(width, len(row)) if row[j] and str(row[j]).strip())
+            raise InputError(file, f"row {numbers[i]}, column {_col_letter(j)}: {len(row)} cells where the header "
+                                   f"has {width}: a cell holding the delimiter without quotes, or a lost quote? "
+                                   f"({shorten(row[j], 40)!r} is past the last header)")
 
 
 def _refuse_nul(file: str, sheet: str, column: list[str | None], numbers: list[int], j: int, is_text: bool) -> None:
