@@ -155,7 +155,8 @@ def _check_sheet(sheet: Sheet, kind: str, options: Options, plan: Plan, used_ids
     sheet_label = sheet.name if sheet.name not in used_ids else f"{sheet.file}:{sheet.name}"
     used_ids.add(sheet_label)
     plan.headers[sheet_label] = list(sheet.headers)
-    rule_table = limits.bounded(_COURSE_RULES if kind == COURSE_SHEET else _CHAPTER_RULES)
+    rule_table = limits.bounded(_COURSE_RULES if kind == COURSE_SHEET else _CHAPTER_RULES,
+                                {column: sheet.columns[header] for header, column in mapped.items()})
     constants = {c: v for c, v in options.constants.items() if c in rule_table}
     present = set(mapped.values())
     headers = list(sheet.headers)

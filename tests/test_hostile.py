@@ -359,10 +359,12 @@ def test_reader_errors_are_input_errors_not_tracebacks(tmp_path):
     assert "damaged.xlsx" in str(info.value)
 
 
-def test_csv_row_wider_than_its_header_is_refused_not_shifted(tmp_path):
+@pytest.mark.parametrize("quoted", [False, True])
+def test_csv_row_wider_than_its_header_is_refused_not_shifted(tmp_path, quoted):
     f = tmp_path / "wide.csv"
-    f.write_text(f"external_id,title,mangoes,description\nK1,Course 1,{MANGO},Learn A, B and C\n")
-    refused(validate_cli(str(f)), "wide.csv", "row 2, column E", "5 cells where the header has 4")
+    first = '"K0",Course 0' if quoted else "K0,Course 0"
+    f.write_text(f"external_id,title,mangoes,description\n{first},{MANGO},x\nK1,Course 1,{MANGO},Learn A, B and C\n")
+    refused(validate_cli(str(f)), "wide.csv", "row 3, column E", "past the header's last field (D)")
 
 
 def test_utf8_with_one_damaged_byte_is_not_read_as_windows_1252(tmp_path):
