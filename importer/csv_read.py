@@ -13,7 +13,6 @@ import codecs
 import csv
 import io
 import re
-from operator import methodcaller
 
 import pandas as pd
 
@@ -78,9 +77,9 @@ def sniff_delimiter(text: str) -> str:
         return max(",;\t", key=first.count)
 
 
-def parse(name: str, text: str, delimiter: str) -> tuple[list[list[object]], list[int] | None]:
-    """Records, one per spreadsheet row (a blank line is an empty row), and, when the rows were padded to one
-    width, each row's own number of fields (else None: a row's length is its own). Raises InputError.
+def parse(name: str, text: str, delimiter: str) -> tuple[list[list[object]], bool]:
+    """Records, one per spreadsheet row (a blank line is an empty row), and whether equal texts in them are
+    already one object (pandas' reader). Raises InputError.
 
     Text without a quote (or NUL) cannot hold a quoted cell, so it is split by pandas' C reader, as before this
     module existed: a column's texts then come out together in memory, and equal texts as one object, which
@@ -90,31 +89,27 @@ def parse(name: str, text: str, delimiter: str) -> tuple[list[list[object]], lis
     if '"' not in text and "\x00" not in text:
         plain = _parse_plain(text, delimiter)
         if plain is not None:
-            return plain
+            return plain, True
     old_limit = csv.field_size_limit()
     csv.field_size_limit(MAX_CELL_CHARS)
     try:
-        return _parse(name, text, delimiter), None
+        return _parse(name, text, delimiter), False
     finally:
         csv.field_size_limit(old_limit)
 
 
-def _parse_plain(text: str, delimiter: str) -> tuple[list[list[object]], list[int]] | None:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not lines or max(map(len, lines)) > MAX_CELL_CHARS:
-        return None  # the csv module says which cell is too long
-    widths = [n + 1 for n in map(methodcaller("count", delimiter), lines)]
+def _parse_plain(text: str, delimiter: str) -> list[list[object]] | None:
+    """pandas' C reader; None when a row has more fields than the first (then the csv module reads it)."""
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, names=range(max(widths)), dtype=str,
-                            keep_default_na=False, na_filter=False, skip_blank_lines=False, engine="c",
-                            quoting=csv.QUOTE_NONE)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
+                            na_filter=False, skip_blank_lines=False, engine="c", quoting=csv.QUOTE_NONE)
     except (pd.errors.ParserError, ValueError):
         return None
-    if len(frame) != len(lines):
-        return None  # read differently from the lines counted: let the csv module decide
-    return frame.to_numpy().tolist(), widths
+    grid = frame.to_numpy()
+    for j in range(grid.shape[1]):
+        if max(map(len, grid[:, j]), default=0) > MAX_CELL_CHARS:
+            return None  # the csv module says which cell is too long
+    return grid.tolist()
 
 
 def _parse(name: str, text: str, delimiter: str) -> list[list[str]]:

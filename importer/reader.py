@@ -230,8 +230,8 @@ def _ole_encrypted(data: bytes) -> bool:
 def _read_text(name: str, stem: str, data: bytes, tab: bool) -> Sheet:
     text = csv_read.decode(name, data)
     delimiter = "\t" if tab else csv_read.sniff_delimiter(text)
-    grid, widths = csv_read.parse(name, text, delimiter)
-    sheet = _from_grid(name, stem, grid, None, is_text=True, may_hold_nul="\x00" in text, widths=widths)
+    grid, shared = csv_read.parse(name, text, delimiter)
+    sheet = _from_grid(name, stem, grid, None, is_text=True, may_hold_nul="\x00" in text, shared=shared)
     return sheet if sheet is not None else _no_data(name)[0]
 
 
@@ -305,7 +305,7 @@ def _texts(values: tuple) -> list[str | None]:
 
 
 def _from_grid(file: str, sheet_name: str, grid: list[list[object]], numbers: list[int] | None = None,
-               is_text: bool = False, may_hold_nul: bool = True, widths: list[int] | None = None) -> Sheet | None:
+               is_text: bool = False, may_hold_nul: bool = True, shared: bool = False) -> Sheet | None:
     """Find the header, drop empty rows/columns, keep spreadsheet row numbers.
 
     ``numbers`` are the spreadsheet numbers of ``grid``'s rows (default 1, 2, ...). The header is the first of
@@ -321,7 +321,7 @@ def _from_grid(file: str, sheet_name: str, grid: list[list[object]], numbers: li
     if width == 0:
         return None
     padded = (r if len(r) == width else list(r) + [None] * (width - len(r)) for r in grid)
-    texts = _texts if widths is None else _texts_shared
+    texts = _texts_shared if shared else _texts
     cols = [texts(c) for c in zip(*padded, strict=True)]
     nonempty = [any(t) for t in zip(*cols, strict=True)]
     filled = [i for i, ne in enumerate(nonempty) if ne]
@@ -332,7 +332,7 @@ def _from_grid(file: str, sheet_name: str, grid: list[list[object]], numbers: li
     header = [c[header_index] for c in cols]
     data_rows = [i for i in filled if i > header_index]
     if is_text and header_note is None:  # (a guessed header proves nothing about the rows' width)
-        header_width = widths[header_index] if widths is not None else len(grid[header_index])
+        header_width = 1 + max((j for j in range(width) if header[j] is not None), default=-1)
         _refuse_cells_beyond_header(file, cols, header_width, data_rows, numbers)
     keep = [j for j in range(width) if header[j] is not None or any(cols[j][i] is not None for i in data_rows)]
     headers: list[str] = []
@@ -379,14 +379,15 @@ def _find_header(cols: list[list[str | None]], filled: list[int], numbers: list[
 
 def _refuse_cells_beyond_header(file: str, cols: list[list[str | None]], header_width: int, data_rows: list[int],
                                 numbers: list[int]) -> None:
-    """In a CSV, a value beyond the header's last field means a delimiter inside a cell that is not quoted (or a
-    lost quote): the row's cells are shifted, so the file is refused rather than read one column off."""
+    """In a CSV, a value right of the last header means a delimiter inside a cell that is not quoted (or a lost
+    quote): the row's cells are shifted, so the file is refused rather than read one column off."""
     for j in range(header_width, len(cols)):
         i = next((i for i in data_rows if cols[j][i] is not None), None)
         if i is not None:
-            raise InputError(file, f"row {numbers[i]}, column {_col_letter(j)}: a value past the header's last "
-                                   f"field ({_col_letter(header_width - 1)}): a cell holding the delimiter without "
-                                   f"quotes, or a lost quote? ({shorten(cols[j][i], 40)!r})")
+            last = _col_letter(header_width - 1) if header_width else "none"
+            raise InputError(file, f"row {numbers[i]}, column {_col_letter(j)}: a value right of the last header "
+                                   f"({last}): a cell holding the delimiter without quotes, a lost quote, or a "
+                                   f"column without a header? ({shorten(cols[j][i], 40)!r})")
 
 
 def _refuse_nul(file: str, sheet: str, column: list[str | None], numbers: list[int], j: int, is_text: bool) -> None:

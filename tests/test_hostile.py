@@ -364,7 +364,7 @@ def test_csv_row_wider_than_its_header_is_refused_not_shifted(tmp_path, quoted):
     f = tmp_path / "wide.csv"
     first = '"K0",Course 0' if quoted else "K0,Course 0"
     f.write_text(f"external_id,title,mangoes,description\n{first},{MANGO},x\nK1,Course 1,{MANGO},Learn A, B and C\n")
-    refused(validate_cli(str(f)), "wide.csv", "row 3, column E", "past the header's last field (D)")
+    refused(validate_cli(str(f)), "wide.csv", "row 3, column E", "right of the last header (D)")
 
 
 def test_utf8_with_one_damaged_byte_is_not_read_as_windows_1252(tmp_path):
@@ -374,3 +374,36 @@ def test_utf8_with_one_damaged_byte_is_not_read_as_windows_1252(tmp_path):
     g = tmp_path / "cp1252.csv"
     g.write_bytes(f"title,mangoes\nCafé “x”,{MANGO}\n".encode("cp1252"))
     assert build_plan([g]).items[0].title == "Café “x”"
+
+
+class _Store:
+    """Just what write_results reads from a RowStore."""
+
+    def __init__(self, records: list[dict], headers: dict[str, list[str]]) -> None:
+        self.records, self.headers = records, headers
+
+    def job(self, job_id: str) -> dict:
+        return {"headers": self.headers}
+
+    def rows(self, job_id: str) -> list[dict]:
+        return self.records
+
+
+def test_results_file_with_control_characters_and_several_sheets(tmp_path):
+    from importer.results import write_results
+
+    def record(sheet: str, row: int, title: str, state: str = "dead") -> dict:
+        return {"sheet": sheet, "row": row, "kind": "course", "state": state, "key": f"K{row}", "title": title,
+                "source": {"title": title, "mangoes": MANGO}, "error": {"message": f"bad\x0bthing in {title}"},
+                "attempts": 1, "finished_at": None}
+
+    store = _Store([record("courses", 2, "Bell\x07"), record("chapters", 2, "=cmd|' /C calc'!A0")],
+                   {"courses": ["title", "mangoes"], "chapters": ["title", "mangoes"]})
+    path = write_results(store, "job", tmp_path / "results.xlsx")
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["courses", "chapters"]
+    courses = [c.value for c in book["courses"][2]]
+    assert "Bell␇" in courses and "bad␋thing in Bell␇" in courses
+    assert "'=cmd|' /C calc'!A0" in [c.value for c in book["chapters"][2]]
+    single = write_results(_Store([record("courses", 2, "Nul\x00")], {}), "job", tmp_path / "one.xlsx")
+    assert "Nul␀" in [c.value for c in openpyxl.load_workbook(single).active[2]]
