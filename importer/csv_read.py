@@ -86,16 +86,44 @@ def parse(name: str, text: str, delimiter: str) -> tuple[list[list[object]], boo
     makes the checks after reading markedly faster on large files. Anything else goes through the strict csv
     module.
     """
-    if '"' not in text and "\x00" not in text:
-        plain = _parse_plain(text, delimiter)
-        if plain is not None:
-            return plain, True
+    if '"' not in text:
+        at = _too_long_cell(text, delimiter)
+        if at is not None:
+            line = text.count("\n", 0, at) + 1
+            raise InputError(name, f"row {line} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
+                                   "no field may be that long")
+        if "\x00" not in text:
+            plain = _parse_plain(text, delimiter)
+            if plain is not None:
+                return plain, True
     old_limit = csv.field_size_limit()
     csv.field_size_limit(MAX_CELL_CHARS)
     try:
         return _parse(name, text, delimiter), False
     finally:
         csv.field_size_limit(old_limit)
+
+
+def _too_long_cell(text: str, delimiter: str) -> int | None:
+    """Where a cell longer than MAX_CELL_CHARS starts in quote-free text, else None. Looks only at lines longer
+    than that: each step jumps to the last line break within the next MAX_CELL_CHARS characters."""
+    pos, size = 0, len(text)
+    while size - pos > MAX_CELL_CHARS:
+        end = pos + MAX_CELL_CHARS + 1
+        brk = max(text.rfind("\n", pos, end), text.rfind("\r", pos, end))
+        if brk >= 0:
+            pos = brk + 1
+            continue
+        stop = min(i for i in (text.find("\n", end), text.find("\r", end), size) if i >= 0)
+        start = pos
+        while start <= stop:
+            cut = text.find(delimiter, start, stop)
+            cut = stop if cut < 0 else cut
+            if cut - start > MAX_CELL_CHARS:
+                return start
+            start = cut + 1
+        pos = stop + 1
+    return None
 
 
 def _parse_plain(text: str, delimiter: str) -> list[list[object]] | None:
@@ -105,15 +133,11 @@ def _parse_plain(text: str, delimiter: str) -> list[list[object]] | None:
                             na_filter=False, skip_blank_lines=False, engine="c", quoting=csv.QUOTE_NONE)
     except (pd.errors.ParserError, ValueError):
         return None
-    grid = frame.to_numpy()
-    for j in range(grid.shape[1]):
-        if max(map(len, grid[:, j]), default=0) > MAX_CELL_CHARS:
-            return None  # the csv module says which cell is too long
-    return grid.tolist()
+    return frame.to_numpy().tolist()
 
 
 def _parse(name: str, text: str, delimiter: str) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(_lines(text), delimiter=delimiter, strict=True)
     rows: list[list[str]] = []
     append = rows.append
     line = 1
@@ -125,25 +149,23 @@ def _parse(name: str, text: str, delimiter: str) -> list[list[str]]:
             end = reader.line_num
             if end != line:
                 if lines is None:
-                    lines = io.StringIO(text, newline="").readlines()
+                    lines = list(_lines(text))
                 width = width or max((len(r) for r in rows if any(r)), default=0)
                 _check_multiline(name, lines, record, len(rows), line, end, delimiter, width)
             line = end + 1
     except csv.Error as exc:
         message = str(exc)
         row = len(rows) + 1
-        if lines is None:
-            lines = io.StringIO(text, newline="").readlines()
-        first_line = lines[line - 1] if line - 1 < len(lines) else ""
+        if "field larger than field limit" in message:
+            raise InputError(name, f"row {row} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
+                                   "no field may be that long") from None
+        first_line = lines[line - 1] if lines is not None and line - 1 < len(lines) else _nth_line(text, line)
         column = _open_quote_column(first_line, delimiter)
         where = f"row {row} (line {line})" + (f", column {_letter(column)}" if column is not None else "")
         if "unexpected end of data" in message:
             raise InputError(name, f"{where}: a quote opened here is never closed, so every line after it would "
                                    "be read into this one cell; close the quote (a quote inside a cell is written "
                                    "twice: \"\")") from None
-        if "field larger than field limit" in message:
-            raise InputError(name, f"row {row} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
-                                   "no field may be that long") from None
         if "expected after" in message and reader.line_num == line:
             raise InputError(name, f"{where}: text after the closing quote of a quoted cell; put the whole cell "
                                    "in quotes, or write a quote inside a cell twice (\"\")") from None
@@ -153,6 +175,16 @@ def _parse(name: str, text: str, delimiter: str) -> list[list[str]]:
                                    "after it into this cell") from None
         raise InputError(name, f"row {row} (line {line}): cannot be parsed as CSV ({message})") from None
     return rows
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _lines(text: str):  # noqa: ANN202 - a generator of str
+    """The lines of ``text`` with their ends, as open(newline='') gives them, without copying the text into a
+    StringIO (whose buffer takes four bytes a character)."""
+    for match in _LINE.finditer(text):
+        yield match.group()
 
 
 def _check_multiline(name: str, lines: list[str], record: list[str], row: int, start: int, end: int,
@@ -179,8 +211,17 @@ def _check_multiline(name: str, lines: list[str], record: list[str], row: int, s
                                        f"({shorten(piece, 50)!r}); a quote is probably not closed")
 
 
+def _nth_line(text: str, n: int) -> str:
+    for number, line in enumerate(_lines(text), 1):
+        if number == n:
+            return line
+    return ""
+
+
 def _open_quote_column(line: str, delimiter: str) -> int | None:
-    """Index of the field whose quote opens on this line and is still open at its end."""
+    """Index of the field whose quote opens on this line and is still open at its end (first 100,000
+    characters of the line)."""
+    line = line[:100_000]
     column, in_quote, at_start, opened = 0, False, True, None
     i = 0
     while i < len(line):

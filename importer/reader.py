@@ -117,7 +117,7 @@ def _read_bytes(name: str, path: Path) -> bytes:
         raise InputError(name, f"cannot be read ({exc.strerror or exc})") from None
     if len(data) > MAX_FILE_BYTES:
         raise InputError(name, f"is larger than {MAX_FILE_BYTES >> 20} MB: split it into smaller files")
-    if not data.strip():
+    if not data or data.isspace():
         raise InputError(name, "the file is empty")
     return data
 
