@@ -12,6 +12,7 @@ import io
 import math
 import stat
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -39,8 +40,9 @@ class Sheet:
     file: str
     name: str
     headers: list[str]
-    #: column header -> list of cell texts (None for empty), aligned with ``row_numbers``.
-    columns: dict[str, list[str | None]]
+    #: column header -> cell texts (None for empty), aligned with ``row_numbers``; read-only tuples, which the
+    #: garbage collector stops walking once it has seen them (a 100,000-row sheet is the norm).
+    columns: dict[str, Sequence[str | None]]
     row_numbers: list[int]
     notes: list[str] = field(default_factory=list)
     #: A repeated header is renamed ``title (column D)``; this maps the new name back to the header as written.

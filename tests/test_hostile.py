@@ -267,10 +267,28 @@ def test_length_limits_per_field(tmp_path):
                       (3, "description", "too long: 50,001 characters (at most 50,000 for description)")]
 
 
-def test_a_cell_over_a_megabyte_is_refused_while_reading(tmp_path):
+@pytest.mark.parametrize("size", [csv_read.MAX_CELL_CHARS + 10, 60_000_000])
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_cell_over_a_megabyte_is_refused_while_reading(tmp_path, size, quoted):
     f = tmp_path / "huge.csv"
-    f.write_text(f"title,mangoes\n{'t' * (csv_read.MAX_CELL_CHARS + 10)},{MANGO}\n")
-    refused(validate_cli(str(f)), "huge.csv", "row 2", "longer than 1,048,576")
+    first = f'"K1",x,{MANGO}\n' if quoted else f"K1,x,{MANGO}\n"
+    f.write_text(f"external_id,title,mangoes\n{first}K2,{'t' * size},{MANGO}\n")
+    refused(validate_cli(str(f)), "huge.csv", "row 3 (line 3)", "longer than 1,048,576")
+
+
+def test_calamine_password_error_says_password_protected(tmp_path, monkeypatch):
+    """An encrypted .xls (BIFF FILEPASS) makes calamine raise PasswordError; that is 'password-protected' too."""
+    import python_calamine
+
+    from importer import reader
+
+    def locked(_filelike):  # noqa: ANN001, ANN202
+        raise python_calamine.PasswordError("Workbook is password protected")
+
+    monkeypatch.setattr(reader.CalamineWorkbook, "from_filelike", locked)
+    f = write_xlsx(tmp_path / "x.xlsx", {"courses": [HEADER, *course_rows(1)]})
+    with pytest.raises(InputError, match="password-protected"):
+        read_file(f)
 
 
 def test_long_title_in_a_workbook_is_a_row_error(tmp_path):
