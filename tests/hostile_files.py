@@ -51,14 +51,18 @@ def write_xlsx(path: Path, sheets: dict[str, list[list[object]]], hidden: dict[s
     return path
 
 
-def write_ods(path: Path, tables: dict[str, list[list[str]]], far: tuple[int, int] | None = None) -> Path:
-    """A minimal OpenDocument spreadsheet; ``far`` = (empty rows, empty columns) before one stray value."""
+def write_ods(path: Path, tables: dict[str, list[list[str]]], far: tuple[int, int] | None = None,
+              hidden: tuple[str, ...] = ()) -> Path:
+    """A minimal OpenDocument spreadsheet; ``far`` = (empty rows, empty columns) before one stray value;
+    ``hidden`` tables get a table style with display="false", as LibreOffice's Hide Sheet writes it."""
     ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
           'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
-          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+          'xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0"')
     body = []
     for name, rows in tables.items():
-        body.append(f'<table:table table:name="{escape(name)}">')
+        style = ' table:style-name="hide"' if name in hidden else ""
+        body.append(f'<table:table table:name="{escape(name)}"{style}>')
         for row in rows:
             cells = "".join(f'<table:table-cell office:value-type="string"><text:p>{escape(v)}</text:p>'
                             "</table:table-cell>" for v in row)
@@ -72,6 +76,8 @@ def write_ods(path: Path, tables: dict[str, list[list[str]]], far: tuple[int, in
                         "</table:table-row>")
         body.append("</table:table>")
     content = (f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns} office:version="1.2">'
+               '<office:automatic-styles><style:style style:name="hide" style:family="table">'
+               '<style:table-properties table:display="false"/></style:style></office:automatic-styles>'
                f'<office:body><office:spreadsheet>{"".join(body)}</office:spreadsheet></office:body>'
                "</office:document-content>")
     manifest = ('<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '

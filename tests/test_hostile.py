@@ -147,6 +147,13 @@ def test_hidden_courses_sheet_is_never_imported(tmp_path, state):
     assert [i.key for i in plan.items] == ["V1"]
 
 
+def test_hidden_ods_table_is_never_imported(tmp_path):
+    f = write_ods(tmp_path / "h.ods", {"Sheet1": [HEADER, ["V1", "Visible", MANGO, ""]],
+                                       "courses": [HEADER, *course_rows(3)]}, hidden=("courses",))
+    out = fine(validate_cli(str(f)))
+    assert "1 courses to create" in out and "h.ods [courses]" in out and "hidden sheet ignored" in out
+
+
 def test_only_hidden_sheets_is_an_error_that_says_so(tmp_path):
     f = write_xlsx(tmp_path / "h.xlsx", {"Sheet1": [], "courses": [HEADER, *course_rows(2)]},
                    hidden={"courses": "hidden"})
