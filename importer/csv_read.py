@@ -64,7 +64,8 @@ _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|
 
 def _looks_utf16(head: bytes) -> bool:
     even, odd = head[0::2], head[1::2]
-    return max(even.count(0), odd.count(0)) > 0.3 * len(head) / 2 and min(even.count(0), odd.count(0)) < 0.05 * len(head)
+    zeros = sorted((even.count(0), odd.count(0)))
+    return zeros[1] > 0.3 * len(head) / 2 and zeros[0] < 0.05 * len(head)
 
 
 def sniff_delimiter(text: str) -> str:

@@ -3,6 +3,11 @@
 Every cell comes out as trimmed text or None, so that ids stay exactly as typed and
 nothing is guessed as a number or a date. A ``Sheet`` remembers each row's number as the
 spreadsheet shows it (header = row 1), also after empty rows are dropped.
+
+Hostile input (issue 16) ends in one ``InputError`` line, never a traceback, a hang or a changed row: only
+regular files are opened; a workbook sheet is measured from its XML before calamine builds its grid
+(``xlsx_bounds``); hidden sheets are skipped and reported; CSV quotes are read strictly (``csv_read``); a NUL
+anywhere, or a CSV value right of the last header, refuses the file with its row and column.
 """
 
 from __future__ import annotations
@@ -371,7 +376,8 @@ def _find_header(cols: list[list[str | None]], filled: list[int], numbers: list[
         if any(c[i] is not None and normalise_header(c[i]) in known for c in cols):
             if k:
                 above = next(c[scanned[0]] for c in cols if c[scanned[0]] is not None)
-                span = f"row {numbers[scanned[0]]}" if k == 1 else f"rows {numbers[scanned[0]]}–{numbers[scanned[k - 1]]}"
+                first, last = numbers[scanned[0]], numbers[scanned[k - 1]]
+                span = f"row {first}" if k == 1 else f"rows {first}–{last}"
                 notes.append(f"the header is row {numbers[i]}: {span} above it ({shorten(above, 40)!r}…) skipped")
             return i, None
     span = f"row {numbers[scanned[0]]}" if len(scanned) == 1 else f"rows {numbers[scanned[0]]}–{numbers[scanned[-1]]}"

@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 import openpyxl
 
 from importer import csv_read
-from tests.hostile_files import MANGO, ROOT, rewrite_zip
+from tests.hostile_files import MANGO, ROOT
 
 SEED = 16
 HEADER = ["external_id", "title", "mangoes", "description"]
@@ -193,7 +193,8 @@ def same_xlsx(rng: random.Random, rows: list[list[str]]) -> tuple[str, bytes, st
     if kind == "empty_sheet":
         return ".xlsx", xlsx_bytes({"courses": table, "Notes": []}), "same"
     data = xlsx_bytes({"courses": table})
-    return ".xlsx", _edit_zip(data, lambda n, d: d.replace(b'<dimension ref="A1:D13"', b'<dimension ref="A1:XFD1048576"')
+    huge = b'<dimension ref="A1:XFD1048576"'
+    return ".xlsx", _edit_zip(data, lambda n, d: d.replace(b'<dimension ref="A1:D13"', huge)
                               if "worksheets/" in n else d), "same"
 
 
