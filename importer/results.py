@@ -6,7 +6,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from importer.tables import write_table
+from importer.tables import write_sheets, write_table
 from tasks import operations
 from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, iso
@@ -47,17 +47,8 @@ def write_results(store: RowStore, job_id: str, path: Path) -> Path:
     for rec in records:
         by_sheet.setdefault(rec.sheet, []).append(rec)
     if path.suffix.lower() == ".xlsx" and len(by_sheet) > 1:
-        import pandas as pd
-
-        from importer.tables import defuse
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with pd.ExcelWriter(path, engine="openpyxl") as writer:
-            for sheet, recs in by_sheet.items():
-                columns = _columns(headers, sheet, recs)
-                rows = [{c: defuse(result_row(r).get(c)) for c in columns} for r in recs]
-                pd.DataFrame(rows, columns=columns, dtype=object).to_excel(writer, sheet_name=sheet[:31], index=False)
-        return path
+        return write_sheets(path, [(sheet, _columns(headers, sheet, recs), [result_row(r) for r in recs])
+                                   for sheet, recs in by_sheet.items()])
     columns: list[str] = []
     for sheet, recs in by_sheet.items():
         columns += [c for c in _columns(headers, sheet, recs) if c not in columns]

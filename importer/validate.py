@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from importer import limits
 from importer.columns import canonical_lookup, closest, normalise_header, operation_from_headers, \
     operation_from_sheet_name
 from importer.plan import Plan
@@ -56,6 +57,8 @@ def build_plan(paths: list[str | Path], options: Options | None = None) -> Plan:
     for path in paths:
         source = read_file(path)
         plan.files.append({"name": source.path.name, "checksum": source.checksum})
+        for sheet_name, reason in source.warnings:  # hidden sheets (issue 16)
+            plan.problems.append(Problem(source.path.name, sheet_name, None, None, "", WARNING, reason))
         sheets.extend(_classify(source.sheets, options, plan))
     used_ids: set[str] = set()
     for op in operations.sheet_operations():  # registry order: parents before the rows that name them
@@ -94,7 +97,8 @@ def _classify(sheets: list[Sheet], options: Options, plan: Plan) -> list[tuple[S
             markers = dict.fromkeys(m.name for o in ops for m in o.columns if m.marker)
             plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", severity,
                                          f"cannot tell whether this sheet holds {' or '.join(o.sheet for o in ops)}:"
-                                         f" it has none of the columns {', '.join(markers)}"))
+                                         f" it has none of the columns {', '.join(markers)}"
+                                         + (f"; {sheet.header_note}" if sheet.header_note else "")))
             continue
         out.append((sheet, op))
     return out
@@ -107,7 +111,8 @@ def _map_headers(sheet: Sheet, op: Operation, options: Options, plan: Plan) -> d
     user = {normalise_header(k): v for k, v in options.mapping.items()}
     mapped: dict[str, str] = {}
     for header in sheet.headers:
-        target = user.get(normalise_header(header)) or lookup.get(normalise_header(header))
+        written = sheet.original.get(header, header)  # a repeated header means the same column (issue 16)
+        target = user.get(normalise_header(written)) or lookup.get(normalise_header(written))
         if target is not None and target not in rules:
             target = None
         if target is None:
@@ -188,7 +193,7 @@ def _check_sheet(sheet: Sheet, op: Operation, options: Options, plan: Plan, used
 
 def _records(sheet: Sheet, op: Operation, mapped: dict[str, str], options: Options) -> Iterator[SheetRow]:
     """Every row of the sheet with each mapped column's rule applied (``--set`` fills empty cells)."""
-    rule_table = op.rules()
+    rule_table = limits.bounded(op.rules(), {column: sheet.columns[header] for header, column in mapped.items()})
     constants = {c: v for c, v in options.constants.items() if c in rule_table}
     present = set(mapped.values())
     headers = list(sheet.headers)

@@ -38,6 +38,15 @@ def plan_or_exit(files: tuple[str, ...], options: Options) -> Plan:
         return build_plan(list(files), options)
     except InputError as exc:
         raise CommandError(str(exc), EXIT_INVALID_INPUT) from None
+    except RecursionError:
+        raise CommandError("the input is nested too deeply to check", EXIT_INVALID_INPUT) from None
+    except MemoryError:
+        raise CommandError("the input is too large to check in memory; split it into smaller files",
+                           EXIT_INVALID_INPUT) from None
+    except Exception as exc:  # noqa: BLE001 - a bug must still end in one line, not a traceback (issue 16)
+        text = " ".join(str(exc).split())[:200]
+        raise CommandError(f"could not check {', '.join(Path(f).name for f in files)} (unexpected "
+                           f"{type(exc).__name__}: {text}); please report this", EXIT_INVALID_INPUT) from None
 
 
 def print_problems(plan: Plan, limit: int = SHOWN_PROBLEMS) -> None:
@@ -74,7 +83,11 @@ def write_problems(plan: Plan, path: str) -> Path:
 def run_validate(files: tuple[str, ...], options: Options, report: str | None, as_json: bool) -> int:
     plan = plan_or_exit(files, options)
     if report:
-        write_problems(plan, report)
+        try:
+            write_problems(plan, report)
+        except (OSError, ValueError) as exc:
+            click.echo(f"error: cannot write {report}: {exc}", err=True)
+            return EXIT_INVALID_INPUT
     if as_json:
         click.echo(json.dumps({"valid": plan.ok, "summary": plan.summary(), "files": plan.files,
                                "problems": [p.as_dict() for p in plan.problems]}, indent=2))

@@ -1,0 +1,272 @@
+"""CSV/TSV/TXT into a grid of texts: encoding, delimiter, and quotes that swallow rows.
+
+A quote that is opened and never closed makes every line after it part of one cell. Spreadsheet programs and
+pandas accept that silently; here it is an error naming the row (as Excel would number it), the line and the
+column where the quote opened. Quotes are read strictly: text after a closing quote (``"x" ,y``) is an error
+too, because the lenient reading of it shifts the row's cells one column over without a word.
+A cell that spans lines may hold line breaks, but not what looks like whole rows (a quote closed rows later).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+
+import pandas as pd
+
+from importer.problems import InputError, shorten
+
+#: No cell may be longer than this (a file-level refusal; known columns have much lower limits, see limits.py).
+MAX_CELL_CHARS = 1 << 20
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode(name: str, data: bytes) -> str:
+    """UTF-8/16/32 by byte-order mark; else UTF-8, then Windows-1252, then Latin-1 (which always succeeds)."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise InputError(name, f"starts with a {encoding.upper()} byte-order mark but is not valid "
+                                       f"{encoding.upper()} text (at byte {exc.start:,})") from None
+    head = data[:4096]
+    if b"\x00" in head:
+        if _looks_utf16(head):
+            raise InputError(name, "looks like UTF-16 text without a byte-order mark; save it as 'CSV UTF-8' "
+                                   "(or 'Unicode Text', which has one)")
+        raise InputError(name, "is not a text file (binary content); for Excel files use .xlsx")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if _UTF8_SEQUENCE.search(data):
+            # Real UTF-8 text with a damaged byte: reading it all as Windows-1252 would garble every accent.
+            line = data.count(b"\n", 0, exc.start) + 1
+            start = data.rfind(b"\n", 0, exc.start) + 1
+            first = data[:data.find(b"\n")] if b"\n" in data else data
+            delimiter = max((b",", b";", b"\t"), key=first.count)
+            column = data.count(delimiter, start, exc.start)
+            raise InputError(name, f"line {line}, column {_letter(column)}: byte 0x{data[exc.start]:02X} is not "
+                                   "UTF-8, though the rest of the file is; the file is damaged or mixes encodings "
+                                   "(save it again as 'CSV UTF-8')") from None
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+#: A multi-byte UTF-8 sequence (an accented letter, a curly quote...): the file is UTF-8, not Windows-1252.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _looks_utf16(head: bytes) -> bool:
+    even, odd = head[0::2], head[1::2]
+    zeros = sorted((even.count(0), odd.count(0)))
+    return zeros[1] > 0.3 * len(head) / 2 and zeros[0] < 0.05 * len(head)
+
+
+def sniff_delimiter(text: str) -> str:
+    lines = text[:200_000].splitlines()[:50]
+    sample = "\n".join(lines)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        first = next((line for line in lines if line.strip()), "")
+        return max(",;\t", key=first.count)
+
+
+def parse(name: str, text: str, delimiter: str) -> tuple[list[list[object]], bool]:
+    """Records, one per spreadsheet row (a blank line is an empty row), and whether equal texts in them are
+    already one object (pandas' reader). Raises InputError.
+
+    Text without a quote (or NUL) cannot hold a quoted cell, so it is split by pandas' C reader, as before this
+    module existed: a column's texts then come out together in memory, and equal texts as one object, which
+    makes the checks after reading markedly faster on large files. Anything else goes through the strict csv
+    module.
+    """
+    if '"' not in text:
+        at = _too_long_cell(text, delimiter)
+        if at is not None:
+            line = text.count("\n", 0, at) + 1
+            raise InputError(name, f"row {line} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
+                                   "no field may be that long")
+        if "\x00" not in text:
+            plain = _parse_plain(text, delimiter)
+            if plain is not None:
+                return plain, True
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(MAX_CELL_CHARS)
+    try:
+        return _parse(name, text, delimiter), False
+    finally:
+        csv.field_size_limit(old_limit)
+
+
+def _too_long_cell(text: str, delimiter: str) -> int | None:
+    """Where a cell longer than MAX_CELL_CHARS starts in quote-free text, else None. Looks only at lines longer
+    than that: each step jumps to the last line break within the next MAX_CELL_CHARS characters."""
+    pos, size = 0, len(text)
+    while size - pos > MAX_CELL_CHARS:
+        end = pos + MAX_CELL_CHARS + 1
+        brk = max(text.rfind("\n", pos, end), text.rfind("\r", pos, end))
+        if brk >= 0:
+            pos = brk + 1
+            continue
+        stop = min(i for i in (text.find("\n", end), text.find("\r", end), size) if i >= 0)
+        start = pos
+        while start <= stop:
+            cut = text.find(delimiter, start, stop)
+            cut = stop if cut < 0 else cut
+            if cut - start > MAX_CELL_CHARS:
+                return start
+            start = cut + 1
+        pos = stop + 1
+    return None
+
+
+def _parse_plain(text: str, delimiter: str) -> list[list[object]] | None:
+    """pandas' C reader; None when a row has more fields than the first (then the csv module reads it)."""
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
+                            na_filter=False, skip_blank_lines=False, engine="c", quoting=csv.QUOTE_NONE)
+    except (pd.errors.ParserError, ValueError):
+        return None
+    return frame.to_numpy().tolist()
+
+
+def _parse(name: str, text: str, delimiter: str) -> list[list[str]]:
+    """Strict; when every record is one line (the common case) in one C-speed pass, else record by record."""
+    try:
+        rows = list(csv.reader(_source(text), delimiter=delimiter, strict=True))
+    except csv.Error:
+        rows = None  # the careful pass below says where
+    ends = text.count("\n") + text.count("\r") - text.count("\r\n")
+    if rows is not None and len(rows) == ends + (not text.endswith(("\n", "\r"))):
+        return rows
+    return _parse_tracked(name, text, delimiter)
+
+
+def _source(text: str):  # noqa: ANN202 - an iterable of lines
+    """Lines as open(newline='') gives them: a StringIO is quickest, but takes four bytes a character."""
+    return io.StringIO(text, newline="") if len(text) <= 32 << 20 else _lines(text)
+
+
+def _parse_tracked(name: str, text: str, delimiter: str) -> list[list[str]]:
+    reader = csv.reader(_source(text), delimiter=delimiter, strict=True)
+    rows: list[list[str]] = []
+    append = rows.append
+    line = 1
+    width = 0
+    lines: list[str] | None = None
+    try:
+        for record in reader:
+            append(record)
+            end = reader.line_num
+            if end != line:
+                if lines is None:
+                    lines = list(_lines(text))
+                width = width or max((len(r) for r in rows if any(r)), default=0)
+                _check_multiline(name, lines, record, len(rows), line, end, delimiter, width)
+            line = end + 1
+    except csv.Error as exc:
+        message = str(exc)
+        row = len(rows) + 1
+        if "field larger than field limit" in message:
+            raise InputError(name, f"row {row} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
+                                   "no field may be that long") from None
+        first_line = lines[line - 1] if lines is not None and line - 1 < len(lines) else _nth_line(text, line)
+        column = _open_quote_column(first_line, delimiter)
+        where = f"row {row} (line {line})" + (f", column {_letter(column)}" if column is not None else "")
+        if "unexpected end of data" in message:
+            raise InputError(name, f"{where}: a quote opened here is never closed, so every line after it would "
+                                   "be read into this one cell; close the quote (a quote inside a cell is written "
+                                   "twice: \"\")") from None
+        if "expected after" in message and reader.line_num == line:
+            raise InputError(name, f"{where}: text after the closing quote of a quoted cell; put the whole cell "
+                                   "in quotes, or write a quote inside a cell twice (\"\")") from None
+        if "expected after" in message:
+            raise InputError(name, f"{where}: a quoted cell runs from line {line} to line {reader.line_num} and "
+                                   "ends in a stray quote; a quote is probably not closed, which merges the rows "
+                                   "after it into this cell") from None
+        raise InputError(name, f"row {row} (line {line}): cannot be parsed as CSV ({message})") from None
+    return rows
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _lines(text: str):  # noqa: ANN202 - a generator of str
+    """The lines of ``text`` with their ends, as open(newline='') gives them, without copying the text into a
+    StringIO (whose buffer takes four bytes a character)."""
+    for match in _LINE.finditer(text):
+        yield match.group()
+
+
+def _check_multiline(name: str, lines: list[str], record: list[str], row: int, start: int, end: int,
+                     delimiter: str, width: int) -> None:
+    """A record over several lines: its cells may hold line breaks, not whole rows."""
+    raw = "".join(lines[start - 1:end])
+    try:
+        list(csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error:
+        column = _open_quote_column(lines[start - 1], delimiter)
+        where = f"row {row} (line {start})" + (f", column {_letter(column)}" if column is not None else "")
+        raise InputError(name, f"{where}: a quoted cell runs from line {start} to line {end} and ends in a stray "
+                               "quote; a quote is probably not closed, which merges the rows after it into this "
+                               "cell") from None
+    if width < 3:
+        return
+    for index, cell in enumerate(record):
+        if "\n" not in cell and "\r" not in cell:
+            continue
+        for piece in re.split(r"\r\n|\r|\n", cell)[1:]:
+            if piece.count(delimiter) >= width - 1:
+                raise InputError(name, f"row {row} (line {start}), column {_letter(index)}: a quoted cell runs over "
+                                       f"lines {start}–{end} and holds what looks like a whole row "
+                                       f"({shorten(piece, 50)!r}); a quote is probably not closed")
+
+
+def _nth_line(text: str, n: int) -> str:
+    for number, line in enumerate(_lines(text), 1):
+        if number == n:
+            return line
+    return ""
+
+
+def _open_quote_column(line: str, delimiter: str) -> int | None:
+    """Index of the field whose quote opens on this line and is still open at its end (first 100,000
+    characters of the line)."""
+    line = line[:100_000]
+    column, in_quote, at_start, opened = 0, False, True, None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if in_quote:
+            if ch == '"':
+                if line[i + 1:i + 2] == '"':
+                    i += 1
+                else:
+                    in_quote = False
+        elif ch == delimiter:
+            column, at_start = column + 1, True
+            i += 1
+            continue
+        elif ch == '"' and at_start:
+            in_quote, opened = True, column
+        elif ch in "\r\n":
+            break
+        at_start = False
+        i += 1
+    return opened
+
+
+def _letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
