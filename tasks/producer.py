@@ -44,7 +44,7 @@ def mark_dead(store: RowStore, job_id: str, row: Row, failure: RowFailure) -> No
     """Dead-letter the row with its reason; rows waiting for it die with DEPENDENCY_FAILED (all the way down)."""
     row.state, row.error, row.next_attempt_at, row.finished_at = RowState.DEAD, failure, None, now()
     store.save(job_id, row)
-    log.info("%s %s dead: %s", job_id, row.row_id, failure)
+    log.warning("%s %s dead: %s", job_id, row.row_id, failure)
     release_dependents(store, job_id, row)
 
 

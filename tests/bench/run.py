@@ -203,7 +203,7 @@ def worker_cpu(procs: list[Worker]) -> float:
 
 
 def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: str, limit: int = 120,
-               workers: int = 2, concurrency: int = 8, count_after_latency: bool = False,
+               workers: int = 2, concurrency: int = 8, count_after_latency: bool = False, loglevel: str = "WARNING",
                profile: Path | None = None, **worker_settings: str) -> dict:
     """``keys`` creators at once (one token and host each, a credentials file), ``rows`` course rows each.
 
@@ -218,7 +218,7 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
     creds = work / "creds.yaml"
     creds.write_text("".join(f"{h}: {t}\n" for t, h in tokens.items()))
     env = worker_env(redis.url, sandbox.url, "unused", TAGMANGO_CREDENTIALS_FILE=str(creds), **worker_settings)
-    procs = [Worker(env, work / f"k{i}.log", f"keys{i}", concurrency).start() for i in range(workers)]
+    procs = [Worker(env, work / f"k{i}.log", f"keys{i}", concurrency, loglevel).start() for i in range(workers)]
     time.sleep(4)
     store = RowStore.from_url(redis.url)
     plans = [build_plan([courses_csv(work / f"k{k}.csv", rows, f"K{k}x")]) for k in range(keys)]
@@ -355,6 +355,8 @@ def main() -> None:
     parser.add_argument("--count-after-latency", action="store_true",
                         help="the sandbox counts a request when it answers it, not when it arrives")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker in key1/keys4/keys8/limit60")
+    parser.add_argument("--loglevel", default="WARNING", help="workers' log level in key1/keys4/keys8/limit60 "
+                                                             "(WARNING is what tagmango-import starts)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     print(f"# tagmango-importer benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores", flush=True)
@@ -375,7 +377,8 @@ def main() -> None:
                 show(bench_ingest(work, args.ingest_rows))
             if "enqueue" in only:
                 show(bench_enqueue(work, redis, args.ingest_rows))
-            cal = {"count_after_latency": args.count_after_latency, "concurrency": args.threads}
+            cal = {"count_after_latency": args.count_after_latency, "concurrency": args.threads,
+                   "loglevel": args.loglevel}
             keyed = [(name, n, lim) for name, n, lim in (("key1", 1, 120), ("keys4", 4, 120), ("keys8", 8, 120),
                                                            ("limit60", 1, 60)) if name in only]
             for name, n, lim in keyed:
