@@ -123,8 +123,8 @@ _DISPATCH = """
 -- learned limit, paused-until, typical flight.
 -- ARGV: lock owner, lock ttl ms, window us, configured limit, lead us, batch, default flight us, then per
 -- target (2 each): 1 paced / 0 unpaced (no credential for it in this process), target id.
--- Returns {now, wake, then per row handed out: target index, member, slot us, generation}, or {-1} when the
--- lock is not ours.
+-- Returns {now, wake, then per row handed out: target index, member, slot us, generation, attempts so far}, or
+-- {-1} when the lock is not ours. Job keys are built here from the member: one Redis, as everywhere.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
@@ -177,10 +177,18 @@ for i = 0, (#KEYS - 2) / 7 - 1 do
     local at = now
     if j <= paced_taken then at = nxt + (j - 1) * interval end
     local _, _, job, row = string.find(m, '^[^\\31]*\\31([^\\31]*)\\31([^\\31]*)\\31')
+    job, row = job or '', row or ''
+    -- The attempts the row has made so far: Celery's "retries" of its message, which Flower shows.
+    local retries, raw = 0, redis.call('HGET', 'tm:job:' .. job .. ':rows', row)
+    if raw then
+      local ok, rec = pcall(cjson.decode, raw)
+      if ok and type(rec) == 'table' and tonumber(rec['attempts']) then retries = tonumber(rec['attempts']) end
+    end
     out[#out + 1] = i
     out[#out + 1] = m
     out[#out + 1] = at
-    out[#out + 1] = redis.call('HGET', 'tm:job:' .. (job or '') .. ':gen', row or '') or '0'
+    out[#out + 1] = redis.call('HGET', 'tm:job:' .. job .. ':gen', row) or '0'
+    out[#out + 1] = retries
   end
   if paced_taken > 0 then redis.call('SET', slot, nxt + paced_taken * interval, 'EX', 3600) end
   local first = redis.call('ZRANGE', park, 0, 0, 'WITHSCORES')
@@ -243,22 +251,41 @@ class Dispatcher:
         if out[0] == -1:
             return None
         now_us, wake_us = int(out[0]), int(out[1])
-        rows = []
-        for i in range(2, len(out), 4):
-            target = targets[int(out[i])][0]
+        rows, where = [], {}
+        for i in range(2, len(out), 5):
+            target, api_url, host, _cred = targets[int(out[i])]
             op, job_id, row_id, title = parse(out[i + 1])
-            rows.append((op, job_id, row_id, title, int(out[i + 3]), [int(out[i + 2]) / 1e6, target]))
-        if rows:
-            publish_rows(rows)
+            rows.append((op, job_id, row_id, title, int(out[i + 3]), [int(out[i + 2]) / 1e6, target], int(out[i + 4])))
+            where[target] = (api_url, host)
+        sent = 0
+        try:
+            for sent, row in enumerate(rows, start=1):  # noqa: B007 - counts what went out
+                publish_rows([row])
+        except Exception:
+            self.put_back(rows[sent - 1 if sent else 0:], where)
+            raise
         if not targets:
             return IDLE_S
         return min(max((wake_us - now_us) / 1e6, 0.005), IDLE_S)
 
+    def put_back(self, rows: list, where: dict) -> None:
+        """Rows taken out of the park whose message could not be published (Redis going away): park them again,
+        due now. If that fails too, the recovery sweeper finds them (neither parked nor in the broker)."""
+        try:
+            for op, job_id, row_id, title, _gen, (_slot, target), _retries in rows:
+                park(self.r, *where[target], job_id, [(op, row_id, title)], delay=0.0)
+        except redis.RedisError as exc:
+            log.warning("%d dispatched row(s) could not be parked again (%s); the sweeper will find them",
+                        len(rows), exc)
+
     def take_lock(self) -> bool:
-        return bool(self.r.set(LOCK, self.owner, nx=True, px=int(LOCK_TTL_S * 1000)))
+        return bool(self.r.set(LOCK, self.owner, nx=True, px=int(LOCK_TTL_S * 1000))) or \
+            self.r.get(LOCK) == self.owner
 
     # -- the thread --------------------------------------------------------------------------------
     def run(self) -> None:
+        from kombu.exceptions import OperationalError
+
         from tasks.celery_app import app
 
         leader = False
@@ -281,7 +308,7 @@ class Dispatcher:
                             self.r.blpop([WAKE], timeout=wait)
                         else:
                             time.sleep(wait)
-            except redis.ConnectionError as exc:  # Redis restarting: try again shortly
+            except (redis.ConnectionError, OperationalError) as exc:  # Redis restarting: try again shortly
                 log.info("dispatcher paused, Redis unavailable: %s", exc)
                 leader = False
                 self._stop.wait(IDLE_S)
@@ -305,7 +332,8 @@ def task_id(job_id: str, row_id: str) -> str:
 
 
 def send(app, producer, rows: list) -> None:  # noqa: ANN001
-    """Publish dispatched rows ``(op, job id, row id, title, gen, slot_at)`` as Celery messages."""
-    for op, job_id, row_id, title, gen, slot_at in rows:
+    """Publish dispatched rows ``(op, job id, row id, title, gen, slot_at, attempts)`` as Celery messages."""
+    for op, job_id, row_id, title, gen, slot_at, attempts in rows:
         app.send_task(operations.get(op).task_name, args=(job_id, row_id, title), kwargs={"gen": gen, "slot_at": slot_at},
-                      task_id=task_id(job_id, row_id), producer=producer, ignore_result=True, add_to_parent=False)
+                      task_id=task_id(job_id, row_id), retries=attempts, producer=producer, ignore_result=True,
+                      add_to_parent=False)

@@ -44,7 +44,7 @@ def test_each_credential_is_paced_on_its_own_and_a_backlog_slows_no_other(dispat
     assert by_job["job-b"][0][4] == 3 and by_job["job-b"][1][4] == 0  # the generation at dispatch
     slots = [h[5][0] for h in by_job["job-a"]]
     assert all(b - a == pytest.approx(0.15, abs=0.002) for a, b in zip(slots, slots[1:]))
-    assert by_job["job-a"][0][5][1] == target_id(*A)
+    assert by_job["job-a"][0][5][1] == target_id(*A) and by_job["job-a"][0][6] == 0  # attempts so far
     assert r.zcard(park_key(target_id(*B))) == 0 and target_id(*B) not in r.hgetall("tm:park:targets")
 
 
