@@ -87,11 +87,12 @@ return {1, member}
 
 DONE = _NOW + """
 -- KEYS: flight log, typical flight; ARGV: member, ttl s
-if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 1 then
-  local took = now - tonumber(string.match(ARGV[1], '^(%d+)'))
-  local typical = tonumber(redis.call('GET', KEYS[2]) or tostring(took))
-  redis.call('SET', KEYS[2], math.floor(typical * 0.9 + took * 0.1), 'EX', tonumber(ARGV[2]))
-end
+-- Plain ZADD: a request that outlived its assumed longest flight (and dropped out of the log) counts again,
+-- until now + window.
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+local took = now - tonumber(string.match(ARGV[1], '^(%d+)'))
+local typical = tonumber(redis.call('GET', KEYS[2]) or tostring(took))
+redis.call('SET', KEYS[2], math.floor(typical * 0.9 + took * 0.1), 'EX', tonumber(ARGV[2]))
 return now
 """
 

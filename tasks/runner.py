@@ -39,6 +39,10 @@ from tasks.services import Services
 
 log = logging.getLogger("tagmango.rows")
 
+#: A request admitted by ``wait_for_slot`` is sent on that admission only this soon after it; later (the row
+#: first waited for another row's lookup) it is admitted again, so that what the limiter counts is its flight.
+FRESH_ADMISSION_S = 1.0
+
 
 @dataclass(frozen=True)
 class Message:
@@ -101,6 +105,7 @@ class RowRun:
         self.job_id, self.row_id = message.job_id, message.row_id
         #: The rate limiter's flight entry admitted for the next request, and whether any request was admitted.
         self.flight: str | None = None
+        self.flight_at = 0.0
         self.admitted = self.waiting_for_limit = False
 
     def run(self) -> Outcome:
@@ -200,7 +205,7 @@ class RowRun:
         while True:
             admission = limiter.admit(self.cred_key)
             if admission.flight is not None:
-                self.flight, self.admitted = admission.flight, True
+                self.flight, self.flight_at, self.admitted = admission.flight, time.monotonic(), True
                 return None
             if time.monotonic() + admission.wait > deadline:
                 self.waiting_for_limit = True
@@ -211,6 +216,9 @@ class RowRun:
         """The request leaves now: its flight entry (admitted by ``wait_for_slot``, else admitted here, waiting a
         few ms if the budget is full or out a cool-down), and the job's request tallies."""
         flight, self.flight = self.flight, None
+        if flight is not None and time.monotonic() - self.flight_at > FRESH_ADMISSION_S:
+            self.services.limiter.release(self.cred_key, flight)  # admitted long ago (a lookup waited): again
+            flight = None
         if flight is None:
             flight = self.services.limiter.acquire_now(self.cred_key)
             self.admitted = True
