@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import LockError
+from redis.lock import Lock
 
 from tasks import dispatch, errors, operations, timeline
 from tasks.adopt import Listings
@@ -42,6 +43,10 @@ log = logging.getLogger("tagmango.rows")
 #: A request admitted by ``wait_for_slot`` is sent on that admission only this soon after it; later (the row
 #: first waited for another row's lookup) it is admitted again, so that what the limiter counts is its flight.
 FRESH_ADMISSION_S = 1.0
+
+
+class LeaseLost(Exception):
+    """This run outlived its lease and another copy of the message took the row: it must not send."""
 
 
 @dataclass(frozen=True)
@@ -106,11 +111,14 @@ class RowRun:
         #: The rate limiter's flight entry admitted for the next request, and whether any request was admitted.
         self.flight: str | None = None
         self.flight_at = 0.0
+        self.lease: Lock | None = None
         self.admitted = self.waiting_for_limit = False
 
     def run(self) -> Outcome:
         try:
             return self.run_message()
+        except LeaseLost:  # another copy of the message owns the row now: it sends, not us
+            return Finished({"row": self.row_id, "state": "running", "lease_lost": True})
         finally:
             self.settle_slot()
 
@@ -124,7 +132,7 @@ class RowRun:
         if row.is_final:
             self.release(row)
             return Finished(summary(row))
-        lease = self.store.lease(self.job_id, self.row_id, self.s.lease_seconds)
+        lease = self.lease = self.store.lease(self.job_id, self.row_id, self.s.lease_seconds)
         if not lease.acquire():
             return Later(max(1.0, self.store.lease_left(self.job_id, self.row_id)), self.msg.gen,
                          reason="another copy of this message holds the row")
@@ -213,8 +221,15 @@ class RowRun:
             time.sleep(admission.wait)
 
     def send_now(self) -> str:
-        """The request leaves now: its flight entry (admitted by ``wait_for_slot``, else admitted here, waiting a
-        few ms if the budget is full or out a cool-down), and the job's request tallies."""
+        """The request leaves now: the row's lease is checked and renewed (a run that outlived it, e.g. waiting for
+        another row's lookup, must not send what the copy that took the row over may send), its flight entry
+        (admitted by ``wait_for_slot``, else admitted here, waiting if the budget is full or out a cool-down),
+        and the job's request tallies."""
+        if self.lease is not None:  # still ours, for a full lease from now; else another copy has the row
+            try:
+                self.lease.reacquire()
+            except LockError:
+                raise LeaseLost from None
         flight, self.flight = self.flight, None
         if flight is not None and time.monotonic() - self.flight_at > FRESH_ADMISSION_S:
             self.services.limiter.release(self.cred_key, flight)  # admitted long ago (a lookup waited): again
