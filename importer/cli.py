@@ -289,7 +289,8 @@ def stop() -> None:
 
 @cli.command()
 @click.option("--concurrency", default=8, show_default=True, help="Threads; 8 keep the 12 req/s budget busy.")
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", default="WARNING", show_default=True,
+              help="INFO also logs every task received and finished (costs CPU on big imports).")
 def worker(concurrency, loglevel) -> None:  # noqa: ANN001
     """Run a Celery worker for the import queue (threads pool, events on)."""
     from importer import ops

@@ -94,7 +94,7 @@ class LocalStack:
         log = open(self.dir / "worker.log", "ab")  # noqa: SIM115
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency",
-             str(concurrency), "-Q", "tagmango", "-E", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+             str(concurrency), "-Q", "tagmango", "-E", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
              "--hostname", f"local-{os.getpid()}@%h"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         pid_file.write_text(str(self.worker.pid))

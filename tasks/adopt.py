@@ -63,7 +63,8 @@ class Listings:
     ``...:lock`` (the row scanning now, kept alive page by page).
     """
 
-    LOCK_TTL_S = 60.0
+    #: Renewed after every page: a scanner that died holds the others up this long at most.
+    LOCK_TTL_S = 15.0
     KEEP_S = 900
 
     def __init__(self, client: redis.Redis, cred_key: str, wait_s: float = 600.0, poll_s: float = 0.25) -> None:

@@ -37,9 +37,12 @@ worker_eta_task_limit = _s.eta_task_limit
 # to the broker at once instead of after the visibility timeout.
 worker_soft_shutdown_timeout = 30.0
 worker_enable_soft_shutdown_on_idle = True
-# Flower sees only events: task events from workers and "sent" events for queued rows.
+# Flower sees only events: task events from workers (received, started, succeeded/failed/retried). No
+# "sent" events: rows wait parked in Redis (tasks/dispatch.py) and a message is sent only when its slot has
+# come, a few ms before a worker receives it, so a sent event would show nothing the received one does not,
+# and cost a publish per row.
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False
 task_track_started = True
 # API calls are I/O: a threads pool; concurrency high enough that the rate limit, not latency,
 # is the bottleneck (12 calls/s at 50-400 ms need about 5 in flight).

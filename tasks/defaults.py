@@ -11,8 +11,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: The Celery queue of the row tasks.
 QUEUE = "tagmango"
 
-#: Requests per window the limiter allows per credential; TagMango documents 120 per 10 s.
-DEFAULT_RATE_LIMIT = 117
+#: Requests per window the limiter allows per credential: TagMango's documented 120 per 10 s, with each
+#: request counted for its whole flight (tasks.limiter), so no margin below it is needed.
+DEFAULT_RATE_LIMIT = 120
 DEFAULT_RATE_WINDOW_S = 10.0
 #: Attempts per row per round (first call + retries) before RETRIES_EXHAUSTED.
 DEFAULT_MAX_ATTEMPTS = 6
@@ -27,7 +28,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_DEAD_LETTER_DAYS = 30.0
 #: Deliveries of one task message that never finished before the row is dead (WORKER_LOST).
 DEFAULT_MAX_DELIVERIES = 5
-#: Longest limiter wait spent sleeping in a task; longer waits re-schedule the task, keeping its slot.
+#: Longest limiter wait spent sleeping in a task; longer waits park the row in Redis until then.
 DEFAULT_MAX_LIMITER_SLEEP_S = 0.5
 #: An active row idle this long whose message is in neither the queue nor ``unacked`` gets a fresh message.
 DEFAULT_RECOVERY_IDLE_S = 90.0

@@ -1,24 +1,37 @@
-"""The global rate limiter: one schedule per credential, shared by every worker through Redis.
+"""The global rate limiter: one budget per credential, shared by every worker through Redis.
 
-GCRA (the generic cell rate algorithm) with reservations: each call takes the next free slot on the
-credential's schedule, slots are ``window / limit`` seconds apart (spread evenly, never a burst),
-and the clock is Redis's own (``TIME``), so workers on different machines agree. A caller whose slot is
-near sleeps until it; one whose slot is far away re-schedules its task instead of holding a worker
-(``Reservation.defer``) and keeps the slot it reserved, so it cannot be starved by newer tasks.
+**The ceiling: every request counted for its whole flight.** TagMango counts a request at some instant
+between the moment we send it and the moment its answer comes back; which instant, we cannot know (its
+clock, its queues, a stalled network). So the limiter keeps a *flight log* per credential: a request is
+admitted at time *s* (Redis's clock, before it leaves) and marked done at *e* (after its answer, or its
+failure, came back), and until then it counts as in flight. A new request is admitted only while::
 
-A 429 means our view of the budget was wrong (another client on the same key, a smaller limit than
-documented): ``cool_down`` pushes the whole schedule back, so every worker of that credential pauses
-together, and halves the credential's rate, which then recovers by 10% per window without a 429
-(additive-increase/multiplicative-decrease, as TCP does). Callers that reserved a slot before the 429
-and were sleeping towards it see ``cooled_since`` and re-schedule instead of sending.
+    in flight + done after (now - window)  <  limit
 
-Slots alone do not bound what the API counts: a task that comes back late for its slot (a busy worker,
-a slow timer) sends late, next to the requests of later slots. So every send also passes ``admit``: a
-log of the credential's actual send times in Redis, which refuses a send that would make more than
-``limit`` in any window (plus a small margin for the window's edges). A refused caller takes a new slot.
-Slots keep requests evenly spread; the log is the hard ceiling.
+Whatever instant of [s, e] TagMango counts each request at, no window of TagMango's can then hold more
+than ``limit`` of them: for any window, take the request of it admitted last; every other request in that
+window was admitted before it and ended inside the window or later, so it was in flight or done after
+(admission - window) when that last one was admitted. No margin below TagMango's 120 is needed, and no
+delay between our clock and TagMango's can break it (only durations matter, and [s, e] contains the real
+flight). A request whose worker died mid-flight counts until ``max_flight`` after it was admitted.
 
-The keys are ``tm:rate:{sha256(api url | host | sha256(token))}...``: never the token itself.
+**The pace: evenly spread slots** (``tasks.dispatch`` hands rows to workers at their slot): slots are
+``(window + typical flight) / limit`` apart, the flight measured per credential, so the pace matches
+what the ceiling lets through and rows rarely wait at it.
+
+**Finding the real limit.** A 429 means TagMango's limit for this key is lower than ours (or someone else
+uses the key). From the flight log we know which of our requests TagMango had certainly counted in its
+window when it refused (those sent after ``refused answer - window`` and answered before the refused
+request left): that count is at most its limit, so it becomes the credential's limit (at least
+``LEARNED_FLOOR`` of the configured one; kept for
+``LEARNED_TTL_S`` after the last 429, then the configured one is tried again). Every worker of the
+credential also pauses for a shared cool-down. Refused requests stay in the log (TagMango may count them)
+but not in that estimate.
+
+Keys (``{c}`` = ``sha256(api url | host | sha256(token))``, never the token): ``tm:rate:{c}`` next free
+slot (us); ``:log`` the flight log (zset, member ``<admitted us>:<id>`` or ``r:...`` once refused, score =
+end us, or admission + max flight while in flight); ``:limit`` the learned limit; ``:paused`` paused
+until (us); ``:cooled`` time of the last 429 (us); ``:flight`` typical flight (us).
 """
 
 from __future__ import annotations
@@ -30,67 +43,85 @@ from dataclasses import dataclass
 
 import redis
 
-_FACTOR = """
-local function factor(now, window)
-  local f = tonumber(redis.call('GET', KEYS[2]) or '1')
-  if f >= 1 then return 1 end
-  local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-  return math.min(1, f * math.pow(1.1, (now - last) / window))
+#: How long a limit learned from a 429 is kept after the last 429 before the configured one is tried again.
+LEARNED_TTL_S = 3600
+#: A learned limit is never below this share of the configured one (a 429 on a key we had barely used says
+#: little about its limit: someone else's traffic, most likely).
+LEARNED_FLOOR = 0.1
+#: Flight assumed for pacing until requests of the credential have been timed.
+DEFAULT_FLIGHT_S = 0.5
+#: Keys of idle credentials expire after this long.
+TTL_S = 3600
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+
+_LIMIT = """
+local function limit_of(learned_key, configured)
+  local learned = tonumber(redis.call('GET', learned_key) or '0')
+  if learned > 0 and learned < configured then return learned end
+  return configured
 end
 """
 
-_RESERVE = _FACTOR + """
--- KEYS: next free slot (us), rate factor, time of the last cool-down (us)
--- ARGV: interval us, horizon us (max reservation ahead), ttl s, window us
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-if nxt < now then nxt = now end
-local wait = nxt - now
-if wait > tonumber(ARGV[2]) then return {0, wait, now} end
-local step = math.floor(tonumber(ARGV[1]) / factor(now, tonumber(ARGV[4])))
-redis.call('SET', KEYS[1], nxt + step, 'EX', tonumber(ARGV[3]))
-return {1, wait, now}
-"""
-
-_COOL_DOWN = _FACTOR + """
--- KEYS as above, then the paused-until time (us); ARGV: pause us, ttl s, window us
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if now - last > 1000000 then  -- 429s arriving together halve the rate once
-  redis.call('SET', KEYS[2], tostring(math.max(0.05, factor(now, tonumber(ARGV[3])) / 2)), 'EX', tonumber(ARGV[2]))
-  redis.call('SET', KEYS[3], now, 'EX', tonumber(ARGV[2]))
-end
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-local resume = now + tonumber(ARGV[1])
-if nxt < resume then redis.call('SET', KEYS[1], resume, 'EX', tonumber(ARGV[2])) end
-local paused = tonumber(redis.call('GET', KEYS[4]) or '0')
-if paused < resume then redis.call('SET', KEYS[4], resume, 'EX', tonumber(ARGV[2])) end
-return resume
-"""
-
-
-_ADMIT = """
--- KEYS: send log (sorted set of send times, us), paused-until time (us)
--- ARGV: window us (with margin), cap, ttl s, unique member
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+ADMIT = _NOW + _LIMIT + """
+-- KEYS: flight log, learned limit, paused-until
+-- ARGV: window us, configured limit, max flight us, unique id, ttl s
+local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
 if now < paused then return {0, paused - now} end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tonumber(oldest[2]) + tonumber(ARGV[1]) - now}
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit_of(KEYS[2], tonumber(ARGV[2])) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local ends = tonumber(first[2])
+  if ends > now then return {0, 50000} end  -- every counted request is still in flight: look again soon
+  return {0, ends + window - now + 1}
 end
-redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[4])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return {1, 0}
+local member = string.format('%.0f', now) .. ':' .. ARGV[4]
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), member)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+return {1, member}
 """
 
-#: The send log counts a window this much longer than the API's (sends on the window's very edge, a few ms
-#: between our send and TagMango's clock); slots are spaced to fit that longer window.
-EDGE_MARGIN_S = 0.05
+DONE = _NOW + """
+-- KEYS: flight log, typical flight; ARGV: member, ttl s
+-- Plain ZADD: a request that outlived its assumed longest flight (and dropped out of the log) counts again,
+-- until now + window.
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+local took = now - tonumber(string.match(ARGV[1], '^(%d+)'))
+local typical = tonumber(redis.call('GET', KEYS[2]) or tostring(took))
+redis.call('SET', KEYS[2], math.floor(typical * 0.9 + took * 0.1), 'EX', tonumber(ARGV[2]))
+return now
+"""
+
+REFUSED = _NOW + _LIMIT + """
+-- KEYS: flight log, learned limit, paused-until, last 429, next slot
+-- ARGV: member, window us, configured limit, pause us, learned ttl s, ttl s
+local window = tonumber(ARGV[2])
+local sent = tonumber(string.match(ARGV[1], '^(%d+)'))
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now, 'r:' .. ARGV[1])
+-- Requests TagMango certainly counted in the window in which it refused this one.
+local counted = 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - window, sent)) do
+  local started = tonumber(string.match(m, '^(%d+)'))
+  if started and started >= now - window then counted = counted + 1 end
+end
+local limit = limit_of(KEYS[2], tonumber(ARGV[3]))
+local learned = math.max(math.ceil(tonumber(ARGV[3]) * FLOOR), math.min(counted, limit))
+redis.call('SET', KEYS[2], learned, 'EX', tonumber(ARGV[5]))
+local resume = now + tonumber(ARGV[4])
+if tonumber(redis.call('GET', KEYS[3]) or '0') < resume then
+  redis.call('SET', KEYS[3], resume, 'EX', tonumber(ARGV[6]))
+end
+redis.call('SET', KEYS[4], now, 'EX', tonumber(ARGV[6]))
+if tonumber(redis.call('GET', KEYS[5]) or '0') < resume then
+  redis.call('SET', KEYS[5], resume, 'EX', tonumber(ARGV[6]))
+end
+return {learned, counted}
+""".replace("FLOOR", str(LEARNED_FLOOR))
 
 
 def credential_key(api_url: str, host: str, token: str) -> str:
@@ -98,79 +129,82 @@ def credential_key(api_url: str, host: str, token: str) -> str:
     return hashlib.sha256(f"{api_url.rstrip('/')}|{host.lower()}|{token_hash}".encode()).hexdigest()[:24]
 
 
+def keys(cred: str) -> dict[str, str]:
+    base = f"tm:rate:{cred}"
+    return {"slot": base, "log": f"{base}:log", "limit": f"{base}:limit", "paused": f"{base}:paused",
+            "cooled": f"{base}:cooled", "flight": f"{base}:flight"}
+
+
 @dataclass(frozen=True)
-class Reservation:
-    granted: bool  # a slot was reserved for this caller
-    wait: float  # seconds until the slot (or, when not granted, until the schedule is free enough)
-    at: float = 0.0  # Redis time of the reservation (seconds)
+class Admission:
+    """``flight`` is the admitted request's entry in the flight log (hand it to ``done``/``refused``); when not
+    admitted it is None and ``wait`` says how long until the budget may have room."""
+
+    flight: str | None
+    wait: float = 0.0
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, limit: int = 117, window: float = 10.0,
-                 horizon: float = 30.0) -> None:
+    def __init__(self, client: redis.Redis, limit: int = 120, window: float = 10.0, max_flight: float = 60.0) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("the rate limit needs limit >= 1 and window > 0")
         self.r = client
         self.limit = limit
-        self.interval = (window + EDGE_MARGIN_S) / limit
         self.window = window
-        self.horizon = horizon
-        self._reserve = client.register_script(_RESERVE)
-        self._cool = client.register_script(_COOL_DOWN)
-        self._admit = client.register_script(_ADMIT)
+        self.max_flight = max_flight
+        self._admit = client.register_script(ADMIT)
+        self._done = client.register_script(DONE)
+        self._refused = client.register_script(REFUSED)
 
-    @staticmethod
-    def keys(cred: str) -> list[str]:
-        return [f"tm:rate:{cred}", f"tm:rate:{cred}:factor", f"tm:rate:{cred}:cooled"]
+    # -- the ceiling -----------------------------------------------------------------------------
+    def admit(self, cred: str) -> Admission:
+        """Admit one request now if the budget has room and no cool-down is on (nothing recorded otherwise)."""
+        k = keys(cred)
+        ok, value = self._admit(keys=[k["log"], k["limit"], k["paused"]], args=[
+            int(self.window * 1e6), self.limit, int(self.max_flight * 1e6), uuid.uuid4().hex[:10], TTL_S])
+        if ok:
+            return Admission(value if isinstance(value, str) else value.decode())
+        return Admission(None, max(int(value) / 1e6, 0.001))
 
-    def admit(self, cred: str) -> float:
-        """Record a send now if the window has room and no cool-down is on: 0.0; otherwise the seconds until
-        then (nothing recorded)."""
-        ok, wait_us = self._admit(keys=[f"tm:rate:{cred}:sent", f"tm:rate:{cred}:paused"], args=[
-            int((self.window + EDGE_MARGIN_S) * 1e6), self.limit, 3600, uuid.uuid4().hex[:12]])
-        return 0.0 if ok else max(int(wait_us) / 1e6, 0.001)
+    def acquire_now(self, cred: str, max_wait: float = 120.0) -> str:
+        """Admit one request, waiting for room (or out a cool-down); returns its flight entry."""
+        deadline = time.monotonic() + max_wait
+        while True:
+            admission = self.admit(cred)
+            if admission.flight is not None:
+                return admission.flight
+            if time.monotonic() + admission.wait > deadline:
+                raise TimeoutError("rate limiter wait too long")
+            time.sleep(admission.wait)
 
-    def reserve(self, cred: str) -> Reservation:
-        """Take the next slot if it is within the horizon; otherwise only report how far off it is."""
-        granted, wait_us, now_us = self._reserve(
-            keys=self.keys(cred), args=[int(self.interval * 1e6), int(self.horizon * 1e6), 3600, int(self.window * 1e6)])
-        return Reservation(bool(granted), int(wait_us) / 1e6, int(now_us) / 1e6)
+    def done(self, cred: str, flight: str) -> None:
+        """The request's answer (or failure) came back: it counts until now + window, no longer."""
+        k = keys(cred)
+        self._done(keys=[k["log"], k["flight"]], args=[flight, TTL_S])
+
+    def release(self, cred: str, flight: str) -> None:
+        """An admitted request that was not sent after all: give its place back."""
+        self.r.zrem(keys(cred)["log"], flight)
+
+    def refused(self, cred: str, flight: str, pause: float) -> int:
+        """TagMango answered 429: learn its limit from what it had counted, pause every worker of the credential
+        for ``pause`` seconds. Returns the credential's limit from now on."""
+        k = keys(cred)
+        learned, _counted = self._refused(
+            keys=[k["log"], k["limit"], k["paused"], k["cooled"], k["slot"]],
+            args=[flight, int(self.window * 1e6), self.limit, int(pause * 1e6), LEARNED_TTL_S, TTL_S])
+        return int(learned)
+
+    # -- what the dashboard and tests read ----------------------------------------------------------
+    def effective_limit(self, cred: str) -> int:
+        learned = int(self.r.get(keys(cred)["limit"]) or 0)
+        return learned if 0 < learned < self.limit else self.limit
 
     def cooled_since(self, cred: str) -> float:
-        """Redis time (seconds) of the credential's last cool-down, 0 if none."""
-        return int(self.r.get(self.keys(cred)[2]) or 0) / 1e6
+        """Redis time (seconds) of the credential's last 429, 0 if none."""
+        return int(self.r.get(keys(cred)["cooled"]) or 0) / 1e6
 
-    def rate_factor(self, cred: str) -> float:
-        return float(self.r.get(self.keys(cred)[1]) or 1.0)
-
-    def acquire(self, cred: str, max_wait: float = 120.0) -> None:
-        """Block until a slot on the schedule is ours and the send log admits it."""
-        deadline = time.monotonic() + max_wait
-        while True:
-            reservation = self.reserve(cred)
-            if reservation.granted:
-                time.sleep(reservation.wait)
-                if self.admit(cred) == 0.0:
-                    return
-                continue  # the window is full of late sends: take the next slot
-            if time.monotonic() + reservation.wait > deadline:
-                raise TimeoutError("rate limiter wait too long")
-            time.sleep(min(reservation.wait, 5.0))
-
-    def acquire_now(self, cred: str, max_wait: float = 120.0) -> None:
-        """Send as soon as the window has room, ahead of the schedule: for the calls of an operation already
-        under way (the pages of a lookup, the create after it), which must not queue behind every slot
-        reserved for other rows. The send log still caps the window; a scheduled row it displaces takes a
-        new slot."""
-        deadline = time.monotonic() + max_wait
-        while True:
-            wait = self.admit(cred)
-            if wait == 0.0:
-                return
-            if time.monotonic() + wait > deadline:
-                raise TimeoutError("rate limiter wait too long")
-            time.sleep(wait)
-
-    def cool_down(self, cred: str, seconds: float) -> None:
-        """Pause every worker of this credential for ``seconds`` (after a 429)."""
-        self._cool(keys=[*self.keys(cred), f"tm:rate:{cred}:paused"], args=[int(seconds * 1e6), 3600, int(self.window * 1e6)])
+    def in_window(self, cred: str) -> int:
+        """Requests that count in the budget now (in flight, or done within the last window)."""
+        now = time.time()
+        return int(self.r.zcount(keys(cred)["log"], f"({int((now - self.window) * 1e6)}", "+inf"))

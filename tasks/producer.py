@@ -1,8 +1,9 @@
 """The producer side: publishing row messages, releasing rows that wait for a parent, dead-lettering.
 
 Used by the command line (enqueue, requeue, resume) and by workers (a finished row releases its
-dependents). Messages are published by task *name* (``app.send_task``), so nothing here imports the task
-module: the task module imports this one, never the other way round.
+dependents). Rows are parked per target and handed to the Celery queue by the dispatcher (``tasks.dispatch``,
+by task *name*), so nothing here imports the task module: the task module imports this one, never the other
+way round.
 """
 
 from __future__ import annotations
@@ -32,28 +33,29 @@ def dependency_message(dead_parent: Row) -> str:
 
 
 def publish(store: RowStore, job_id: str, rows: list[Row]) -> int:
-    """One task message per row (``row.gen`` must be current), on one connection to the store's Redis.
-
-    The connection is explicit so that the command line and tests publish to the Redis they were given,
-    whatever this process's environment says. A message carries job id, row id, title and generation:
-    never the body, never a token.
+    """Queue rows to be sent: each is parked for its job's target (API URL + host) until the dispatcher hands it
+    to a worker at its rate-limit slot (``tasks.dispatch``), as one Celery message carrying job id, row id,
+    title and the row's generation at that moment: never the body, never a token. One round trip for the job,
+    one for the rows; the connection is the store's, so the command line and tests queue to the Redis they
+    were given, whatever this process's environment says.
     """
     if not rows:
         return 0
-    from tasks.celery_app import app
+    from tasks.dispatch import park
 
-    with app.connection_for_write(store.url) as conn, conn.Producer() as producer:
-        for row in rows:
-            app.send_task(operations.get(row.op).task_name, args=(job_id, row.row_id, row.title[:TITLE_IN_MESSAGE]),
-                          kwargs={"gen": row.gen}, producer=producer, ignore_result=True, add_to_parent=False)
-    return len(rows)
+    job = store.job(job_id)
+    if job is None:
+        log.warning("job %s not found (expired?); %d row(s) not queued", job_id, len(rows))
+        return 0
+    return park(store.r, str(job["api_url"]), str(job["host"]), job_id,
+                [(row.op, row.row_id, row.title[:TITLE_IN_MESSAGE]) for row in rows])
 
 
 def mark_dead(store: RowStore, job_id: str, row: Row, failure: RowFailure) -> None:
     """Dead-letter the row with its reason; rows waiting for it die with DEPENDENCY_FAILED (all the way down)."""
     row.state, row.error, row.next_attempt_at, row.finished_at = RowState.DEAD, failure, None, now()
     store.save(job_id, row)
-    log.info("%s %s dead: %s", job_id, row.row_id, failure)
+    log.warning("%s %s dead: %s", job_id, row.row_id, failure)
     release_dependents(store, job_id, row)
 
 

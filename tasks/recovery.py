@@ -4,13 +4,14 @@ A message can vanish: Redis loses its last second of writes in a crash, a worker
 message off the queue and recording it as unacknowledged, or the process that saved a row died before
 publishing its message. Such a row stays active forever unless someone notices.
 
-"Nobody touched it for a while" is not enough to notice: in a big job most rows wait in the queue for the
-rate limiter far longer than any timeout, and republishing them would churn the queue and waste reserved
-rate-limit slots. So a row counts as stuck only when it has been idle for a while *and* no message for
-its current generation is in the broker (the queue lists or kombu's ``unacked`` hash, which also holds
-the messages workers are running or holding until their countdown). The broker is only read message by
-message when it holds fewer messages than the job has active rows, so the usual check costs three
-``LLEN``/``HLEN`` calls.
+"Nobody touched it for a while" is not enough to notice: in a big job most rows wait for the rate limiter
+far longer than any timeout, parked in Redis (``tasks.dispatch``), and republishing them would churn them
+and waste rate-limit slots. So a row counts as stuck only when it has been idle for a while *and* it is
+neither parked nor has a message for its current generation in the broker (the queue lists or kombu's
+``unacked`` hash, which holds the messages workers are running). The park is read before the broker, so a
+row the dispatcher moves from one to the other meanwhile is seen in one of them. They are only read entry
+by entry when they hold fewer entries than the job has active rows, so the usual check costs a handful of
+``LLEN``/``HLEN``/``ZCARD`` calls.
 
 Every worker runs a sweeper thread (``start_sweeper``, one sweep at a time across workers through a Redis
 lock) over the jobs that are not final, so recovery does not depend on anyone watching; the command line
@@ -32,6 +33,8 @@ import redis
 
 from tasks import operations
 from tasks.defaults import QUEUE
+from tasks.dispatch import parked_count, parked_entries
+from tasks.ledger import target_id
 from tasks.producer import publish, release_dependents
 from tasks.rows import ACTIVE, Row, RowState
 from tasks.rowstore import RowStore, now
@@ -84,11 +87,27 @@ def broker_row_messages(store: RowStore, batch: int = 1000) -> Iterator[tuple[st
             yield found
 
 
+def parked_row_messages(store: RowStore, job: dict) -> Iterator[tuple[str, str, int]]:
+    """The job's parked rows, as (job id, row id, current generation): the dispatcher publishes a parked row
+    with the generation it has then, so a parked row has its pending message by definition."""
+    gens = store.generations(job["id"])
+    for _op, job_id, row_id, _title in parked_entries(store.r, target_id(str(job["api_url"]), str(job["host"]))):
+        if job_id == job["id"]:
+            yield job_id, row_id, gens.get(row_id, 0)
+
+
+def pending_row_messages(store: RowStore, job: dict) -> Iterator[tuple[str, str, int]]:
+    """Parked rows first, then the broker's messages (the order in which a row moves between them)."""
+    yield from parked_row_messages(store, job)
+    yield from broker_row_messages(store)
+
+
 def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
     states = store.states(job_id)
     active = [row_id for row_id, state in states.items() if RowState(state) in ACTIVE]
+    job = store.job(job_id) or {}
     cutoff = now() - idle_for
-    created = float((store.job(job_id) or {}).get("created_at") or 0)  # rows not touched since enqueue
+    created = float(job.get("created_at") or 0)  # rows not touched since enqueue
     needing_message = 0
     idle = []
     for row in store.rows(job_id, active):
@@ -97,20 +116,23 @@ def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
         needing_message += 1
         if (row.updated_at or created) < cutoff and (row.next_attempt_at or 0) < cutoff:
             idle.append(row)
-    if not idle or broker_message_count(store) >= needing_message:
+    if not idle or not job:
         return []
-    present = {(row_id, gen) for job, row_id, gen in broker_row_messages(store) if job == job_id}
+    parked = parked_count(store.r, target_id(str(job["api_url"]), str(job["host"])))
+    if parked + broker_message_count(store) >= needing_message:
+        return []
+    present = {(row_id, gen) for job_, row_id, gen in pending_row_messages(store, job) if job_ == job_id}
     gens = store.generations(job_id)
     return [row for row in idle if (row.row_id, gens.get(row.row_id, 0)) not in present]
 
 
 def republish_stuck(store: RowStore, job_id: str, idle_for: float) -> int:
     rows = stuck_rows(store, job_id, idle_for)
-    for row in rows:
+    for row in rows:  # a new generation: a message of the old one that turns up after all is dropped
         row.gen = store.next_generation(job_id, row.row_id)
         store.save(job_id, row)
     if rows:
-        log.warning("%s: %d row(s) had no task message; republished: %s", job_id, len(rows),
+        log.warning("%s: %d row(s) had no task message and were not parked; queued again: %s", job_id, len(rows),
                     ", ".join(r.row_id for r in rows[:20]))
         store.tally(job_id, "recovered", len(rows))
         publish(store, job_id, rows)

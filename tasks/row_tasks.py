@@ -1,8 +1,10 @@
 """The Celery tasks: one per TagMango operation, each running one row (``tasks.runner``), and ``requeue``.
 
-A task message carries only the job id, the row id (``<sheet>:<row>``), the title (for Flower) and the
-row's generation; everything else, including the exact request body, is in the row record in Redis, and
-the token comes from the worker's environment (``tasks.credentials``). The services a task needs are built
+A task message carries only the job id, the row id (``<sheet>:<row>``), the title (for Flower), the
+row's generation and the rate-limit slot the dispatcher gave it (``tasks.dispatch``); everything else,
+including the exact request body, is in the row record in Redis, and the token comes from the worker's
+environment (``tasks.credentials``). A row that must wait (a retry's backoff, the limiter) is parked again
+in Redis, not held as a countdown in worker memory. The services a task needs are built
 once per worker process by the base class ``RowTask``.
 """
 
@@ -12,8 +14,10 @@ import threading
 from typing import Any, ClassVar
 
 from celery import Task
+from celery.exceptions import Retry
 
 from tasks import operations
+from tasks.dispatch import park
 from tasks.celery_app import app
 from tasks.operations import Operation
 from tasks.runner import Dead, Later, Message, run_row
@@ -43,11 +47,16 @@ class RowTask(Task):
         return self.shared_services()
 
 
-def execute(task: Task, job_id: str, row_id: str, gen: int, slot_at: list | None) -> dict:
-    outcome = run_row(task.services, Message(job_id, row_id, gen, slot_at))
+def execute(task: Task, op: Operation, job_id: str, row_id: str, title: str, gen: int, slot_at: list | None) -> dict:
+    services = task.services
+    outcome = run_row(services, Message(job_id, row_id, gen, slot_at))
     if isinstance(outcome, Later):
-        raise task.retry(countdown=outcome.countdown, kwargs={"gen": outcome.gen, "slot_at": outcome.slot_at},
-                         exc=outcome.error, max_retries=None)
+        # Parked until it is due again (tasks.dispatch), not held by this worker; Flower shows a retry.
+        job = services.store.job(job_id)
+        if job is not None:
+            park(services.store.r, str(job["api_url"]), str(job["host"]), job_id, [(op.name, row_id, title)],
+                 delay=outcome.countdown)
+        raise Retry(outcome.reason or None, exc=outcome.error, when=outcome.countdown)
     if isinstance(outcome, Dead):
         raise RowDead(f"{row_id}: {outcome.failure}")
     return outcome.summary
@@ -55,7 +64,7 @@ def execute(task: Task, job_id: str, row_id: str, gen: int, slot_at: list | None
 
 def _task_for(op: Operation) -> Any:
     def run(self: Task, job_id: str, row_id: str, title: str, gen: int = 0, slot_at: list | None = None) -> dict:
-        return execute(self, job_id, row_id, gen, slot_at)
+        return execute(self, op, job_id, row_id, title, gen, slot_at)
 
     run.__name__ = op.name
     run.__qualname__ = op.name

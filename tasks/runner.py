@@ -10,7 +10,7 @@ real Redis and the sandbox. Each run:
 3. dead-letters a row whose message keeps getting lost (a poison row that kills workers: WORKER_LOST);
 4. dead-letters the row unsent if the job's credential was refused or this process has none;
 5. lets the operation resolve ids it looks up (COURSE_REF_NOT_FOUND) and skip work the ledger says is done;
-6. waits for the global rate limiter (short waits sleep, long ones re-schedule without spending an attempt);
+6. is admitted by the global rate limiter (short waits sleep, long ones park the row without spending an attempt);
 7. calls TagMango: a call that is not idempotent and may already have happened first looks for what it made;
 8. records success in the ledger and the row and releases the rows waiting for it; or hands the failure to
    the retry decision (tasks.retry): retry later with a fresh generation, or dead-letter with the reason.
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import LockError
+from redis.lock import Lock
 
-from tasks import errors, operations, timeline
+from tasks import dispatch, errors, operations, timeline
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
 from tasks.ledger import Ledger
@@ -39,13 +40,21 @@ from tasks.services import Services
 
 log = logging.getLogger("tagmango.rows")
 
+#: A request admitted by ``wait_for_slot`` is sent on that admission only this soon after it; later (the row
+#: first waited for another row's lookup) it is admitted again, so that what the limiter counts is its flight.
+FRESH_ADMISSION_S = 1.0
+
+
+class LeaseLost(Exception):
+    """This run outlived its lease and another copy of the message took the row: it must not send."""
+
 
 @dataclass(frozen=True)
 class Message:
     job_id: str
     row_id: str
     gen: int = 0
-    #: [slot time, Redis time it was reserved at]: the rate-limiter slot a re-scheduled message keeps.
+    #: [slot time, target]: the rate-limit slot the dispatcher handed this message out for (tasks.dispatch).
     slot_at: list | None = None
 
 
@@ -99,8 +108,21 @@ class RowRun:
         self.services, self.msg = services, message
         self.store, self.s = services.store, services.settings
         self.job_id, self.row_id = message.job_id, message.row_id
+        #: The rate limiter's flight entry admitted for the next request, and whether any request was admitted.
+        self.flight: str | None = None
+        self.flight_at = 0.0
+        self.lease: Lock | None = None
+        self.admitted = self.waiting_for_limit = False
 
     def run(self) -> Outcome:
+        try:
+            return self.run_message()
+        except LeaseLost:  # another copy of the message owns the row now: it sends, not us
+            return Finished({"row": self.row_id, "state": "running", "lease_lost": True})
+        finally:
+            self.settle_slot()
+
+    def run_message(self) -> Outcome:
         row = self.store.row(self.job_id, self.row_id)
         if row is None:
             log.warning("row %s of job %s not found (job expired?); message dropped", self.row_id, self.job_id)
@@ -110,7 +132,7 @@ class RowRun:
         if row.is_final:
             self.release(row)
             return Finished(summary(row))
-        lease = self.store.lease(self.job_id, self.row_id, self.s.lease_seconds)
+        lease = self.lease = self.store.lease(self.job_id, self.row_id, self.s.lease_seconds)
         if not lease.acquire():
             return Later(max(1.0, self.store.lease_left(self.job_id, self.row_id)), self.msg.gen,
                          reason="another copy of this message holds the row")
@@ -169,8 +191,7 @@ class RowRun:
             if op.creates:
                 row.sent_at = row.sent_at or now()
                 self.store.save(self.job_id, row)  # durable before the request leaves: a crash now means "look first"
-            self.send_now()
-            result = op.call(ctx, row)
+            result = self.limited(lambda: op.call(ctx, row))
         result = {**row.ids, **result}  # a row's result carries what it was given: its ancestors' ids
         op.record(ctx, row, result)
         row.outcome = op.outcome(row)
@@ -178,41 +199,71 @@ class RowRun:
 
     # -- the rate limiter ----------------------------------------------------------------------
     def wait_for_slot(self) -> Later | None:
-        """Our turn on the schedule: sleep if it is near (None: go), otherwise re-schedule keeping the slot.
+        """Be admitted by the limiter for the request this row is about to send (None: go), or park the row.
 
-        A message back from a re-schedule uses the slot it reserved, also when it comes back late (a busy
-        worker). The send itself is admitted by ``send_now`` at the last moment, after the bookkeeping, so that
-        what the limiter's send log records is as close as possible to what TagMango counts.
+        A message the dispatcher handed out carries its slot, which is now (or a few ms away: sleep). What
+        bounds the requests is the admission (``tasks.limiter``): every request counted from now until its
+        answer is back. A short wait for room sleeps; a longer one (a cool-down after a 429) parks the row
+        until then, as a new generation, without spending an attempt.
         """
+        if self.msg.slot_at:
+            early = float(self.msg.slot_at[0]) - time.time()
+            if early > 0.002:
+                time.sleep(min(early, self.s.max_limiter_sleep))
         limiter = self.services.limiter
-        if self.msg.slot_at is not None:
-            slot, reserved_at = self.msg.slot_at
-            late = time.time() - slot
-            if late <= self.s.rate_window and limiter.cooled_since(self.cred_key) <= reserved_at:
-                time.sleep(max(0.0, -late))
-                if limiter.cooled_since(self.cred_key) <= reserved_at:
-                    return None
-        reservation = limiter.reserve(self.cred_key)
-        if reservation.granted and reservation.wait <= self.s.max_limiter_sleep:
-            time.sleep(reservation.wait)
-            if limiter.cooled_since(self.cred_key) <= reservation.at:
+        deadline = time.monotonic() + self.s.max_limiter_sleep
+        while True:
+            admission = limiter.admit(self.cred_key)
+            if admission.flight is not None:
+                self.flight, self.flight_at, self.admitted = admission.flight, time.monotonic(), True
                 return None
-            # A 429 arrived while we slept: our slot predates the cool-down; take a new one later.
-            return self.later(self.s.rate_window / 2, reason="rate limit cool-down")
-        slot_at = [time.time() + reservation.wait, reservation.at] if reservation.granted else None
-        return self.later(max(0.05, reservation.wait - 0.5), slot_at=slot_at, reason="waiting for the rate limit")
+            if time.monotonic() + admission.wait > deadline:
+                self.waiting_for_limit = True
+                return self.later(admission.wait, reason="waiting for the rate limit")
+            time.sleep(admission.wait)
 
-    def send_now(self) -> None:
-        """Admit this request in the send log right before it leaves (waits a few ms if a late send ahead of
-        us filled the window, or out a cool-down)."""
-        self.services.limiter.acquire_now(self.cred_key)
-        self.store.tally(self.job_id, "requests")
-        timeline.record(self.store.r, self.job_id, "sent", ttl_s=self.store.ttl)
+    def send_now(self) -> str:
+        """The request leaves now: the row's lease is checked and renewed (a run that outlived it, e.g. waiting for
+        another row's lookup, must not send what the copy that took the row over may send), its flight entry
+        (admitted by ``wait_for_slot``, else admitted here, waiting if the budget is full or out a cool-down),
+        and the job's request tallies."""
+        if self.lease is not None:  # still ours, for a full lease from now; else another copy has the row
+            try:
+                self.lease.reacquire()
+            except LockError:
+                raise LeaseLost from None
+        flight, self.flight = self.flight, None
+        if flight is not None and time.monotonic() - self.flight_at > FRESH_ADMISSION_S:
+            self.services.limiter.release(self.cred_key, flight)  # admitted long ago (a lookup waited): again
+            flight = None
+        if flight is None:
+            flight = self.services.limiter.acquire_now(self.cred_key)
+            self.admitted = True
+        timeline.count_sent(self.store.r, self.job_id, self.store.ttl)
+        return flight
 
     def limited(self, fn: Any) -> Any:
-        """Run one extra call (a lookup) under the limiter, ahead of the rows waiting for their slots."""
-        self.send_now()
-        return fn()
+        """Run one call under the limiter: it counts in the budget from admission until its answer is back. A 429
+        teaches the limiter the credential's real limit and pauses every worker of the credential."""
+        flight = self.send_now()
+        try:
+            result = fn()
+        except errors.RateLimited as exc:
+            self.services.limiter.refused(self.cred_key, flight, max(exc.retry_after or 0.0, self.s.rate_window / 2))
+            raise
+        except BaseException:
+            self.services.limiter.done(self.cred_key, flight)
+            raise
+        self.services.limiter.done(self.cred_key, flight)
+        return result
+
+    def settle_slot(self) -> None:
+        """After the run: give back a flight admitted but not used, and the dispatcher's slot if nothing was sent."""
+        if self.flight is not None:
+            self.services.limiter.release(self.cred_key, self.flight)
+            self.flight = None
+        if self.msg.slot_at and not self.admitted and not self.waiting_for_limit:
+            dispatch.give_back(self.store.r, str(self.msg.slot_at[1]))
 
     # -- state changes -------------------------------------------------------------------------
     def release(self, row: Row) -> None:
@@ -247,18 +298,15 @@ class RowRun:
     def failed(self, row: Row, exc: errors.ApiError) -> Outcome:
         failure = failure_of(exc)
         row.history = [*row.history, {**failure.as_dict(), "at": now(), "attempt": row.attempts}][-20:]
-        if isinstance(exc, errors.RateLimited):
-            self.store.tally(self.job_id, "rate_limited")
-            timeline.record(self.store.r, self.job_id, "429", ttl_s=self.store.ttl)
-            self.services.limiter.cool_down(self.cred_key, max(exc.retry_after or 0.0, self.s.rate_window / 2))
+        if isinstance(exc, errors.RateLimited):  # the limiter learned from it already (limited)
+            timeline.count_event(self.store.r, self.job_id, "429", "rate_limited", self.store.ttl)
         decision = decide(exc, row, self.s)
         if isinstance(decision, GiveUp):
             if decision.blocks_job:
                 self.store.set_job(self.job_id, blocked={**decision.failure.as_dict(), "row": self.row_id})
             return self.dead(row, decision.failure)
         row.state, row.next_attempt_at, row.error = RowState.RETRYING, now() + decision.seconds, failure
-        self.store.tally(self.job_id, "retries")
-        timeline.record(self.store.r, self.job_id, "retry", ttl_s=self.store.ttl)
+        timeline.count_event(self.store.r, self.job_id, "retry", "retries", self.store.ttl)
         log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, failure, decision.seconds)
         return self.later(decision.seconds, row=row, error=exc)
 

@@ -30,6 +30,20 @@ def record(redis_client: redis.Redis, job_id: str, event: str, n: int = 1, at: f
     pipe.execute()
 
 
+def count_event(redis_client: redis.Redis, job_id: str, event: str, tally: str, ttl_s: int = DEFAULT_TTL_S) -> None:
+    """Count one ``event`` in the timeline and the job's ``n_<tally>`` counter together (one round trip)."""
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.hincrby(f"tm:job:{job_id}:counts", f"n_{tally}", 1)  # tasks.rowstore's counters hash
+    pipe.hincrby(key(job_id), f"{event}:{int(time.time())}", 1)
+    pipe.expire(key(job_id), ttl_s)
+    pipe.execute()
+
+
+def count_sent(redis_client: redis.Redis, job_id: str, ttl_s: int = DEFAULT_TTL_S) -> None:
+    """A request admitted by the limiter: the timeline's ``sent`` and the job's ``n_requests``."""
+    count_event(redis_client, job_id, "sent", "requests", ttl_s)
+
+
 def read(redis_client: redis.Redis, job_id: str) -> dict[str, dict[int, int]]:
     """``{event: {epoch second: count}}`` for every event recorded for the job (empty dicts if none)."""
     out: dict[str, dict[int, int]] = {event: {} for event in EVENTS}

@@ -9,12 +9,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 from importer.validate import Options, build_plan
+from tasks.dispatch import LOCK as DISPATCH_LOCK
+from tasks.dispatch import park
 from tasks.rows import ACTIVE, STATES
 from tasks.rowstore import RowStore
+from tasks.runner import Later, Message, run_row
 from tests.services import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,40 +70,32 @@ def assert_consistent(store: RowStore, job_id: str) -> Counter:
 
 
 def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:  # noqa: ANN001
-    """Run a job's row messages in this process until it is final, like rq's burst worker: messages are taken
-    from the suite's Redis queue, re-schedules (``Later``) wait in a local timer. Returns the job's counts."""
-    import heapq
-    import json
-    import time
-
-    from tasks import operations
-    from tasks.defaults import QUEUE
-    from tasks.recovery import _row_message
-    from tasks.runner import Later, Message, run_row
-
+    """Run a job's rows in this process until it is final, like rq's burst worker: the dispatcher hands out
+    parked rows at their rate-limit slots (tasks.dispatch) and each is run here; a row the runner re-schedules
+    (``Later``) is parked again, as the Celery task does. Returns the job's counts."""
     store = services.store
-    names = set(operations.task_names())
-    timers: list[tuple[float, int, Message]] = []
-    seq = 0
+    dispatcher = services.dispatcher()
+    assert dispatcher.take_lock(), "another dispatcher holds the lock"
+    due: list[tuple] = []
     deadline = time.monotonic() + timeout
-    while not store.is_final(job_id):
-        assert time.monotonic() < deadline, f"job {job_id} not final after {timeout}s: {store.counts(job_id)}"
-        raw = store.r.rpop(QUEUE)
-        if raw is not None:
-            found = _row_message(json.loads(raw), names)
-            message = Message(*found) if found and found[0] == job_id else None
-        elif timers and timers[0][0] <= time.monotonic():
-            message = heapq.heappop(timers)[2]
-        else:
-            time.sleep(0.01)
-            continue
-        if message is None:
-            continue
-        outcome = run_row(services, message)
-        if isinstance(outcome, Later):
-            seq += 1
-            heapq.heappush(timers, (time.monotonic() + outcome.countdown, seq,
-                                    Message(job_id, message.row_id, outcome.gen, outcome.slot_at)))
+    try:
+        while not store.is_final(job_id):
+            assert time.monotonic() < deadline, f"job {job_id} not final after {timeout}s: {store.counts(job_id)}"
+            if not due:
+                wait = dispatcher.tick(due.extend)
+                if not due:
+                    time.sleep(min(wait or 0.01, 0.05))
+                    continue
+            op, job, row_id, title, gen, slot_at, _attempts = due.pop(0)
+            if job != job_id:
+                continue
+            outcome = run_row(services, Message(job, row_id, gen, slot_at))
+            if isinstance(outcome, Later):
+                meta = store.job(job)
+                park(store.r, meta["api_url"], meta["host"], job, [(op, row_id, title)], delay=outcome.countdown)
+    finally:
+        if store.r.get(DISPATCH_LOCK) == dispatcher.owner:
+            store.r.delete(DISPATCH_LOCK)
     return store.counts(job_id)
 
 

@@ -42,14 +42,16 @@ class RedisServer:
 class Worker:
     """``celery -A tasks worker`` as a separate process, its output in a log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, name: str, concurrency: int = 8) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, name: str, concurrency: int = 8,
+                 loglevel: str = "INFO") -> None:
         self.env, self.log_path, self.name, self.concurrency = env, log_path, name, concurrency
+        self.loglevel = loglevel
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Worker:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", "INFO", "--pool", "threads",
+            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", self.loglevel, "--pool", "threads",
              "--concurrency", str(self.concurrency), "--hostname", f"{self.name}@%h", "--without-gossip",
              "--without-mingle", "-E", "-Q", "tagmango"],
             env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)

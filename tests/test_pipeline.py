@@ -7,7 +7,9 @@ import time
 from collections import Counter
 
 
+from tasks.dispatch import park_key
 from tasks.enqueue import enqueue
+from tasks.ledger import target_id
 from tasks.requeue import requeue_rows
 from tasks.rowstore import RowStore
 from tests.helpers import HOST, MANGO, SAMPLES, TOKEN, assert_consistent, plan_of, wait_final, write_catalog
@@ -78,11 +80,10 @@ def test_workers_share_one_rate_limit(sandbox_factory, make_env, workers, redis_
     wait_final(store, job_id, timeout=120)
     assert assert_consistent(store, job_id)["succeeded"] == 150
     stats = sandbox.stats()
-    assert stats["rate_limited"] == 0
-    # The limiter admits at most 117 sends in any 10.05 s (its send log); the server's clock sees them a few
-    # ms later, which may add one at a window's edge. Never TagMango's 120.
-    assert stats["max_in_window"] <= 118
-    assert stats["max_in_window"] >= 100  # and the budget is used, not wasted
+    # Each request counts in the limiter from before it leaves until its answer is back: whenever the server
+    # counts it, no window holds more than the documented 120, with no margin below it.
+    assert stats["rate_limited"] == 0 and stats["max_in_window"] <= 120
+    assert stats["max_in_window"] >= 105  # and the budget is used, not wasted
 
 
 def test_a_429_makes_every_worker_back_off(sandbox_factory, make_env, workers, redis_url, tmp_path):
@@ -220,14 +221,17 @@ def test_token_never_reaches_redis_or_logs(sandbox_factory, make_env, workers, r
 
 
 def test_workers_survive_a_redis_restart(sandbox_factory, make_env, workers, redis_url, redis_server, tmp_path):
-    """A restart while workers hold messages (deferred for the limiter) must not kill them (kombu 5.7 crashed
-    putting those messages back on a connection it had already dropped); the rows finish afterwards."""
-    sandbox = sandbox_factory()
+    """A restart while workers hold messages (rows being sent) must not kill them (kombu 5.7 crashed putting
+    those messages back on a connection it had already dropped); the rows finish afterwards, the parked
+    backlog included."""
+    sandbox = sandbox_factory(latency_s=(0.5, 1.0))
     live = workers.start(make_env(sandbox, TAGMANGO_RATE_LIMIT="20", TAGMANGO_VISIBILITY_TIMEOUT="15"), 2)
     store = RowStore.from_url(redis_url)
     job_id = enqueue(store, plan_of(*write_catalog(tmp_path / "cat", 40)), sandbox.url, HOST)
     wait_until(lambda: store.counts(job_id).get("succeeded", 0) >= 5, 60, message="some progress")
-    assert redis_server.client().hlen("unacked") > 5  # workers hold deferred messages right now
+    r = redis_server.client()
+    wait_until(lambda: r.hlen("unacked") >= 1, 20, 0.02, message="a worker holding a message")
+    assert r.zcard(park_key(target_id(sandbox.url, HOST))) > 5  # the backlog waits in Redis, parked
     redis_server.stop()
     time.sleep(2)
     redis_server.start()

@@ -13,7 +13,7 @@ import pytest
 
 from tasks.credentials import Credentials
 from tasks.enqueue import enqueue
-from tasks.recovery import broker_row_messages
+from tasks.recovery import pending_row_messages
 from tasks.requeue import requeue_rows
 from tasks.rows import Code, RowState
 from tasks.rowstore import RowStore
@@ -60,7 +60,7 @@ def test_a_course_succeeds_and_releases_its_chapters(start, sandbox, tmp_path):
     chapters = [store.row(job, f"cat.chapters:{n}") for n in (2, 3)]
     assert [c.ids["chapter_id"] for c in chapters] == [made["firstChapter"], made["secondChapter"]]
     assert all(c.released and c.gen == 1 for c in chapters)
-    published = {(row, gen) for j, row, gen in broker_row_messages(store) if j == job}
+    published = {(row, gen) for j, row, gen in pending_row_messages(store, store.job(job)) if j == job}
     assert {("cat.chapters:2", 1), ("cat.chapters:3", 1)} <= published
     assert isinstance(run(services, job, "cat.chapters:2"), Finished)
     assert store.row(job, "cat.chapters:2").state is RowState.SUCCEEDED

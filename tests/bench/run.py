@@ -3,6 +3,9 @@ workers, and prints tables.
 
     python -m tests.bench.run                      # everything (about 20 minutes on 2 cores)
     python -m tests.bench.run --only quota,ingest  # quota: ours vs a sequential loop vs textbook Celery
+                                                   # key1, keys4, keys8: 1/4/8 keys at once, 300 rows each
+                                                   # limit60: 1 key, TagMango allows 60 per 10 s
+                                                   # profile: keys4 with py-spy on one worker
                                                    # ours: only ours (2 workers)
                                                    # scale: 4 workers; two-hosts: 2 tokens at once
                                                    # ingest: validate vs bare pandas; enqueue: vs apply_async loop
@@ -181,6 +184,111 @@ def bench_two_hosts(work: Path, redis: RedisServer, rows: int) -> dict:
             "per token req/s": ", ".join(f"{r:.2f}" for r in rates.values())}
 
 
+def redis_calls(redis: RedisServer) -> tuple[int, int]:
+    """(commands, script calls) Redis has run so far (commands inside Lua scripts included)."""
+    stats = redis.client().info("commandstats")
+    scripts = sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+    return sum(v["calls"] for v in stats.values()), scripts
+
+
+def worker_cpu(procs: list[Worker]) -> float:
+    """CPU seconds (user + system, children included) the workers have used so far."""
+    import psutil
+
+    total = 0.0
+    for w in procs:
+        t = psutil.Process(w.proc.pid).cpu_times()
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: str, limit: int = 120,
+               workers: int = 2, concurrency: int = 8, count_after_latency: bool = False, loglevel: str = "WARNING",
+               profile: Path | None = None, **worker_settings: str) -> dict:
+    """``keys`` creators at once (one token and host each, a credentials file), ``rows`` course rows each.
+
+    Per key: req/s from the sandbox's arrival times, as % of the sandbox's limit; 429s; the workers' CPU
+    time per request the sandbox received; Redis commands per row (enqueue, then everything until the
+    last row is final: broker traffic, the limiter, bookkeeping, the workers' idle polling).
+    """
+    tokens = {f"bench-token-{k:02d}-0123456789": f"k{k}.example.com" for k in range(keys)}
+    sandbox = serve_in_thread(SandboxConfig(tokens=dict(tokens), latency_s=(0.05, 0.4), seed=1, rate_limit=limit,
+                                            count_after_latency=count_after_latency))
+    redis.client().flushall()
+    creds = work / "creds.yaml"
+    creds.write_text("".join(f"{h}: {t}\n" for t, h in tokens.items()))
+    env = worker_env(redis.url, sandbox.url, "unused", TAGMANGO_CREDENTIALS_FILE=str(creds), **worker_settings)
+    procs = [Worker(env, work / f"k{i}.log", f"keys{i}", concurrency, loglevel).start() for i in range(workers)]
+    time.sleep(4)
+    store = RowStore.from_url(redis.url)
+    plans = [build_plan([courses_csv(work / f"k{k}.csv", rows, f"K{k}x")]) for k in range(keys)]
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(procs[0].proc.pid), "--format", "raw",
+                                "--rate", "200", "--gil", "--output", str(profile), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+    calls0, scripts0 = redis_calls(redis)
+    cpu0 = worker_cpu(procs)
+    start = time.monotonic()
+    jobs = [enqueue(store, plan, sandbox.url, host) for plan, host in zip(plans, tokens.values(), strict=True)]
+    calls1, _ = redis_calls(redis)
+    wait_until(lambda: all(store.is_final(j) for j in jobs), 3600, 1.0)
+    seconds = time.monotonic() - start
+    cpu = worker_cpu(procs) - cpu0
+    calls2, scripts2 = redis_calls(redis)
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(timeout=60)
+    stats = sandbox.stats()
+    per_token = httpx.get(sandbox.url + "/_sandbox/arrivals").json()
+    per_key = sorted(window_stats(ts)[0] for ts in per_token.values())
+    total_rate = sum(len(ts) for ts in per_token.values()) / max(
+        max(ts[-1] for ts in per_token.values()) - min(ts[0] for ts in per_token.values()), 1e-9)
+    allowed = limit / 10.0
+    succeeded = sum(store.counts(j).get("succeeded", 0) for j in jobs)
+    for p in procs:
+        p.stop()
+    sandbox.stop()
+    return {"scenario": label, "keys x rows": f"{keys} x {rows}", "seconds": round(seconds, 1),
+            "total req/s": round(total_rate, 2), "% of keys x limit": round(100 * total_rate / (keys * allowed), 1),
+            "per key req/s (min-max)": f"{per_key[0]:.2f}-{per_key[-1]:.2f}",
+            "per key % (min)": round(100 * per_key[0] / allowed, 1), "429s": stats["rate_limited"],
+            "max in 10 s": max(stats["max_in_window_by_token"].values()), "requests": stats["requests"],
+            "ms CPU/request": round(1000 * cpu / max(stats["requests"], 1), 1),
+            "Redis cmds/row (enqueue + run)": f"{(calls1 - calls0) / (keys * rows):.0f} + "
+                                              f"{(calls2 - calls1) / (keys * rows):.0f}",
+            "scripts/row": round((scripts2 - scripts0) / (keys * rows), 1),
+            "succeeded": f"{succeeded}/{keys * rows}"}
+
+
+def profile_summary(path: Path, top: int = 25) -> None:
+    """Print where a py-spy raw (collapsed stacks) profile spends its samples: by own frame and by function."""
+    from collections import Counter
+
+    own, inclusive, total = Counter(), Counter(), 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        n, frames = int(n), stack.split(";")
+        total += n
+        idle = any(f.startswith(("wait (threading.py", "select (selectors", "_wait_for_tstate_lock", "sleep",
+                                 "poll (selectors")) for f in frames[-2:])
+        if idle:
+            own["<idle: waiting/sleeping>"] += n
+            continue
+        own[frames[-1].split(" (")[0] + " (" + frames[-1].split(" (")[-1]] += n
+        for f in set(frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0] for frame in frames):
+            inclusive[f] += n
+    print(f"\n{total} samples; busiest own frames:")
+    for f, n in own.most_common(top):
+        print(f"  {100 * n / total:5.1f}%  {f}")
+    print("busiest functions (inclusive):")
+    for f, n in inclusive.most_common(top * 2):
+        print(f"  {100 * n / total:5.1f}%  {f}")
+
+
 def bench_enqueue(work: Path, redis: RedisServer, rows: int) -> list[dict]:
     """Rows per second into Redis: our enqueue (records + messages) vs a bare apply_async loop."""
     redis.client().flushall()
@@ -243,6 +351,12 @@ def main() -> None:
     parser.add_argument("--only", default="quota,scale,two-hosts,ingest,enqueue,footprint")
     parser.add_argument("--ingest-rows", type=int, default=100_000)
     parser.add_argument("--footprint-rows", type=int, default=5000)
+    parser.add_argument("--key-rows", type=int, default=300, help="rows per key in key1/keys4/keys8/limit60")
+    parser.add_argument("--count-after-latency", action="store_true",
+                        help="the sandbox counts a request when it answers it, not when it arrives")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker in key1/keys4/keys8/limit60")
+    parser.add_argument("--loglevel", default="WARNING", help="workers' log level in key1/keys4/keys8/limit60 "
+                                                             "(WARNING is what tagmango-import starts)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     print(f"# tagmango-importer benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores", flush=True)
@@ -263,6 +377,17 @@ def main() -> None:
                 show(bench_ingest(work, args.ingest_rows))
             if "enqueue" in only:
                 show(bench_enqueue(work, redis, args.ingest_rows))
+            cal = {"count_after_latency": args.count_after_latency, "concurrency": args.threads,
+                   "loglevel": args.loglevel}
+            keyed = [(name, n, lim) for name, n, lim in (("key1", 1, 120), ("keys4", 4, 120), ("keys8", 8, 120),
+                                                           ("limit60", 1, 60)) if name in only]
+            for name, n, lim in keyed:
+                show([bench_keys(work, redis, n, args.key_rows, label=name, limit=lim, **cal)])
+            if "profile" in only:
+                out = Path(os.environ.get("BENCH_PROFILE", "profile.txt")).resolve()
+                show([bench_keys(work, redis, 4, args.key_rows, label="keys4 (py-spy on worker 0)", profile=out,
+                                 **cal)])
+                profile_summary(out)
             if "footprint" in only:
                 show(bench_footprint(work, redis, args.footprint_rows))
             if "tree" in only:
