@@ -16,7 +16,7 @@ import re
 
 import pandas as pd
 
-from importer.problems import InputError, shorten
+from importer.problems import InputError, column_letter, shorten
 
 #: No cell may be longer than this (a file-level refusal; known columns have much lower limits, see limits.py).
 MAX_CELL_CHARS = 1 << 20
@@ -49,7 +49,7 @@ def decode(name: str, data: bytes) -> str:
             first = data[:data.find(b"\n")] if b"\n" in data else data
             delimiter = max((b",", b";", b"\t"), key=first.count)
             column = data.count(delimiter, start, exc.start)
-            raise InputError(name, f"line {line}, column {_letter(column)}: byte 0x{data[exc.start]:02X} is not "
+            raise InputError(name, f"line {line}, column {column_letter(column)}: byte 0x{data[exc.start]:02X} is not "
                                    "UTF-8, though the rest of the file is; the file is damaged or mixes encodings "
                                    "(save it again as 'CSV UTF-8')") from None
     try:
@@ -179,7 +179,7 @@ def _parse_tracked(name: str, text: str, delimiter: str) -> list[list[str]]:
                                    "no field may be that long") from None
         first_line = lines[line - 1] if lines is not None and line - 1 < len(lines) else _nth_line(text, line)
         column = _open_quote_column(first_line, delimiter)
-        where = f"row {row} (line {line})" + (f", column {_letter(column)}" if column is not None else "")
+        where = f"row {row} (line {line})" + (f", column {column_letter(column)}" if column is not None else "")
         if "unexpected end of data" in message:
             raise InputError(name, f"{where}: a quote opened here is never closed, so every line after it would "
                                    "be read into this one cell; close the quote (a quote inside a cell is written "
@@ -213,7 +213,7 @@ def _check_multiline(name: str, lines: list[str], record: list[str], row: int, s
         list(csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, strict=True))
     except csv.Error:
         column = _open_quote_column(lines[start - 1], delimiter)
-        where = f"row {row} (line {start})" + (f", column {_letter(column)}" if column is not None else "")
+        where = f"row {row} (line {start})" + (f", column {column_letter(column)}" if column is not None else "")
         raise InputError(name, f"{where}: a quoted cell runs from line {start} to line {end} and ends in a stray "
                                "quote; a quote is probably not closed, which merges the rows after it into this "
                                "cell") from None
@@ -224,7 +224,7 @@ def _check_multiline(name: str, lines: list[str], record: list[str], row: int, s
             continue
         for piece in re.split(r"\r\n|\r|\n", cell)[1:]:
             if piece.count(delimiter) >= width - 1:
-                raise InputError(name, f"row {row} (line {start}), column {_letter(index)}: a quoted cell runs over "
+                raise InputError(name, f"row {row} (line {start}), column {column_letter(index)}: a quoted cell runs over "
                                        f"lines {start}–{end} and holds what looks like a whole row "
                                        f"({shorten(piece, 50)!r}); a quote is probably not closed")
 
@@ -262,11 +262,3 @@ def _open_quote_column(line: str, delimiter: str) -> int | None:
         i += 1
     return opened
 
-
-def _letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters

@@ -9,6 +9,16 @@ WARNING = "warning"
 PROBLEM_COLUMNS = ("file", "sheet", "row", "column", "value", "severity", "reason")
 
 
+def column_letter(index: int) -> str:
+    """Excel's name of a 0-based column index: 0 -> A, 25 -> Z, 26 -> AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
 def shorten(value: object, limit: int = 60) -> str:
     text = "" if value is None else str(value)
     text = text.replace("\n", "\\n")

@@ -28,7 +28,7 @@ from python_calamine import CalamineError, CalamineWorkbook, PasswordError, Shee
 from importer import csv_read, xlsx_bounds
 from importer.columns import canonical_lookup, normalise_header
 from tasks import operations
-from importer.problems import InputError, shorten
+from importer.problems import InputError, column_letter, shorten
 
 EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods"}
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
@@ -348,14 +348,14 @@ def _from_grid(file: str, sheet_name: str, grid: list[list[object]], numbers: li
     for j in keep:
         if may_hold_nul:
             _refuse_nul(file, sheet_name, cols[j], numbers, j, is_text)
-        h = header[j] if header[j] is not None else f"column {_col_letter(j)}"
+        h = header[j] if header[j] is not None else f"column {column_letter(j)}"
         if header[j] is None:
-            notes.append(f"a column without header ({_col_letter(j)}) has values; it is carried along as {h!r}")
+            notes.append(f"a column without header ({column_letter(j)}) has values; it is carried along as {h!r}")
         elif h in headers:
-            first = _col_letter(keep[headers.index(h)])
-            h = f"{header[j]} (column {_col_letter(j)})"
+            first = column_letter(keep[headers.index(h)])
+            h = f"{header[j]} (column {column_letter(j)})"
             original[h] = header[j]
-            notes.append(f"columns {first} and {_col_letter(j)} have the same header {header[j]!r}")
+            notes.append(f"columns {first} and {column_letter(j)} have the same header {header[j]!r}")
         while h in headers:
             h = f"{h} (2)"
         headers.append(h)
@@ -392,8 +392,8 @@ def _refuse_cells_beyond_header(file: str, cols: list[list[str | None]], header_
     for j in range(header_width, len(cols)):
         i = next((i for i in data_rows if cols[j][i] is not None), None)
         if i is not None:
-            last = _col_letter(header_width - 1) if header_width else "none"
-            raise InputError(file, f"row {numbers[i]}, column {_col_letter(j)}: a value right of the last header "
+            last = column_letter(header_width - 1) if header_width else "none"
+            raise InputError(file, f"row {numbers[i]}, column {column_letter(j)}: a value right of the last header "
                                    f"({last}): a cell holding the delimiter without quotes, a lost quote, or a "
                                    f"column without a header? ({shorten(cols[j][i], 40)!r})")
 
@@ -402,16 +402,8 @@ def _refuse_nul(file: str, sheet: str, column: list[str | None], numbers: list[i
     if "\x00" not in "".join(filter(None, column)):
         return
     i = next(i for i, v in enumerate(column) if v is not None and "\x00" in v)
-    where = f"row {numbers[i]}, column {_col_letter(j)}" if is_text else \
-        f"sheet {sheet!r}, row {numbers[i]}, column {_col_letter(j)}"
+    where = f"row {numbers[i]}, column {column_letter(j)}" if is_text else \
+        f"sheet {sheet!r}, row {numbers[i]}, column {column_letter(j)}"
     raise InputError(file, f"{where}: contains a NUL character (byte 0); the file is damaged or not a spreadsheet "
                            "export, nothing was read")
 
-
-def _col_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters

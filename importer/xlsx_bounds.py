@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from xml.etree import ElementTree
 from xml.parsers import expat
 
-from importer.problems import InputError
+from importer.problems import InputError, column_letter
 
 #: A sheet's grid (rows x columns up to the farthest value) may always be this big...
 MAX_GRID_CELLS = 4_000_000
@@ -55,12 +55,8 @@ class Extent:
 
 
 def col_letters(index: int) -> str:
-    """1 -> A, 27 -> AA."""
-    letters = ""
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
+    """1-based: 1 -> A, 27 -> AA."""
+    return column_letter(index - 1)
 
 
 def col_index(letters: bytes | str) -> int:

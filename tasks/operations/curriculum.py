@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from tasks.operations import cells
 from tasks.operations.base import Column, Operation
+from tasks.operations.create_course import OPERATION as CREATE_COURSE
 
 #: curriculum column -> the Create Course column it fills.
 COURSE_COLUMNS = {"course_id": "course_id", "course_title": "title", "course_description": "description", "mangoes": "mangoes",
@@ -35,17 +36,8 @@ class Curriculum(Operation):
     classify_priority = 20  # module/lesson columns say "tree" before course_ref says "chapter patches"
     columns = (
         Column("course_ref", required=True),
-        Column("course_id", cells.object_id),
-        Column("course_title"),
-        Column("course_description"),
-        Column("mangoes", cells.object_ids),
-        Column("cover_image", cells.url),
-        Column("validity_in_days", cells.whole_number_at_least_1),
-        Column("mango_to_sell", cells.object_id),
-        Column("mangoes_to_show_as_paid", cells.object_ids),
-        Column("enable_drm", cells.boolean),
-        Column("disable_qna", cells.boolean),
-        Column("disable_comments", cells.boolean),
+        # the course's columns, with Create Course's rules (course_title is its title, and so on)
+        *(Column(name, CREATE_COURSE.rules()[target]) for name, target in COURSE_COLUMNS.items()),
         Column("module_title", marker=True),
         Column("module_position", cells.position, marker=True),
         Column("chapter_title", marker=True),

@@ -16,6 +16,7 @@ from importer.sandbox import SandboxConfig, serve_in_thread
 from importer.validate import build_plan
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
+from tests.bench.run import window_stats
 from tests.services import RedisServer, Worker, wait_until, worker_env
 
 TOKEN, HOST, MANGO = "bench-token-0123456789", "bench.example.com", "66c4964c11e7fef26751f3a7"
@@ -27,18 +28,6 @@ def curriculum_csv(path: Path, courses: int, modules: int, lessons: int) -> Path
               for c in range(courses) for m in range(modules) for n in range(lessons)]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def window_stats(arrivals: list[float]) -> tuple[float, int]:
-    """Mean rate over the run and the most requests in any 10 s."""
-    arrivals = sorted(arrivals)
-    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 1.0
-    j, best = 0, 0
-    for i, t in enumerate(arrivals):
-        while arrivals[j] <= t - 10.0:
-            j += 1
-        best = max(best, i - j + 1)
-    return (len(arrivals) - 1) / span, best
 
 
 def bench_tree(work: Path, redis: RedisServer, courses: int = 20, modules: int = 5, lessons: int = 8,
