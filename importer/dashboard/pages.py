@@ -129,8 +129,8 @@ def job_page(job: JobSummary, *, kinds: dict[str, dict[str, int]], groups: list[
                 f"<b>{job.total}</b> rows done{eta}</div>{bar(job.counts, job.total, 'progress-bar')}"
                 f"{legend(job.counts)}<div class='meta'>requests sent <b class='num' id='n-requests'>"
                 f"{t.get('requests', 0)}</b> · retries <b class='num' id='n-retries'>{t.get('retries', 0)}</b> · "
-                f"429s <b class='num' id='n-429'>{t.get('rate_limited', 0)}</b> · courses adopted after an unclear "
-                f"create {t.get('adopted', 0)}</div>")
+                f"429s <b class='num' id='n-429'>{t.get('rate_limited', 0)}</b> · creates found after a lost "
+                f"answer {t.get('adopted', 0)}</div>")
     for kind, counts in sorted(kinds.items(), key=lambda item: (KIND_ORDER.get(item[0], 9), item[0])):
         total = sum(counts.values())
         progress += (f'<h2 style="margin-top:12px;font-size:14px">{escape(kind)} rows ({total})</h2>'
