@@ -121,13 +121,19 @@ def test_flower_shows_rows_without_the_token_and_can_requeue(sandbox, make_env, 
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _get(base + "/api/workers", ("ops", "pw-123")) is not None, 30, message="flower")
+        # Flower lists a worker on /workers?json=1 only from its events (a heartbeat): its receiver is listening.
+        wait_until(lambda: (_get(base + "/workers?json=1", ("ops", "pw-123")) or {}).get("data"), 60,
+                   message="flower receiving the worker's events")
         assert httpx.get(base + "/api/tasks").status_code == 401  # basic auth on
         store = RowStore.from_url(redis_url)
         job_id = enqueue(store, build_plan([SAMPLES / "catalog.xlsx"]), sandbox.url, HOST)
         wait_until(lambda: store.is_final(job_id), 120, message="job")
-        tasks = wait_until(lambda: (t := _get(base + "/api/tasks", ("ops", "pw-123"))) and len(t) >= 50 and t,
-                           30, message="tasks in flower")
+        def seen() -> dict | None:  # one task per row (Flower learns them from events; allow a rare lost one)
+            tasks = _get(base + "/api/tasks", ("ops", "pw-123")) or {}
+            failed = any("CHAPTER_NOT_FOUND" in (t.get("exception") or "") for t in tasks.values())
+            return tasks if len(tasks) >= 45 and failed else None
+
+        tasks = wait_until(seen, 60, message="the rows' tasks in flower")
         text = json.dumps(tasks)
         assert TOKEN not in text and job_id in text
         names = {t["name"] for t in tasks.values()}
