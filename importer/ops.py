@@ -71,21 +71,15 @@ class Session:
 
     def credential_for(self, job: dict):  # noqa: ANN201 - tasks.credentials.Credential
         """The token the job's rows will be sent with (the sandbox's own for a sandbox job, started if needed)."""
-        from importer.preflight import Refused, credential_for
         from tasks.credentials import Credential
 
         if job.get("sandbox"):
-            from importer.sandbox.config import DEFAULT_TOKEN
-
-            token = os.environ.get("TAGMANGO_API_TOKEN") or DEFAULT_TOKEN
+            token = sandbox_token()
             api_url = self.stack.start_sandbox(token) if self.embedded else job["api_url"]
             if api_url != job["api_url"]:
                 fail(f"the sandbox of this job ran at {job['api_url']}, it is now at {api_url}")
             return Credential(api_url, job["host"], token)
-        try:
-            return credential_for(job["host"], job["api_url"])
-        except Refused as exc:
-            fail(str(exc))
+        return workers_credential(job["host"], job["api_url"])
 
     def start_workers_for(self, job: dict) -> None:
         """In embedded mode, a worker (and the sandbox, for a sandbox job) to process the job."""
@@ -109,27 +103,38 @@ def _safe_url(url: str) -> str:
 # -- run -------------------------------------------------------------------------------------------
 
 
+def sandbox_token() -> str:
+    from importer.sandbox.config import DEFAULT_TOKEN
+
+    return os.environ.get("TAGMANGO_API_TOKEN") or DEFAULT_TOKEN
+
+
+def workers_credential(host: str, api_url: str):  # noqa: ANN201 - tasks.credentials.Credential
+    """The token the workers will use for (host, api_url), or a one-line command error."""
+    from importer import preflight
+
+    try:
+        return preflight.credential_for(host, api_url)
+    except preflight.Refused as exc:
+        fail(str(exc))
+
+
 def target(session: Session | None, sandbox: bool, host: str | None):  # noqa: ANN201 - tasks.credentials.Credential
     """The credential an import or a dry run goes to: the sandbox (started if needed), or ``--host``/
     ``TAGMANGO_HOST`` with the token the workers will use (TAGMANGO_CREDENTIALS_FILE or TAGMANGO_API_TOKEN)."""
-    from importer import preflight
-    from importer.sandbox.config import DEFAULT_TOKEN
     from tasks.credentials import Credential, configured_api_url
 
     host = host or os.environ.get("TAGMANGO_HOST") or (SANDBOX_HOST if sandbox else None)
     if sandbox:
         assert session is not None, "the sandbox runs in a session"
-        token = os.environ.get("TAGMANGO_API_TOKEN") or DEFAULT_TOKEN
+        token = sandbox_token()
         return Credential(session.stack.start_sandbox(token), host, token)
     if not host:
         if not os.environ.get("TAGMANGO_API_TOKEN") and not os.environ.get("TAGMANGO_CREDENTIALS_FILE"):
             fail("TAGMANGO_API_TOKEN is not set: export your TagMango API key (never pass it on the command line), "
                  "or use --sandbox")
         fail("which creator? set TAGMANGO_HOST or --host to the whitelabel host, e.g. yourname.tagmango.com")
-    try:
-        return preflight.credential_for(host, configured_api_url())
-    except preflight.Refused as exc:
-        fail(str(exc))
+    return workers_credential(host, configured_api_url())
 
 
 def show_diff(plan: Plan, reconciled: Reconciled, report: str | None, as_json: bool) -> None:

@@ -61,7 +61,7 @@ def _same(new: Any, old: Any) -> bool:
         return str(new or "").strip() == str(old or "").strip()
     if isinstance(new, list) and isinstance(old, list):
         return [str(x) for x in new] == [str(x) for x in old]
-    return new == old or (not new and not old and new is not True and old is not True)
+    return new == old or (not new and not old)  # None, "", [] and False all mean "nothing set"
 
 
 def chapter_changes(body: dict, live: dict) -> dict[str, list]:

@@ -32,8 +32,8 @@ def write_csv(path: Path, rows: list[list[str]], header: list[str] | None = None
     return path
 
 
-def write_xlsx(path: Path, sheets: dict[str, list[list[object]]], hidden: dict[str, str] | None = None,
-               stray: dict[str, tuple[str, object]] | None = None) -> Path:
+def xlsx_book(sheets: dict[str, list[list[object]]], hidden: dict[str, str] | None = None,
+              stray: dict[str, tuple[str, object]] | None = None) -> openpyxl.Workbook:
     """sheets: name -> rows (first row the header); hidden: name -> 'hidden' | 'veryHidden';
     stray: name -> (cell, value) written far away."""
     book = openpyxl.Workbook()
@@ -47,7 +47,12 @@ def write_xlsx(path: Path, sheets: dict[str, list[list[object]]], hidden: dict[s
         if stray and name in stray:
             cell, value = stray[name]
             sheet[cell] = value
-    book.save(path)
+    return book
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list[object]]], hidden: dict[str, str] | None = None,
+               stray: dict[str, tuple[str, object]] | None = None) -> Path:
+    xlsx_book(sheets, hidden, stray).save(path)
     return path
 
 

@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 import openpyxl
 
 from importer import csv_read
-from tests.hostile_files import MANGO, ROOT
+from tests.hostile_files import MANGO, ROOT, xlsx_book
 
 SEED = 16
 HEADER = ["external_id", "title", "mangoes", "description"]
@@ -55,17 +55,9 @@ def csv_text(rows: list[list[str]], header: list[str] = HEADER, sep: str = ",", 
 
 def xlsx_bytes(sheets: dict[str, list[list[object]]], hidden: dict[str, str] | None = None,
                far: tuple[str, object] | None = None, styled_far: bool = False) -> bytes:
-    book = openpyxl.Workbook()
-    book.remove(book.active)
-    for name, rows in sheets.items():
-        sheet = book.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-        if hidden and name in hidden:
-            sheet.sheet_state = hidden[name]
-    first = book[next(iter(sheets))]
-    if far:
-        first[far[0]] = far[1]
+    first_name = next(iter(sheets))
+    book = xlsx_book(sheets, hidden, {first_name: far} if far else None)
+    first = book[first_name]
     if styled_far:
         first["XFD1048576"].font = openpyxl.styles.Font(italic=True)
     out = io.BytesIO()
