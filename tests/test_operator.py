@@ -65,19 +65,22 @@ def test_ctrl_c_then_run_again_resumes_without_duplicates(kept):
     lines = ["external_id,title,mangoes"] + [f"R{i:03d},Resume course {i},66c4964c11e7fef26751f3a7"
                                              for i in range(120)]
     (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
-    env = env_for(tmp_path)
+    # 60 per 10 s: the import takes about 20 s, so the Ctrl-C below lands while it runs, however slow the start.
+    env = env_for(tmp_path, TAGMANGO_RATE_LIMIT="60")
     proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "big.csv", "--sandbox"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        seen.append(line)
-        if "done" in line and line.split(": ")[1].split("/")[0].isdigit() and int(line.split(": ")[1].split("/")[0]) >= 20:
-            break
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=90)
-    assert proc.returncode == 130, "".join(seen) + out
+    try:
+        # Interrupt once 20 rows are done and the job is not final, read from the job's own state in Redis.
+        store = wait_until(lambda: _embedded_store(tmp_path), 60, message="the embedded Redis")
+        job_id = wait_until(store.latest_job, 60, message="the job")
+        wait_until(lambda: store.counts(job_id).get("succeeded", 0) >= 20, 90, 0.05, "20 rows done")
+        assert not store.is_final(job_id)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
     assert "run the same command again" in out.lower()
     again = cli(tmp_path, "run", "big.csv", "--sandbox", "--json", "--keep-running", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -86,6 +89,23 @@ def test_ctrl_c_then_run_again_resumes_without_duplicates(kept):
     port = (tmp_path / "state" / "sandbox" / "port").read_text()
     stats = httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats").json()
     assert stats["courses_by_host"]["academy.sandbox.local"] == 120 and not stats["duplicate_titles"]
+
+
+def _embedded_store(tmp_path):  # noqa: ANN001, ANN202
+    """The row store of the embedded Redis a CLI run in ``tmp_path`` started, once it answers."""
+    import redis
+
+    from tasks.rowstore import RowStore
+
+    port = tmp_path / "state" / "redis" / "port"
+    if not port.exists():
+        return None
+    store = RowStore.from_url(f"redis://127.0.0.1:{port.read_text().strip()}/0")
+    try:
+        store.r.ping()
+    except redis.RedisError:
+        return None
+    return store
 
 
 def test_missing_token_is_a_config_error_before_anything_is_enqueued(tmp_path):
