@@ -9,6 +9,7 @@ from collections import deque
 import click
 
 from importer.results import dead_reasons
+from tasks import timeline
 from tasks.recovery import republish_stuck
 from tasks.rows import FINAL, STATES
 from tasks.rowstore import RowStore
@@ -22,7 +23,8 @@ def snapshot(store: RowStore, job_id: str, results_file: str | None = None) -> d
     counts = store.counts(job_id)
     job = store.job(job_id) or {}
     return {"job": job_id, "total": job.get("total", 0), "final": store.is_final(job_id),
-            "counts": {s.value: counts.get(s.value, 0) for s in STATES}, "results_file": results_file}
+            "counts": {s.value: counts.get(s.value, 0) for s in STATES}, "results_file": results_file,
+            "duplicates": job.get("duplicates") or [], "notices": timeline.notices(store.r, job_id)}
 
 
 class Meter:
@@ -57,8 +59,13 @@ def follow(store: RowStore, job_id: str, *, quiet: bool = False, settings: Setti
         bar = progress.add_task(job_id, total=total, detail="")
         progress.start()
     last_line = 0.0
+    said: set[str] = set()
     try:
         while True:
+            for kind, text in timeline.notices(store.r, job_id).items():
+                if kind not in said and not quiet:
+                    said.add(kind)
+                    (progress.console.print if progress is not None else click.echo)(f"note: {text}")
             counts = store.counts(job_id)
             done = sum(counts.get(s.value, 0) for s in FINAL)
             rate = meter.rate(counts.get("n_requests", 0))

@@ -6,9 +6,9 @@ one course (its ``modules`` in order), an empty Update Module for one module (it
 an empty Update Chapter for one chapter's fields. An empty partial update changes nothing (the sandbox counts
 it as a read).
 
-Every read goes through ``admit`` (the shared rate limiter, so a dry run and a running import of the same key
-never exceed the budget together) and is retried on transient failures with tenacity; a 429 also cools the
-shared limiter down. A 404 answers "not there". ``reads`` counts the requests made.
+Every read goes through the credential's door (``tasks.gateway``): the shared rate limit (a dry run and a
+running import of the same key never exceed the budget together), retries of transient failures, a 429
+waited out. A 404 answers "not there". ``reads`` counts the requests made.
 """
 
 from __future__ import annotations
@@ -16,43 +16,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-
 from tasks import errors
 from tasks.adopt import scan_courses
-from tasks.client import TagMangoClient
-
-#: Attempts per read when TagMango answers 429/5xx or times out.
-READ_ATTEMPTS = 6
+from tasks.gateway import Door, OnNotice, OnWait
 
 
 class LiveCatalog:
-    def __init__(self, client: TagMangoClient, admit: Callable[[], None], *,
-                 on_rate_limited: Callable[[float], None] | None = None,
-                 progress: Callable[[int], None] | None = None, max_wait_s: float = 20.0) -> None:
-        self.client, self.admit = client, admit
-        self.on_rate_limited = on_rate_limited or (lambda _seconds: None)
+    def __init__(self, door: Door, *, progress: Callable[[int], None] | None = None,
+                 on_wait: OnWait | None = None, on_notice: OnNotice | None = None) -> None:
+        self.door = door
         self.progress = progress or (lambda _reads: None)
-        self.max_wait_s = max_wait_s
+        self.on_wait, self.on_notice = on_wait, on_notice
         self.reads = 0
         self._listings: dict[tuple[str, ...], list[dict]] = {}
 
-    def _read(self, fn: Callable[[], Any]) -> Any:
-        for attempt in Retrying(retry=retry_if_exception_type(errors.TransientApiError), reraise=True,
-                                wait=wait_exponential_jitter(initial=0.5, max=self.max_wait_s),
-                                stop=stop_after_attempt(READ_ATTEMPTS)):
-            with attempt:
-                self.admit()
-                self.reads += 1
-                self.progress(self.reads)
-                try:
-                    return fn()
-                except errors.RateLimited as exc:
-                    self.on_rate_limited(max(exc.retry_after or 0.0, 5.0))
-                    raise
-        raise AssertionError("not reached")  # pragma: no cover
+    def _read(self, fn: Callable[[Any], Any]) -> Any:
+        self.reads += 1
+        self.progress(self.reads)
+        return self.door.read(fn, on_wait=self.on_wait, on_notice=self.on_notice)
 
-    def _maybe(self, fn: Callable[[], dict]) -> dict | None:
+    def _maybe(self, fn: Callable[[Any], dict]) -> dict | None:
         try:
             return self._read(fn)
         except errors.PermanentApiError as exc:
@@ -65,14 +48,14 @@ class LiveCatalog:
         one paged scan per set of mangoes per import."""
         key = tuple(sorted(mangoes))
         if key not in self._listings:
-            self._listings[key] = scan_courses(self.client, lambda fn: self._read(fn), list(key), lambda: None)
+            self._listings[key] = scan_courses(self._read, list(key))
         return self._listings[key]
 
     def course(self, course_id: str) -> dict | None:
-        return self._maybe(lambda: self.client.update_course(course_id, {}))
+        return self._maybe(lambda api: api.update_course(course_id, {}))
 
     def module(self, module_id: str) -> dict | None:
-        return self._maybe(lambda: self.client.update_module(module_id, {}))
+        return self._maybe(lambda api: api.update_module(module_id, {}))
 
     def chapter(self, chapter_id: str) -> dict | None:
-        return self._maybe(lambda: self.client.update_chapter(chapter_id, {}))
+        return self._maybe(lambda api: api.update_chapter(chapter_id, {}))

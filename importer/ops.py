@@ -37,7 +37,8 @@ def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
 
 def exit_code(snap: dict) -> int:
     counts = snap["counts"]
-    return EXIT_ROWS_FAILED if counts["dead"] or counts["invalid"] or not snap["final"] else EXIT_OK
+    failed = counts["dead"] or counts["invalid"] or snap.get("duplicates") or not snap["final"]
+    return EXIT_ROWS_FAILED if failed else EXIT_OK
 
 
 class Session:
@@ -62,6 +63,16 @@ class Session:
             self.store.r.ping()
         except redis.RedisError as exc:
             fail(f"cannot reach Redis at {_safe_url(self.url)}: {exc}")
+        self._gateway = None
+
+    def door(self, cred):  # noqa: ANN001, ANN201 - tasks.credentials.Credential -> tasks.gateway.Door
+        """The one door to TagMango for a credential (tasks.gateway): the workers' limiter, shared."""
+        from tasks.gateway import Gateway
+        from tasks.settings import Settings
+
+        if self._gateway is None:
+            self._gateway = Gateway.from_settings(self.store.r, Settings.from_env())
+        return self._gateway.door(cred)
 
     def job_id(self, job: str | None) -> str:
         job_id = job if job and job != "latest" else self.store.latest_job()
@@ -89,6 +100,8 @@ class Session:
         self.stack.start_worker(self.url, cred.api_url, cred.token)
 
     def close(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()
         self.stack.stop(self.keep_running)
 
 
@@ -171,8 +184,9 @@ def compare(files: tuple[str, ...], options: Options, *, mode: str, sandbox: boo
     session = Session()
     try:
         cred = cred or target(session, sandbox, host)
-        preflight.gate(cred, session.store.r, quiet=as_json)
-        reconciled = match_live(session.store, cred, plan, mode, quiet=as_json)
+        door = session.door(cred)
+        preflight.gate(door, quiet=as_json)
+        reconciled = match_live(door, session.store, plan, mode, quiet=as_json)
         show_diff(plan, reconciled, report, as_json)
         if not as_json:
             print_summary(plan)
@@ -207,7 +221,8 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
     try:
         cred = cred or target(session, sandbox, host)
         api_url, token, host = cred.api_url, cred.token, cred.host
-        preflight.gate(cred, session.store.r, quiet=as_json)  # TagMango accepts the token, or exit 3
+        door = session.door(cred)
+        preflight.gate(door, quiet=as_json)  # TagMango accepts the token, or exit 3
         if flower:  # before the first row is queued, so Flower sees every event
             session.stack.start_flower(session.url) if session.embedded else click.echo(
                 "note: --flower starts Flower in embedded mode only; start yours before `run`", err=True)
@@ -220,7 +235,7 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
             if session.embedded:
                 resume(store, job_id)
         else:
-            reconciled = match_live(store, cred, plan, mode, quiet=as_json)  # what TagMango already has
+            reconciled = match_live(door, store, plan, mode, quiet=as_json)  # what TagMango already has
             if not as_json:
                 for _row, note in reconciled.warnings:
                     click.echo(f"note: {note}")
@@ -235,7 +250,7 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
             click.echo(json.dumps(snapshot(store, job_id)) if as_json else
                        f"Follow it with: tagmango-import status {job_id} --watch")
             return EXIT_OK
-        return finish(session, job_id, as_json=as_json, results=results, base=Path(files[0]).resolve().parent)
+        return finish(session, job_id, door, as_json=as_json, results=results, base=Path(files[0]).resolve().parent)
     except KeyboardInterrupt:
         click.echo("\nInterrupted: workers stop after their current request. Run the same command again to "
                    "resume; nothing is sent twice.", err=True)
@@ -244,9 +259,12 @@ def run(files: tuple[str, ...], options: Options, *, sandbox: bool, host: str | 
         session.close()
 
 
-def finish(session: Session, job_id: str, *, as_json: bool, results: str | None, base: Path | None = None) -> int:
+def finish(session: Session, job_id: str, door, *, as_json: bool, results: str | None,  # noqa: ANN001
+           base: Path | None = None) -> int:
+    """Follow the job until it is final, look for duplicates in TagMango, write the results file, sum up."""
     store = session.store
     follow(store, job_id, quiet=as_json)
+    check_duplicates(store, job_id, door, quiet=as_json)
     path = Path(results) if results else default_path(store.job(job_id), base)
     write_results(store, job_id, path)
     snap = snapshot(store, job_id, str(path))
@@ -255,6 +273,26 @@ def finish(session: Session, job_id: str, *, as_json: bool, results: str | None,
     else:
         print_final(store, job_id, str(path))
     return exit_code(snap)
+
+
+def check_duplicates(store: RowStore, job_id: str, door, *, quiet: bool = False) -> list[dict]:  # noqa: ANN001
+    """Once the job is final: courses it created that TagMango now holds twice (importer.duplicates). A check that
+    cannot read TagMango now is said and left for a later ``status``."""
+    from importer import duplicates
+    from tasks import errors
+
+    try:
+        found = duplicates.check(store, job_id, door)
+    except errors.ApiError as exc:
+        if not quiet:
+            click.echo(f"warning: could not look for duplicates in TagMango ({exc.message}); `status` tries again",
+                       err=True)
+        return []
+    if found and not quiet:
+        click.echo(f"{len(found)} course(s) of this job are in TagMango more than once ({duplicates.CODE}):", err=True)
+        for d in found[:10]:
+            click.echo(f"  {d['sheet']} row {d['line']}: {d['message']}", err=True)
+    return found
 
 
 # -- inspecting ------------------------------------------------------------------------------------
@@ -266,6 +304,15 @@ def status(job: str | None, watch: bool, as_json: bool) -> int:
         job_id = session.job_id(job)
         if watch:
             follow(session.store, job_id, quiet=as_json)
+        meta = session.store.job(job_id)
+        if session.store.is_final(job_id) and not meta.get("duplicates_checked") and not meta.get("sandbox"):
+            try:  # a job whose command did not follow it to the end (run --no-wait): look now
+                check_duplicates(session.store, job_id, session.door(workers_credential(meta["host"],
+                                                                                         meta["api_url"])),
+                                 quiet=as_json)
+            except CommandError as exc:
+                if not as_json:
+                    click.echo(f"note: not looking for duplicates in TagMango: {exc.message}", err=True)
         snap = snapshot(session.store, job_id)
         if as_json:
             click.echo(json.dumps(snap, indent=2))
@@ -277,6 +324,10 @@ def status(job: str | None, watch: bool, as_json: bool) -> int:
             if meta.get("blocked"):
                 click.echo(f"  blocked: {meta['blocked'].get('error_code') or meta['blocked'].get('http_status')} "
                            f"{meta['blocked'].get('message')}")
+            for text in snap["notices"].values():
+                click.echo(f"  note: {text}")
+            for d in snap["duplicates"]:
+                click.echo(f"  DUPLICATE_IN_TAGMANGO {d['sheet']} row {d['line']}: {d['message']}")
         return exit_code(snap) if snap["final"] else EXIT_OK
     finally:
         session.close()
@@ -425,10 +476,11 @@ def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: 
         job_id = session.job_id(job)
         store = session.store
         cred = session.credential_for(store.job(job_id))
-        gate(cred, store.r, quiet=as_json)  # before anything is requeued
+        door = session.door(cred)
+        gate(door, quiet=as_json)  # before anything is requeued
         mode = mode or store.job(job_id).get("mode") or "create"
         corrections = corrections_from(store, job_id, from_files, options,
-                                       match=lambda plan: match_live(store, cred, plan, mode, quiet=as_json)
+                                       match=lambda plan: match_live(door, store, plan, mode, quiet=as_json)
                                        ) if from_files else None
         outcome = requeue_rows(store, job_id, error_code=error_code, rows=parse_rows(rows) if rows else None,
                                everything=everything, corrections=corrections)
@@ -441,7 +493,7 @@ def requeue(job: str | None, *, everything: bool, error_code: str | None, rows: 
         session.start_workers_for(store.job(job_id))
         if not (wait or session.embedded):
             return EXIT_OK
-        return finish(session, job_id, as_json=as_json, results=results,
+        return finish(session, job_id, door, as_json=as_json, results=results,
                       base=Path(from_files[0]).resolve().parent if from_files else None)  # next to the input
     except KeyboardInterrupt:
         click.echo("\nInterrupted; the requeued rows stay queued.", err=True)

@@ -6,6 +6,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from importer.duplicates import CODE as DUPLICATE_CODE
 from importer.tables import write_sheets, write_table
 from tasks import operations
 from tasks.rows import Row, RowState
@@ -16,14 +17,19 @@ RESULT_COLUMNS = ["status", "outcome", *operations.result_columns(), "http_statu
                   "finished_at", "sheet", "row"]
 
 
-def result_row(row: Row) -> dict:
+def result_row(row: Row, duplicate: dict | None = None) -> dict:
+    """One line of the results file; ``duplicate``: what ``importer.duplicates`` found for the row, if anything
+    (the row succeeded, and TagMango also holds another course like it)."""
     error = row.error
     message = error.message if error else (row.reason if row.state in (RowState.INVALID, RowState.SKIPPED) else None)
+    code = error.code if error else None
+    if duplicate is not None:
+        code, message = DUPLICATE_CODE, duplicate["message"]
     result = {**row.ids, **(row.result or {})}  # what it made, else at least where it was to go
     own = {k: v for k, v in operations.get(row.op).results(row).items() if v is not None}
     return {**row.source, "status": row.state.value, "outcome": row.outcome,
             **{c: result.get(c) for c in operations.result_columns()}, **own,
-            "http_status": error.http_status if error else None, "error_code": error.code if error else None,
+            "http_status": error.http_status if error else None, "error_code": code,
             "error_message": message, "attempts": row.attempts, "finished_at": iso(row.finished_at),
             "sheet": row.sheet, "row": row.row}
 
@@ -42,17 +48,25 @@ def default_path(job: dict, base: Path | None = None) -> Path:
 def write_results(store: RowStore, job_id: str, path: Path) -> Path:
     job = store.job(job_id) or {}
     records = [r for r in store.rows(job_id) if not r.derived]  # one line per spreadsheet row
+    # A course TagMango holds twice is said on the first line of that course (a tree's course has no line).
+    by_course = {d["course_id"]: d for d in job.get("duplicates") or []}
+    duplicates = {}
+    for rec in records:
+        course_id = {**rec.ids, **(rec.result or {})}.get("course_id")
+        if course_id in by_course:
+            duplicates[rec.row_id] = by_course.pop(course_id)
     headers: dict[str, list[str]] = job.get("headers") or {}
     by_sheet: dict[str, list[Row]] = {}
     for rec in records:
         by_sheet.setdefault(rec.sheet, []).append(rec)
     if path.suffix.lower() == ".xlsx" and len(by_sheet) > 1:
-        return write_sheets(path, [(sheet, _columns(headers, sheet, recs), [result_row(r) for r in recs])
+        return write_sheets(path, [(sheet, _columns(headers, sheet, recs),
+                                    [result_row(r, duplicates.get(r.row_id)) for r in recs])
                                    for sheet, recs in by_sheet.items()])
     columns: list[str] = []
     for sheet, recs in by_sheet.items():
         columns += [c for c in _columns(headers, sheet, recs) if c not in columns]
-    return write_table(path, columns, [result_row(r) for r in records])
+    return write_table(path, columns, [result_row(r, duplicates.get(r.row_id)) for r in records])
 
 
 def _columns(headers: dict, sheet: str, recs: list[Row]) -> list[str]:

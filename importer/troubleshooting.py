@@ -58,6 +58,12 @@ TABLE: tuple[Advice, ...] = (
            "fix the worker's environment, `requeue --all`"),
     Advice("WORKER_LOST", "`WORKER_LOST`", "the row's task killed its worker repeatedly",
            "read `worker.log`, fix, requeue"),
+    Advice("DUPLICATE_IN_TAGMANGO", "`DUPLICATE_IN_TAGMANGO`",
+           "not a dead row: the row's course was created, and TagMango now holds another course with its title "
+           "under its mangoes (another import of the same file ran at the same time without sharing Redis?); "
+           "the message names both ids; the job exits 1",
+           "keep one course and delete the other in TagMango; make every machine importing for this creator use "
+           "the same `TAGMANGO_REDIS_URL`"),
 )
 
 BY_CODE = {a.code: a for a in TABLE}

@@ -38,6 +38,8 @@ MAX_PAGES = 500
 CLOCK_SKEW_S = 300.0
 
 Scan = Callable[[Callable[[], None]], list[dict]]  # takes a keep-alive to call after each page
+#: Makes one request through the credential's door: ``call(lambda api: api.get_courses(...))`` (tasks.gateway).
+Caller = Callable[[Callable[[TagMangoClient], Any]], Any]
 
 
 def _created_at(course: dict) -> float | None:
@@ -113,12 +115,12 @@ def _keep(lock: Lock, seconds: float) -> None:
         pass
 
 
-def scan_courses(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], mangoes: list[str],
-          keepalive: Callable[[], None]) -> list[dict]:
+def scan_courses(call: Caller, mangoes: list[str], keepalive: Callable[[], None] = lambda: None) -> list[dict]:
+    """Every course under any of ``mangoes`` (Get Courses, every page): id, trimmed title, fingerprints."""
     courses: list[dict] = []
     seen, page = 0, 1
     while page <= MAX_PAGES:
-        result = call(lambda p=page: client.get_courses(page=p, limit=PAGE_SIZE, mangoes=mangoes))
+        result = call(lambda api, p=page: api.get_courses(page=p, limit=PAGE_SIZE, mangoes=mangoes))
         keepalive()
         for course in result.items:
             course_id = course.get("_id") or course.get("id")
@@ -141,20 +143,20 @@ def same_title(listed: list[dict], body: dict, is_claimed: Callable[[str], bool]
     return found
 
 
-def find_created(client: TagMangoClient, call: Callable[[Callable[[], Any]], Any], body: dict, ledger: Ledger,
-                 first_sent_at: float, listings: Listings | None = None) -> dict | None:
+def find_created(call: Caller, body: dict, ledger: Ledger, first_sent_at: float,
+                 listings: Listings | None = None) -> dict | None:
     """The full course our earlier create made, claimed for this row; None if there is none.
 
-    ``call`` runs one API call under the rate limiter; ``listings`` (optional) shares scans between rows.
+    ``call`` makes one request through the credential's door; ``listings`` (optional) shares scans between rows.
     """
     mangoes = list(body["mangoes"])
     if listings is None:
-        listed = scan_courses(client, call, mangoes, lambda: None)
+        listed = scan_courses(call, mangoes)
     else:
-        listed = listings.fresh(mangoes, lambda keepalive: scan_courses(client, call, mangoes, keepalive))
+        listed = listings.fresh(mangoes, lambda keepalive: scan_courses(call, mangoes, keepalive))
     for course in same_title(listed, body, ledger.is_claimed):
         try:
-            full = call(lambda c=course: client.update_course(c["_id"], {}))
+            full = call(lambda api, c=course: api.update_course(c["_id"], {}))
         except PermanentApiError as exc:
             if exc.status != 400:
                 if exc.status == 404:  # gone, or not this creator's: not ours to adopt

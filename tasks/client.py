@@ -93,12 +93,13 @@ class TagMangoClient:
         """PATCH /api/v1/external/courses/{id}: partial update; ``{}`` reads the course back."""
         return self._entity(self._call("PATCH", f"{COURSES_PATH}/{course_id}", json=body))
 
-    def get_courses(self, *, page: int = 1, limit: int = 50, mangoes: list[str] | None = None) -> Page:
-        """GET /api/v1/external/courses → one page of ``{total, data: [...]}``."""
+    def get_courses(self, *, page: int = 1, limit: int = 50, mangoes: list[str] | None = None,
+                    timeout: httpx.Timeout | None = None) -> Page:
+        """GET /api/v1/external/courses → one page of ``{total, data: [...]}`` (``timeout``: this call's own)."""
         params: dict[str, Any] = {"page": page, "limit": limit}
         if mangoes:
             params["mangoes"] = ",".join(mangoes)
-        body = self._call("GET", COURSES_PATH, params=params)
+        body = self._call("GET", COURSES_PATH, params=params, **({"timeout": timeout} if timeout else {}))
         inner = _unwrap(body)
         if isinstance(inner, list):
             return Page(total=len(inner), items=inner)

@@ -37,7 +37,6 @@ until (us); ``:cooled`` time of the last 429 (us); ``:flight`` typical flight (u
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -70,14 +69,14 @@ ADMIT = _NOW + _LIMIT + """
 -- KEYS: flight log, learned limit, paused-until
 -- ARGV: window us, configured limit, max flight us, unique id, ttl s
 local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-if now < paused then return {0, paused - now} end
+if now < paused then return {0, paused - now, 1} end
 local window = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) >= limit_of(KEYS[2], tonumber(ARGV[2])) then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   local ends = tonumber(first[2])
-  if ends > now then return {0, 50000} end  -- every counted request is still in flight: look again soon
-  return {0, ends + window - now + 1}
+  if ends > now then return {0, 50000, 0} end  -- every counted request is still in flight: look again soon
+  return {0, ends + window - now + 1, 0}
 end
 local member = string.format('%.0f', now) .. ':' .. ARGV[4]
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), member)
@@ -120,7 +119,7 @@ redis.call('SET', KEYS[4], now, 'EX', tonumber(ARGV[6]))
 if tonumber(redis.call('GET', KEYS[5]) or '0') < resume then
   redis.call('SET', KEYS[5], resume, 'EX', tonumber(ARGV[6]))
 end
-return {learned, counted}
+return {learned, counted, limit}
 """.replace("FLOOR", str(LEARNED_FLOOR))
 
 
@@ -138,10 +137,22 @@ def keys(cred: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class Admission:
     """``flight`` is the admitted request's entry in the flight log (hand it to ``done``/``refused``); when not
-    admitted it is None and ``wait`` says how long until the budget may have room."""
+    admitted it is None, ``wait`` says how long until the budget may have room and ``cooling`` whether a 429's
+    cool-down is the reason."""
 
     flight: str | None
     wait: float = 0.0
+    cooling: bool = False
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What a 429 taught: the credential's limit from now on, the requests TagMango had certainly counted in its
+    window, and the limit we were keeping to before."""
+
+    learned: int
+    counted: int
+    limit_before: int
 
 
 class RateLimiter:
@@ -160,22 +171,12 @@ class RateLimiter:
     def admit(self, cred: str) -> Admission:
         """Admit one request now if the budget has room and no cool-down is on (nothing recorded otherwise)."""
         k = keys(cred)
-        ok, value = self._admit(keys=[k["log"], k["limit"], k["paused"]], args=[
+        answer = self._admit(keys=[k["log"], k["limit"], k["paused"]], args=[
             int(self.window * 1e6), self.limit, int(self.max_flight * 1e6), uuid.uuid4().hex[:10], TTL_S])
-        if ok:
+        if answer[0]:
+            value = answer[1]
             return Admission(value if isinstance(value, str) else value.decode())
-        return Admission(None, max(int(value) / 1e6, 0.001))
-
-    def acquire_now(self, cred: str, max_wait: float = 120.0) -> str:
-        """Admit one request, waiting for room (or out a cool-down); returns its flight entry."""
-        deadline = time.monotonic() + max_wait
-        while True:
-            admission = self.admit(cred)
-            if admission.flight is not None:
-                return admission.flight
-            if time.monotonic() + admission.wait > deadline:
-                raise TimeoutError("rate limiter wait too long")
-            time.sleep(admission.wait)
+        return Admission(None, max(int(answer[1]) / 1e6, 0.001), bool(int(answer[2])))
 
     def done(self, cred: str, flight: str) -> None:
         """The request's answer (or failure) came back: it counts until now + window, no longer."""
@@ -186,14 +187,14 @@ class RateLimiter:
         """An admitted request that was not sent after all: give its place back."""
         self.r.zrem(keys(cred)["log"], flight)
 
-    def refused(self, cred: str, flight: str, pause: float) -> int:
-        """TagMango answered 429: learn its limit from what it had counted, pause every worker of the credential
-        for ``pause`` seconds. Returns the credential's limit from now on."""
+    def refused(self, cred: str, flight: str, pause: float) -> Refusal:
+        """TagMango answered 429: learn its limit from what it had counted, pause every sender of the credential
+        for ``pause`` seconds."""
         k = keys(cred)
-        learned, _counted = self._refused(
+        learned, counted, before = self._refused(
             keys=[k["log"], k["limit"], k["paused"], k["cooled"], k["slot"]],
             args=[flight, int(self.window * 1e6), self.limit, int(pause * 1e6), LEARNED_TTL_S, TTL_S])
-        return int(learned)
+        return Refusal(int(learned), int(counted), int(before))
 
     # -- what the dashboard and tests read ----------------------------------------------------------
     def effective_limit(self, cred: str) -> int:
@@ -203,8 +204,3 @@ class RateLimiter:
     def cooled_since(self, cred: str) -> float:
         """Redis time (seconds) of the credential's last 429, 0 if none."""
         return int(self.r.get(keys(cred)["cooled"]) or 0) / 1e6
-
-    def in_window(self, cred: str) -> int:
-        """Requests that count in the budget now (in flight, or done within the last window)."""
-        now = time.time()
-        return int(self.r.zcount(keys(cred)["log"], f"({int((now - self.window) * 1e6)}", "+inf"))

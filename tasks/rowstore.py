@@ -13,6 +13,7 @@ Keys (``{j}`` = job id)::
     tm:job:{j}:gen           hash   row id -> generation of the one live task message for the row
     tm:job:{j}:deliveries    hash   "row id:generation" -> deliveries of that message
     tm:job:{j}:timeline      hash   "<event>:<epoch second>" -> requests sent, 429s, retries (tasks.timeline)
+    tm:job:{j}:notices       hash   kind -> what was said once about the job (tasks.timeline)
     tm:lease:{j}:{r}         string the lock token of the task working on row r (expires)
 
 A row's state and the counters move together in one Lua script, which also refuses a state change the
@@ -91,7 +92,7 @@ class RowStore:
 
     def job_keys(self, job_id: str) -> list[str]:
         keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries",
-                                            "timeline")]
+                                            "timeline", "notices")]
         keys += list(self.r.scan_iter(match=self.k(job_id, "waiting:*"), count=1000))
         return keys
 

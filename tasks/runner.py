@@ -11,7 +11,8 @@ real Redis and the sandbox. Each run:
 4. dead-letters the row unsent if the job's credential was refused or this process has none;
 5. lets the operation resolve ids it looks up (COURSE_REF_NOT_FOUND) and skip work the ledger says is done;
 6. is admitted by the global rate limiter (short waits sleep, long ones park the row without spending an attempt);
-7. calls TagMango: a call that is not idempotent and may already have happened first looks for what it made;
+7. calls TagMango through the credential's door (``tasks.gateway``): a call that is not idempotent and may
+   already have happened first looks for what it made;
 8. records success in the ledger and the row and releases the rows waiting for it; or hands the failure to
    the retry decision (tasks.retry): retry later with a fresh generation, or dead-letter with the reason.
 """
@@ -29,8 +30,8 @@ from redis.lock import Lock
 from tasks import dispatch, errors, operations, timeline
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
+from tasks.gateway import Call, Door, Pass
 from tasks.ledger import Ledger
-from tasks.limiter import credential_key
 from tasks.operations import CallContext, Operation, Skip
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
@@ -40,9 +41,9 @@ from tasks.services import Services
 
 log = logging.getLogger("tagmango.rows")
 
-#: A request admitted by ``wait_for_slot`` is sent on that admission only this soon after it; later (the row
-#: first waited for another row's lookup) it is admitted again, so that what the limiter counts is its flight.
-FRESH_ADMISSION_S = 1.0
+#: A request after the row's first (a lookup's next page, a read-back) waits this long at most for room in the
+#: budget; then the attempt fails as throttled and the row retries later.
+MAX_SEND_WAIT_S = 120.0
 
 
 class LeaseLost(Exception):
@@ -108,9 +109,9 @@ class RowRun:
         self.services, self.msg = services, message
         self.store, self.s = services.store, services.settings
         self.job_id, self.row_id = message.job_id, message.row_id
-        #: The rate limiter's flight entry admitted for the next request, and whether any request was admitted.
-        self.flight: str | None = None
-        self.flight_at = 0.0
+        #: The limiter's admission for the row's next request, and whether any request was admitted.
+        self.door: Door | None = None
+        self.admitted_pass: Pass | None = None
         self.lease: Lock | None = None
         self.admitted = self.waiting_for_limit = False
 
@@ -161,10 +162,9 @@ class RowRun:
             failure = RowFailure(Code.NO_CREDENTIALS, str(exc))
             self.store.set_job(self.job_id, blocked={**failure.as_dict(), "row": self.row_id})
             return self.dead(row, failure)
-        self.cred_key = credential_key(cred.api_url, cred.host, cred.token)
-        ctx = CallContext(job_id=self.job_id, client=self.services.client(cred),
-                          ledger=Ledger(self.store.r, cred.api_url, cred.host), limited=self.limited,
-                          listings=Listings(self.store.r, self.cred_key))
+        self.door = self.services.gateway.door(cred)
+        ctx = CallContext(job_id=self.job_id, call=self.send, ledger=Ledger(self.store.r, cred.api_url, cred.host),
+                          listings=Listings(self.store.r, self.door.key))
         try:
             return self.call(operations.get(row.op), ctx, row)
         except errors.ApiError as exc:
@@ -191,7 +191,7 @@ class RowRun:
             if op.creates:
                 row.sent_at = row.sent_at or now()
                 self.store.save(self.job_id, row)  # durable before the request leaves: a crash now means "look first"
-            result = self.limited(lambda: op.call(ctx, row))
+            result = op.call(ctx, row)
         result = {**row.ids, **result}  # a row's result carries what it was given: its ancestors' ids
         op.record(ctx, row, result)
         row.outcome = op.outcome(row)
@@ -210,58 +210,36 @@ class RowRun:
             early = float(self.msg.slot_at[0]) - time.time()
             if early > 0.002:
                 time.sleep(min(early, self.s.max_limiter_sleep))
-        limiter = self.services.limiter
         deadline = time.monotonic() + self.s.max_limiter_sleep
         while True:
-            admission = limiter.admit(self.cred_key)
-            if admission.flight is not None:
-                self.flight, self.flight_at, self.admitted = admission.flight, time.monotonic(), True
+            got = self.door.try_admit()
+            if isinstance(got, Pass):
+                self.admitted_pass, self.admitted = got, True
                 return None
-            if time.monotonic() + admission.wait > deadline:
+            if time.monotonic() + got.seconds > deadline:
                 self.waiting_for_limit = True
-                return self.later(admission.wait, reason="waiting for the rate limit")
-            time.sleep(admission.wait)
+                return self.later(got.seconds, reason="waiting for the rate limit")
+            time.sleep(got.seconds)
 
-    def send_now(self) -> str:
-        """The request leaves now: the row's lease is checked and renewed (a run that outlived it, e.g. waiting for
-        another row's lookup, must not send what the copy that took the row over may send), its flight entry
-        (admitted by ``wait_for_slot``, else admitted here, waiting if the budget is full or out a cool-down),
-        and the job's request tallies."""
+    def send(self, fn: Call) -> object:
+        """One request of this row, through the credential's door: the row's lease is checked and renewed first (a
+        run that outlived it, e.g. waiting for another row's lookup, must not send what the copy that took the
+        row over may send); the admission ``wait_for_slot`` got is used if still fresh, else the door admits
+        the request (waiting if the budget is full or out a cool-down)."""
         if self.lease is not None:  # still ours, for a full lease from now; else another copy has the row
             try:
                 self.lease.reacquire()
             except LockError:
                 raise LeaseLost from None
-        flight, self.flight = self.flight, None
-        if flight is not None and time.monotonic() - self.flight_at > FRESH_ADMISSION_S:
-            self.services.limiter.release(self.cred_key, flight)  # admitted long ago (a lookup waited): again
-            flight = None
-        if flight is None:
-            flight = self.services.limiter.acquire_now(self.cred_key)
-            self.admitted = True
-        timeline.count_sent(self.store.r, self.job_id, self.store.ttl)
-        return flight
-
-    def limited(self, fn: Any) -> Any:
-        """Run one call under the limiter: it counts in the budget from admission until its answer is back. A 429
-        teaches the limiter the credential's real limit and pauses every worker of the credential."""
-        flight = self.send_now()
-        try:
-            result = fn()
-        except errors.RateLimited as exc:
-            self.services.limiter.refused(self.cred_key, flight, max(exc.retry_after or 0.0, self.s.rate_window / 2))
-            raise
-        except BaseException:
-            self.services.limiter.done(self.cred_key, flight)
-            raise
-        self.services.limiter.done(self.cred_key, flight)
-        return result
+        admitted, self.admitted_pass = self.admitted_pass, None
+        self.admitted = True
+        return self.door.send(fn, admitted=admitted, job_id=self.job_id, max_wait=MAX_SEND_WAIT_S)
 
     def settle_slot(self) -> None:
-        """After the run: give back a flight admitted but not used, and the dispatcher's slot if nothing was sent."""
-        if self.flight is not None:
-            self.services.limiter.release(self.cred_key, self.flight)
-            self.flight = None
+        """After the run: give back an admission not used, and the dispatcher's slot if nothing was sent."""
+        if self.admitted_pass is not None:
+            self.door.release(self.admitted_pass)
+            self.admitted_pass = None
         if self.msg.slot_at and not self.admitted and not self.waiting_for_limit:
             dispatch.give_back(self.store.r, str(self.msg.slot_at[1]))
 
@@ -298,8 +276,6 @@ class RowRun:
     def failed(self, row: Row, exc: errors.ApiError) -> Outcome:
         failure = failure_of(exc)
         row.history = [*row.history, {**failure.as_dict(), "at": now(), "attempt": row.attempts}][-20:]
-        if isinstance(exc, errors.RateLimited):  # the limiter learned from it already (limited)
-            timeline.count_event(self.store.r, self.job_id, "429", "rate_limited", self.store.ttl)
         decision = decide(exc, row, self.s)
         if isinstance(decision, GiveUp):
             if decision.blocks_job:

@@ -6,16 +6,10 @@ their own against the suite's Redis and sandbox and run rows in the test process
 
 from __future__ import annotations
 
-import threading
-
-import httpx
-
-from tasks.client import TagMangoClient
-from tasks.credentials import Credential, Credentials, NoCredentials
-from tasks.defaults import DEFAULT_CONNECT_TIMEOUT_S
-from tasks.ledger import content_hash
+from tasks.credentials import Credentials, NoCredentials
 from tasks.dispatch import Dispatcher
-from tasks.limiter import RateLimiter, credential_key
+from tasks.gateway import Gateway
+from tasks.limiter import credential_key
 from tasks.rowstore import RowStore
 from tasks.settings import Settings
 
@@ -25,22 +19,9 @@ class Services:
                  credentials: Credentials | None = None) -> None:
         self.settings = settings
         self.store = store or RowStore.from_url(settings.redis_url, settings.dead_letter_days)
-        # A request whose worker died mid-flight counts until the longest a call can take (connect, write, read).
-        self.limiter = RateLimiter(self.store.r, settings.rate_limit, settings.rate_window,
-                                   max_flight=settings.http_read_timeout + DEFAULT_CONNECT_TIMEOUT_S + 15.0)
+        #: The one door to TagMango (client, limiter, retries) for every credential this process sends with.
+        self.gateway = Gateway.from_settings(self.store.r, settings)
         self.credentials = credentials if credentials is not None else Credentials.from_env()
-        self._clients: dict[tuple, TagMangoClient] = {}
-        self._lock = threading.Lock()
-
-    def client(self, cred: Credential) -> TagMangoClient:
-        """One pooled HTTP client per credential, shared by the process's threads."""
-        key = (cred.api_url, cred.host, content_hash({"t": cred.token}))
-        with self._lock:
-            if key not in self._clients:
-                timeout = httpx.Timeout(connect=DEFAULT_CONNECT_TIMEOUT_S, read=self.settings.http_read_timeout,
-                                        write=10.0, pool=10.0)
-                self._clients[key] = TagMangoClient(cred.api_url, cred.token, cred.host, timeout=timeout)
-            return self._clients[key]
 
     def cred_key(self, api_url: str, host: str) -> str | None:
         """The limiter's key for a target's credential, or None when this process has no token for it."""
@@ -56,7 +37,4 @@ class Services:
                           window=self.settings.rate_window)
 
     def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+        self.gateway.close()

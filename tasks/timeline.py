@@ -2,7 +2,9 @@
 
 Key: ``tm:job:{j}:timeline`` (hash), field ``<event>:<epoch second>`` -> count, with the job's TTL.
 Events: ``sent`` (a request admitted by the limiter), ``429`` (TagMango answered 429), ``retry`` (a row
-scheduled for another attempt). This module imports no Celery: the dashboard reads it, workers write it.
+scheduled for another attempt). ``tm:job:{j}:notices`` (hash, kind -> text) holds what the job's senders
+said once (``tasks.gateway``: another client on the same key). This module imports no Celery: the dashboard
+and the command line read it, workers write it.
 """
 
 from __future__ import annotations
@@ -55,3 +57,21 @@ def read(redis_client: redis.Redis, job_id: str) -> dict[str, dict[int, int]]:
         except ValueError:
             continue
     return out
+
+
+def notices_key(job_id: str) -> str:
+    return f"tm:job:{job_id}:notices"
+
+
+def add_notice(redis_client: redis.Redis, job_id: str, kind: str, text: str, ttl_s: int = DEFAULT_TTL_S) -> bool:
+    """Say ``text`` once per job and kind; True if it was not said before."""
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.hsetnx(notices_key(job_id), kind, text)
+    pipe.expire(notices_key(job_id), ttl_s)
+    return bool(pipe.execute()[0])
+
+
+def notices(redis_client: redis.Redis, job_id: str) -> dict[str, str]:
+    """What was said once about the job, by kind (see ``add_notice``)."""
+    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in redis_client.hgetall(notices_key(job_id)).items()}

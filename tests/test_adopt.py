@@ -33,6 +33,10 @@ class FakeApi:
         return {**course, "firstChapter": f"{course_id}-1", "secondChapter": f"{course_id}-2"}
 
 
+def _via(api: FakeApi):  # noqa: ANN202 - what a door's call does, without the door: fn(client)
+    return lambda fn: fn(api)
+
+
 def now_iso(offset: float = 0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + offset))
 
@@ -45,16 +49,16 @@ def test_finds_ours_on_a_later_page_and_skips_older_and_claimed(redis_server, re
                {"id": "d", "title": " Watercolour ", "description": "d", "createdAt": now_iso()}]
     ledger.claim("c")
     api = FakeApi(courses)
-    found = find_created(api, lambda fn: fn(), BODY, ledger, time.time() - 5)
+    found = find_created(_via(api), BODY, ledger, time.time() - 5)
     assert found["_id"] == "d" and found["firstChapter"] == "d-1"
     assert ("get", 2) in api.calls and ledger.is_claimed("d")
     # a second row with the same title finds nothing left to adopt
-    assert find_created(FakeApi(courses), lambda fn: fn(), BODY, ledger, time.time() - 5) is None
+    assert find_created(_via(FakeApi(courses)), BODY, ledger, time.time() - 5) is None
 
 
 def test_refused_empty_update_still_adopts_the_listed_course(redis_server, redis_url):
     ledger = Ledger(redis_server.client(), "http://api", "h")
-    found = find_created(FakeApi([{"id": "x", "title": "Watercolour"}], empty_update_ok=False), lambda fn: fn(),
+    found = find_created(_via(FakeApi([{"id": "x", "title": "Watercolour"}], empty_update_ok=False)),
                          BODY, ledger, time.time())
     assert found["_id"] == "x" and "firstChapter" not in found
 
@@ -62,7 +66,7 @@ def test_refused_empty_update_still_adopts_the_listed_course(redis_server, redis
 def test_a_course_whose_read_back_is_404_is_never_adopted(redis_server, redis_url):
     ledger = Ledger(redis_server.client(), "http://api", "h")
     api = FakeApi([{"id": "x", "title": "Watercolour"}], empty_update_ok=False, update_status=404)
-    assert find_created(api, lambda fn: fn(), BODY, ledger, time.time()) is None
+    assert find_created(_via(api), BODY, ledger, time.time()) is None
     assert not ledger.is_claimed("x")
 
 
@@ -70,7 +74,7 @@ def test_a_refused_credential_during_the_read_back_fails_the_attempt(redis_serve
     ledger = Ledger(redis_server.client(), "http://api", "h")
     api = FakeApi([{"id": "x", "title": "Watercolour"}], empty_update_ok=False, update_status=401)
     with pytest.raises(PermanentApiError):
-        find_created(api, lambda fn: fn(), BODY, ledger, time.time())
+        find_created(_via(api), BODY, ledger, time.time())
     assert not ledger.is_claimed("x")
 
 
@@ -115,5 +119,5 @@ def test_find_created_through_a_shared_listing(redis_server, redis_url):
     ledger = Ledger(redis_server.client(), "http://api", "h")
     api = FakeApi([{"id": "a", "title": "Other"}, {"id": "d", "title": "Watercolour", "description": "d",
                                                    "createdAt": now_iso()}])
-    found = find_created(api, lambda fn: fn(), BODY, ledger, time.time() - 5, Listings(redis_server.client(), "k"))
+    found = find_created(_via(api), BODY, ledger, time.time() - 5, Listings(redis_server.client(), "k"))
     assert found["_id"] == "d" and found["firstChapter"] == "d-1"

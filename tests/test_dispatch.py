@@ -69,7 +69,7 @@ def test_no_rows_are_handed_out_during_a_cool_down_or_when_the_budget_is_full(di
     cred = "cred-a.example.com"
     for _ in range(4):
         limiter.done(cred, limiter.admit(cred).flight)
-    assert limiter.refused(cred, limiter.admit(cred).flight, pause=0.5) == 4  # the API's limit: 4 per window
+    assert limiter.refused(cred, limiter.admit(cred).flight, pause=0.5).learned == 4  # the API's limit: 4 per window
     assert tick(d) == []
     time.sleep(1.05)
     assert len(tick(d)) == 1

@@ -3,8 +3,10 @@ imports the importer, and each operation is complete."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +46,39 @@ def test_each_operation_declares_what_generic_code_needs(op):
         assert op.columns and op.markers() and op.summary_key and op.summary_label
     if op.parent_op:
         assert operations.get(op.parent_op) and op.needs and operations.has_dependents(op.parent_op)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCT = sorted(p for pkg in ("importer", "tasks") for p in (ROOT / pkg).rglob("*.py"))
+
+
+def _calls_and_attributes(path: Path) -> tuple[set[str], set[str]]:
+    """Names called as functions/classes (``X(...)``, ``m.X(...)``) and attributes read (``obj.attr``) in a file."""
+    calls, attributes = set(), set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            calls.add(func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else "")
+        if isinstance(node, ast.Attribute):
+            attributes.add(node.attr)
+    return calls, attributes
+
+
+def test_only_the_gateway_talks_to_tagmango():
+    """One door (tasks.gateway): no other product module builds the HTTP client or the limiter, or reaches into a
+    door for them, so every request of every command shares one client, one limiter and one retry policy."""
+    gateway = ROOT / "tasks" / "gateway.py"
+    offenders = []
+    for path in PRODUCT:
+        if path == gateway:
+            continue
+        calls, attributes = _calls_and_attributes(path)
+        made = calls & {"TagMangoClient", "RateLimiter"}
+        reached = attributes & {"_client", "_limiter"}
+        if path.name == "limiter.py":
+            made.discard("RateLimiter")
+        if made or reached:
+            offenders.append(f"{path.relative_to(ROOT)}: {sorted(made | reached)}")
+    assert not offenders, offenders
+    calls, _ = _calls_and_attributes(gateway)
+    assert {"TagMangoClient", "RateLimiter"} <= calls  # the rule is not vacuous: the gateway does build them

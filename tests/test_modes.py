@@ -41,7 +41,7 @@ def importer(redis_server, redis_url, sandbox):
         def plan(self, files: list[Path], mode: str = "create", options: Options | None = None):  # noqa: ANN201
             plan = build_plan(files, options or Options())
             assert plan.ok, plan.errors[:3]
-            return plan, match_live(self.store, self.cred, plan, mode, quiet=True)
+            return plan, match_live(self.services.gateway.door(self.cred), self.store, plan, mode, quiet=True)
 
         def run(self, files: list[Path], mode: str = "create", options: Options | None = None) -> dict:
             plan, _ = self.plan(files, mode, options)

@@ -11,6 +11,8 @@ import pytest
 
 from importer import preflight
 from tasks.credentials import Credential
+from tasks.gateway import Gateway
+from tasks.settings import Settings
 from tests.helpers import HOST, TOKEN
 from tests.helpers import cli, env_for
 
@@ -58,12 +60,20 @@ def test_run_finds_the_token_in_the_credentials_file(sandbox, redis_url, tmp_pat
     assert other.returncode == 3 and "no API token" in other.stderr and "TAGMANGO_API_TOKEN" in other.stderr
 
 
-def _check(handler) -> preflight.Outcome:  # noqa: ANN001
-    cred = Credential("https://api.test", HOST, "secret-token")
-    return preflight.check(cred, transport=httpx.MockTransport(handler), pause_s=0.0)
+@pytest.fixture
+def check(redis_server, redis_url):
+    """The token check through a door whose transport is ``handler`` (the suite's Redis holds the limiter)."""
+    def run(handler) -> preflight.Verdict:  # noqa: ANN001
+        gateway = Gateway.from_settings(redis_server.client(), Settings(), transport=httpx.MockTransport(handler))
+        try:
+            return preflight.check(gateway.door(Credential("https://api.test", HOST, "secret-token")))
+        finally:
+            gateway.close()
+    return run
 
 
-def test_account_level_403_is_refused_and_transient_trouble_is_not():
+def test_account_level_403_is_refused_and_transient_trouble_is_not(check):
+    _check = check
     with pytest.raises(preflight.Refused, match="COURSE_USER_NOT_CREATOR"):
         _check(lambda r: httpx.Response(403, json={"errorCode": "COURSE_USER_NOT_CREATOR", "message": "no"}))
     calls = []

@@ -34,6 +34,10 @@ class JobSummary:
     final: bool
     blocked: dict | None
     effective_limit_per_s: float | None
+    #: What the job's senders said once (another client on the same key), by kind (tasks.timeline).
+    notices: dict[str, str] = field(default_factory=dict)
+    #: Courses of the job that TagMango holds more than once (importer.duplicates).
+    duplicates: list[dict] = field(default_factory=list)
 
     @property
     def done(self) -> int:
@@ -86,7 +90,8 @@ class JobData:
                           api_url=str(meta.get("api_url") or ""), created_at=float(meta.get("created_at") or 0),
                           total=int(meta.get("total") or 0), counts=counts, tallies=tallies,
                           final=not any(counts[s.value] for s in ACTIVE), blocked=meta.get("blocked") or None,
-                          effective_limit_per_s=float(limit) if limit else None)
+                          effective_limit_per_s=float(limit) if limit else None,
+                          notices=timeline.notices(self.store.r, job_id), duplicates=meta.get("duplicates") or [])
 
     def limit_per_s(self, job: JobSummary) -> float:
         return job.effective_limit_per_s or self.default_limit_per_s

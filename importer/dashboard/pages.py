@@ -123,6 +123,15 @@ def job_page(job: JobSummary, *, kinds: dict[str, dict[str, int]], groups: list[
         head += (f'<div class="card error">The credential was refused ({escape(str(b.get("http_status") or ""))} '
                  f'{escape(str(b.get("error_code") or ""))} {escape(str(b.get("message") or ""))}): rows are parked as '
                  "<code>CREDENTIAL_REFUSED</code>. Fix the token, then requeue them below.</div>")
+    for kind, text in sorted(job.notices.items()):
+        head += f'<div class="card warn" id="notice-{escape(kind)}">{escape(text)}</div>'
+    if job.duplicates:
+        items = "".join(f"<li>{escape(str(d.get('sheet')))} row {escape(str(d.get('line')))}: "
+                        f"{escape(str(d.get('message')))}</li>" for d in job.duplicates)
+        head += (f'<div class="card error" id="duplicates"><b><code>DUPLICATE_IN_TAGMANGO</code>: '
+                 f"{len(job.duplicates)} course(s) of this job are in TagMango more than once.</b> Keep one of each "
+                 "and delete the other in TagMango; machines importing for the same creator must share one "
+                 f"<code>TAGMANGO_REDIS_URL</code>.<ul>{items}</ul></div>")
     t = job.tallies
     eta = "" if job.final else f" · ETA <b id='eta'>{duration(eta_s)}</b> at {limit_per_s:.1f} requests/s"
     progress = (f'<h2>Progress</h2><div class="card"><div class="num" id="progress-text"><b>{job.done}</b> of '

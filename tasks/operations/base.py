@@ -79,13 +79,13 @@ def object_ids(value: Any) -> list[str]:
 
 @dataclass
 class CallContext:
-    """What a worker hands an operation for one row: the API, the ledger, and the rate limiter for extras."""
+    """What a worker hands an operation for one row: TagMango, the ledger, and shared Get Courses scans."""
 
     job_id: str
-    client: TagMangoClient
+    #: Makes one request, ``call(lambda api: api.create_course(body))``, through the credential's door
+    #: (``tasks.gateway``): under the rate limiter, counted for the job. The only way an operation reaches TagMango.
+    call: Callable[[Callable[[TagMangoClient], Any]], Any]
     ledger: Ledger
-    #: Runs one extra call (a lookup, a read-back) under the rate limiter, ahead of the scheduled rows.
-    limited: Callable[[Callable[[], Any]], Any]
     #: Get Courses scans shared between rows (tasks.adopt).
     listings: Listings | None = None
 
@@ -122,6 +122,8 @@ class Operation:
     can_be_parent: bool = True
     #: What the results file says a successful row did.
     verb: str = "created"
+    #: Its objects are listed by Get Courses (a course): a second copy made by another import can be found.
+    listed: bool = False
 
     # -- the sheet side ----------------------------------------------------------------------
     def rules(self) -> dict[str, Rule]:
@@ -189,7 +191,7 @@ class Operation:
         return None
 
     def call(self, ctx: CallContext, row: Row) -> dict:
-        """Make the call (already admitted by the rate limiter); return the ids for the row's result."""
+        """Make the call (through ``ctx.call``); return the ids for the row's result."""
         raise NotImplementedError
 
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:

@@ -25,15 +25,16 @@ class CreateChapter(Operation):
     creates = True
 
     def call(self, ctx: CallContext, row: Row) -> dict:
-        return {"chapter_id": self.id_of(ctx.client.create_chapter(row.ids["module_id"], row.body), "Create Chapter")}
+        answer = ctx.call(lambda api: api.create_chapter(row.ids["module_id"], row.body))
+        return {"chapter_id": self.id_of(answer, "Create Chapter")}
 
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
         module_id = row.ids["module_id"]
-        chapters = object_ids(ctx.limited(lambda: ctx.client.update_module(module_id, {})).get("chapters"))
+        chapters = object_ids(ctx.call(lambda api: api.update_module(module_id, {})).get("chapters"))
         if not chapters or ctx.ledger.is_claimed(chapters[-1]):
             return None
         last = chapters[-1]
-        chapter = ctx.limited(lambda: ctx.client.update_chapter(last, {}))
+        chapter = ctx.call(lambda api: api.update_chapter(last, {}))
         if str(chapter.get("title", "")).strip() != row.body["title"].strip() or not ctx.ledger.claim(last):
             return None
         return {"chapter_id": last}

@@ -57,6 +57,7 @@ class CreateCourse(Operation):
     summary_label = "courses to create"
     result_columns = ("course_id", "first_chapter", "second_chapter")
     creates = True
+    listed = True
 
     # -- sheet side --------------------------------------------------------------------------
     def draft(self, v: dict[str, Any], present: set[str]) -> Draft:
@@ -109,7 +110,7 @@ class CreateCourse(Operation):
         return Skip(done["ids"], f"already created by {done['job']} row {done['row']}{note}")
 
     def call(self, ctx: CallContext, row: Row) -> dict:
-        ids = course_ids(ctx.client.create_course(row.body))
+        ids = course_ids(ctx.call(lambda api: api.create_course(row.body)))
         if not ids["course_id"]:
             raise errors.ServerError("Create Course answered without a course id", status=200, maybe_committed=True)
         return ids
@@ -117,7 +118,7 @@ class CreateCourse(Operation):
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
         from tasks.adopt import find_created
 
-        course = find_created(ctx.client, ctx.limited, row.body, ctx.ledger, row.sent_at or 0.0, ctx.listings)
+        course = find_created(ctx.call, row.body, ctx.ledger, row.sent_at or 0.0, ctx.listings)
         return course_ids(course) if course is not None else None
 
     def request_path(self, row: Row) -> str:

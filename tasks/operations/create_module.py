@@ -25,16 +25,16 @@ class CreateModule(Operation):
     creates = True
 
     def call(self, ctx: CallContext, row: Row) -> dict:
-        module = ctx.client.create_module(row.ids["course_id"], row.body)
+        module = ctx.call(lambda api: api.create_module(row.ids["course_id"], row.body))
         return {"module_id": self.id_of(module, "Create Module"), "placeholder_chapters": []}
 
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
         course_id = row.ids["course_id"]
-        modules = object_ids(ctx.limited(lambda: ctx.client.update_course(course_id, {})).get("modules"))
+        modules = object_ids(ctx.call(lambda api: api.update_course(course_id, {})).get("modules"))
         if not modules or ctx.ledger.is_claimed(modules[-1]):
             return None
         last = modules[-1]
-        module = ctx.limited(lambda: ctx.client.update_module(last, {}))
+        module = ctx.call(lambda api: api.update_module(last, {}))
         if str(module.get("title", "")).strip() != row.body["title"].strip() or not ctx.ledger.claim(last):
             return None
         return {"module_id": last, "placeholder_chapters": []}

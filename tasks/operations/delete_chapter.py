@@ -26,7 +26,7 @@ class DeleteChapter(Operation):
     def call(self, ctx: CallContext, row: Row) -> dict:
         chapter_id = row.ids["chapter_id"]
         try:
-            ctx.client.delete_chapter(chapter_id)
+            ctx.call(lambda api: api.delete_chapter(chapter_id))
         except errors.PermanentApiError as exc:
             if exc.status != 404:
                 raise

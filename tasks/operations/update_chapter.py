@@ -109,7 +109,7 @@ class UpdateChapter(PartialUpdate):
         return None
 
     def call(self, ctx: CallContext, row: Row) -> dict:
-        ctx.client.update_chapter(row.ids["chapter_id"], row.body)
+        ctx.call(lambda api: api.update_chapter(row.ids["chapter_id"], row.body))
         return {"chapter_id": row.ids["chapter_id"]}
 
     def request_path(self, row: Row) -> str:

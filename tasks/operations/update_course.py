@@ -19,9 +19,10 @@ class UpdateCourse(PartialUpdate):
     summary_key = "courses_to_update"
     summary_label = "courses to update"
     result_columns = ("course_id",)
+    listed = True
 
     def call(self, ctx: CallContext, row: Row) -> dict:
-        ctx.client.update_course(row.ids["course_id"], row.body)
+        ctx.call(lambda api: api.update_course(row.ids["course_id"], row.body))
         return {"course_id": row.ids["course_id"], "placeholder_modules": []}
 
     def request_path(self, row: Row) -> str:

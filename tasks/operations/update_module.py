@@ -25,14 +25,14 @@ class UpdateModule(PartialUpdate):
 
     def call(self, ctx: CallContext, row: Row) -> dict:
         module_id = row.ids["module_id"]
-        module = ctx.client.update_module(module_id, row.body)
+        module = ctx.call(lambda api: api.update_module(module_id, row.body))
         result: dict = {"module_id": module_id}
         if row.params.get("takeover"):
             chapters = object_ids(module.get("chapters"))
             lessons = int(row.params.get("lessons", 0))
             for chapter_id in chapters[lessons:]:
                 try:
-                    ctx.limited(lambda c=chapter_id: ctx.client.delete_chapter(c))
+                    ctx.call(lambda api, c=chapter_id: api.delete_chapter(c))
                 except errors.PermanentApiError as exc:
                     if exc.status != 404:  # 404: deleted by an earlier attempt of this row
                         raise
