@@ -633,3 +633,101 @@ def test_cli_passes_the_new_fault_options(monkeypatch):
     assert (seen[0].count_after_latency, seen[0].stall_s, seen[0].stall_every_s) == (True, 2.0, 30.0)
     assert cli.cli.main(["sandbox", "--stall-seconds", "2"]) == 2  # a usage error: --stall-every is needed
     assert len(seen) == 1
+
+
+# -- the package's import graph has no cycle -----------------------------------------------------------
+
+
+def import_graph(root, package):
+    """``{module: {module it imports}}`` for the modules of ``package`` (files under ``root``), read with ``ast``.
+
+    Every import statement counts wherever it is: at the top, inside a function, under ``if TYPE_CHECKING``
+    or in a ``try``. ``from P import name`` is an edge to the submodule ``P.name`` when there is one, else to
+    ``P``. (Python loads a submodule's parent package first, whatever imports it; that implied edge is not
+    an import the code makes and is not counted, as import linters do.)
+    """
+    import ast
+    from pathlib import Path
+
+    root = Path(root)
+    names = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join([package, *parts])] = path
+    graph = {}
+    for name, path in names.items():
+        is_package = path.name == "__init__.py"
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the module's package, one level up per extra dot
+                    anchor = name.split(".") if is_package else name.split(".")[:-1]
+                    anchor = anchor[:len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in names else base
+                           for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in names:  # import a.b.c: the deepest module of ours
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph):
+    """One import cycle as ``[a, b, ..., a]``, or None."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_sandbox_package_has_no_import_cycle_not_even_under_type_checking():
+    from pathlib import Path
+
+    import importer.sandbox
+
+    graph = import_graph(Path(importer.sandbox.__file__).parent, "importer.sandbox")
+    assert "importer.sandbox.core" in graph["importer.sandbox.app"]  # the graph is read, not empty
+    assert "importer.sandbox.core" in graph["importer.sandbox.chapters"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_check_sees_imports_under_type_checking_and_inside_functions(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg import b\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import A\n")
+    (pkg / "c.py").write_text("def f():\n    from . import d\n")
+    (pkg / "d.py").write_text("import pkg.c\n")
+    graph = import_graph(pkg, "pkg")
+    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.a"}
+    assert graph["pkg.c"] == {"pkg.d"} and graph["pkg.d"] == {"pkg.c"}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+    (pkg / "b.py").write_text("")
+    assert find_cycle(import_graph(pkg, "pkg")) == ["pkg.c", "pkg.d", "pkg.c"]
+    (pkg / "d.py").write_text("")
+    assert find_cycle(import_graph(pkg, "pkg")) is None

@@ -3,62 +3,22 @@
 Order of checks on an API request: auth (401) → the per-token rate limit (429) → a stall and
 the injected latency → injected faults → the endpoint's own rules. With ``count_after_latency``
 the rate limit comes after the stall and the latency instead. Error bodies follow the documented
-shapes exactly (``answers.py``); each resource's endpoints live in their own module.
+shapes exactly (``answers.py``); each resource's endpoints live in their own module, and the
+``Sandbox`` they share (state and the gate above) in ``core.py``, which imports none of them.
 """
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from importer.sandbox import chapters, courses, modules
-from importer.sandbox.answers import RATE_LIMIT_BODY, error, ok
 from importer.sandbox.config import SandboxConfig
-from importer.sandbox.faults import Faults
+from importer.sandbox.core import Sandbox
 from importer.sandbox.inspection import Inspection
-from importer.sandbox.store import Store
-from importer.sandbox.traffic import Traffic, is_write
-
-
-class Sandbox:
-    def __init__(self, config: SandboxConfig) -> None:
-        self.config = config
-        self.store = Store(config.state_dir)
-        self.traffic = Traffic()
-        self.faults = Faults(config, self.traffic)
-        for url in config.assets:
-            if not self.store.has_asset("*", url):
-                self.store.add_asset(url)
-
-    def ok(self, entity: object) -> JSONResponse:
-        return ok(self.config.envelope, entity)
-
-    async def gate(self, request: Request) -> tuple[str | None, Response | None]:
-        """Auth, host header, rate limit, stall, latency and pre-handler faults. Returns (host, early response)."""
-        auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        if token not in self.config.tokens:
-            return None, error(401)
-        host = request.headers.get("x-whitelabel-host", "").strip().lower()
-        if not host:
-            return None, error(400)
-        tied = self.config.tokens[token]
-        if tied is not None and tied != host:
-            return None, error(401)
-        after = self.config.count_after_latency
-        if not after and not self._admit(token):
-            return None, JSONResponse(RATE_LIMIT_BODY, status_code=429)
-        await self.faults.hold_while_stalled()
-        await self.faults.latency()
-        if after and not self._admit(token):
-            return None, JSONResponse(RATE_LIMIT_BODY, status_code=429)
-        early = await self.faults.before_handler()
-        return (None, early) if early is not None else (host, None)
-
-    def _admit(self, token: str) -> bool:
-        return self.traffic.admit(token, self.config.rate_limit, self.config.rate_window_s)
+from importer.sandbox.traffic import is_write
 
 
 def build_app(config: SandboxConfig | None = None) -> Starlette:

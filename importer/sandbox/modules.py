@@ -8,17 +8,13 @@ needs no reorder endpoint, and TagMango documents none).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from importer.sandbox import validation
 from importer.sandbox.answers import error, read_json
+from importer.sandbox.core import Sandbox
 from importer.sandbox.store import body_digest, creator_id, new_object_id, now_iso, public
-
-if TYPE_CHECKING:
-    from importer.sandbox.app import Sandbox
 
 
 def module_object(host: str, course_id: str, title: str, digest: str | None = None) -> dict:
