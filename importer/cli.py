@@ -80,9 +80,12 @@ def _rate(value: str) -> float:
               help="Start a stall every this many seconds (needed with --stall-seconds).")
 @click.option("--seed", default=None, type=int, help="Seed for repeatable faults.")
 @click.option("--state-dir", default=None, type=click.Path(file_okay=False), help="Keep data across restarts.")
+@click.option("--delete-module", is_flag=True,
+              help="Answer DELETE /api/v1/external/modules/{id}, which TagMango does NOT document "
+                   "(off: a plain 404, as for any unknown path).")
 def sandbox(bind, port, tokens, not_creator, video_disabled, mangoes, cdn_prefix, strict_assets, assets,  # noqa: ANN001
             envelope, rate_limit, latency, error_rate, hang_rate, hang_seconds, drop_rate, commit_fail_rate,
-            count_after_latency, stall_seconds, stall_every, seed, state_dir) -> None:
+            count_after_latency, stall_seconds, stall_every, seed, state_dir, delete_module) -> None:
     """Run a local stand-in for the TagMango API (auth, limits, errors, faults)."""
     from pathlib import Path
 
@@ -110,13 +113,16 @@ def sandbox(bind, port, tokens, not_creator, video_disabled, mangoes, cdn_prefix
         envelope=envelope, rate_limit=rate_limit, latency_s=latency_s, error_rate=_rate(error_rate),
         hang_rate=_rate(hang_rate), hang_s=hang_seconds, drop_rate=_rate(drop_rate),
         commit_fail_rate=_rate(commit_fail_rate), count_after_latency=count_after_latency, stall_s=stall_seconds,
-        stall_every_s=stall_every, seed=seed, state_dir=Path(state_dir) if state_dir else None)
+        stall_every_s=stall_every, seed=seed, state_dir=Path(state_dir) if state_dir else None,
+        delete_module=delete_module)
 
     def ready(url: str) -> None:
         click.echo(f"TagMango sandbox listening on {url}")
         if not tokens:
             click.echo(f"Accepting the default token: {DEFAULT_TOKEN}")
         click.echo(f"Known mango ids: {', '.join(sorted(config.mangoes))}")
+        if config.delete_module:
+            click.echo("Delete Module is on: DELETE /api/v1/external/modules/{id} (not a documented TagMango endpoint)")
         click.echo(f"Inspect: {url}/_sandbox/stats   (Ctrl-C to stop)")
 
     try:

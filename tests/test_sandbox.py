@@ -534,6 +534,138 @@ def test_state_dir_keeps_trees_and_deletes_across_restarts(tmp_path):
         second.stop()
 
 
+
+# -- Delete Module: not documented by TagMango (5.12), off by default ---------------------------------------
+
+UNKNOWN = "0123456789abcdef01234567"
+
+
+def plain(r):
+    return r.status_code, r.headers.get("content-type"), r.headers.get("allow"), r.content
+
+
+def test_delete_module_is_off_by_default_and_answers_as_a_path_the_sandbox_does_not_have(sandbox):
+    course = create(sandbox).json()
+    module_id = course["modules"][0]
+    before = sandbox.stats()
+    unrouted = call(sandbox, "DELETE", f"{API}/no-such-endpoint/{module_id}")
+    assert plain(unrouted) == (404, "text/plain; charset=utf-8", None, b"Not Found")
+    for kw in ({}, {"token": "wrong"}, {"token": None, "host": None}):  # before auth: no route, no 401
+        assert plain(call(sandbox, "DELETE", f"{API}/modules/{module_id}", **kw)) == plain(unrouted)
+    sandbox.configure(error_rate=1.0)  # no faults either: nothing is routed there
+    assert plain(call(sandbox, "DELETE", f"{API}/modules/{module_id}")) == plain(unrouted)
+    sandbox.configure(error_rate=0.0)
+    after = sandbox.stats()
+    assert after["config"]["delete_module"] is False
+    assert (after["requests"], after["writes"], after["by_route"]) == (before["requests"], before["writes"],
+                                                                       before["by_route"])
+    assert read_module(sandbox, module_id).json()["chapters"] == [course["firstChapter"], course["secondChapter"]]
+    assert call(sandbox, "DELETE", f"{API}/courses/{course['_id']}").status_code == 405  # unchanged elsewhere
+
+
+def test_delete_module_when_on_deletes_the_module_and_its_chapters(sandbox):
+    course = create(sandbox).json()
+    placeholder = course["modules"][0]
+    week = new_module(sandbox, course["_id"], "Week 1").json()["_id"]
+    again = new_module(sandbox, course["_id"], "Week 1").json()["_id"]  # a duplicate create to clean up
+    doomed = [new_chapter(sandbox, again, lesson(t)).json()["_id"] for t in ("Quiz", "Quiz", "Recap")]
+    kept = new_chapter(sandbox, week, lesson("Quiz")).json()["_id"]
+    assert sandbox.stats()["duplicate_creates"][HOST][course["_id"]]["modules"] == [{"title": "Week 1", "count": 2}]
+    assert sandbox.configure(delete_module=True)["delete_module"] is True
+
+    r = call(sandbox, "DELETE", f"{API}/modules/{again}", host="other.example.com")
+    assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+    r = call(sandbox, "DELETE", f"{API}/modules/{UNKNOWN}")
+    assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+    r = call(sandbox, "DELETE", f"{API}/modules/{again}")
+    assert r.status_code == 200 and r.content == b""
+
+    assert read_course(sandbox, course["_id"])["modules"] == [placeholder, week]
+    assert [m["_id"] for m in sandbox.tree(HOST)[0]["modules"]] == [placeholder, week]
+    for method, path, body, code in (("DELETE", f"modules/{again}", None, "MODULE_NOT_FOUND"),
+                                     ("PATCH", f"modules/{again}", {}, "MODULE_NOT_FOUND"),
+                                     ("POST", f"modules/{again}/chapters", lesson("Late"), "MODULE_NOT_FOUND"),
+                                     ("PATCH", f"chapters/{doomed[0]}", {"title": "x"}, "CHAPTER_NOT_FOUND"),
+                                     ("DELETE", f"chapters/{doomed[2]}", None, "CHAPTER_NOT_FOUND")):
+        r = call(sandbox, method, f"{API}/{path}", json=body)
+        assert r.status_code == 404 and r.json() == not_found(code), (method, path)
+    assert read_module(sandbox, week).json()["chapters"] == [kept]
+    stats = sandbox.stats()
+    assert stats["objects_by_host"][HOST] == {"courses": 1, "modules": 2, "chapters": 3, "deleted_chapters": 3}
+    assert stats["duplicate_creates"] == {}  # the duplicate module and its duplicate "Quiz" are gone
+    assert stats["writes_by_route"]["delete_module"] == 4 and stats["by_route"]["delete_module"] == 4
+    assert stats["config"]["delete_module"] is True
+
+    sandbox.configure(delete_module=False)  # and off again, live
+    assert plain(call(sandbox, "DELETE", f"{API}/modules/{week}"))[:2] == (404, "text/plain; charset=utf-8")
+    assert read_module(sandbox, week).status_code == 200
+    assert httpx.post(sandbox.url + "/_sandbox/config", json={"delete_module": "yes"}).status_code == 400
+
+
+def test_delete_module_can_delete_the_placeholder_module_of_create_course(sandbox_factory):
+    sb = sandbox_factory(delete_module=True)
+    course = create(sb).json()
+    assert call(sb, "DELETE", f"{API}/modules/{course['modules'][0]}").status_code == 200
+    after = read_course(sb, course["_id"])
+    assert after["modules"] == [] and sb.tree(HOST)[0]["modules"] == []
+    # As Delete Chapter does, the course's firstChapter/secondChapter are left as they were.
+    assert (after["firstChapter"], after["secondChapter"]) == (course["firstChapter"], course["secondChapter"])
+    assert sb.stats()["objects_by_host"][HOST] == {"courses": 1, "modules": 0, "chapters": 0, "deleted_chapters": 2}
+
+
+@pytest.mark.parametrize("mode", ["result", "data"])
+def test_delete_module_has_the_envelope_with_a_null_payload_like_delete_chapter(sandbox_factory, mode):
+    sb = sandbox_factory(envelope=mode, delete_module=True)
+    module_id = create(sb).json()[mode]["modules"][0]
+    r = call(sb, "DELETE", f"{API}/modules/{module_id}")
+    assert r.status_code == 200 and r.json() == {**r.json(), "success": True, mode: None}
+    r = call(sb, "DELETE", f"{API}/modules/{module_id}")
+    assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+
+
+def test_delete_module_gets_the_faults_and_the_rate_limit_delete_chapter_gets(sandbox_factory):
+    sb = sandbox_factory(delete_module=True, rate_limit=4)
+    course = create(sb).json()                                                          # 1 in the window
+    module_id = course["modules"][0]
+    sb.configure(error_rate=1.0)
+    assert call(sb, "DELETE", f"{API}/modules/{module_id}").status_code in (500, 502, 503)     # 2
+    assert call(sb, "DELETE", f"{API}/chapters/{course['firstChapter']}").status_code in (500, 502, 503)  # 3
+    sb.configure(error_rate=0.0, drop_rate=1.0)
+    with pytest.raises(httpx.RemoteProtocolError):
+        call(sb, "DELETE", f"{API}/modules/{module_id}")                                # 4
+    sb.configure(drop_rate=0.0)
+    r = call(sb, "DELETE", f"{API}/modules/{module_id}")                                # 5: over the limit
+    assert r.status_code == 429 and r.json()["statusCode"] == 429
+    stats = sb.stats()
+    assert stats["faults"] == {"error": 2, "drop": 1}
+    assert stats["objects_by_host"][HOST] == {"courses": 1, "modules": 1, "chapters": 2, "deleted_chapters": 0}
+    assert stats["writes_by_route"] == {"create_course": 1, "delete_module": 3, "delete_chapter": 1}
+
+
+def test_state_dir_keeps_module_deletes_across_restarts(tmp_path):
+    config = dict(tokens={TOKEN: None}, state_dir=tmp_path, delete_module=True)
+    first = serve_in_thread(SandboxConfig(**config))
+    course = create(first).json()
+    gone = new_module(first, course["_id"], "Gone").json()["_id"]
+    chapters = [new_chapter(first, gone, lesson(t)).json()["_id"] for t in ("A", "B")]
+    kept = new_module(first, course["_id"], "Kept").json()["_id"]
+    assert call(first, "DELETE", f"{API}/modules/{gone}").status_code == 200
+    tree, counts = first.tree(HOST), first.stats()["objects_by_host"]
+    first.stop()
+    second = serve_in_thread(SandboxConfig(**config))
+    try:
+        assert second.tree(HOST) == tree and second.stats()["objects_by_host"] == counts
+        assert read_course(second, course["_id"])["modules"] == [course["modules"][0], kept]
+        r = call(second, "DELETE", f"{API}/modules/{gone}")
+        assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+        for chapter_id in chapters:
+            r = call(second, "DELETE", f"{API}/chapters/{chapter_id}")
+            assert r.status_code == 404 and r.json()["errorCode"] == "CHAPTER_NOT_FOUND"
+        assert counts[HOST] == {"courses": 1, "modules": 2, "chapters": 2, "deleted_chapters": 2}
+    finally:
+        second.stop()
+
+
 # -- faults for rate-limit work: counting after the latency, stalls --------------------------------------
 
 
@@ -631,6 +763,10 @@ def test_cli_passes_the_new_fault_options(monkeypatch):
                                           "--stall-every", "30", "--port", "0"])
     assert result.exit_code == 0, result.output
     assert (seen[0].count_after_latency, seen[0].stall_s, seen[0].stall_every_s) == (True, 2.0, 30.0)
+    assert seen[0].delete_module is False
+    assert CliRunner().invoke(cli.cli, ["sandbox", "--delete-module", "--port", "0"]).exit_code == 0
+    assert seen[1].delete_module is True
+    seen.pop()
     assert cli.cli.main(["sandbox", "--stall-seconds", "2"]) == 2  # a usage error: --stall-every is needed
     assert len(seen) == 1
 

@@ -10,6 +10,7 @@ shapes exactly (``answers.py``); each resource's endpoints live in their own mod
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,6 +23,12 @@ from importer.sandbox.traffic import is_write
 
 
 def build_app(config: SandboxConfig | None = None) -> Starlette:
+    """The app. ``DELETE .../modules/{id}``, not a documented endpoint, is routed only while ``delete_module`` is on.
+
+    Off, that path answers exactly what a path the sandbox does not route answers: Starlette's plain-text
+    404 ``Not Found``, before auth, the rate limit and faults, and counted nowhere, as a server without the
+    route would. (Before the route existed, the path matched Update Module's and a DELETE got 405.)
+    """
     sandbox = Sandbox(config or SandboxConfig())
     inspection = Inspection(sandbox)
 
@@ -34,6 +41,13 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
             return response
         return endpoint
 
+    delete_module = api(modules.delete_module, "delete_module")
+
+    async def delete_module_if_on(request: Request) -> Response:
+        if not sandbox.config.delete_module:  # read per request: POST /_sandbox/config flips it live
+            raise HTTPException(status_code=404)  # the very answer of Starlette's router for an unknown path
+        return await delete_module(request)
+
     prefix = "/api/v1/external"
     routes = [
         Route(f"{prefix}/courses", api(courses.create_course, "create_course"), methods=["POST"]),
@@ -42,6 +56,7 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
         Route(f"{prefix}/courses/{{course_id}}/modules", api(modules.create_module, "create_module"),
               methods=["POST"]),
         Route(f"{prefix}/modules/{{module_id}}", api(modules.update_module, "update_module"), methods=["PATCH"]),
+        Route(f"{prefix}/modules/{{module_id}}", delete_module_if_on, methods=["DELETE"]),
         Route(f"{prefix}/modules/{{module_id}}/chapters", api(chapters.create_chapter, "create_chapter"),
               methods=["POST"]),
         Route(f"{prefix}/chapters/{{chapter_id}}", api(chapters.update_chapter, "update_chapter"),
