@@ -867,3 +867,176 @@ def test_the_cycle_check_sees_imports_under_type_checking_and_inside_functions(t
     assert find_cycle(import_graph(pkg, "pkg")) == ["pkg.c", "pkg.d", "pkg.c"]
     (pkg / "d.py").write_text("")
     assert find_cycle(import_graph(pkg, "pkg")) is None
+
+
+# -- tokens off the command line: --token-file and TAGMANGO_SANDBOX_TOKENS ---------------------------------
+
+ENV_TOKENS = "TAGMANGO_SANDBOX_TOKENS"
+
+
+def poll(condition, what, timeout=60.0):
+    """Wait until ``condition()`` gives something true, and return it."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+class SandboxProcess:
+    """``python -m importer sandbox --port 0 ARGS`` in a child process, its URL read from its banner."""
+
+    def __init__(self, tmp_path, *args, env=None):
+        import os
+        import subprocess
+        import sys
+        import threading
+
+        self.stderr_path = tmp_path / "sandbox.stderr"
+        self.proc = subprocess.Popen([sys.executable, "-m", "importer", "sandbox", "--port", "0", *args],
+                                     stdout=subprocess.PIPE, stderr=open(self.stderr_path, "wb"),  # noqa: SIM115
+                                     text=True, cwd=tmp_path, env={**os.environ, **(env or {})})
+        self.stdout: list[str] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.stdout.append(line)
+        self.closed.set()
+
+    def url(self):
+        import re
+
+        def banner():
+            assert not self.closed.is_set(), f"the sandbox exited: {self.output()}"
+            found = re.search(r"listening on (http://\S+)", "".join(self.stdout))
+            return found and found.group(1)
+        return poll(banner, "the sandbox's banner")
+
+    def output(self):
+        return "".join(self.stdout) + self.stderr_path.read_text()
+
+    def stop(self):
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+        self.closed.wait(timeout=20)
+        return self.output()
+
+
+def status_with(url, token, host=HOST):
+    headers = {"Authorization": f"Bearer {token}", "x-whitelabel-host": host}
+    return httpx.get(f"{url}{API}/courses", headers=headers, timeout=10).status_code
+
+
+def check_tokens_stay_out_of_sight(tmp_path, args, env, accepted, refused):
+    """Start the CLI sandbox; ``accepted`` [(token, host)] get 200, ``refused`` ones 401, no token in its
+    command line (/proc/PID/cmdline, what ps shows) nor in what it prints."""
+    from pathlib import Path
+
+    running = SandboxProcess(tmp_path, *args, env=env)
+    try:
+        url = running.url()
+        cmdline = Path(f"/proc/{running.proc.pid}/cmdline").read_bytes()
+        assert b"sandbox" in cmdline and b"--port" in cmdline  # it is the sandbox's own command line
+        for token, host in accepted:
+            assert token.encode() not in cmdline
+            assert status_with(url, token, host) == 200
+        for token, host in refused:
+            assert status_with(url, token, host) == 401
+    finally:
+        printed = running.stop()
+    assert "sandbox-token" not in printed and "Accepting " in printed
+    for token, _ in accepted + refused:
+        assert token not in printed
+
+
+def test_tokens_from_the_environment_are_accepted_and_never_on_the_command_line(tmp_path):
+    import secrets
+
+    tied, free = f"env-tied-{secrets.token_hex(8)}", f"env-free-{secrets.token_hex(8)}"
+    env = {ENV_TOKENS: f"  {tied}={HOST.upper()},\n{free}  "}  # commas and whitespace both separate
+    check_tokens_stay_out_of_sight(tmp_path, [], env, accepted=[(tied, HOST), (free, "other.example.com")],
+                                   refused=[(tied, "other.example.com"), ("sandbox-token", HOST)])
+
+
+def test_a_0600_token_file_is_read_and_wins_over_the_environment(tmp_path):
+    import secrets
+
+    first, second, from_env = (f"file-{n}-{secrets.token_hex(8)}" for n in ("a", "b", "env"))
+    path = tmp_path / "tokens"
+    path.write_text(f"# sandbox tokens\n\n{first}={HOST}   # the academy\n  {second}\n#{from_env}\n")
+    path.chmod(0o600)
+    check_tokens_stay_out_of_sight(tmp_path, ["--token-file", str(path)], {ENV_TOKENS: from_env},
+                                   accepted=[(first, HOST), (second, HOST)],
+                                   refused=[(first, "other.example.com"), (from_env, HOST)])
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o620])
+def test_a_token_file_open_to_group_or_others_is_refused_with_exit_3(tmp_path, mode):
+    import subprocess
+    import sys
+
+    path = tmp_path / "tokens"
+    path.write_text("file-token-that-must-not-show\n")
+    path.chmod(mode)
+    done = subprocess.run([sys.executable, "-m", "importer", "sandbox", "--port", "0", "--token-file", str(path)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 3
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: --token-file {path}: group or others may access it (mode {mode:04o}); run chmod 600 {path}"]
+    assert "file-token-that-must-not-show" not in done.stderr
+
+
+def test_token_sources_precedence_and_what_is_printed(tmp_path, monkeypatch, capsys):
+    from importer import cli
+    from importer.sandbox import server
+
+    seen = []
+
+    def fake_serve(config, *args, on_ready=None, **kwargs):
+        seen.append(config)
+        on_ready("http://127.0.0.1:1")
+
+    monkeypatch.setattr(server, "serve_forever", fake_serve)
+    path = tmp_path / "tokens"
+    path.write_text("from-file=Academy.Example.com\n")
+    path.chmod(0o600)
+
+    def run(*args):
+        assert cli.cli.main(["sandbox", "--port", "0", *args]) in (None, 0)
+        out, err = capsys.readouterr()
+        return seen[-1].tokens, out, err
+
+    tokens, out, err = run()
+    assert tokens == {"sandbox-token": None} and "Accepting the default token: sandbox-token" in out
+    monkeypatch.setenv(ENV_TOKENS, "from-env,from-env-2=x.example.com")
+    tokens, out, err = run()
+    assert tokens == {"from-env": None, "from-env-2": "x.example.com"} and "from-env" not in out + err
+    assert f"Accepting 2 token(s) from {ENV_TOKENS}" in out and "sandbox-token" not in out
+    tokens, out, err = run("--token-file", str(path))
+    assert tokens == {"from-file": "academy.example.com"} and "from-file" not in out + err
+    assert err == f"note: ignoring {ENV_TOKENS}: --token-file wins\n"
+    tokens, out, err = run("--token", "flag-a=Academy.Example.com", "--token", "flag-b", "--token-file", str(path))
+    assert tokens == {"flag-a": "academy.example.com", "flag-b": None}  # --token as before
+    assert err == f"note: ignoring --token-file: --token wins\nnote: ignoring {ENV_TOKENS}: --token wins\n"
+    monkeypatch.setenv(ENV_TOKENS, " , ")  # blank: as if unset
+    assert run()[0] == {"sandbox-token": None}
+    for env, message in (("=academy.example.com", f"{ENV_TOKENS}, entry 1: no token before '='"),
+                         ("ok, tok=", f"{ENV_TOKENS}, entry 2: no host after '='")):
+        monkeypatch.setenv(ENV_TOKENS, env)
+        assert cli.cli.main(["sandbox", "--port", "0"]) == 3
+        assert capsys.readouterr().err == f"error: {message}\n"
+    for text, message in (("# only a comment\n", "no tokens in it"), ("a b\n", "line 1: one TOKEN[=HOST] per line")):
+        path.write_text(text)
+        assert cli.cli.main(["sandbox", "--port", "0", "--token-file", str(path)]) == 3
+        assert capsys.readouterr().err == f"error: --token-file {path}{',' if 'line' in message else ':'} {message}\n"
+    assert cli.cli.main(["sandbox", "--port", "0", "--token-file", str(tmp_path / "missing")]) == 3
+    assert capsys.readouterr().err == f"error: --token-file {tmp_path / 'missing'}: no such file\n"
