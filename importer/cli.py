@@ -55,7 +55,10 @@ def _rate(value: str) -> float:
 @click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0 picks a free one).")
 @click.option("--token", "tokens", multiple=True, metavar="TOKEN[=HOST]",
-              help="Accepted bearer token; TOKEN=HOST ties it to one whitelabel host. Repeatable.")
+              help="Accepted bearer token; TOKEN=HOST ties it to one whitelabel host. Repeatable. Shows in ps: "
+                   "prefer --token-file or TAGMANGO_SANDBOX_TOKENS.")
+@click.option("--token-file", default=None, type=click.Path(dir_okay=False), metavar="PATH",
+              help="Accepted tokens, one TOKEN[=HOST] per line (# comments); chmod 600. Used when no --token.")
 @click.option("--not-creator", multiple=True, metavar="HOST", help="Host whose Create Course answers 403.")
 @click.option("--video-disabled", multiple=True, metavar="HOST", help="Host that may not upload video.")
 @click.option("--mango", "mangoes", multiple=True, metavar="ID", help="Extra known mango id (defaults stay).")
@@ -80,19 +83,31 @@ def _rate(value: str) -> float:
               help="Start a stall every this many seconds (needed with --stall-seconds).")
 @click.option("--seed", default=None, type=int, help="Seed for repeatable faults.")
 @click.option("--state-dir", default=None, type=click.Path(file_okay=False), help="Keep data across restarts.")
-def sandbox(bind, port, tokens, not_creator, video_disabled, mangoes, cdn_prefix, strict_assets, assets,  # noqa: ANN001
-            envelope, rate_limit, latency, error_rate, hang_rate, hang_seconds, drop_rate, commit_fail_rate,
-            count_after_latency, stall_seconds, stall_every, seed, state_dir) -> None:
-    """Run a local stand-in for the TagMango API (auth, limits, errors, faults)."""
+@click.option("--delete-module", is_flag=True,
+              help="Answer DELETE /api/v1/external/modules/{id}, which TagMango does NOT document "
+                   "(off: a plain 404, as for any unknown path).")
+def sandbox(bind, port, tokens, token_file, not_creator, video_disabled, mangoes, cdn_prefix,  # noqa: ANN001
+            strict_assets, assets, envelope, rate_limit, latency, error_rate, hang_rate, hang_seconds, drop_rate,
+            commit_fail_rate, count_after_latency, stall_seconds, stall_every, seed, state_dir,
+            delete_module) -> None:
+    """Run a local stand-in for the TagMango API (auth, limits, errors, faults).
+
+    Accepted tokens: --token flags, else --token-file, else TAGMANGO_SANDBOX_TOKENS (TOKEN[=HOST] entries
+    separated by commas or spaces), else the default token. Only the default token is ever printed.
+    """
+    import os
     from pathlib import Path
 
+    from importer.sandbox import tokens as token_sources
     from importer.sandbox.config import DEFAULT_CDN_PREFIX, DEFAULT_MANGOES, DEFAULT_TOKEN, SandboxConfig
     from importer.sandbox.server import serve_forever
 
-    token_map: dict[str, str | None] = {}
-    for item in tokens or (DEFAULT_TOKEN,):
-        token, _, tied = item.partition("=")
-        token_map[token] = tied.strip().lower() or None
+    try:
+        token_map, token_source = token_sources.resolve(tokens, token_file, os.environ)
+    except token_sources.TokenSourceError as exc:
+        raise CommandError(str(exc), EXIT_CONFIG) from None
+    for ignored in token_sources.given_sources(tokens, token_file, os.environ)[1:]:
+        click.echo(f"note: ignoring {ignored}: {token_source} wins", err=True)
     try:
         low, _, high = latency.partition("-")
         latency_s = (float(low) / 1000, float(high or low) / 1000)
@@ -110,13 +125,18 @@ def sandbox(bind, port, tokens, not_creator, video_disabled, mangoes, cdn_prefix
         envelope=envelope, rate_limit=rate_limit, latency_s=latency_s, error_rate=_rate(error_rate),
         hang_rate=_rate(hang_rate), hang_s=hang_seconds, drop_rate=_rate(drop_rate),
         commit_fail_rate=_rate(commit_fail_rate), count_after_latency=count_after_latency, stall_s=stall_seconds,
-        stall_every_s=stall_every, seed=seed, state_dir=Path(state_dir) if state_dir else None)
+        stall_every_s=stall_every, seed=seed, state_dir=Path(state_dir) if state_dir else None,
+        delete_module=delete_module)
 
     def ready(url: str) -> None:
         click.echo(f"TagMango sandbox listening on {url}")
-        if not tokens:
+        if token_source == "default":
             click.echo(f"Accepting the default token: {DEFAULT_TOKEN}")
+        else:  # never the tokens themselves: they may have been given to stay out of sight
+            click.echo(f"Accepting {len(token_map)} token(s) from {token_source}")
         click.echo(f"Known mango ids: {', '.join(sorted(config.mangoes))}")
+        if config.delete_module:
+            click.echo("Delete Module is on: DELETE /api/v1/external/modules/{id} (not a documented TagMango endpoint)")
         click.echo(f"Inspect: {url}/_sandbox/stats   (Ctrl-C to stop)")
 
     try:

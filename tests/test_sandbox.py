@@ -534,6 +534,138 @@ def test_state_dir_keeps_trees_and_deletes_across_restarts(tmp_path):
         second.stop()
 
 
+
+# -- Delete Module: not documented by TagMango (5.12), off by default ---------------------------------------
+
+UNKNOWN = "0123456789abcdef01234567"
+
+
+def plain(r):
+    return r.status_code, r.headers.get("content-type"), r.headers.get("allow"), r.content
+
+
+def test_delete_module_is_off_by_default_and_answers_as_a_path_the_sandbox_does_not_have(sandbox):
+    course = create(sandbox).json()
+    module_id = course["modules"][0]
+    before = sandbox.stats()
+    unrouted = call(sandbox, "DELETE", f"{API}/no-such-endpoint/{module_id}")
+    assert plain(unrouted) == (404, "text/plain; charset=utf-8", None, b"Not Found")
+    for kw in ({}, {"token": "wrong"}, {"token": None, "host": None}):  # before auth: no route, no 401
+        assert plain(call(sandbox, "DELETE", f"{API}/modules/{module_id}", **kw)) == plain(unrouted)
+    sandbox.configure(error_rate=1.0)  # no faults either: nothing is routed there
+    assert plain(call(sandbox, "DELETE", f"{API}/modules/{module_id}")) == plain(unrouted)
+    sandbox.configure(error_rate=0.0)
+    after = sandbox.stats()
+    assert after["config"]["delete_module"] is False
+    assert (after["requests"], after["writes"], after["by_route"]) == (before["requests"], before["writes"],
+                                                                       before["by_route"])
+    assert read_module(sandbox, module_id).json()["chapters"] == [course["firstChapter"], course["secondChapter"]]
+    assert call(sandbox, "DELETE", f"{API}/courses/{course['_id']}").status_code == 405  # unchanged elsewhere
+
+
+def test_delete_module_when_on_deletes_the_module_and_its_chapters(sandbox):
+    course = create(sandbox).json()
+    placeholder = course["modules"][0]
+    week = new_module(sandbox, course["_id"], "Week 1").json()["_id"]
+    again = new_module(sandbox, course["_id"], "Week 1").json()["_id"]  # a duplicate create to clean up
+    doomed = [new_chapter(sandbox, again, lesson(t)).json()["_id"] for t in ("Quiz", "Quiz", "Recap")]
+    kept = new_chapter(sandbox, week, lesson("Quiz")).json()["_id"]
+    assert sandbox.stats()["duplicate_creates"][HOST][course["_id"]]["modules"] == [{"title": "Week 1", "count": 2}]
+    assert sandbox.configure(delete_module=True)["delete_module"] is True
+
+    r = call(sandbox, "DELETE", f"{API}/modules/{again}", host="other.example.com")
+    assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+    r = call(sandbox, "DELETE", f"{API}/modules/{UNKNOWN}")
+    assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+    r = call(sandbox, "DELETE", f"{API}/modules/{again}")
+    assert r.status_code == 200 and r.content == b""
+
+    assert read_course(sandbox, course["_id"])["modules"] == [placeholder, week]
+    assert [m["_id"] for m in sandbox.tree(HOST)[0]["modules"]] == [placeholder, week]
+    for method, path, body, code in (("DELETE", f"modules/{again}", None, "MODULE_NOT_FOUND"),
+                                     ("PATCH", f"modules/{again}", {}, "MODULE_NOT_FOUND"),
+                                     ("POST", f"modules/{again}/chapters", lesson("Late"), "MODULE_NOT_FOUND"),
+                                     ("PATCH", f"chapters/{doomed[0]}", {"title": "x"}, "CHAPTER_NOT_FOUND"),
+                                     ("DELETE", f"chapters/{doomed[2]}", None, "CHAPTER_NOT_FOUND")):
+        r = call(sandbox, method, f"{API}/{path}", json=body)
+        assert r.status_code == 404 and r.json() == not_found(code), (method, path)
+    assert read_module(sandbox, week).json()["chapters"] == [kept]
+    stats = sandbox.stats()
+    assert stats["objects_by_host"][HOST] == {"courses": 1, "modules": 2, "chapters": 3, "deleted_chapters": 3}
+    assert stats["duplicate_creates"] == {}  # the duplicate module and its duplicate "Quiz" are gone
+    assert stats["writes_by_route"]["delete_module"] == 4 and stats["by_route"]["delete_module"] == 4
+    assert stats["config"]["delete_module"] is True
+
+    sandbox.configure(delete_module=False)  # and off again, live
+    assert plain(call(sandbox, "DELETE", f"{API}/modules/{week}"))[:2] == (404, "text/plain; charset=utf-8")
+    assert read_module(sandbox, week).status_code == 200
+    assert httpx.post(sandbox.url + "/_sandbox/config", json={"delete_module": "yes"}).status_code == 400
+
+
+def test_delete_module_can_delete_the_placeholder_module_of_create_course(sandbox_factory):
+    sb = sandbox_factory(delete_module=True)
+    course = create(sb).json()
+    assert call(sb, "DELETE", f"{API}/modules/{course['modules'][0]}").status_code == 200
+    after = read_course(sb, course["_id"])
+    assert after["modules"] == [] and sb.tree(HOST)[0]["modules"] == []
+    # As Delete Chapter does, the course's firstChapter/secondChapter are left as they were.
+    assert (after["firstChapter"], after["secondChapter"]) == (course["firstChapter"], course["secondChapter"])
+    assert sb.stats()["objects_by_host"][HOST] == {"courses": 1, "modules": 0, "chapters": 0, "deleted_chapters": 2}
+
+
+@pytest.mark.parametrize("mode", ["result", "data"])
+def test_delete_module_has_the_envelope_with_a_null_payload_like_delete_chapter(sandbox_factory, mode):
+    sb = sandbox_factory(envelope=mode, delete_module=True)
+    module_id = create(sb).json()[mode]["modules"][0]
+    r = call(sb, "DELETE", f"{API}/modules/{module_id}")
+    assert r.status_code == 200 and r.json() == {**r.json(), "success": True, mode: None}
+    r = call(sb, "DELETE", f"{API}/modules/{module_id}")
+    assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+
+
+def test_delete_module_gets_the_faults_and_the_rate_limit_delete_chapter_gets(sandbox_factory):
+    sb = sandbox_factory(delete_module=True, rate_limit=4)
+    course = create(sb).json()                                                          # 1 in the window
+    module_id = course["modules"][0]
+    sb.configure(error_rate=1.0)
+    assert call(sb, "DELETE", f"{API}/modules/{module_id}").status_code in (500, 502, 503)     # 2
+    assert call(sb, "DELETE", f"{API}/chapters/{course['firstChapter']}").status_code in (500, 502, 503)  # 3
+    sb.configure(error_rate=0.0, drop_rate=1.0)
+    with pytest.raises(httpx.RemoteProtocolError):
+        call(sb, "DELETE", f"{API}/modules/{module_id}")                                # 4
+    sb.configure(drop_rate=0.0)
+    r = call(sb, "DELETE", f"{API}/modules/{module_id}")                                # 5: over the limit
+    assert r.status_code == 429 and r.json()["statusCode"] == 429
+    stats = sb.stats()
+    assert stats["faults"] == {"error": 2, "drop": 1}
+    assert stats["objects_by_host"][HOST] == {"courses": 1, "modules": 1, "chapters": 2, "deleted_chapters": 0}
+    assert stats["writes_by_route"] == {"create_course": 1, "delete_module": 3, "delete_chapter": 1}
+
+
+def test_state_dir_keeps_module_deletes_across_restarts(tmp_path):
+    config = dict(tokens={TOKEN: None}, state_dir=tmp_path, delete_module=True)
+    first = serve_in_thread(SandboxConfig(**config))
+    course = create(first).json()
+    gone = new_module(first, course["_id"], "Gone").json()["_id"]
+    chapters = [new_chapter(first, gone, lesson(t)).json()["_id"] for t in ("A", "B")]
+    kept = new_module(first, course["_id"], "Kept").json()["_id"]
+    assert call(first, "DELETE", f"{API}/modules/{gone}").status_code == 200
+    tree, counts = first.tree(HOST), first.stats()["objects_by_host"]
+    first.stop()
+    second = serve_in_thread(SandboxConfig(**config))
+    try:
+        assert second.tree(HOST) == tree and second.stats()["objects_by_host"] == counts
+        assert read_course(second, course["_id"])["modules"] == [course["modules"][0], kept]
+        r = call(second, "DELETE", f"{API}/modules/{gone}")
+        assert r.status_code == 404 and r.json() == not_found("MODULE_NOT_FOUND")
+        for chapter_id in chapters:
+            r = call(second, "DELETE", f"{API}/chapters/{chapter_id}")
+            assert r.status_code == 404 and r.json()["errorCode"] == "CHAPTER_NOT_FOUND"
+        assert counts[HOST] == {"courses": 1, "modules": 2, "chapters": 2, "deleted_chapters": 2}
+    finally:
+        second.stop()
+
+
 # -- faults for rate-limit work: counting after the latency, stalls --------------------------------------
 
 
@@ -631,5 +763,280 @@ def test_cli_passes_the_new_fault_options(monkeypatch):
                                           "--stall-every", "30", "--port", "0"])
     assert result.exit_code == 0, result.output
     assert (seen[0].count_after_latency, seen[0].stall_s, seen[0].stall_every_s) == (True, 2.0, 30.0)
+    assert seen[0].delete_module is False
+    assert CliRunner().invoke(cli.cli, ["sandbox", "--delete-module", "--port", "0"]).exit_code == 0
+    assert seen[1].delete_module is True
+    seen.pop()
     assert cli.cli.main(["sandbox", "--stall-seconds", "2"]) == 2  # a usage error: --stall-every is needed
     assert len(seen) == 1
+
+
+# -- the package's import graph has no cycle -----------------------------------------------------------
+
+
+def import_graph(root, package):
+    """``{module: {module it imports}}`` for the modules of ``package`` (files under ``root``), read with ``ast``.
+
+    Every import statement counts wherever it is: at the top, inside a function, under ``if TYPE_CHECKING``
+    or in a ``try``. ``from P import name`` is an edge to the submodule ``P.name`` when there is one, else to
+    ``P``. (Python loads a submodule's parent package first, whatever imports it; that implied edge is not
+    an import the code makes and is not counted, as import linters do.)
+    """
+    import ast
+    from pathlib import Path
+
+    root = Path(root)
+    names = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join([package, *parts])] = path
+    graph = {}
+    for name, path in names.items():
+        is_package = path.name == "__init__.py"
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the module's package, one level up per extra dot
+                    anchor = name.split(".") if is_package else name.split(".")[:-1]
+                    anchor = anchor[:len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in names else base
+                           for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in names:  # import a.b.c: the deepest module of ours
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph):
+    """One import cycle as ``[a, b, ..., a]``, or None."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_sandbox_package_has_no_import_cycle_not_even_under_type_checking():
+    from pathlib import Path
+
+    import importer.sandbox
+
+    graph = import_graph(Path(importer.sandbox.__file__).parent, "importer.sandbox")
+    assert "importer.sandbox.core" in graph["importer.sandbox.app"]  # the graph is read, not empty
+    assert "importer.sandbox.core" in graph["importer.sandbox.chapters"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_check_sees_imports_under_type_checking_and_inside_functions(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg import b\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import A\n")
+    (pkg / "c.py").write_text("def f():\n    from . import d\n")
+    (pkg / "d.py").write_text("import pkg.c\n")
+    graph = import_graph(pkg, "pkg")
+    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.a"}
+    assert graph["pkg.c"] == {"pkg.d"} and graph["pkg.d"] == {"pkg.c"}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+    (pkg / "b.py").write_text("")
+    assert find_cycle(import_graph(pkg, "pkg")) == ["pkg.c", "pkg.d", "pkg.c"]
+    (pkg / "d.py").write_text("")
+    assert find_cycle(import_graph(pkg, "pkg")) is None
+
+
+# -- tokens off the command line: --token-file and TAGMANGO_SANDBOX_TOKENS ---------------------------------
+
+ENV_TOKENS = "TAGMANGO_SANDBOX_TOKENS"
+
+
+def poll(condition, what, timeout=60.0):
+    """Wait until ``condition()`` gives something true, and return it."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+class SandboxProcess:
+    """``python -m importer sandbox --port 0 ARGS`` in a child process, its URL read from its banner."""
+
+    def __init__(self, tmp_path, *args, env=None):
+        import os
+        import subprocess
+        import sys
+        import threading
+
+        self.stderr_path = tmp_path / "sandbox.stderr"
+        self.proc = subprocess.Popen([sys.executable, "-m", "importer", "sandbox", "--port", "0", *args],
+                                     stdout=subprocess.PIPE, stderr=open(self.stderr_path, "wb"),  # noqa: SIM115
+                                     text=True, cwd=tmp_path, env={**os.environ, **(env or {})})
+        self.stdout: list[str] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.stdout.append(line)
+        self.closed.set()
+
+    def url(self):
+        import re
+
+        def banner():
+            assert not self.closed.is_set(), f"the sandbox exited: {self.output()}"
+            found = re.search(r"listening on (http://\S+)", "".join(self.stdout))
+            return found and found.group(1)
+        return poll(banner, "the sandbox's banner")
+
+    def output(self):
+        return "".join(self.stdout) + self.stderr_path.read_text()
+
+    def stop(self):
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+        self.closed.wait(timeout=20)
+        return self.output()
+
+
+def status_with(url, token, host=HOST):
+    headers = {"Authorization": f"Bearer {token}", "x-whitelabel-host": host}
+    return httpx.get(f"{url}{API}/courses", headers=headers, timeout=10).status_code
+
+
+def check_tokens_stay_out_of_sight(tmp_path, args, env, accepted, refused):
+    """Start the CLI sandbox; ``accepted`` [(token, host)] get 200, ``refused`` ones 401, no token in its
+    command line (/proc/PID/cmdline, what ps shows) nor in what it prints."""
+    from pathlib import Path
+
+    running = SandboxProcess(tmp_path, *args, env=env)
+    try:
+        url = running.url()
+        cmdline = Path(f"/proc/{running.proc.pid}/cmdline").read_bytes()
+        assert b"sandbox" in cmdline and b"--port" in cmdline  # it is the sandbox's own command line
+        for token, host in accepted:
+            assert token.encode() not in cmdline
+            assert status_with(url, token, host) == 200
+        for token, host in refused:
+            assert status_with(url, token, host) == 401
+    finally:
+        printed = running.stop()
+    assert "sandbox-token" not in printed and "Accepting " in printed
+    for token, _ in accepted + refused:
+        assert token not in printed
+
+
+def test_tokens_from_the_environment_are_accepted_and_never_on_the_command_line(tmp_path):
+    import secrets
+
+    tied, free = f"env-tied-{secrets.token_hex(8)}", f"env-free-{secrets.token_hex(8)}"
+    env = {ENV_TOKENS: f"  {tied}={HOST.upper()},\n{free}  "}  # commas and whitespace both separate
+    check_tokens_stay_out_of_sight(tmp_path, [], env, accepted=[(tied, HOST), (free, "other.example.com")],
+                                   refused=[(tied, "other.example.com"), ("sandbox-token", HOST)])
+
+
+def test_a_0600_token_file_is_read_and_wins_over_the_environment(tmp_path):
+    import secrets
+
+    first, second, from_env = (f"file-{n}-{secrets.token_hex(8)}" for n in ("a", "b", "env"))
+    path = tmp_path / "tokens"
+    path.write_text(f"# sandbox tokens\n\n{first}={HOST}   # the academy\n  {second}\n#{from_env}\n")
+    path.chmod(0o600)
+    check_tokens_stay_out_of_sight(tmp_path, ["--token-file", str(path)], {ENV_TOKENS: from_env},
+                                   accepted=[(first, HOST), (second, HOST)],
+                                   refused=[(first, "other.example.com"), (from_env, HOST)])
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o620])
+def test_a_token_file_open_to_group_or_others_is_refused_with_exit_3(tmp_path, mode):
+    import subprocess
+    import sys
+
+    path = tmp_path / "tokens"
+    path.write_text("file-token-that-must-not-show\n")
+    path.chmod(mode)
+    done = subprocess.run([sys.executable, "-m", "importer", "sandbox", "--port", "0", "--token-file", str(path)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 3
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: --token-file {path}: group or others may access it (mode {mode:04o}); run chmod 600 {path}"]
+    assert "file-token-that-must-not-show" not in done.stderr
+
+
+def test_token_sources_precedence_and_what_is_printed(tmp_path, monkeypatch, capsys):
+    from importer import cli
+    from importer.sandbox import server
+
+    seen = []
+
+    def fake_serve(config, *args, on_ready=None, **kwargs):
+        seen.append(config)
+        on_ready("http://127.0.0.1:1")
+
+    monkeypatch.setattr(server, "serve_forever", fake_serve)
+    path = tmp_path / "tokens"
+    path.write_text("from-file=Academy.Example.com\n")
+    path.chmod(0o600)
+
+    def run(*args):
+        assert cli.cli.main(["sandbox", "--port", "0", *args]) in (None, 0)
+        out, err = capsys.readouterr()
+        return seen[-1].tokens, out, err
+
+    tokens, out, err = run()
+    assert tokens == {"sandbox-token": None} and "Accepting the default token: sandbox-token" in out
+    monkeypatch.setenv(ENV_TOKENS, "from-env,from-env-2=x.example.com")
+    tokens, out, err = run()
+    assert tokens == {"from-env": None, "from-env-2": "x.example.com"} and "from-env" not in out + err
+    assert f"Accepting 2 token(s) from {ENV_TOKENS}" in out and "sandbox-token" not in out
+    tokens, out, err = run("--token-file", str(path))
+    assert tokens == {"from-file": "academy.example.com"} and "from-file" not in out + err
+    assert err == f"note: ignoring {ENV_TOKENS}: --token-file wins\n"
+    tokens, out, err = run("--token", "flag-a=Academy.Example.com", "--token", "flag-b", "--token-file", str(path))
+    assert tokens == {"flag-a": "academy.example.com", "flag-b": None}  # --token as before
+    assert err == f"note: ignoring --token-file: --token wins\nnote: ignoring {ENV_TOKENS}: --token wins\n"
+    monkeypatch.setenv(ENV_TOKENS, " , ")  # blank: as if unset
+    assert run()[0] == {"sandbox-token": None}
+    for env, message in (("=academy.example.com", f"{ENV_TOKENS}, entry 1: no token before '='"),
+                         ("ok, tok=", f"{ENV_TOKENS}, entry 2: no host after '='")):
+        monkeypatch.setenv(ENV_TOKENS, env)
+        assert cli.cli.main(["sandbox", "--port", "0"]) == 3
+        assert capsys.readouterr().err == f"error: {message}\n"
+    for text, message in (("# only a comment\n", "no tokens in it"), ("a b\n", "line 1: one TOKEN[=HOST] per line")):
+        path.write_text(text)
+        assert cli.cli.main(["sandbox", "--port", "0", "--token-file", str(path)]) == 3
+        assert capsys.readouterr().err == f"error: --token-file {path}{',' if 'line' in message else ':'} {message}\n"
+    assert cli.cli.main(["sandbox", "--port", "0", "--token-file", str(tmp_path / "missing")]) == 3
+    assert capsys.readouterr().err == f"error: --token-file {tmp_path / 'missing'}: no such file\n"

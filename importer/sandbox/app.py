@@ -3,65 +3,32 @@
 Order of checks on an API request: auth (401) → the per-token rate limit (429) → a stall and
 the injected latency → injected faults → the endpoint's own rules. With ``count_after_latency``
 the rate limit comes after the stall and the latency instead. Error bodies follow the documented
-shapes exactly (``answers.py``); each resource's endpoints live in their own module.
+shapes exactly (``answers.py``); each resource's endpoints live in their own module, and the
+``Sandbox`` they share (state and the gate above) in ``core.py``, which imports none of them.
 """
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from importer.sandbox import chapters, courses, modules
-from importer.sandbox.answers import RATE_LIMIT_BODY, error, ok
 from importer.sandbox.config import SandboxConfig
-from importer.sandbox.faults import Faults
+from importer.sandbox.core import Sandbox
 from importer.sandbox.inspection import Inspection
-from importer.sandbox.store import Store
-from importer.sandbox.traffic import Traffic, is_write
-
-
-class Sandbox:
-    def __init__(self, config: SandboxConfig) -> None:
-        self.config = config
-        self.store = Store(config.state_dir)
-        self.traffic = Traffic()
-        self.faults = Faults(config, self.traffic)
-        for url in config.assets:
-            if not self.store.has_asset("*", url):
-                self.store.add_asset(url)
-
-    def ok(self, entity: object) -> JSONResponse:
-        return ok(self.config.envelope, entity)
-
-    async def gate(self, request: Request) -> tuple[str | None, Response | None]:
-        """Auth, host header, rate limit, stall, latency and pre-handler faults. Returns (host, early response)."""
-        auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        if token not in self.config.tokens:
-            return None, error(401)
-        host = request.headers.get("x-whitelabel-host", "").strip().lower()
-        if not host:
-            return None, error(400)
-        tied = self.config.tokens[token]
-        if tied is not None and tied != host:
-            return None, error(401)
-        after = self.config.count_after_latency
-        if not after and not self._admit(token):
-            return None, JSONResponse(RATE_LIMIT_BODY, status_code=429)
-        await self.faults.hold_while_stalled()
-        await self.faults.latency()
-        if after and not self._admit(token):
-            return None, JSONResponse(RATE_LIMIT_BODY, status_code=429)
-        early = await self.faults.before_handler()
-        return (None, early) if early is not None else (host, None)
-
-    def _admit(self, token: str) -> bool:
-        return self.traffic.admit(token, self.config.rate_limit, self.config.rate_window_s)
+from importer.sandbox.traffic import is_write
 
 
 def build_app(config: SandboxConfig | None = None) -> Starlette:
+    """The app. ``DELETE .../modules/{id}``, not a documented endpoint, is routed only while ``delete_module`` is on.
+
+    Off, that path answers exactly what a path the sandbox does not route answers: Starlette's plain-text
+    404 ``Not Found``, before auth, the rate limit and faults, and counted nowhere, as a server without the
+    route would. (Before the route existed, the path matched Update Module's and a DELETE got 405.)
+    """
     sandbox = Sandbox(config or SandboxConfig())
     inspection = Inspection(sandbox)
 
@@ -74,6 +41,13 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
             return response
         return endpoint
 
+    delete_module = api(modules.delete_module, "delete_module")
+
+    async def delete_module_if_on(request: Request) -> Response:
+        if not sandbox.config.delete_module:  # read per request: POST /_sandbox/config flips it live
+            raise HTTPException(status_code=404)  # the very answer of Starlette's router for an unknown path
+        return await delete_module(request)
+
     prefix = "/api/v1/external"
     routes = [
         Route(f"{prefix}/courses", api(courses.create_course, "create_course"), methods=["POST"]),
@@ -82,6 +56,7 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
         Route(f"{prefix}/courses/{{course_id}}/modules", api(modules.create_module, "create_module"),
               methods=["POST"]),
         Route(f"{prefix}/modules/{{module_id}}", api(modules.update_module, "update_module"), methods=["PATCH"]),
+        Route(f"{prefix}/modules/{{module_id}}", delete_module_if_on, methods=["DELETE"]),
         Route(f"{prefix}/modules/{{module_id}}/chapters", api(chapters.create_chapter, "create_chapter"),
               methods=["POST"]),
         Route(f"{prefix}/chapters/{{chapter_id}}", api(chapters.update_chapter, "update_chapter"),

@@ -11,17 +11,13 @@ a parent and writing it back, concurrent requests cannot lose each other's chang
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from importer.sandbox import validation
 from importer.sandbox.answers import empty, error, read_json
+from importer.sandbox.core import Sandbox
 from importer.sandbox.store import body_digest, new_object_id, now_iso, public
-
-if TYPE_CHECKING:
-    from importer.sandbox.app import Sandbox
 
 
 def chapter_object(host: str, module: dict, fields: dict, digest: str | None = None) -> dict:

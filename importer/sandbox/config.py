@@ -53,6 +53,9 @@ class SandboxConfig:
     drop_rate: float = 0.0
     commit_fail_rate: float = 0.0
     seed: int | None = None
+    #: Route ``DELETE /api/v1/external/modules/{id}``, which TagMango does not document (5.12). Off, that
+    #: path answers what a server without the route answers: Starlette's plain-text 404 ``Not Found``.
+    delete_module: bool = False
     #: Where the journal lives; None keeps everything in memory.
     state_dir: Path | None = None
 
@@ -73,6 +76,7 @@ class SandboxConfig:
             "strict_assets": self.strict_assets,
             "not_creator_hosts": sorted(self.not_creator_hosts),
             "video_disabled_hosts": sorted(self.video_disabled_hosts),
+            "delete_module": self.delete_module,
         }
 
     def stall_remaining(self, now: float) -> float:
@@ -122,5 +126,9 @@ class SandboxConfig:
                 if not isinstance(value, bool):
                     raise ValueError("count_after_latency is true or false")
                 self.count_after_latency = value
+            elif key == "delete_module":
+                if not isinstance(value, bool):
+                    raise ValueError("delete_module is true or false")
+                self.delete_module = value
             else:
                 raise ValueError(f"unknown sandbox setting {key!r}")

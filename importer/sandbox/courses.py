@@ -6,19 +6,15 @@ starts it with one placeholder module, Create Module appends to it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from importer.sandbox import validation
 from importer.sandbox.answers import error, read_json
 from importer.sandbox.chapters import chapter_object
+from importer.sandbox.core import Sandbox
 from importer.sandbox.modules import module_object
 from importer.sandbox.store import creator_id, new_object_id, now_iso, public
-
-if TYPE_CHECKING:
-    from importer.sandbox.app import Sandbox
 
 
 async def create_course(sb: Sandbox, request: Request, host: str) -> Response:

@@ -6,16 +6,13 @@ These are not TagMango's; they let tests and operators see what the sandbox rece
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from importer.sandbox.answers import read_json
+from importer.sandbox.core import Sandbox
 from importer.sandbox.store import public
-
-if TYPE_CHECKING:
-    from importer.sandbox.app import Sandbox
 
 #: The chapter fields a tree shows (what a spreadsheet can ask for), in this order.
 TREE_CHAPTER_FIELDS = ("_id", "title", "description", "content", "contentType", "isFree", "embeddedLink",

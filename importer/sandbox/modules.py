@@ -1,4 +1,5 @@
-"""Module endpoints: Create Module (5.4) and Update Module (5.5).
+"""Module endpoints: Create Module (5.4) and Update Module (5.5), and Delete Module, which TagMango does
+not document (5.12) and the sandbox only routes when ``delete_module`` is on (see ``app.py``).
 
 A module's ``chapters`` list is the truth about its chapters and their order: Create Chapter
 appends to it, Delete Chapter removes from it. New modules are appended to their course's
@@ -8,17 +9,13 @@ needs no reorder endpoint, and TagMango documents none).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from importer.sandbox import validation
-from importer.sandbox.answers import error, read_json
+from importer.sandbox.answers import empty, error, read_json
+from importer.sandbox.core import Sandbox
 from importer.sandbox.store import body_digest, creator_id, new_object_id, now_iso, public
-
-if TYPE_CHECKING:
-    from importer.sandbox.app import Sandbox
 
 
 def module_object(host: str, course_id: str, title: str, digest: str | None = None) -> dict:
@@ -60,3 +57,26 @@ async def update_module(sb: Sandbox, request: Request, host: str) -> Response:
     if body:
         module = sb.store.put("module", {**module, **body, "updatedAt": now_iso()})
     return sb.ok(public(module))
+
+
+async def delete_module(sb: Sandbox, request: Request, host: str) -> Response:
+    """Not a documented TagMango endpoint; answers as Delete Chapter does (5.8), with Update Module's 404.
+
+    Deletes the module and all its chapters (each recorded as a deleted chapter, as Delete Chapter
+    records one) and takes the module out of its course's ``modules``, in one journal write. Another
+    host's module, or a second delete, is 404 ``MODULE_NOT_FOUND``. The course's
+    ``firstChapter``/``secondChapter`` are left as they were, as Delete Chapter leaves them.
+    """
+    module = sb.store.get("module", request.path_params["module_id"], host)
+    if module is None:
+        return error(404, "MODULE_NOT_FOUND")
+    # Its chapters list, and (there should be none) any other chapter that still names the module.
+    named = [c["_id"] for c in sb.store.objects["chapter"].values() if c["module"] == module["_id"]]
+    chapter_ids = list(dict.fromkeys([*module["chapters"], *named]))
+    puts = []
+    course = sb.store.objects["course"].get(module["course"])
+    if course is not None and module["_id"] in course["modules"]:
+        puts.append(("course", {**course, "modules": [m for m in course["modules"] if m != module["_id"]],
+                                "updatedAt": now_iso()}))
+    sb.store.change(puts, [*(("chapter", c) for c in chapter_ids), ("module", module["_id"])])
+    return empty(sb.config.envelope)

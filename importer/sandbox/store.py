@@ -85,9 +85,27 @@ class Store:
             self.deleted[kind][obj_id] = obj.get("_host", "")
             self._append({"kind": kind, "deleted": obj_id, "host": obj.get("_host", "")})
 
-    def _append(self, entry: dict) -> None:
-        if self._journal is not None:
-            self._journal.write(json.dumps(entry) + "\n")
+    def change(self, puts: list[tuple[str, dict]], deletes: list[tuple[str, str]]) -> None:
+        """Several puts and deletes as one change: one lock, one journal write, one fsync.
+
+        A crash can still tear the last line of the write; replay skips a torn line, so at worst the
+        tail of this change is lost, never a line of a later one.
+        """
+        entries = []
+        with self._lock:
+            for kind, obj in puts:
+                self.objects[kind][obj["_id"]] = obj
+                entries.append({"kind": kind, "obj": obj})
+            for kind, obj_id in deletes:
+                obj = self.objects[kind].pop(obj_id, None)
+                if obj is not None:
+                    self.deleted[kind][obj_id] = obj.get("_host", "")
+                    entries.append({"kind": kind, "deleted": obj_id, "host": obj.get("_host", "")})
+            self._append(*entries)
+
+    def _append(self, *entries: dict) -> None:
+        if self._journal is not None and entries:
+            self._journal.write("".join(json.dumps(entry) + "\n" for entry in entries))
             self._journal.flush()
             os.fsync(self._journal.fileno())
 
