@@ -8,7 +8,7 @@ import click
 
 from importer import __version__
 from importer.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, CommandError
-from importer.reconcile import MODES
+from importer.matching.reconcile import MODES
 
 
 class Group(click.Group):
@@ -40,8 +40,32 @@ class Group(click.Group):
 
 @click.group(cls=Group)
 @click.version_option(__version__, prog_name="tagmango-import")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Import course catalogs from spreadsheets into TagMango."""
+    from importer.config import Config
+
+    ctx.obj = Config.from_env()  # the one reading of the environment; commands get it with @pass_config
+
+
+pass_config = click.make_pass_decorator(object)
+
+
+def parse_rows(text: str | None) -> set[int] | None:
+    """``--rows 12,15-18`` as spreadsheet row numbers."""
+    if not text:
+        return None
+    rows: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        try:
+            rows.update(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: use numbers and ranges like 12,15-18", param_hint="--rows") from None
+    return rows
 
 
 def _rate(value: str) -> float:
@@ -86,7 +110,8 @@ def _rate(value: str) -> float:
 @click.option("--delete-module", is_flag=True,
               help="Answer DELETE /api/v1/external/modules/{id}, which TagMango does NOT document "
                    "(off: a plain 404, as for any unknown path).")
-def sandbox(bind, port, tokens, token_file, not_creator, video_disabled, mangoes, cdn_prefix,  # noqa: ANN001
+@pass_config
+def sandbox(config, bind, port, tokens, token_file, not_creator, video_disabled, mangoes, cdn_prefix,  # noqa: ANN001
             strict_assets, assets, envelope, rate_limit, latency, error_rate, hang_rate, hang_seconds, drop_rate,
             commit_fail_rate, count_after_latency, stall_seconds, stall_every, seed, state_dir,
             delete_module) -> None:
@@ -95,7 +120,6 @@ def sandbox(bind, port, tokens, token_file, not_creator, video_disabled, mangoes
     Accepted tokens: --token flags, else --token-file, else TAGMANGO_SANDBOX_TOKENS (TOKEN[=HOST] entries
     separated by commas or spaces), else the default token. Only the default token is ever printed.
     """
-    import os
     from pathlib import Path
 
     from importer.sandbox import tokens as token_sources
@@ -103,10 +127,10 @@ def sandbox(bind, port, tokens, token_file, not_creator, video_disabled, mangoes
     from importer.sandbox.server import serve_forever
 
     try:
-        token_map, token_source = token_sources.resolve(tokens, token_file, os.environ)
+        token_map, token_source = token_sources.resolve(tokens, token_file, config.environ)
     except token_sources.TokenSourceError as exc:
         raise CommandError(str(exc), EXIT_CONFIG) from None
-    for ignored in token_sources.given_sources(tokens, token_file, os.environ)[1:]:
+    for ignored in token_sources.given_sources(tokens, token_file, config.environ)[1:]:
         click.echo(f"note: ignoring {ignored}: {token_source} wins", err=True)
     try:
         low, _, high = latency.partition("-")
@@ -169,16 +193,18 @@ def mode_option(func):  # noqa: ANN001, ANN201
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="Write all problems (with --mode: every row's change) to .csv/.xlsx.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and problems as JSON.")
-def validate(files, mapping, sets, mode, sandbox, host, report, as_json) -> None:  # noqa: ANN001
+@pass_config
+def validate(config, files, mapping, sets, mode, sandbox, host, report, as_json) -> None:  # noqa: ANN001
     """Check FILES (CSV/Excel) and show the import plan, sending nothing. With --mode, also read TagMango and
     show per course what would be created, updated, deleted and left alone."""
-    from importer.validate_cmd import parse_options, run_validate
+    from importer.commands.validate import parse_options, run_validate
 
     options = parse_options(mapping, sets)
     if mode:
-        from importer import ops
+        from importer.commands.run import compare
 
-        sys.exit(ops.compare(files, options, mode=mode, sandbox=sandbox, host=host, report=report, as_json=as_json))
+        sys.exit(compare(config, files, options, mode=mode, sandbox=sandbox, host=host, report=report,
+                         as_json=as_json))
     sys.exit(run_validate(files, options, report, as_json))
 
 
@@ -196,13 +222,14 @@ def validate(files, mapping, sets, mode, sandbox, host, report, as_json) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary instead of progress.")
 @click.option("--results", type=click.Path(dir_okay=False), default=None,
               help="Results file (default: <input>.results.xlsx|.csv next to the input).")
-def run(files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, mode, keep_running, flower,  # noqa: ANN001
-        as_json, results) -> None:
+@pass_config
+def run(config, files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, mode, keep_running,  # noqa: ANN001
+        flower, as_json, results) -> None:
     """Validate FILES and import them: enqueue one task per row and follow the job."""
-    from importer import ops
-    from importer.validate_cmd import parse_options
+    from importer.commands import run as command
+    from importer.commands.validate import parse_options
 
-    sys.exit(ops.run(files, parse_options(mapping, sets), sandbox=sandbox, host=host, wait=wait,
+    sys.exit(command.run(config, files, parse_options(mapping, sets), sandbox=sandbox, host=host, wait=wait,
                      skip_invalid=skip_invalid, dry_run=dry_run, keep_running=keep_running, as_json=as_json,
                      results=results, flower=flower, mode=mode or "create"))
 
@@ -211,20 +238,22 @@ def run(files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, mode, 
 @click.argument("job", required=False)
 @click.option("--watch", is_flag=True, help="Follow until the job is final.")
 @click.option("--json", "as_json", is_flag=True)
-def status(job, watch, as_json) -> None:  # noqa: ANN001
+@pass_config
+def status(config, job, watch, as_json) -> None:  # noqa: ANN001
     """Progress of JOB (default: the latest job)."""
-    from importer import ops
+    from importer.commands import inspect
 
-    sys.exit(ops.status(job, watch, as_json))
+    sys.exit(inspect.status(config, job, watch, as_json))
 
 
 @cli.command()
 @click.option("--limit", default=20, show_default=True)
-def jobs(limit) -> None:  # noqa: ANN001
+@pass_config
+def jobs(config, limit) -> None:  # noqa: ANN001
     """Recent jobs."""
-    from importer import ops
+    from importer.commands import inspect
 
-    sys.exit(ops.jobs(limit))
+    sys.exit(inspect.jobs(config, limit))
 
 
 @cli.command()
@@ -233,11 +262,12 @@ def jobs(limit) -> None:  # noqa: ANN001
 @click.option("--status", "http_status", type=int, default=None, help="Only this HTTP status.")
 @click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write them to .csv/.xlsx.")
 @click.option("--json", "as_json", is_flag=True)
-def dead(job, error_code, http_status, export, as_json) -> None:  # noqa: ANN001
+@pass_config
+def dead(config, job, error_code, http_status, export, as_json) -> None:  # noqa: ANN001
     """List or export the dead letters of JOB: row, error, message and the exact request body."""
-    from importer import ops
+    from importer.commands import inspect
 
-    sys.exit(ops.dead(job, error_code, http_status, export, as_json))
+    sys.exit(inspect.dead(config, job, error_code, http_status, export, as_json))
 
 
 @cli.command()
@@ -252,34 +282,38 @@ def dead(job, error_code, http_status, export, as_json) -> None:  # noqa: ANN001
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--results", type=click.Path(dir_okay=False), default=None)
-def requeue(job, everything, error_code, rows, from_files, mapping, sets, mode, wait, as_json, results) -> None:  # noqa: ANN001
+@pass_config
+def requeue(config, job, everything, error_code, rows, from_files, mapping, sets, mode, wait, as_json,  # noqa: ANN001
+            results) -> None:
     """Send dead rows of JOB again (through the same duplicate checks as a first run)."""
-    from importer import ops
-    from importer.validate_cmd import parse_options
+    from importer.commands import requeue as command
+    from importer.commands.validate import parse_options
 
-    sys.exit(ops.requeue(job, everything=everything, error_code=error_code, rows=rows, from_files=from_files,
-                         options=parse_options(mapping, sets), wait=wait, as_json=as_json, results=results,
-                         mode=mode))
+    sys.exit(command.requeue(config, job, everything=everything, error_code=error_code, rows=parse_rows(rows),
+                             from_files=from_files, options=parse_options(mapping, sets), wait=wait, as_json=as_json,
+                             results=results, mode=mode))
 
 
 @cli.command()
 @click.argument("job", required=False)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="results.xlsx or .csv")
-def report(job, output) -> None:  # noqa: ANN001
+@pass_config
+def report(config, job, output) -> None:  # noqa: ANN001
     """Write the per-row results file of JOB."""
-    from importer import ops
+    from importer.commands import inspect
 
-    sys.exit(ops.report(job, output))
+    sys.exit(inspect.report(config, job, output))
 
 
 @cli.command()
 @click.option("--port", default=5555, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True)
-def flower(port, address) -> None:  # noqa: ANN001
+@pass_config
+def flower(config, port, address) -> None:  # noqa: ANN001
     """Start Flower on the importer's Redis, with basic auth (TAGMANGO_FLOWER_BASIC_AUTH)."""
-    from importer import ops
+    from importer.commands import services
 
-    sys.exit(ops.flower(port, address))
+    sys.exit(services.flower(config, port, address))
 
 
 @cli.command()
@@ -287,22 +321,23 @@ def flower(port, address) -> None:  # noqa: ANN001
 @click.option("--address", default="127.0.0.1", show_default=True)
 @click.option("--flower-url", default=None, help="Flower's address for the links (default: the one `run --flower` "
               "or `flower` started, or TAGMANGO_FLOWER_URL).")
-def dashboard(port, address, flower_url) -> None:  # noqa: ANN001
+@pass_config
+def dashboard(config, port, address, flower_url) -> None:  # noqa: ANN001
     """A web page per import (progress, request rate, dead letters, requeue), basic auth
     (TAGMANGO_DASHBOARD_BASIC_AUTH)."""
     from importer.dashboard.server import serve
 
-    sys.exit(serve(port, address, flower_url))
+    sys.exit(serve(config, port, address, flower_url))
 
 
 @cli.command()
-def stop() -> None:
+@pass_config
+def stop(config) -> None:  # noqa: ANN001
     """Stop what --keep-running, `dashboard` and `flower` left running from this state directory."""
-    from importer.local_stack import state_dir
-    from importer.stop import stop_all
+    from importer.local.stop import stop_all
 
-    lines = stop_all(state_dir())
-    for line in lines or ["nothing was running from " + str(state_dir())]:
+    lines = stop_all(config.state_dir)
+    for line in lines or ["nothing was running from " + str(config.state_dir)]:
         click.echo(line)
     sys.exit(0)
 
@@ -311,11 +346,12 @@ def stop() -> None:
 @click.option("--concurrency", default=8, show_default=True, help="Threads; 8 keep the 12 req/s budget busy.")
 @click.option("--loglevel", default="WARNING", show_default=True,
               help="INFO also logs every task received and finished (costs CPU on big imports).")
-def worker(concurrency, loglevel) -> None:  # noqa: ANN001
+@pass_config
+def worker(config, concurrency, loglevel) -> None:  # noqa: ANN001
     """Run a Celery worker for the import queue (threads pool, events on)."""
-    from importer import ops
+    from importer.commands import services
 
-    sys.exit(ops.worker(concurrency, loglevel))
+    sys.exit(services.worker(config, concurrency, loglevel))
 
 
 def main(argv: list[str] | None = None) -> int:

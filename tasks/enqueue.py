@@ -6,7 +6,7 @@ so a crash while publishing never loses a row: unpublished rows stay ``queued`` 
 duplicate message is dropped by the row's generation check or serialised by its lease).
 
 A plan is anything with ``files`` ([{"name", "checksum"}]), ``rows`` (rows to send), ``unsent`` (invalid
-or skipped rows, already final) and ``headers`` (the header order per sheet): ``importer.plan.Plan``.
+or skipped rows, already final) and ``headers`` (the header order per sheet): ``importer.ingest.plan.Plan``.
 """
 
 from __future__ import annotations

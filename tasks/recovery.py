@@ -8,14 +8,14 @@ publishing its message. Such a row stays active forever unless someone notices.
 far longer than any timeout, parked in Redis (``tasks.dispatch``), and republishing them would churn them
 and waste rate-limit slots. So a row counts as stuck only when it has been idle for a while *and* it is
 neither parked nor has a message for its current generation in the broker (the queue lists or kombu's
-``unacked`` hash, which holds the messages workers are running). The park is read before the broker, so a
-row the dispatcher moves from one to the other meanwhile is seen in one of them. They are only read entry
+``unacked`` hash, which holds the messages workers are running). A row missing from both is looked for again a
+second later (it may have been on its way from one to the other). They are only read entry
 by entry when they hold fewer entries than the job has active rows, so the usual check costs a handful of
 ``LLEN``/``HLEN``/``ZCARD`` calls.
 
 Every worker runs a sweeper thread (``start_sweeper``, one sweep at a time across workers through a Redis
 lock) over the jobs that are not final, so recovery does not depend on anyone watching; the command line
-also sweeps the job it follows (``importer.follow``).
+also sweeps the job it follows (``importer.report.follow``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ log = logging.getLogger("tagmango.recovery")
 
 #: kombu's Redis transport keeps delivered-but-unacknowledged messages here (its default key names).
 UNACKED_KEY = "unacked"
+#: A row missing from both the park and the broker is looked for again after this long before it counts as lost
+#: (it may have been on its way from one to the other).
+TRANSIT_S = 1.0
 #: kombu's separator for the per-priority lists of a queue (``queue``, ``queue\x06\x163``, ...).
 PRIORITY_SEP = "\x06\x16"
 
@@ -121,9 +124,22 @@ def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
     parked = parked_count(store.r, target_id(str(job["api_url"]), str(job["host"])))
     if parked + broker_message_count(store) >= needing_message:
         return []
-    present = {(row_id, gen) for job_, row_id, gen in pending_row_messages(store, job) if job_ == job_id}
-    gens = store.generations(job_id)
-    return [row for row in idle if (row.row_id, gens.get(row.row_id, 0)) not in present]
+    missing = _without_message(store, job, idle)
+    if missing:
+        # A row between the park and the broker (the dispatcher popped it and is publishing it) or between the
+        # queue and ``unacked`` (a worker just took it) is in neither for a few milliseconds: look once more.
+        time.sleep(TRANSIT_S)
+        again = {row.row_id: row for row in store.rows(job_id, [r.row_id for r in missing])}
+        missing = _without_message(store, job, [again[r.row_id] for r in missing if r.row_id in again and
+                                                 again[r.row_id].updated_at == r.updated_at and again[r.row_id].is_active])
+    return missing
+
+
+def _without_message(store: RowStore, job: dict, rows: list[Row]) -> list[Row]:
+    """The rows whose current generation has no message parked, queued or held by a worker."""
+    present = {(row_id, gen) for job_, row_id, gen in pending_row_messages(store, job) if job_ == job["id"]}
+    gens = store.generations(job["id"])
+    return [row for row in rows if (row.row_id, gens.get(row.row_id, 0)) not in present]
 
 
 def republish_stuck(store: RowStore, job_id: str, idle_for: float) -> int:

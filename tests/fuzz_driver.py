@@ -18,7 +18,7 @@ import time
 import traceback
 
 from importer.cli import cli
-from importer.validate import build_plan
+from importer.ingest.validate import build_plan
 
 PER_FILE_SECONDS = 10
 

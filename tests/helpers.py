@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from importer.validate import Options, build_plan
+from importer.ingest.validate import Options, build_plan
 from tasks.dispatch import LOCK as DISPATCH_LOCK
 from tasks.dispatch import park
 from tasks.rows import ACTIVE, STATES

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import redis
 
-from importer.embedded import find_redis_server, free_port, start_redis_server
+from importer.local.embedded import find_redis_server, free_port, start_redis_server
+from importer.local.stack import worker_argv
 
 
 class RedisServer:
@@ -51,9 +52,8 @@ class Worker:
     def start(self) -> Worker:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", self.loglevel, "--pool", "threads",
-             "--concurrency", str(self.concurrency), "--hostname", f"{self.name}@%h", "--without-gossip",
-             "--without-mingle", "-E", "-Q", "tagmango"],
+            [sys.executable, *worker_argv(concurrency=self.concurrency, loglevel=self.loglevel,
+                                          hostname=f"{self.name}@%h")],
             env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

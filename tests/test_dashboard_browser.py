@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from importer.dashboard import chart
-from importer.troubleshooting import advice
+from importer.report.troubleshooting import advice
 from tests.browser import chrome, quit_chrome, require_chromium, screenshot
 from tests.helpers import HOST, TOKEN
 from tests.services import free_port, wait_until
@@ -76,7 +76,7 @@ def _try_screenshot(driver, name: str, folder: Path) -> None:  # noqa: ANN001
 
 def test_dashboard_in_chromium_during_an_import(sandbox, make_env, workers, redis_url, tmp_path):
     require_chromium()
-    from importer.validate import build_plan
+    from importer.ingest.validate import build_plan
     from tasks.enqueue import enqueue
     from tasks.rowstore import RowStore
 
@@ -147,7 +147,7 @@ def test_actions_need_post_auth_and_a_token_from_the_page(redis_url, tmp_path):
     a cross-site Origin or Referer."""
     import re
 
-    from importer.validate import build_plan
+    from importer.ingest.validate import build_plan
     from tasks.enqueue import create_job
     from tasks.producer import mark_dead
     from tasks.rows import RowFailure

@@ -12,8 +12,8 @@ import time
 import httpx
 import psutil
 
-from importer.stop import stop_all
-from importer.troubleshooting import advice
+from importer.local.stop import stop_all
+from importer.report.troubleshooting import advice
 from tests.browser import chrome, quit_chrome, require_chromium
 from tests.services import free_port, wait_until
 from tests.helpers import SAMPLES, cli, env_for

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from importer.dashboard import chart
 from importer.dashboard.data import JobData
-from importer.validate import build_plan
+from importer.ingest.validate import build_plan
 from tasks import timeline
 from tasks.enqueue import create_job
 from tasks.rowstore import RowStore

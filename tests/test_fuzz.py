@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 
 import openpyxl
 
-from importer import csv_read
+from importer.ingest import csv_read
 from tests.hostile_files import MANGO, ROOT, xlsx_book
 
 SEED = 16

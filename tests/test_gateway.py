@@ -224,8 +224,8 @@ def test_an_admission_is_used_only_while_fresh_and_a_full_budget_throttles(gatew
 def test_a_course_made_twice_is_named_once_the_job_is_final(gateway, sandbox, redis_server, tmp_path):
     """What the check finds after a job: a course it created that TagMango now holds twice (another import made
     the other copy); a title the file itself has twice is not a finding."""
-    from importer import duplicates
-    from importer.results import write_results
+    from importer.matching import duplicates
+    from importer.report.results import write_results
     from tasks.credentials import Credentials
     from tasks.enqueue import enqueue
     from tasks.rowstore import RowStore

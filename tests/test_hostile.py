@@ -14,12 +14,13 @@ import zipfile
 import openpyxl
 import pytest
 
-from importer import csv_read, xlsx_bounds
-from importer.limits import LIMITS
-from importer.problems import InputError
-from importer.reader import read_file
-from importer.tables import write_sheets, write_table
-from importer.validate import build_plan
+from importer.ingest import csv_read
+from importer.ingest import bounds as xlsx_bounds
+from importer.ingest.limits import LIMITS
+from importer.ingest.problems import InputError
+from importer.ingest.reader import read_file
+from importer.report.tables import write_sheets, write_table
+from importer.ingest.validate import build_plan
 from tests.hostile_files import (HEADER, MANGO, course_rows, encrypted_office_file, rewrite_zip, validate_cli,
                                  write_csv, write_ods, write_xlsx)
 
@@ -287,7 +288,7 @@ def test_calamine_password_error_says_password_protected(tmp_path, monkeypatch):
     """An encrypted .xls (BIFF FILEPASS) makes calamine raise PasswordError; that is 'password-protected' too."""
     import python_calamine
 
-    from importer import reader
+    from importer.ingest import reader
 
     def locked(_filelike):  # noqa: ANN001, ANN202
         raise python_calamine.PasswordError("Workbook is password protected")
@@ -402,7 +403,7 @@ def test_utf8_with_one_damaged_byte_is_not_read_as_windows_1252(tmp_path):
 
 
 def test_results_file_with_control_characters_and_several_sheets(tmp_path, redis_url):
-    from importer.results import write_results
+    from importer.report.results import write_results
     from tasks.rows import Row, RowFailure, RowState
     from tasks.rowstore import RowStore
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from importer.columns import normalise_header
-from importer.plan import Plan
-from importer.problems import ERROR, WARNING, InputError
-from importer.reader import cell_text
-from importer.validate import Options, build_plan, load_mapping
+from importer.ingest.columns import normalise_header
+from importer.ingest.plan import Plan
+from importer.ingest.problems import ERROR, WARNING, InputError
+from importer.ingest.reader import cell_text
+from importer.ingest.validate import Options, build_plan, load_mapping
 from tasks.operations import cells as rules
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from importer.diffview import action, lines
+from importer.matching.diffview import action, lines
 from importer.matching import match_live
-from importer.validate import Options, build_plan
+from importer.ingest.validate import Options, build_plan
 from tasks.credentials import Credential, Credentials
 from tasks.enqueue import enqueue
 from tasks.rows import Code, RowState

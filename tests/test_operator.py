@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pandas as pd
@@ -127,7 +126,7 @@ def test_unreachable_redis_is_exit_3(tmp_path):
 
 
 def test_flower_shows_rows_without_the_token_and_can_requeue(sandbox, make_env, workers, redis_url, tmp_path):
-    from importer.validate import build_plan
+    from importer.ingest.validate import build_plan
     from tasks.enqueue import enqueue
     from tasks.rowstore import RowStore
 

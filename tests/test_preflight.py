@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from importer import preflight
+from importer.matching import preflight
 from tasks.credentials import Credential
 from tasks.gateway import Gateway
 from tasks.settings import Settings

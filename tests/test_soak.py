@@ -14,8 +14,8 @@ import time
 import pandas as pd
 import pytest
 
-from importer.results import write_results
-from importer.validate import build_plan
+from importer.report.results import write_results
+from importer.ingest.validate import build_plan
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
 from tests.helpers import HOST, assert_consistent, write_catalog

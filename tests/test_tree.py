@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from importer.validate import Options, build_plan
+from importer.ingest.validate import Options, build_plan
 from tasks.credentials import Credentials
 from tasks.enqueue import enqueue
 from tasks.requeue import requeue_rows
@@ -186,9 +186,11 @@ def test_a_refused_lesson_holds_the_rest_of_its_module_until_fixed(services, san
     assert tree_of(sandbox) == [("C", [("M", ["L1", "L2"])])]  # nothing after the refused lesson
     fixed = write(tmp_path, (header + "\n" + "\n".join(rows) + "\n").replace("https://example.com/x.mp4",
                                                                              f"{CDN}/x.mp4"), "fixed.csv")
-    from importer.ops import corrections_from
+    from importer.matching.corrections import corrections_from
 
-    out = requeue_rows(store, job, corrections=corrections_from(store, job, (str(fixed),), Options()))
+    corrections, problems = corrections_from(store, job, build_plan([fixed], Options()))
+    assert problems == []
+    out = requeue_rows(store, job, corrections=corrections)
     assert out["requeued"] == 3 and out["published"] == 1 and out["waiting_for_parent"] == 2
     run_in_process(services, job)
     assert tree_of(sandbox) == [("C", [("M", ["L1", "L2", "L3", "L4", "L5"])])]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from importer.validate import Options, build_plan
+from importer.ingest.validate import Options, build_plan
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
 from tests.helpers import HOST, MANGO, SHARED, assert_consistent, wait_final

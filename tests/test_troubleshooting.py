@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from importer import troubleshooting
+from importer.report import troubleshooting
 from tasks.retry import ACCOUNT_ERROR_CODES
 from tasks.rows import Code
 

@@ -1,6 +1,6 @@
 """The dashboard's one window on job state: everything it shows or does goes through ``JobData``.
 
-It uses only ``RowStore.jobs/job/counts/rows/dead_row_ids``, ``importer.results.dead_reasons`` and
+It uses only ``RowStore.jobs/job/counts/rows/dead_row_ids``, ``importer.report.results.dead_reasons`` and
 ``write_results``, ``tasks.requeue.requeue_rows`` and ``tasks.timeline.read``; rows are ``tasks.rows.Row``.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from importer.results import dead_reasons, default_path, write_results
-from importer.troubleshooting import Advice, advice
+from importer.report.results import dead_reasons, default_path, write_results
+from importer.report.troubleshooting import Advice, advice
 from tasks import timeline
 from tasks.rows import ACTIVE, FINAL
 from tasks.rows import STATES as ROW_STATES
@@ -36,7 +36,7 @@ class JobSummary:
     effective_limit_per_s: float | None
     #: What the job's senders said once (another client on the same key), by kind (tasks.timeline).
     notices: dict[str, str] = field(default_factory=dict)
-    #: Courses of the job that TagMango holds more than once (importer.duplicates).
+    #: Courses of the job that TagMango holds more than once (importer.matching.duplicates).
     duplicates: list[dict] = field(default_factory=list)
 
     @property

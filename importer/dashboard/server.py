@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from importer.config import Config
 from importer.exitcodes import EXIT_CONFIG, EXIT_OK, CommandError
 
 DEFAULT_PORT = 8765
@@ -22,17 +23,16 @@ def _alive(pid_file: Path) -> bool:
         return False
 
 
-def serve(port: int, address: str, flower_url: str | None) -> int:
+def serve(config: Config, port: int, address: str, flower_url: str | None) -> int:
     import uvicorn
 
-    from importer import flower
+    from importer.local import flower
     from importer.dashboard.app import create_app
     from importer.dashboard.data import JobData
     from importer.dashboard.security import Guard
-    from importer.ops import Session
-    from tasks.settings import Settings
+    from importer.local.session import Session
 
-    auth = os.environ.get("TAGMANGO_DASHBOARD_BASIC_AUTH")
+    auth = config.dashboard_auth
     if not auth:
         auth = f"admin:{secrets.token_urlsafe(12)}"
         click.echo(f"Dashboard basic auth (set TAGMANGO_DASHBOARD_BASIC_AUTH=user:password to choose): {auth}")
@@ -41,14 +41,14 @@ def serve(port: int, address: str, flower_url: str | None) -> int:
     except ValueError as exc:
         click.echo(f"error: TAGMANGO_DASHBOARD_BASIC_AUTH: {exc}", err=True)
         return EXIT_CONFIG
-    session = Session()
-    settings = Settings.from_env()
+    session = Session(config)
+    settings = config.settings
     data = JobData(session.store, rate_limit=settings.rate_limit, rate_window=settings.rate_window)
     state = session.stack.dir
 
     def current_flower() -> str | None:
-        if flower_url or os.environ.get("TAGMANGO_FLOWER_URL"):
-            return (flower_url or os.environ["TAGMANGO_FLOWER_URL"]).rstrip("/")
+        if flower_url or config.flower_url:
+            return (flower_url or config.flower_url).rstrip("/")
         return flower.known_url(state) if _alive(state / "flower" / "pid") else None
 
     def after_requeue(job_id: str) -> str | None:
@@ -69,8 +69,7 @@ def serve(port: int, address: str, flower_url: str | None) -> int:
     (folder / "url").write_text(f"http://{address}:{port}")
     click.echo(f"Dashboard on http://{address}:{port}  (Ctrl-C or `tagmango-import stop` to stop)")
     try:
-        config = uvicorn.Config(app, host=address, port=port, log_level="warning", access_log=False)
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn.Config(app, host=address, port=port, log_level="warning", access_log=False)).run()
     except KeyboardInterrupt:
         pass
     finally:

@@ -103,7 +103,7 @@ class Operation:
     columns: tuple[Column, ...] = ()
     #: When a sheet is classified by its columns, higher goes first (markers of more specific operations).
     classify_priority: int = 0
-    #: The sheet's rows are a tree planned as a whole (importer/tree.py), not one call per row.
+    #: The sheet's rows are a tree planned as a whole (importer/ingest/tree.py), not one call per row.
     plans_tree: bool = False
     #: The key in the plan summary ("courses_to_create").
     summary_key: str = ""

@@ -1,7 +1,7 @@
 """The ``curriculum`` sheet: whole course trees, one row per lesson, parent columns repeated.
 
 Not a TagMango call of its own: its rows become Create Course, Create Module and Create Chapter rows (see
-``importer/tree.py``), whose places in the tree are decided when they run (``tasks.operations.tree``). This
+``importer/ingest/tree.py``), whose places in the tree are decided when they run (``tasks.operations.tree``). This
 module declares the sheet's columns and their rules, like the operations do.
 
 A row with a module and no lesson declares an empty module; a row with only course columns declares a

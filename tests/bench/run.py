@@ -26,7 +26,7 @@ import httpx
 import pandas as pd
 
 from importer.sandbox import SandboxConfig, serve_in_thread
-from importer.validate import Options, build_plan
+from importer.ingest.validate import Options, build_plan
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
 from tests.services import RedisServer, Worker, wait_until, worker_env

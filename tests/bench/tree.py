@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from importer.sandbox import SandboxConfig, serve_in_thread
-from importer.validate import build_plan
+from importer.ingest.validate import build_plan
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
 from tests.bench.run import window_stats

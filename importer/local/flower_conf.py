@@ -8,11 +8,11 @@ and, on a task's page, the address of its job's dashboard page.
 import ast
 import os
 
-_ROW_TASKS = ("tagmango.create_course", "tagmango.patch_chapter")
+from tasks.operations import task_names  # Flower runs as `celery -A tasks flower`: the registry is there
 
 
 def format_task(task):  # noqa: ANN001, ANN201 - Flower's hook
-    if getattr(task, "name", None) not in _ROW_TASKS:
+    if getattr(task, "name", None) not in task_names():
         return task
     try:
         job, row, title = ast.literal_eval(task.args)[:3]

@@ -6,8 +6,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from importer.duplicates import CODE as DUPLICATE_CODE
-from importer.tables import write_sheets, write_table
+from importer.matching.duplicates import CODE as DUPLICATE_CODE
+from importer.report.tables import write_sheets, write_table
 from tasks import operations
 from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, iso
@@ -18,7 +18,7 @@ RESULT_COLUMNS = ["status", "outcome", *operations.result_columns(), "http_statu
 
 
 def result_row(row: Row, duplicate: dict | None = None) -> dict:
-    """One line of the results file; ``duplicate``: what ``importer.duplicates`` found for the row, if anything
+    """One line of the results file; ``duplicate``: what ``importer.matching.duplicates`` found for the row, if anything
     (the row succeeded, and TagMango also holds another course like it)."""
     error = row.error
     message = error.message if error else (row.reason if row.state in (RowState.INVALID, RowState.SKIPPED) else None)

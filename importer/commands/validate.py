@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from importer.exitcodes import EXIT_INVALID_INPUT, EXIT_OK, CommandError
-from importer.plan import Plan
-from importer.problems import PROBLEM_COLUMNS, InputError, Problem
-from importer.tables import write_table
-from importer.validate import Options, build_plan, load_mapping
+from importer.ingest.plan import Plan
+from importer.ingest.problems import PROBLEM_COLUMNS, InputError, Problem
+from importer.report.tables import write_table
+from importer.ingest.validate import Options, build_plan, load_mapping
 
 #: Problems printed to the terminal; the report file always has all of them.
 SHOWN_PROBLEMS = 40

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from importer.embedded import EmbeddedRedis, free_port
+from importer.config import Config
+from tasks.defaults import QUEUE
+from importer.local.embedded import EmbeddedRedis, free_port
 
 SANDBOX_HOST = "academy.sandbox.local"
 #: Mild faults for the demo, so that retries and adoption of committed-but-failed creates are visible.
@@ -29,10 +31,6 @@ DEMO_FAULTS = ["--error-rate", "0.03", "--drop-rate", "0.01", "--commit-fail-rat
 SANDBOX_HTTP_TIMEOUT = "8"
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("TAGMANGO_STATE_DIR") or ".tagmango").resolve()
-
-
 def _alive(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text())
@@ -42,9 +40,18 @@ def _alive(pid_file: Path) -> int | None:
         return None
 
 
+def worker_argv(*, concurrency: int = 8, loglevel: str = "WARNING", hostname: str | None = None) -> list[str]:
+    """``-m celery ...`` for a worker of the import queue, as every starter runs it (run, `worker`, the tests):
+    threads pool, events on for Flower, no gossip or mingle (workers share nothing but Redis)."""
+    argv = ["-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency", str(concurrency), "-Q",
+            QUEUE, "-E", "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
+    return argv + (["--hostname", hostname] if hostname else [])
+
+
 class LocalStack:
-    def __init__(self, directory: Path | None = None) -> None:
-        self.dir = directory or state_dir()
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dir = config.state_dir
         self.redis = EmbeddedRedis(self.dir)
         self.worker: subprocess.Popen | None = None
         self.sandbox: subprocess.Popen | None = None
@@ -56,6 +63,11 @@ class LocalStack:
         return self.redis.start()
 
     # -- sandbox -------------------------------------------------------------------------------
+    def sandbox_token(self) -> str:
+        from importer.sandbox.config import DEFAULT_TOKEN
+
+        return self.config.credentials.token or DEFAULT_TOKEN
+
     def start_sandbox(self, token: str, faults: bool = True) -> str:
         """The sandbox as its own process, on the same port as last time (so ledgers stay valid)."""
         sdir = self.dir / "sandbox"
@@ -87,30 +99,28 @@ class LocalStack:
         pid_file = self.dir / "worker.pid"
         if _alive(pid_file):
             return
-        env = {**os.environ, "TAGMANGO_REDIS_URL": redis_url, "TAGMANGO_API_URL": api_url,
+        env = {**self.config.environ, "TAGMANGO_REDIS_URL": redis_url, "TAGMANGO_API_URL": api_url,
                "TAGMANGO_API_TOKEN": token, "PYTHONUNBUFFERED": "1"}
-        if api_url == self.sandbox_url and "TAGMANGO_HTTP_TIMEOUT" not in os.environ:
+        if api_url == self.sandbox_url and "TAGMANGO_HTTP_TIMEOUT" not in self.config.environ:
             env["TAGMANGO_HTTP_TIMEOUT"] = SANDBOX_HTTP_TIMEOUT
         log = open(self.dir / "worker.log", "ab")  # noqa: SIM115
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency",
-             str(concurrency), "-Q", "tagmango", "-E", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
-             "--hostname", f"local-{os.getpid()}@%h"],
+            [sys.executable, *worker_argv(concurrency=concurrency, hostname=f"local-{os.getpid()}@%h")],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         pid_file.write_text(str(self.worker.pid))
 
     # -- Flower (run --flower) ------------------------------------------------------------------
     def start_flower(self, redis_url: str, port: int = 5555) -> str:
-        """Flower in the background (importer/flower.py), subscribed to events before this returns."""
-        from importer import flower
+        """Flower in the background (importer/local/flower.py), subscribed to events before this returns."""
+        from importer.local import flower
 
         url = flower.known_url(self.dir)
         if url and _alive(self.dir / "flower" / "pid"):
             print(f"Flower already running on {url}", file=sys.stderr)
             return url
-        auth, generated = flower.auth_from_env()
+        auth, generated = flower.auth_for(self.config)
         port = port if _port_free(port) else free_port()
-        self.flower = flower.start(self.dir, redis_url, auth, port)
+        self.flower = flower.start(self.config, redis_url, auth, port)
         url = flower.known_url(self.dir) or ""
         print(f"Flower on {url}" + (f"  basic auth {auth}" if generated else "  (TAGMANGO_FLOWER_BASIC_AUTH)"),
               file=sys.stderr)

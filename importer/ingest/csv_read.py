@@ -16,7 +16,7 @@ import re
 
 import pandas as pd
 
-from importer.problems import InputError, column_letter, shorten
+from importer.ingest.problems import InputError, column_letter, shorten
 
 #: No cell may be longer than this (a file-level refusal; known columns have much lower limits, see limits.py).
 MAX_CELL_CHARS = 1 << 20

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from xml.etree import ElementTree
 from xml.parsers import expat
 
-from importer.problems import InputError, column_letter
+from importer.ingest.problems import InputError, column_letter
 
 #: A sheet's grid (rows x columns up to the farthest value) may always be this big...
 MAX_GRID_CELLS = 4_000_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from importer.problems import ERROR, Problem
+from importer.ingest.problems import ERROR, Problem
 from tasks import operations
 from tasks.rows import Row, RowState
 

@@ -25,10 +25,11 @@ from pathlib import Path
 import pandas as pd
 from python_calamine import CalamineError, CalamineWorkbook, PasswordError, SheetTypeEnum, SheetVisibleEnum
 
-from importer import csv_read, xlsx_bounds
-from importer.columns import canonical_lookup, normalise_header
+from importer.ingest import csv_read
+from importer.ingest import bounds as xlsx_bounds
+from importer.ingest.columns import canonical_lookup, normalise_header
 from tasks import operations
-from importer.problems import InputError, column_letter, shorten
+from importer.ingest.problems import InputError, column_letter, shorten
 
 EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods"}
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}

@@ -24,16 +24,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from importer.problems import ERROR, Problem, shorten
-from importer.reader import Sheet
+from importer.ingest.problems import ERROR, Problem, shorten
+from importer.ingest.reader import Sheet
 from tasks.operations import create_course
 from tasks.operations.curriculum import CHAPTER_COLUMNS, CHAPTER_FIELDS, COURSE_COLUMNS, MODULE_COLUMNS
 from tasks.operations.tree import CHAPTER, MODULE
 from tasks.rows import Row, RowState
 
 if TYPE_CHECKING:
-    from importer.plan import Plan
-    from importer.validate import SheetRow
+    from importer.ingest.plan import Plan
+    from importer.ingest.validate import SheetRow
 
 DESCRIPTION_HINT = ("TagMango's Create Chapter needs a description: fill chapter_description, or give every empty "
                     "one a default with --set chapter_description='...'")

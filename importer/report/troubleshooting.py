@@ -1,7 +1,7 @@
 """What each dead-letter error code means and how to fix it: the one table behind the README's
 "Troubleshooting dead letters" section and the dashboard's dead-letter groups.
 
-Keys are what ``importer.results.dead_reasons`` groups by: TagMango's ``errorCode``, one of the importer's
+Keys are what ``importer.report.results.dead_reasons`` groups by: TagMango's ``errorCode``, one of the importer's
 own codes, or the HTTP status as text when TagMango sent no code (``"401"``, ``"400"``).
 ``tests/test_troubleshooting.py`` checks that the README shows exactly this table.
 """

@@ -1,4 +1,4 @@
-"""Reading TagMango before an import or for a dry run (``importer.reconcile``), from the command line.
+"""Reading TagMango before an import or for a dry run (``importer.matching.reconcile``), from the command line.
 
 Reads go through the credential's door (``tasks.gateway``), so the budget is shared with any import running
 for the key; a progress line every few seconds shows the request rate, a wait for the limiter (a cool-down
@@ -13,9 +13,9 @@ import time
 import click
 
 from importer.exitcodes import EXIT_CONFIG, CommandError
-from importer.live import LiveCatalog
-from importer.plan import Plan
-from importer.reconcile import Reconciled, reconcile
+from importer.matching.live import LiveCatalog
+from importer.ingest.plan import Plan
+from importer.matching.reconcile import Reconciled, reconcile
 from tasks import errors
 from tasks.gateway import Door
 from tasks.ledger import Ledger

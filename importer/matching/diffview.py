@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from importer.plan import Plan
-from importer.problems import shorten
-from importer.reconcile import Reconciled
+from importer.ingest.plan import Plan
+from importer.ingest.problems import shorten
+from importer.matching.reconcile import Reconciled
 from tasks.rows import Row, RowState
 
 REPORT_COLUMNS = ["file", "sheet", "row", "kind", "title", "action", "field", "old", "new", "note"]

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from importer import limits
-from importer.columns import canonical_lookup, closest, normalise_header, operation_from_headers, \
+from importer.ingest import limits
+from importer.ingest.columns import canonical_lookup, closest, normalise_header, operation_from_headers, \
     operation_from_sheet_name
-from importer.plan import Plan
-from importer.problems import ERROR, WARNING, Problem, shorten
-from importer.reader import Sheet, read_file
+from importer.ingest.plan import Plan
+from importer.ingest.problems import ERROR, WARNING, Problem, shorten
+from importer.ingest.reader import Sheet, read_file
 from tasks import operations
 from tasks.operations import Operation, cells
 from tasks.rows import Row, RowState
@@ -163,7 +163,7 @@ def _check_sheet(sheet: Sheet, op: Operation, options: Options, plan: Plan, used
     present = set(mapped.values()) | {c for c in options.constants if c in op.rules()}
     records = _records(sheet, op, mapped, options)
     if op.plans_tree:
-        from importer.tree import plan_tree
+        from importer.ingest.tree import plan_tree
 
         plan_tree(sheet, sheet_label, list(records), present, plan)
         return

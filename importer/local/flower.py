@@ -3,13 +3,12 @@ across restarts (``<state dir>/flower.db``), basic auth, and (for ``run --flower
 the workers' events before the first row is queued.
 
 The task messages carry ``(job id, sheet:row, title)`` as their arguments, so Flower's free-text search
-finds every task of a job by its id. ``importer/flower_conf.py`` (passed with ``--conf``) makes the
+finds every task of a job by its id. ``importer/local/flower_conf.py`` (passed with ``--conf``) makes the
 arguments readable and names the job's dashboard page on each task's page.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -18,14 +17,16 @@ from pathlib import Path
 
 import httpx
 
+from importer.config import Config
+
 #: The task table's columns: what a row is (args) before how it went.
 TASKS_COLUMNS = "name,args,state,received,runtime,retries,worker,uuid"
 CONF_FILE = Path(__file__).with_name("flower_conf.py")
 
 
-def auth_from_env() -> tuple[str, bool]:
+def auth_for(config: Config) -> tuple[str, bool]:
     """``user:password`` for Flower's basic auth, and whether it was generated (then it must be printed)."""
-    auth = os.environ.get("TAGMANGO_FLOWER_BASIC_AUTH")
+    auth = config.flower_auth
     return (auth, False) if auth else (f"admin:{secrets.token_urlsafe(12)}", True)
 
 
@@ -35,8 +36,8 @@ def command(port: int, address: str, state_dir: Path, *, max_tasks: int = 100000
             "--persistent=True", f"--db={state_dir / 'flower.db'}", "--state_save_interval=15000"]
 
 
-def environment(redis_url: str, auth: str, dashboard_url: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "TAGMANGO_REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": auth}
+def environment(config: Config, redis_url: str, auth: str, dashboard_url: str | None = None) -> dict[str, str]:
+    env = {**config.environ, "TAGMANGO_REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": auth}
     env.pop("TAGMANGO_API_TOKEN", None)  # Flower never needs the token
     if dashboard_url:
         env["TAGMANGO_DASHBOARD_URL"] = dashboard_url
@@ -49,16 +50,17 @@ def files(state_dir: Path) -> Path:
     return folder
 
 
-def start(state_dir: Path, redis_url: str, auth: str, port: int, address: str = "127.0.0.1",
+def start(config: Config, redis_url: str, auth: str, port: int, address: str = "127.0.0.1",
           timeout: float = 60.0) -> subprocess.Popen:
     """Flower in the background; returns once it serves its pages and listens to the events."""
     import redis
 
+    state_dir = config.state_dir
     folder = files(state_dir)
     client = redis.Redis.from_url(redis_url)
     baseline = int(client.execute_command("PUBSUB", "NUMPAT"))
     log = open(folder / "flower.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(command(port, address, state_dir), env=environment(redis_url, auth), stdout=log,
+    proc = subprocess.Popen(command(port, address, state_dir), env=environment(config, redis_url, auth), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     record(folder, proc.pid, f"http://{address}:{port}")
     url = f"http://{address}:{port}"

@@ -8,7 +8,8 @@ from collections import deque
 
 import click
 
-from importer.results import dead_reasons
+from importer.exitcodes import EXIT_OK, EXIT_ROWS_FAILED
+from importer.report.results import dead_reasons
 from tasks import timeline
 from tasks.recovery import republish_stuck
 from tasks.rows import FINAL, STATES
@@ -42,10 +43,16 @@ class Meter:
         return (requests - r0) / (now - t0) if now > t0 else 0.0
 
 
-def follow(store: RowStore, job_id: str, *, quiet: bool = False, settings: Settings | None = None,
-           sweep: bool = True) -> dict:
+def exit_code(snap: dict) -> int:
+    """The command's exit code for a job: 1 when rows are dead or invalid, a course is in TagMango twice, or the
+    job is not final; else 0."""
+    counts = snap["counts"]
+    failed = counts["dead"] or counts["invalid"] or snap.get("duplicates") or not snap["final"]
+    return EXIT_ROWS_FAILED if failed else EXIT_OK
+
+
+def follow(store: RowStore, job_id: str, settings: Settings, *, quiet: bool = False, sweep: bool = True) -> dict:
     """Wait until the job is final, showing progress; give stuck rows a fresh message now and then."""
-    settings = settings or Settings.from_env()
     allowed = settings.rate_limit / settings.rate_window
     meter, last_sweep = Meter(), time.monotonic()
     total = (store.job(job_id) or {}).get("total", 0)

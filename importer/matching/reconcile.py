@@ -29,8 +29,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from importer.live import LiveCatalog
-from importer.plan import Plan
+from importer.matching.live import LiveCatalog
+from importer.ingest.plan import Plan
 from tasks.adopt import fingerprint, same_title
 from tasks.ledger import Ledger, content_hash
 from tasks.operations.base import object_ids

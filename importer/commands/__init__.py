@@ -1,0 +1,1 @@
+"""The command bodies behind ``importer.cli``: each returns an exit code."""

@@ -1,0 +1,1 @@
+"""Files in, a Plan out: reading spreadsheets, checking every cell and row, planning trees."""

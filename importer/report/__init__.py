@@ -1,0 +1,1 @@
+"""What the user sees of an import: progress, the results file, tables, troubleshooting."""
