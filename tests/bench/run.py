@@ -275,7 +275,9 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
                **worker_settings: str) -> dict:
     """``keys`` creators at once (one token and host each, a credentials file), ``rows`` course rows each.
 
-    Per key: req/s from the sandbox's arrival times, as % of the sandbox's limit; 429s; the workers' CPU
+    Per key: req/s from the sandbox's arrival times (wall clock; "requests / seconds" is the same from this
+    process's monotonic clock, enqueue to last row final, as a cross-check), as % of the sandbox's limit; 429s;
+    the workers' CPU
     time per request the sandbox received; Redis commands per row (enqueue, then everything until the
     last row is final: broker traffic, the limiter, bookkeeping, the workers' idle polling). Workers are started
     as ``start_key_workers`` says (``cli=True``: ``python -m importer worker`` with its defaults, its environment
@@ -310,11 +312,11 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
             time.sleep(1)  # start-up settling: py-spy attaches
         calls0, scripts0 = redis_calls(redis)
         cpu0 = worker_cpu(procs)
-        start = time.monotonic()
+        start, wall0 = time.monotonic(), time.time()
         jobs = [enqueue(store, plan, sandbox.url, host) for plan, host in zip(plans, tokens.values(), strict=True)]
         calls1, _ = redis_calls(redis)
         wait_until(lambda: all(store.is_final(j) for j in jobs), 3600, 1.0, "every row final")
-        seconds = time.monotonic() - start
+        seconds, wall1 = time.monotonic() - start, time.time()
         cpu = worker_cpu(procs) - cpu0
         calls2, scripts2 = redis_calls(redis)
         if spy is not None:
@@ -330,8 +332,8 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
             p.stop()
         sandbox.stop()
     per_key = sorted(window_stats(ts)[0] for ts in per_token.values())
-    total_rate = sum(len(ts) for ts in per_token.values()) / max(
-        max(ts[-1] for ts in per_token.values()) - min(ts[0] for ts in per_token.values()), 1e-9)
+    first, last = min(ts[0] for ts in per_token.values()), max(ts[-1] for ts in per_token.values())
+    total_rate = sum(len(ts) for ts in per_token.values()) / max(last - first, 1e-9)
     allowed = limit / 10.0
     peaks = sorted(stats["max_in_window_by_token"].values())
     problems = log_problems(procs)
@@ -340,6 +342,7 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
     return {"scenario": label, "workers": f"{workers} x {how}", "keys x rows": f"{keys} x {rows}",
             "seconds": round(seconds, 1), "total req/s": round(total_rate, 2),
             "% of keys x limit": round(100 * total_rate / (keys * allowed), 1),
+            "requests / seconds": round(stats["requests"] / seconds, 2),
             "per key req/s (min-max)": f"{per_key[0]:.2f}-{per_key[-1]:.2f}",
             "per key % of limit (min-max)": f"{100 * per_key[0] / allowed:.0f}-{100 * per_key[-1] / allowed:.0f}",
             "429s": stats["rate_limited"], "max in 10 s per key (min-max)": f"{peaks[0]}-{peaks[-1]}",
@@ -348,6 +351,7 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
                                               f"{(calls2 - calls1) / (keys * rows):.0f}",
             "scripts/row": round((scripts2 - scripts0) / (keys * rows), 1),
             "succeeded": f"{succeeded}/{keys * rows}", "workers ready s": round(ready_s, 1),
+            "arrivals from-to s": f"{first - wall0:.1f}-{last - wall0:.1f} (final {wall1 - wall0:.1f})",
             "worker log problems": len(problems), "_problems": problems, "load before": load0, "load after": load()}
 
 
