@@ -463,6 +463,7 @@ def main() -> None:
     parser.add_argument("--course-trees", type=Path, default=None,
                         help="folder of the real course trees (default ../shared/data/course_trees)")
     parser.add_argument("--pools", default=None, help="pools: POOL:N,... (default threads:8,16,32 and gevent:64,200)")
+    parser.add_argument("--pool-rows", type=int, default=120, help="rows per key in pools (16 keys)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     print(f"# tagmango-importer benchmarks, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
@@ -507,7 +508,7 @@ def main() -> None:
                 if "keys16" in only:
                     show([scale.bench_keys16(work, redis)])
                 if "pools" in only:
-                    show(scale.bench_pools(work, redis, args.pools or scale.DEFAULT_POOLS))
+                    show(scale.bench_pools(work, redis, args.pools or scale.DEFAULT_POOLS, rows=args.pool_rows))
                 if "profile16" in only:
                     row, out = scale.bench_profile16(work, redis)
                     show([row])
