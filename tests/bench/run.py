@@ -169,8 +169,11 @@ def bench_ingest(work: Path, rows: int) -> list[dict]:
     frame = pd.DataFrame({"external_id": [f"X{i}" for i in range(rows)], "title": [f"Course {i}" for i in range(rows)],
                           "description": "Some text", "mangoes": MANGO, "cover_image": "https://cdn.x.com/a.png",
                           "validity_in_days": 365, "enable_drm": "yes"})
+    from tests.bench.cli import load
+
     out = []
     for suffix in (".csv", ".xlsx"):
+        load0 = load()
         path = work / f"ingest{suffix}"
         frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_excel(path, index=False)
         t0 = time.perf_counter()
@@ -179,9 +182,9 @@ def bench_ingest(work: Path, rows: int) -> list[dict]:
         t0 = time.perf_counter()
         plan = build_plan([path], Options())
         ours = time.perf_counter() - t0
-        assert plan.ok and len(plan.items) == rows
+        assert plan.ok and len(plan.rows) == rows, plan.summary()
         out.append({"file": f"{rows} rows {suffix}", "bare pandas s": round(bare, 2), "validate s": round(ours, 2),
-                    "ratio": round(ours / bare, 1)})
+                    "ratio": round(ours / bare, 1), "load before": load0, "load after": load()})
     return out
 
 
