@@ -31,7 +31,7 @@ defaults; see tests/bench/cli.py and tests/bench/scale.py). Every table row carr
     python -m tests.bench.run --only twomachines   # one 60-course file run at once from two folders, two Redis
                                                    #   servers: exit codes, courses, duplicated titles, 429s
     python -m tests.bench.run --only pools         # research: keys16 with celery --pool threads/gevent x N
-                                                   #   (--pools threads:8,gevent:64,...)
+                                                   #   (--pools threads:8,gevent:64,... --pool-rows N)
     python -m tests.bench.run --only profile16     # keys16 with py-spy --gil on worker 0, top 15 frames
 
 BENCH_LOG_DIR=DIR keeps the workers' logs and the commands' output there.
@@ -262,7 +262,8 @@ LOG_PROBLEMS = ("Traceback", "ERROR", "CRITICAL", "Error:", "Exception", "WARNIN
 
 
 def log_problems(procs: list) -> list[str]:
-    """Distinct lines of the workers' logs that look like trouble (Celery's own banner lines left out)."""
+    """Distinct lines of the workers' logs that look like trouble (a traceback, an error, a logged warning), counted;
+    Python's warnings printed at start-up (Celery's SecurityWarning when run as root) do not match."""
     seen: dict[str, int] = {}
     for p in procs:
         for line in p.log().splitlines():
@@ -280,8 +281,7 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
 
     Per key: req/s from the sandbox's arrival times (wall clock; "requests / seconds" is the same from this
     process's monotonic clock, enqueue to last row final, as a cross-check), as % of the sandbox's limit; 429s;
-    the workers' CPU
-    time per request the sandbox received; Redis commands per row (enqueue, then everything until the
+    the workers' CPU time per request the sandbox received; Redis commands per row (enqueue, then everything until the
     last row is final: broker traffic, the limiter, bookkeeping, the workers' idle polling). Workers are started
     as ``start_key_workers`` says (``cli=True``: ``python -m importer worker`` with its defaults, its environment
     only TAGMANGO_REDIS_URL, TAGMANGO_CREDENTIALS_FILE and TAGMANGO_API_URL).
