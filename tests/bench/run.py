@@ -10,12 +10,38 @@ workers, and prints tables.
                                                    # scale: 4 workers; two-hosts: 2 tokens at once
                                                    # ingest: validate vs bare pandas; enqueue: vs apply_async loop
                                                    # footprint: worker RSS over 5,000 rows, Redis bytes per row
+                                                   # tree: 20 courses x 5 modules x 8 lessons
+
+As a user runs the product (`python -m importer ...` subprocesses; workers = `python -m importer worker`, its
+defaults; see tests/bench/cli.py and tests/bench/scale.py). Every table row carries the load average
+(1/5/15 min) before and after it; the machine is shared, so read the figures with it.
+
+    python -m tests.bench.run --only keys16        # 16 keys x 120 course rows at once, 2 CLI workers, events on:
+                                                   #   per-key and total req/s, 429s, most in 10 s per key,
+                                                   #   worker CPU ms per request, succeeded/total
+    python -m tests.bench.run --only key1,keys4 --cli-workers   # the same with CLI workers
+    python -m tests.bench.run --only nowait        # `run FILE --no-wait` of 100,000 course rows (--nowait-rows N):
+                                                   #   wall time, peak RSS, Redis bytes per row, exit code
+    python -m tests.bench.run --only validate      # `validate FILE` (CSV, xlsx) vs a bare pandas read, fresh
+                                                   #   processes, min of 3 (--validate-rows N)
+    python -m tests.bench.run --only match6,match6-60   # six real course trees imported with `run` + a CLI
+                                                   #   worker, Redis flushed, then `validate --mode merge` timed
+                                                   #   against 1.25 x requests / 12 + 4 s (limit 60: 1.3 x
+                                                   #   requests / 6 + 6 s)
+    python -m tests.bench.run --only twomachines   # one 60-course file run at once from two folders, two Redis
+                                                   #   servers: exit codes, courses, duplicated titles, 429s
+    python -m tests.bench.run --only pools         # research: keys16 with celery --pool threads/gevent x N
+                                                   #   (--pools threads:8,gevent:64,... --pool-rows N)
+    python -m tests.bench.run --only profile16     # keys16 with py-spy --gil on worker 0, top 15 frames
+
+BENCH_LOG_DIR=DIR keeps the workers' logs and the commands' output there.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,7 +88,12 @@ def result(name: str, rows: int, sandbox, seconds: float) -> dict:  # noqa: ANN0
             "ideal s": round(rows / 12, 1), "courses": stats["courses_by_host"].get(HOST, 0)}
 
 
-def courses_csv(path: Path, rows: int, prefix: str = "B") -> Path:
+def courses_csv(path: Path, rows: int, prefix: str = "B", description: bool = False) -> Path:
+    """``rows`` course rows: external_id,title,mangoes (and a short description with ``description``)."""
+    if description:
+        path.write_text("external_id,title,mangoes,description\n" + "".join(
+            f"{prefix}{i},Bench {prefix}{i},{MANGO},About course {prefix}{i}\n" for i in range(rows)))
+        return path
     path.write_text("external_id,title,mangoes\n" + "".join(f"{prefix}{i},Bench {prefix}{i},{MANGO}\n"
                                                               for i in range(rows)))
     return path
@@ -138,8 +169,11 @@ def bench_ingest(work: Path, rows: int) -> list[dict]:
     frame = pd.DataFrame({"external_id": [f"X{i}" for i in range(rows)], "title": [f"Course {i}" for i in range(rows)],
                           "description": "Some text", "mangoes": MANGO, "cover_image": "https://cdn.x.com/a.png",
                           "validity_in_days": 365, "enable_drm": "yes"})
+    from tests.bench.cli import load
+
     out = []
     for suffix in (".csv", ".xlsx"):
+        load0 = load()
         path = work / f"ingest{suffix}"
         frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_excel(path, index=False)
         t0 = time.perf_counter()
@@ -148,9 +182,9 @@ def bench_ingest(work: Path, rows: int) -> list[dict]:
         t0 = time.perf_counter()
         plan = build_plan([path], Options())
         ours = time.perf_counter() - t0
-        assert plan.ok and len(plan.items) == rows
+        assert plan.ok and len(plan.rows) == rows, plan.summary()
         out.append({"file": f"{rows} rows {suffix}", "bare pandas s": round(bare, 2), "validate s": round(ours, 2),
-                    "ratio": round(ours / bare, 1)})
+                    "ratio": round(ours / bare, 1), "load before": load0, "load after": load()})
     return out
 
 
@@ -202,64 +236,126 @@ def worker_cpu(procs: list[Worker]) -> float:
     return total
 
 
+def start_key_workers(work: Path, env: dict[str, str], workers: int, *, cli: bool, pool: str | None,
+                      concurrency: int | None, loglevel: str | None) -> list:
+    """The workers of a keys scenario, started one of three ways:
+
+    * ``cli``: ``python -m importer worker`` as a user starts it (its defaults unless ``concurrency``/``loglevel``);
+    * ``pool``: ``python -m celery -A tasks worker ... --pool POOL --concurrency N`` (the pool comparison);
+    * otherwise ``tests.services.Worker`` (threads pool, ``concurrency`` threads, its own node name).
+    """
+    from tests.bench.cli import celery_worker, cli_worker, log_dir
+
+    logs = log_dir(work)
+    if cli:
+        options = [*(["--concurrency", str(concurrency)] if concurrency else []),
+                   *(["--loglevel", loglevel] if loglevel else [])]
+        return [cli_worker(env, logs / f"keys-cli{i}.log", *options) for i in range(workers)]
+    if pool:
+        return [celery_worker(env, logs / f"keys-{pool}{concurrency}-{i}.log", pool, concurrency or 8)
+                for i in range(workers)]
+    return [Worker(env, logs / f"k{i}.log", f"keys{i}", concurrency or 8, loglevel or "WARNING").start()
+            for i in range(workers)]
+
+
+LOG_PROBLEMS = ("Traceback", "ERROR", "CRITICAL", "Error:", "Exception", "WARNING")
+
+
+def log_problems(procs: list) -> list[str]:
+    """Distinct lines of the workers' logs that look like trouble (a traceback, an error, a logged warning), counted;
+    Python's warnings printed at start-up (Celery's SecurityWarning when run as root) do not match."""
+    seen: dict[str, int] = {}
+    for p in procs:
+        for line in p.log().splitlines():
+            if any(word in line for word in LOG_PROBLEMS):
+                key = line.split("] ", 1)[-1].strip()[:200]
+                seen[key] = seen.get(key, 0) + 1
+    return [f"{n} x {line}" for line, n in seen.items()]
+
+
 def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: str, limit: int = 120,
-               workers: int = 2, concurrency: int = 8, count_after_latency: bool = False, loglevel: str = "WARNING",
-               profile: Path | None = None, **worker_settings: str) -> dict:
+               workers: int = 2, concurrency: int | None = None, count_after_latency: bool = False,
+               loglevel: str | None = None, profile: Path | None = None, cli: bool = False, pool: str | None = None,
+               **worker_settings: str) -> dict:
     """``keys`` creators at once (one token and host each, a credentials file), ``rows`` course rows each.
 
-    Per key: req/s from the sandbox's arrival times, as % of the sandbox's limit; 429s; the workers' CPU
-    time per request the sandbox received; Redis commands per row (enqueue, then everything until the
-    last row is final: broker traffic, the limiter, bookkeeping, the workers' idle polling).
+    Per key: req/s from the sandbox's arrival times (wall clock; "requests / seconds" is the same from this
+    process's monotonic clock, enqueue to last row final, as a cross-check), as % of the sandbox's limit; 429s;
+    the workers' CPU time per request the sandbox received; Redis commands per row (enqueue, then everything until the
+    last row is final: broker traffic, the limiter, bookkeeping, the workers' idle polling). Workers are started
+    as ``start_key_workers`` says (``cli=True``: ``python -m importer worker`` with its defaults, its environment
+    only TAGMANGO_REDIS_URL, TAGMANGO_CREDENTIALS_FILE and TAGMANGO_API_URL).
     """
+    from tests.bench.cli import cli_env, load, wait_workers_ready
+
+    load0 = load()
     tokens = {f"bench-token-{k:02d}-0123456789": f"k{k}.example.com" for k in range(keys)}
     sandbox = serve_in_thread(SandboxConfig(tokens=dict(tokens), latency_s=(0.05, 0.4), seed=1, rate_limit=limit,
                                             count_after_latency=count_after_latency))
-    redis.client().flushall()
-    creds = work / "creds.yaml"
-    creds.write_text("".join(f"{h}: {t}\n" for t, h in tokens.items()))
-    env = worker_env(redis.url, sandbox.url, "unused", TAGMANGO_CREDENTIALS_FILE=str(creds), **worker_settings)
-    procs = [Worker(env, work / f"k{i}.log", f"keys{i}", concurrency, loglevel).start() for i in range(workers)]
-    time.sleep(4)
-    store = RowStore.from_url(redis.url)
-    plans = [build_plan([courses_csv(work / f"k{k}.csv", rows, f"K{k}x")]) for k in range(keys)]
+    procs: list = []
     spy = None
-    if profile is not None:
-        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(procs[0].proc.pid), "--format", "raw",
-                                "--rate", "200", "--gil", "--output", str(profile), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1)
-    calls0, scripts0 = redis_calls(redis)
-    cpu0 = worker_cpu(procs)
-    start = time.monotonic()
-    jobs = [enqueue(store, plan, sandbox.url, host) for plan, host in zip(plans, tokens.values(), strict=True)]
-    calls1, _ = redis_calls(redis)
-    wait_until(lambda: all(store.is_final(j) for j in jobs), 3600, 1.0)
-    seconds = time.monotonic() - start
-    cpu = worker_cpu(procs) - cpu0
-    calls2, scripts2 = redis_calls(redis)
-    if spy is not None:
-        spy.send_signal(2)
-        spy.wait(timeout=60)
-    stats = sandbox.stats()
-    per_token = httpx.get(sandbox.url + "/_sandbox/arrivals").json()
+    try:
+        redis.client().flushall()
+        creds = work / "creds.yaml"
+        creds.write_text("".join(f"{h}: {t}\n" for t, h in tokens.items()))
+        if cli:
+            env = cli_env(TAGMANGO_REDIS_URL=redis.url, TAGMANGO_CREDENTIALS_FILE=str(creds),
+                          TAGMANGO_API_URL=sandbox.url, **worker_settings)
+        else:
+            env = worker_env(redis.url, sandbox.url, "unused", TAGMANGO_CREDENTIALS_FILE=str(creds), **worker_settings)
+        procs = start_key_workers(work, env, workers, cli=cli, pool=pool, concurrency=concurrency, loglevel=loglevel)
+        ready_s = wait_workers_ready(redis.url, procs)
+        store = RowStore.from_url(redis.url)
+        plans = [build_plan([courses_csv(work / f"k{k}.csv", rows, f"K{k}x")]) for k in range(keys)]
+        if profile is not None:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                                    str(procs[0].proc.pid), "--format", "raw", "--rate", "200", "--gil", "--output",
+                                    str(profile), "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(1)  # start-up settling: py-spy attaches
+        calls0, scripts0 = redis_calls(redis)
+        cpu0 = worker_cpu(procs)
+        start, wall0 = time.monotonic(), time.time()
+        jobs = [enqueue(store, plan, sandbox.url, host) for plan, host in zip(plans, tokens.values(), strict=True)]
+        calls1, _ = redis_calls(redis)
+        wait_until(lambda: all(store.is_final(j) for j in jobs), 3600, 1.0, "every row final")
+        seconds, wall1 = time.monotonic() - start, time.time()
+        cpu = worker_cpu(procs) - cpu0
+        calls2, scripts2 = redis_calls(redis)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        stats = sandbox.stats()
+        per_token = httpx.get(sandbox.url + "/_sandbox/arrivals").json()
+        succeeded = sum(store.counts(j).get("succeeded", 0) for j in jobs)
+    finally:
+        if spy is not None and spy.poll() is None:
+            os.killpg(spy.pid, signal.SIGKILL)
+        for p in procs:
+            p.stop()
+        sandbox.stop()
     per_key = sorted(window_stats(ts)[0] for ts in per_token.values())
-    total_rate = sum(len(ts) for ts in per_token.values()) / max(
-        max(ts[-1] for ts in per_token.values()) - min(ts[0] for ts in per_token.values()), 1e-9)
+    first, last = min(ts[0] for ts in per_token.values()), max(ts[-1] for ts in per_token.values())
+    total_rate = sum(len(ts) for ts in per_token.values()) / max(last - first, 1e-9)
     allowed = limit / 10.0
-    succeeded = sum(store.counts(j).get("succeeded", 0) for j in jobs)
-    for p in procs:
-        p.stop()
-    sandbox.stop()
-    return {"scenario": label, "keys x rows": f"{keys} x {rows}", "seconds": round(seconds, 1),
-            "total req/s": round(total_rate, 2), "% of keys x limit": round(100 * total_rate / (keys * allowed), 1),
+    peaks = sorted(stats["max_in_window_by_token"].values())
+    problems = log_problems(procs)
+    how = ("tagmango-import worker" + (f" --concurrency {concurrency}" if concurrency else "") if cli else
+           f"celery --pool {pool} -c {concurrency or 8}" if pool else f"tests Worker, threads x {concurrency or 8}")
+    return {"scenario": label, "workers": f"{workers} x {how}", "keys x rows": f"{keys} x {rows}",
+            "seconds": round(seconds, 1), "total req/s": round(total_rate, 2),
+            "% of keys x limit": round(100 * total_rate / (keys * allowed), 1),
+            "requests / seconds": round(stats["requests"] / seconds, 2),
             "per key req/s (min-max)": f"{per_key[0]:.2f}-{per_key[-1]:.2f}",
-            "per key % (min)": round(100 * per_key[0] / allowed, 1), "429s": stats["rate_limited"],
-            "max in 10 s": max(stats["max_in_window_by_token"].values()), "requests": stats["requests"],
-            "ms CPU/request": round(1000 * cpu / max(stats["requests"], 1), 1),
+            "per key % of limit (min-max)": f"{100 * per_key[0] / allowed:.0f}-{100 * per_key[-1] / allowed:.0f}",
+            "429s": stats["rate_limited"], "max in 10 s per key (min-max)": f"{peaks[0]}-{peaks[-1]}",
+            "requests": stats["requests"], "ms CPU/request": round(1000 * cpu / max(stats["requests"], 1), 1),
             "Redis cmds/row (enqueue + run)": f"{(calls1 - calls0) / (keys * rows):.0f} + "
                                               f"{(calls2 - calls1) / (keys * rows):.0f}",
             "scripts/row": round((scripts2 - scripts0) / (keys * rows), 1),
-            "succeeded": f"{succeeded}/{keys * rows}"}
+            "succeeded": f"{succeeded}/{keys * rows}", "workers ready s": round(ready_s, 1),
+            "arrivals from-to s": f"{first - wall0:.1f}-{last - wall0:.1f} (final {wall1 - wall0:.1f})",
+            "worker log problems": len(problems), "_problems": problems, "load before": load0, "load after": load()}
 
 
 def profile_summary(path: Path, top: int = 25) -> None:
@@ -341,8 +437,12 @@ def bench_footprint(work: Path, redis: RedisServer, rows: int) -> list[dict]:
 
 
 def show(rows: list[dict]) -> None:
-    frame = pd.DataFrame(rows)
+    """Print rows as a table (keys starting with ``_`` left out; ``_problems``: the workers' log lines, below it)."""
+    frame = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     print(frame.to_markdown(index=False) if _has_tabulate() else frame.to_string(index=False), flush=True)
+    for r in rows:
+        for line in r.get("_problems") or []:
+            print(f"  worker log ({r.get('scenario')}, {r.get('workers')}): {line}", flush=True)
 
 
 def main() -> None:
@@ -354,12 +454,23 @@ def main() -> None:
     parser.add_argument("--key-rows", type=int, default=300, help="rows per key in key1/keys4/keys8/limit60")
     parser.add_argument("--count-after-latency", action="store_true",
                         help="the sandbox counts a request when it answers it, not when it arrives")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker in key1/keys4/keys8/limit60")
-    parser.add_argument("--loglevel", default="WARNING", help="workers' log level in key1/keys4/keys8/limit60 "
-                                                             "(WARNING is what tagmango-import starts)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per worker in key1/keys4/keys8/limit60 (default 8, or the CLI's default)")
+    parser.add_argument("--loglevel", default=None, help="workers' log level in key1/keys4/keys8/limit60 "
+                                                         "(default WARNING, what tagmango-import starts)")
+    parser.add_argument("--cli-workers", action="store_true",
+                        help="key1/keys4/keys8/limit60/profile: start workers with `python -m importer worker`")
+    parser.add_argument("--nowait-rows", type=int, default=100_000, help="rows in nowait")
+    parser.add_argument("--nowait-timeout", type=float, default=600, help="seconds before nowait's command is cut off")
+    parser.add_argument("--validate-rows", type=int, default=100_000, help="rows in validate")
+    parser.add_argument("--course-trees", type=Path, default=None,
+                        help="folder of the real course trees (default ../shared/data/course_trees)")
+    parser.add_argument("--pools", default=None, help="pools: POOL:N,... (default threads:8,16,32 and gevent:64,200)")
+    parser.add_argument("--pool-rows", type=int, default=120, help="rows per key in pools (16 keys)")
     args = parser.parse_args()
     only = set(args.only.split(","))
-    print(f"# tagmango-importer benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores", flush=True)
+    print(f"# tagmango-importer benchmarks, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         redis = RedisServer(work / "redis").start()
@@ -378,7 +489,7 @@ def main() -> None:
             if "enqueue" in only:
                 show(bench_enqueue(work, redis, args.ingest_rows))
             cal = {"count_after_latency": args.count_after_latency, "concurrency": args.threads,
-                   "loglevel": args.loglevel}
+                   "loglevel": args.loglevel, "cli": args.cli_workers}
             keyed = [(name, n, lim) for name, n, lim in (("key1", 1, 120), ("keys4", 4, 120), ("keys8", 8, 120),
                                                            ("limit60", 1, 60)) if name in only]
             for name, n, lim in keyed:
@@ -394,6 +505,30 @@ def main() -> None:
                 from tests.bench.tree import bench_tree
 
                 show([bench_tree(work, redis)])
+            if only & {"keys16", "pools", "profile16"}:
+                from tests.bench import scale
+
+                if "keys16" in only:
+                    show([scale.bench_keys16(work, redis)])
+                if "pools" in only:
+                    show(scale.bench_pools(work, redis, args.pools or scale.DEFAULT_POOLS, rows=args.pool_rows))
+                if "profile16" in only:
+                    row, out = scale.bench_profile16(work, redis)
+                    show([row])
+                    profile_summary(out, 15)
+            if only & {"nowait", "validate", "match6", "match6-60", "twomachines"}:
+                from tests.bench import cli
+
+                if "nowait" in only:
+                    show([cli.bench_nowait(work, redis, args.nowait_rows, args.nowait_timeout)])
+                if "validate" in only:
+                    show(cli.bench_validate_cli(work, args.validate_rows))
+                if "match6" in only:
+                    show([cli.bench_match6(work, redis, trees=args.course_trees)])
+                if "match6-60" in only:
+                    show([cli.bench_match6(work, redis, limit=60, trees=args.course_trees)])
+                if "twomachines" in only:
+                    show([cli.bench_two_machines(work, redis)])
         finally:
             redis.stop()
 
