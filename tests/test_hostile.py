@@ -15,9 +15,10 @@ import openpyxl
 import pytest
 
 from importer.ingest import csv_read
-from importer.ingest import bounds as xlsx_bounds
+from importer.ingest import extent as xlsx_bounds
 from importer.ingest.limits import LIMITS
 from importer.ingest.problems import InputError
+from importer.ingest.columns import known_headers
 from importer.ingest.reader import read_file
 from importer.report.tables import write_sheets, write_table
 from importer.ingest.validate import build_plan
@@ -288,15 +289,15 @@ def test_calamine_password_error_says_password_protected(tmp_path, monkeypatch):
     """An encrypted .xls (BIFF FILEPASS) makes calamine raise PasswordError; that is 'password-protected' too."""
     import python_calamine
 
-    from importer.ingest import reader
+    from importer.ingest import workbook
 
     def locked(_filelike):  # noqa: ANN001, ANN202
         raise python_calamine.PasswordError("Workbook is password protected")
 
-    monkeypatch.setattr(reader.CalamineWorkbook, "from_filelike", locked)
+    monkeypatch.setattr(workbook.CalamineWorkbook, "from_filelike", locked)
     f = write_xlsx(tmp_path / "x.xlsx", {"courses": [HEADER, *course_rows(1)]})
     with pytest.raises(InputError, match="password-protected"):
-        read_file(f)
+        read_file(f, known_headers())
 
 
 def test_long_title_in_a_workbook_is_a_row_error(tmp_path):
@@ -381,7 +382,7 @@ def test_reader_errors_are_input_errors_not_tracebacks(tmp_path):
     g = tmp_path / "damaged.xlsx"
     g.write_bytes(bytes(data))
     with pytest.raises(InputError) as info:
-        read_file(g)
+        read_file(g, known_headers())
     assert "damaged.xlsx" in str(info.value)
 
 

@@ -82,3 +82,143 @@ def test_only_the_gateway_talks_to_tagmango():
     assert not offenders, offenders
     calls, _ = _calls_and_attributes(gateway)
     assert {"TagMangoClient", "RateLimiter"} <= calls  # the rule is not vacuous: the gateway does build them
+
+
+# -- the house's layout: layers, no circles, small modules, a closed registry ------------------------------------
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in PRODUCT}
+
+
+def _imports(path: Path) -> set[str]:
+    """Product modules a file imports anywhere: top level, inside functions, under TYPE_CHECKING."""
+    found = set()
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            # ``from pkg import sub`` imports the submodule; ``from pkg import name`` what pkg/__init__ defines.
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in MODULES:
+                name = name.rpartition(".")[0]
+            if name and name != _module_name(path):
+                found.add(name)
+    return found
+
+
+GRAPH = {name: _imports(path) for name, path in MODULES.items()}
+
+
+def _cycles() -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in GRAPH[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle_among_product_modules():
+    assert _cycles() == []
+
+
+def test_the_checks_above_see_imports_inside_functions():
+    """The layout checks read imports wherever they stand (the rule would be vacuous otherwise)."""
+    assert "tasks.gateway" in GRAPH["importer.local.session"] and "importer.ingest.plan" in GRAPH["importer.matching"]
+
+
+#: Which importer subpackage may import which (besides ``tasks``): commands on top, the command line above all.
+LAYERS = {
+    "importer.ingest": set(),
+    "importer.report": {"importer.ingest.problems"},
+    "importer.matching": {"importer.ingest.plan", "importer.ingest.problems", "importer.report.tables"},
+    "importer.local": {"importer.config", "importer.sandbox"},
+    "importer.dashboard": {"importer.report", "importer.local", "importer.config"},
+    "importer.commands": {"importer.ingest", "importer.matching", "importer.report", "importer.local",
+                          "importer.config"},
+    "importer.sandbox": set(),
+}
+
+
+def test_layers():
+    """A module imports only its own subpackage, ``tasks``, the shared leaves (config, exit codes) and the layers
+    below it; nothing but the command line imports a command module."""
+    wrong = []
+    for module, imported in GRAPH.items():
+        layer = next((lay for lay in LAYERS if module == lay or module.startswith(lay + ".")), None)
+        if layer is None:
+            continue
+        allowed = LAYERS[layer] | {layer, "importer.exitcodes", "importer"}
+        for target in imported:
+            if target.startswith("tasks") or any(target == a or target.startswith(a + ".") for a in allowed):
+                continue
+            wrong.append(f"{module} -> {target}")
+    assert not wrong, wrong
+    assert not [m for m, imported in GRAPH.items() if not m.startswith(("importer.commands", "importer.cli"))
+                and any(t.startswith("importer.commands") for t in imported)]
+    assert not [m for m, imported in GRAPH.items() if m.startswith("tasks") and
+                any(t.startswith("importer") for t in imported)]  # the worker side never imports the importer
+
+
+def test_importer_shows_its_architecture_in_subpackages():
+    top = sorted(p.name for p in (ROOT / "importer").glob("*.py"))
+    assert len(top) <= 6, top
+    assert {"commands", "ingest", "matching", "report", "local", "dashboard", "sandbox"} <= {
+        p.name for p in (ROOT / "importer").iterdir() if (p / "__init__.py").exists()}
+
+
+def test_no_product_module_over_350_lines():
+    long = {str(p.relative_to(ROOT)): n for p in PRODUCT if (n := len(p.read_text().splitlines())) > 350}
+    assert not long, long
+
+
+def test_no_operation_name_outside_the_registry():
+    """Generic code asks the registry (tasks/operations/); only the operations and the sandbox name them."""
+    names = {op.name for op in operations.OPERATIONS} | operations.task_names()
+    found = []
+    for path in PRODUCT:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(("tasks/operations/", "importer/sandbox/")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), rel)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                found.append(f"{rel}:{node.lineno} {node.value!r}")
+            if isinstance(node, ast.JoinedStr) and any(
+                    isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value.rstrip("_") in
+                    {"create", "update", "delete"} for v in node.values):
+                found.append(f"{rel}:{node.lineno} an operation name made with an f-string")
+    assert not found, found

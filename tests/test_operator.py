@@ -206,9 +206,9 @@ def test_docker_compose_services_run_locally(tmp_path, redis_server, redis_url):
         procs.append(subprocess.Popen([sys.executable, "-m", "importer", *sandbox_cmd[1:]], env=env,
                                       start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         worker_cmd = local("worker")
-        assert worker_cmd[:3] == ["celery", "-A", "tasks"]
-        procs.append(subprocess.Popen([sys.executable, "-m", *worker_cmd], env=env, start_new_session=True,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert worker_cmd[:2] == ["tagmango-import", "worker"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "importer", *worker_cmd[1:]], env=env,
+                                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         flower_cmd = local("flower", **{"--address=0.0.0.0": "--address=127.0.0.1", "--port=5555": f"--port={flower_port}"})
         procs.append(subprocess.Popen([sys.executable, "-m", *flower_cmd], env=env, start_new_session=True,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -1040,3 +1040,10 @@ def test_token_sources_precedence_and_what_is_printed(tmp_path, monkeypatch, cap
         assert capsys.readouterr().err == f"error: --token-file {path}{',' if 'line' in message else ':'} {message}\n"
     assert cli.cli.main(["sandbox", "--port", "0", "--token-file", str(tmp_path / "missing")]) == 3
     assert capsys.readouterr().err == f"error: --token-file {tmp_path / 'missing'}: no such file\n"
+
+
+def test_429s_on_demand_as_if_another_client_used_the_key(sandbox):
+    sandbox.configure(refuse_429={"after": 1, "count": 2})
+    codes = [call(sandbox, "GET", "/api/v1/external/courses").status_code for _ in range(4)]
+    assert codes == [200, 429, 429, 200]
+    assert sandbox.stats()["rate_limited"] == 2 and sandbox.stats()["config"]["refuse_429"] == {"after": 0, "count": 0}

@@ -38,6 +38,7 @@ def worker(config: Config, concurrency: int, loglevel: str) -> int:
         raise CommandError("set TAGMANGO_REDIS_URL (or REDIS_URL) to the Redis the importer uses")
     if not config.has_token:
         raise CommandError("set TAGMANGO_API_TOKEN or TAGMANGO_CREDENTIALS_FILE in the worker's environment")
-    argv = worker_argv(concurrency=concurrency, loglevel=loglevel)
+    # Its own node name: two workers on one machine are two nodes for Flower and `celery inspect`.
+    argv = worker_argv(concurrency=concurrency, loglevel=loglevel, hostname=f"tagmango-{os.getpid()}@%h")
     os.execvp(sys.executable, [sys.executable, *argv])
     return EXIT_OK  # not reached

@@ -37,6 +37,11 @@ def canonical_lookup(op: Operation) -> dict[str, str]:
     return table
 
 
+def known_headers() -> frozenset[str]:
+    """Every column name of every kind of sheet, normalised (with aliases): what tells a header row."""
+    return frozenset(name for op in operations.sheet_operations() for name in canonical_lookup(op))
+
+
 def operation_from_sheet_name(name: str) -> Operation | None:
     return operations.for_sheet_name(normalise_header(name))
 

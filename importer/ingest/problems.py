@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 ERROR = "error"
 WARNING = "warning"
 PROBLEM_COLUMNS = ("file", "sheet", "row", "column", "value", "severity", "reason")
+#: Why a file without any header row is refused.
+NO_DATA = "contains no data (no header row found)"
 
 
 def column_letter(index: int) -> str:
@@ -17,6 +19,12 @@ def column_letter(index: int) -> str:
         index, rem = divmod(index - 1, 26)
         letters = chr(65 + rem) + letters
     return letters
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line, at most 160 characters (for an ``InputError``)."""
+    text = " ".join(str(exc).split())
+    return text[:160] + ("…" if len(text) > 160 else "")
 
 
 def shorten(value: object, limit: int = 60) -> str:

@@ -17,6 +17,7 @@ from importer.ingest.columns import canonical_lookup, closest, normalise_header,
     operation_from_sheet_name
 from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, WARNING, Problem, shorten
+from importer.ingest.columns import known_headers
 from importer.ingest.reader import Sheet, read_file
 from tasks import operations
 from tasks.operations import Operation, cells
@@ -55,7 +56,7 @@ def build_plan(paths: list[str | Path], options: Options | None = None) -> Plan:
     plan = Plan()
     sheets: list[tuple[Sheet, Operation]] = []
     for path in paths:
-        source = read_file(path)
+        source = read_file(path, known_headers())
         plan.files.append({"name": source.path.name, "checksum": source.checksum})
         for sheet_name, reason in source.warnings:  # hidden sheets (issue 16)
             plan.problems.append(Problem(source.path.name, sheet_name, None, None, "", WARNING, reason))

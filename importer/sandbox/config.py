@@ -56,6 +56,11 @@ class SandboxConfig:
     #: Route ``DELETE /api/v1/external/modules/{id}``, which TagMango does not document (5.12). Off, that
     #: path answers what a server without the route answers: Starlette's plain-text 404 ``Not Found``.
     delete_module: bool = False
+    #: 429s on demand: after ``refuse_after`` more API requests, the next ``refuse_count`` are answered 429 (as
+    #: if another client had used the key), whatever the rate limit says. Set with POST /_sandbox/config
+    #: ``{"refuse_429": {"after": K, "count": N}}``.
+    refuse_after: int = 0
+    refuse_count: int = 0
     #: Where the journal lives; None keeps everything in memory.
     state_dir: Path | None = None
 
@@ -77,6 +82,7 @@ class SandboxConfig:
             "not_creator_hosts": sorted(self.not_creator_hosts),
             "video_disabled_hosts": sorted(self.video_disabled_hosts),
             "delete_module": self.delete_module,
+            "refuse_429": {"after": self.refuse_after, "count": self.refuse_count},
         }
 
     def stall_remaining(self, now: float) -> float:
@@ -126,6 +132,11 @@ class SandboxConfig:
                 if not isinstance(value, bool):
                     raise ValueError("count_after_latency is true or false")
                 self.count_after_latency = value
+            elif key == "refuse_429":
+                after, count = int(value.get("after", 0)), int(value.get("count", 1))
+                if after < 0 or count < 0:
+                    raise ValueError("refuse_429 wants after >= 0 and count >= 0")
+                self.refuse_after, self.refuse_count = after, count
             elif key == "delete_module":
                 if not isinstance(value, bool):
                     raise ValueError("delete_module is true or false")

@@ -41,6 +41,8 @@ class Sandbox:
         tied = self.config.tokens[token]
         if tied is not None and tied != host:
             return None, error(401)
+        if self.faults.forced_429():
+            return None, JSONResponse(RATE_LIMIT_BODY, status_code=429)
         after = self.config.count_after_latency
         if not after and not self._admit(token):
             return None, JSONResponse(RATE_LIMIT_BODY, status_code=429)

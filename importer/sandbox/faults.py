@@ -38,6 +38,17 @@ class Faults:
             # Given at start: a single stall begins now; a periodic one first after one period.
             config.set_stall(config.stall_s, config.stall_every_s, time.monotonic() + config.stall_every_s)
 
+    def forced_429(self) -> bool:
+        """A 429 asked for (``refuse_429``): counted with the rate limit's own."""
+        if self.config.refuse_count <= 0:
+            return False
+        if self.config.refuse_after > 0:
+            self.config.refuse_after -= 1
+            return False
+        self.config.refuse_count -= 1
+        self.traffic.rate_limited += 1
+        return True
+
     async def hold_while_stalled(self) -> None:
         """Hold a request that arrived during a stall until the stall ends (all of them leave together)."""
         held = False
