@@ -22,16 +22,17 @@ what the ceiling lets through and rows rarely wait at it.
 **Finding the real limit.** A 429 means TagMango's limit for this key is lower than ours (or someone else
 uses the key). From the flight log we know which of our requests TagMango had certainly counted in its
 window when it refused (those sent after ``refused answer - window`` and answered before the refused
-request left): that count is at most its limit, so it becomes the credential's limit (at least
-``LEARNED_FLOOR`` of the configured one; kept for
+request left): that count is at most its limit, so it becomes the credential's limit (kept for
 ``LEARNED_TTL_S`` after the last 429, then the configured one is tried again). Every worker of the
 credential also pauses for a shared cool-down. Refused requests stay in the log (TagMango may count them)
-but not in that estimate.
+but not in that estimate. When that count is tiny (``LEARNED_FLOOR`` of the configured limit or less) the
+window was full of someone else's requests: the first time, the limit is kept and the pause is a whole window
+(theirs age out); a second time within ``LEARNED_TTL_S``, the floor is learned.
 
 Keys (``{c}`` = ``sha256(api url | host | sha256(token))``, never the token): ``tm:rate:{c}`` next free
 slot (us); ``:log`` the flight log (zset, member ``<admitted us>:<id>`` or ``r:...`` once refused, score =
 end us, or admission + max flight while in flight); ``:limit`` the learned limit; ``:paused`` paused
-until (us); ``:cooled`` time of the last 429 (us); ``:flight`` typical flight (us).
+until (us); ``:cooled`` time of the last 429 (us); ``:flight`` typical flight (us); ``:unsure`` a 429 taught nothing once.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ return now
 """
 
 REFUSED = _NOW + _LIMIT + """
--- KEYS: flight log, learned limit, paused-until, last 429, next slot
+-- KEYS: flight log, learned limit, paused-until, last 429, next slot, "said nothing" mark
 -- ARGV: member, window us, configured limit, pause us, learned ttl s, ttl s
 local window = tonumber(ARGV[2])
 local sent = tonumber(string.match(ARGV[1], '^(%d+)'))
@@ -109,9 +110,18 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - window, sent)) do
   if started and started >= now - window then counted = counted + 1 end
 end
 local limit = limit_of(KEYS[2], tonumber(ARGV[3]))
-local learned = math.max(math.ceil(tonumber(ARGV[3]) * FLOOR), math.min(counted, limit))
-redis.call('SET', KEYS[2], learned, 'EX', tonumber(ARGV[5]))
-local resume = now + tonumber(ARGV[4])
+local floor = math.ceil(tonumber(ARGV[3]) * FLOOR)
+local learned = limit
+local pause = tonumber(ARGV[4])
+if counted <= floor and redis.call('SET', KEYS[6], 1, 'NX', 'EX', tonumber(ARGV[5])) then
+  -- Hardly any of ours in its window: the window was full of someone else's requests (another client, a run just
+  -- before ours). That says nothing about the limit: keep it, and pause a whole window so theirs age out.
+  pause = math.max(pause, window)
+else
+  learned = math.max(floor, math.min(counted, limit))
+  redis.call('SET', KEYS[2], learned, 'EX', tonumber(ARGV[5]))
+end
+local resume = now + pause
 if tonumber(redis.call('GET', KEYS[3]) or '0') < resume then
   redis.call('SET', KEYS[3], resume, 'EX', tonumber(ARGV[6]))
 end
@@ -131,7 +141,7 @@ def credential_key(api_url: str, host: str, token: str) -> str:
 def keys(cred: str) -> dict[str, str]:
     base = f"tm:rate:{cred}"
     return {"slot": base, "log": f"{base}:log", "limit": f"{base}:limit", "paused": f"{base}:paused",
-            "cooled": f"{base}:cooled", "flight": f"{base}:flight"}
+            "cooled": f"{base}:cooled", "flight": f"{base}:flight", "unsure": f"{base}:unsure"}
 
 
 @dataclass(frozen=True)
@@ -192,7 +202,7 @@ class RateLimiter:
         for ``pause`` seconds."""
         k = keys(cred)
         learned, counted, before = self._refused(
-            keys=[k["log"], k["limit"], k["paused"], k["cooled"], k["slot"]],
+            keys=[k["log"], k["limit"], k["paused"], k["cooled"], k["slot"], k["unsure"]],
             args=[flight, int(self.window * 1e6), self.limit, int(pause * 1e6), LEARNED_TTL_S, TTL_S])
         return Refusal(int(learned), int(counted), int(before))
 

@@ -116,3 +116,16 @@ def test_credentials_from_env_and_file(monkeypatch, tmp_path):
     assert resolve("a.example.com", "https://api-prod-new.tagmango.com").token == "tok-a"
     assert resolve("b.example.com", "http://127.0.0.1:9").token == "tok-b"
     assert resolve("c.example.com", "https://api-prod-new.tagmango.com").token == TOKEN  # falls back to env
+
+
+def test_a_429_when_hardly_any_of_ours_counted_keeps_the_limit_once(redis_server, redis_url):
+    """Someone else filled TagMango's window (another client, a run just before): a 429 with none of ours in it
+    says nothing about the limit. The first time the limit is kept and the pause is a whole window; a second
+    such 429 within the hour learns the floor (a key someone else keeps full)."""
+    limiter = RateLimiter(redis_server.client(), limit=20, window=1.0)
+    first = limiter.refused("c", limiter.admit("c").flight, pause=0.1)
+    assert (first.learned, first.counted, first.limit_before) == (20, 0, 20)
+    assert limiter.effective_limit("c") == 20 and 0.8 < limiter.admit("c").wait <= 1.0  # a whole window
+    time.sleep(1.05)
+    second = limiter.refused("c", limiter.admit("c").flight, pause=0.1)
+    assert second.learned == 2 and limiter.effective_limit("c") == 2  # 10% of 20
