@@ -36,11 +36,6 @@ class Ledger:
         raw = self.r.hget(self.key, row_key)
         return json.loads(raw) if raw else None
 
-    def get_many(self, row_keys: list[str]) -> dict[str, dict]:
-        if not row_keys:
-            return {}
-        return {k: json.loads(v) for k, v in zip(row_keys, self.r.hmget(self.key, row_keys)) if v}
-
     def record(self, row_key: str, ids: dict, body: dict, job_id: str, row_id: str) -> None:
         entry = {"ids": ids, "content": content_hash(body), "job": job_id, "row": row_id}
         owned = [ids[k] for k in OWNED_IDS if ids.get(k)]
@@ -53,9 +48,6 @@ class Ledger:
     def claim(self, object_id: str) -> bool:
         """Atomically claim an object id for one row; False when another row owns it already."""
         return bool(self.r.sadd(f"{self.key}:claimed", object_id))
-
-    def unclaim(self, course_id: str) -> None:
-        self.r.srem(f"{self.key}:claimed", course_id)
 
     def is_claimed(self, course_id: str) -> bool:
         return bool(self.r.sismember(f"{self.key}:claimed", course_id))

@@ -31,13 +31,6 @@ def limit_for(column: str) -> int:
     return LIMITS.get(column, DEFAULT_LIMIT)
 
 
-def check_length(column: str, text: str) -> None:
-    """Raise CellError when ``text`` is longer than ``column`` allows."""
-    limit = LIMITS.get(column, DEFAULT_LIMIT)
-    if len(text) > limit:
-        raise CellError(f"too long: {len(text):,} characters (at most {limit:,} for {column})")
-
-
 def bounded(rule_table: dict[str, Callable[[str], object]],
             cells: dict[str, list[str | None]] | None = None) -> dict[str, Callable[[str], object]]:
     """The same rules, each refusing a too-long text before it runs.
