@@ -47,7 +47,7 @@ def publish(store: RowStore, job_id: str, rows: list[Row]) -> int:
     if job is None:
         log.warning("job %s not found (expired?); %d row(s) not queued", job_id, len(rows))
         return 0
-    return park(store.r, str(job["api_url"]), str(job["host"]), job_id,
+    return park(store.r, job.api_url, job.host, job_id,
                 [(row.op, row.row_id, row.title[:TITLE_IN_MESSAGE]) for row in rows])
 
 

@@ -34,7 +34,7 @@ import redis
 from tasks import operations
 from tasks.defaults import QUEUE
 from tasks.dispatch import parked_count, parked_entries
-from tasks.ledger import target_id
+from tasks.job import Job
 from tasks.producer import publish, release_dependents
 from tasks.rows import ACTIVE, Row, RowState
 from tasks.rowstore import RowStore, now
@@ -90,27 +90,28 @@ def broker_row_messages(store: RowStore, batch: int = 1000) -> Iterator[tuple[st
             yield found
 
 
-def parked_row_messages(store: RowStore, job: dict) -> Iterator[tuple[str, str, int]]:
+def parked_row_messages(store: RowStore, job: Job) -> Iterator[tuple[str, str, int]]:
     """The job's parked rows, as (job id, row id, current generation): the dispatcher publishes a parked row
     with the generation it has then, so a parked row has its pending message by definition."""
-    gens = store.generations(job["id"])
-    for _op, job_id, row_id, _title in parked_entries(store.r, target_id(str(job["api_url"]), str(job["host"]))):
-        if job_id == job["id"]:
+    gens = store.generations(job.id)
+    for _op, job_id, row_id, _title in parked_entries(store.r, job.target):
+        if job_id == job.id:
             yield job_id, row_id, gens.get(row_id, 0)
 
 
-def pending_row_messages(store: RowStore, job: dict) -> Iterator[tuple[str, str, int]]:
+def pending_row_messages(store: RowStore, job: Job) -> Iterator[tuple[str, str, int]]:
     """Parked rows first, then the broker's messages (the order in which a row moves between them)."""
     yield from parked_row_messages(store, job)
     yield from broker_row_messages(store)
 
 
 def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
+    """Active rows idle for ``idle_for`` seconds whose current message is neither parked nor in the broker."""
     states = store.states(job_id)
     active = [row_id for row_id, state in states.items() if RowState(state) in ACTIVE]
-    job = store.job(job_id) or {}
+    job = store.job(job_id)
     cutoff = now() - idle_for
-    created = float(job.get("created_at") or 0)  # rows not touched since enqueue
+    created = job.created_at if job else 0.0  # rows not touched since enqueue
     needing_message = 0
     idle = []
     for row in store.rows(job_id, active):
@@ -121,7 +122,7 @@ def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
             idle.append(row)
     if not idle or not job:
         return []
-    parked = parked_count(store.r, target_id(str(job["api_url"]), str(job["host"])))
+    parked = parked_count(store.r, job.target)
     if parked + broker_message_count(store) >= needing_message:
         return []
     missing = _without_message(store, job, idle)
@@ -130,15 +131,16 @@ def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
         # queue and ``unacked`` (a worker just took it) is in neither for a few milliseconds: look once more.
         time.sleep(TRANSIT_S)
         again = {row.row_id: row for row in store.rows(job_id, [r.row_id for r in missing])}
-        missing = _without_message(store, job, [again[r.row_id] for r in missing if r.row_id in again and
-                                                 again[r.row_id].updated_at == r.updated_at and again[r.row_id].is_active])
+        missing = _without_message(store, job, [again[r.row_id] for r in missing if r.row_id in again
+                                                 and again[r.row_id].updated_at == r.updated_at
+                                                 and again[r.row_id].is_active])
     return missing
 
 
-def _without_message(store: RowStore, job: dict, rows: list[Row]) -> list[Row]:
+def _without_message(store: RowStore, job: Job, rows: list[Row]) -> list[Row]:
     """The rows whose current generation has no message parked, queued or held by a worker."""
-    present = {(row_id, gen) for job_, row_id, gen in pending_row_messages(store, job) if job_ == job["id"]}
-    gens = store.generations(job["id"])
+    present = {(row_id, gen) for job_, row_id, gen in pending_row_messages(store, job) if job_ == job.id}
+    gens = store.generations(job.id)
     return [row for row in rows if (row.row_id, gens.get(row.row_id, 0)) not in present]
 
 

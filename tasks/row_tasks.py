@@ -17,8 +17,8 @@ from celery import Task
 from celery.exceptions import Retry
 
 from tasks import operations
-from tasks.dispatch import park
 from tasks.celery_app import app
+from tasks.dispatch import park
 from tasks.operations import Operation
 from tasks.runner import Dead, Later, Message, run_row
 from tasks.services import Services
@@ -54,7 +54,7 @@ def execute(task: Task, op: Operation, job_id: str, row_id: str, title: str, gen
         # Parked until it is due again (tasks.dispatch), not held by this worker; Flower shows a retry.
         job = services.store.job(job_id)
         if job is not None:
-            park(services.store.r, str(job["api_url"]), str(job["host"]), job_id, [(op.name, row_id, title)],
+            park(services.store.r, job.api_url, job.host, job_id, [(op.name, row_id, title)],
                  delay=outcome.countdown)
         raise Retry(outcome.reason or None, exc=outcome.error, when=outcome.countdown)
     if isinstance(outcome, Dead):

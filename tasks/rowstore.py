@@ -1,9 +1,13 @@
 """Jobs and their rows in Redis: the importer's own record of every row (Flower is only a view).
 
-Keys (``{j}`` = job id)::
+A row's state and the job's counters move together in one Lua script, which also refuses a change the
+``TRANSITIONS`` table (tasks.rows) does not allow, so the counters always add up to the rows. Every task message
+carries the row's generation: a message whose generation is not current (a redelivered copy, a superseded retry)
+is dropped by the runner. Keys (``{j}`` = job id)::
 
     tm:jobs                  zset   job id -> created time
-    tm:job:{j}               hash   job fields (files, api_url, host, total, blocked, ...)
+    tm:job-by-fingerprint    hash   fingerprint -> job id (the same files again resume their job)
+    tm:job:{j}               hash   the job record (tasks.job.Job), one JSON value per field
     tm:job:{j}:rows          hash   row id -> JSON row record (tasks.rows.Row)
     tm:job:{j}:state         hash   row id -> state; changed only together with the counters
     tm:job:{j}:counts        hash   state -> rows; kind:<kind>:<state> -> rows; n_<tally> -> job tallies
@@ -15,11 +19,6 @@ Keys (``{j}`` = job id)::
     tm:job:{j}:timeline      hash   "<event>:<epoch second>" -> requests sent, 429s, retries (tasks.timeline)
     tm:job:{j}:notices       hash   kind -> what was said once about the job (tasks.timeline)
     tm:lease:{j}:{r}         string the lock token of the task working on row r (expires)
-
-A row's state and the counters move together in one Lua script, which also refuses a state change the
-``TRANSITIONS`` table does not allow, so the counters always add up to the rows. Every task message carries
-the row's generation; a message whose generation is not current (a redelivered copy, a retry that was
-superseded) is dropped without doing anything.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from collections.abc import Iterable, Iterator
 import redis
 from redis.lock import Lock
 
+from tasks.job import Blocked, Job
 from tasks.rows import ACTIVE, STATES, Row, RowState, sources_of
 
 _TRANSITION = """
@@ -75,6 +75,8 @@ def new_job_id() -> str:
 class RowStore:
     """All reads and writes of job and row records. Thread-safe (redis-py pools connections)."""
 
+    PREFIX = "tm:job:"
+
     def __init__(self, client: redis.Redis, ttl_days: float = 30.0, url: str = "") -> None:
         self.r = client
         self.url = url
@@ -86,9 +88,9 @@ class RowStore:
         return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30), ttl_days, url)
 
     # -- keys ------------------------------------------------------------------------------
-    @staticmethod
-    def k(job_id: str, part: str = "") -> str:
-        return f"tm:job:{job_id}" + (f":{part}" if part else "")
+    @classmethod
+    def k(cls, job_id: str, part: str = "") -> str:
+        return cls.PREFIX + job_id + (f":{part}" if part else "")
 
     def job_keys(self, job_id: str) -> list[str]:
         keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries",
@@ -97,11 +99,11 @@ class RowStore:
         return keys
 
     # -- jobs ------------------------------------------------------------------------------
-    def create_job(self, job: dict, rows: list[Row]) -> None:
+    def create_job(self, job: Job, rows: list[Row]) -> None:
         """Write the job and every row record in one transaction: all or nothing."""
-        job_id = job["id"]
+        job_id = job.id
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.items()})
+        pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.to_fields().items()})
         counts: dict[str, int] = dict.fromkeys((s.value for s in STATES), 0)
         for start in range(0, len(rows), 2000):
             chunk = rows[start:start + 2000]
@@ -117,24 +119,27 @@ class RowStore:
                 if r.waiting_for_parent:
                     pipe.sadd(self.k(job_id, f"waiting:{r.parent}"), r.row_id)
         pipe.hset(self.k(job_id, "counts"), mapping=counts)
-        pipe.zadd("tm:jobs", {job_id: job["created_at"]})
-        if job.get("fingerprint"):
-            pipe.hset("tm:job-by-fingerprint", job["fingerprint"], job_id)
+        pipe.zadd("tm:jobs", {job_id: job.created_at})
+        if job.fingerprint:
+            pipe.hset("tm:job-by-fingerprint", job.fingerprint, job_id)
         pipe.execute()
         self.refresh_ttl(job_id)
 
     def refresh_ttl(self, job_id: str) -> None:
+        """Every key of the job lives ``ttl`` from now (30 days by default: the dead letters' lifetime)."""
         pipe = self.r.pipeline(transaction=False)
         for key in self.job_keys(job_id):
             pipe.expire(key, self.ttl)
         pipe.execute()
 
-    def job(self, job_id: str) -> dict | None:
+    def job(self, job_id: str) -> Job | None:
         raw = self.r.hgetall(self.k(job_id))
-        return {k: json.loads(v) for k, v in raw.items()} if raw else None
+        return Job.from_fields({"id": job_id, **{k: json.loads(v) for k, v in raw.items()}}) if raw else None
 
     def set_job(self, job_id: str, **fields: object) -> None:
-        self.r.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+        """Change or add fields of the job record (a ``Blocked`` is stored as its dict)."""
+        self.r.hset(self.k(job_id), mapping={k: json.dumps(v.as_dict() if isinstance(v, Blocked) else v)
+                                             for k, v in fields.items()})
 
     def jobs(self, limit: int = 20) -> list[str]:
         return list(self.r.zrevrange("tm:jobs", 0, limit - 1))

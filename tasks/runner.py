@@ -30,6 +30,7 @@ from tasks import dispatch, errors, operations, timeline
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
 from tasks.gateway import Call, Door, Pass
+from tasks.job import Blocked
 from tasks.ledger import Ledger
 from tasks.operations import CallContext, Operation, Skip
 from tasks.producer import mark_dead, release_dependents
@@ -91,11 +92,12 @@ def summary(row: Row) -> dict:
     return {"row": row.row_id, "state": row.state.value, "result": row.result}
 
 
-def blocked_failure(blocked: dict) -> RowFailure:
+def blocked_failure(blocked: Blocked) -> RowFailure:
     """Why a row of a job whose credential was refused (or missing) is not sent."""
-    cause = " ".join(str(blocked.get(k) or "") for k in ("http_status", "error_code", "message")).split()
-    code = Code.NO_CREDENTIALS if blocked.get("error_code") == Code.NO_CREDENTIALS else Code.CREDENTIAL_REFUSED
-    return RowFailure(code, f"not sent: this job's credential was refused on row {blocked.get('row')} "
+    first = blocked.failure
+    cause = " ".join(str(part or "") for part in (first.http_status, first.code, first.message)).split()
+    code = Code.NO_CREDENTIALS if first.code == Code.NO_CREDENTIALS else Code.CREDENTIAL_REFUSED
+    return RowFailure(code, f"not sent: this job's credential was refused on row {blocked.row} "
                             f"({' '.join(cause)}); fix it and requeue")
 
 
@@ -153,13 +155,13 @@ class RowRun:
         job = self.store.job(self.job_id)
         if job is None:
             return Finished({"row": self.row_id, "state": "unknown"})
-        if job.get("blocked"):
-            return self.dead(row, blocked_failure(job["blocked"]))
+        if job.blocked:
+            return self.dead(row, blocked_failure(job.blocked))
         try:
-            cred = self.services.credentials.resolve(job["host"], job["api_url"])
+            cred = self.services.credentials.resolve(job.host, job.api_url)
         except NoCredentials as exc:
             failure = RowFailure(Code.NO_CREDENTIALS, str(exc))
-            self.store.set_job(self.job_id, blocked={**failure.as_dict(), "row": self.row_id})
+            self.store.set_job(self.job_id, blocked=Blocked(failure, self.row_id))
             return self.dead(row, failure)
         self.door = self.services.gateway.door(cred)
         ctx = CallContext(job_id=self.job_id, call=self.send, ledger=Ledger(self.store.r, cred.api_url, cred.host),
@@ -278,7 +280,7 @@ class RowRun:
         decision = decide(exc, row, self.s)
         if isinstance(decision, GiveUp):
             if decision.blocks_job:
-                self.store.set_job(self.job_id, blocked={**decision.failure.as_dict(), "row": self.row_id})
+                self.store.set_job(self.job_id, blocked=Blocked(decision.failure, self.row_id))
             return self.dead(row, decision.failure)
         row.state, row.next_attempt_at, row.error = RowState.RETRYING, now() + decision.seconds, failure
         timeline.count_event(self.store.r, self.job_id, "retry", "retries", self.store.ttl)

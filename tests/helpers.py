@@ -61,7 +61,7 @@ def assert_consistent(store: RowStore, job_id: str) -> Counter:
     states = Counter(store.states(job_id).values())
     counts = store.counts(job_id)
     assert {s: counts.get(s.value, 0) for s in STATES} == {s: states.get(s.value, 0) for s in STATES}
-    assert sum(states.values()) == store.job(job_id)["total"]
+    assert sum(states.values()) == store.job(job_id).total
     assert not any(states[s.value] for s in ACTIVE)
     return states
 
@@ -92,7 +92,7 @@ def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:  # no
             outcome = run_row(services, Message(job, row_id, gen, slot_at))
             if isinstance(outcome, Later):
                 meta = store.job(job)
-                park(store.r, meta["api_url"], meta["host"], job, [(op, row_id, title)], delay=outcome.countdown)
+                park(store.r, meta.api_url, meta.host, job, [(op, row_id, title)], delay=outcome.countdown)
     finally:
         if store.r.get(DISPATCH_LOCK) == dispatcher.owner:
             store.r.delete(DISPATCH_LOCK)

@@ -246,7 +246,7 @@ def test_a_course_made_twice_is_named_once_the_job_is_final(gateway, sandbox, re
         door.send(lambda api: api.create_course({"title": "Gamma", "mangoes": [MANGO]}))
         found = duplicates.check(store, job, door)
         assert [(d["title"], d["others"]) for d in found] == [("Alpha", [other])]
-        assert duplicates.check(store, job, door) == found and store.job(job)["duplicates_checked"]
+        assert duplicates.check(store, job, door) == found and store.job(job).duplicates_checked
         reads = sandbox.stats()["reads"]
         duplicates.check(store, job, door)
         assert sandbox.stats()["reads"] == reads  # checked once per job

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tasks.job import Job
 from tasks.rows import FINAL, TRANSITIONS, Code, Row, RowFailure, RowState, sources_of
 from tasks.rowstore import IllegalTransition, RowStore
 
@@ -42,7 +43,7 @@ def test_final_states_go_nowhere_but_dead_goes_back_to_the_queue():
 
 def _store_with(redis_url: str, row: Row) -> RowStore:
     store = RowStore.from_url(redis_url)
-    store.create_job({"id": "j", "created_at": 1.0}, [row])
+    store.create_job(Job("j", created_at=1.0), [row])
     return store
 
 

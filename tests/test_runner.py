@@ -114,7 +114,7 @@ def test_no_credentials_dead_letters_every_row_unsent(start, sandbox, tmp_path):
     assert "TAGMANGO_API_TOKEN" in first.failure.message
     second = run(services, job, "cat.courses:3")
     assert isinstance(second, Dead) and second.failure.code == Code.NO_CREDENTIALS  # the job is blocked
-    assert sandbox.stats()["requests"] == 0 and store.job(job)["blocked"]["error_code"] == Code.NO_CREDENTIALS
+    assert sandbox.stats()["requests"] == 0 and store.job(job).blocked.failure.code == Code.NO_CREDENTIALS
 
 
 def test_a_refused_token_blocks_the_job_after_one_request(start, sandbox, tmp_path):
@@ -126,7 +126,7 @@ def test_a_refused_token_blocks_the_job_after_one_request(start, sandbox, tmp_pa
         assert isinstance(outcome, Dead) and outcome.failure.code == Code.CREDENTIAL_REFUSED
         assert "refused on row cat.courses:2 (401" in outcome.failure.message
     assert sandbox.stats()["requests"] == 1
-    assert requeue_rows(store, job, everything=True)["requeued"] == 3 and store.job(job)["blocked"] is None
+    assert requeue_rows(store, job, everything=True)["requeued"] == 3 and store.job(job).blocked is None
 
 
 def test_a_course_ref_found_nowhere_is_dead_without_a_request(start, sandbox, tmp_path):
@@ -154,7 +154,8 @@ def test_a_dead_course_kills_its_chapters_and_requeue_brings_them_back(start, sa
     assert isinstance(outcome, Dead) and outcome.failure.http_status == 400
     for row_id in ("ch:2", "ch:3"):
         chapter = store.row(job, row_id)
-        assert chapter.error.code == Code.DEPENDENCY_FAILED and "row c:2 is dead (400: Invalid request)" in chapter.error.message
+        assert chapter.error.code == Code.DEPENDENCY_FAILED
+        assert "row c:2 is dead (400: Invalid request)" in chapter.error.message
     fixed = {**store.row(job, "c:2").body, "mangoes": [MANGO]}
     out = requeue_rows(store, job, corrections={"c:2": {"body": fixed}})
     assert out == {"job": job, "requeued": 3, "published": 1, "waiting_for_parent": 2, "still_dead": [], "settled": 0}
