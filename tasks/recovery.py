@@ -1,21 +1,14 @@
 """Rows whose task message is gone, given a fresh one.
 
-A message can vanish: Redis loses its last second of writes in a crash, a worker dies between taking a
-message off the queue and recording it as unacknowledged, or the process that saved a row died before
-publishing its message. Such a row stays active forever unless someone notices.
+A message can vanish (Redis loses its last second of writes in a crash, a worker dies between taking a message and
+recording it as unacknowledged, a process dies between saving a row and parking it), and the row then stays active
+forever. Idle is not enough to tell: rows wait parked behind the rate limiter far longer than any timeout. So a row
+is stuck only when it is idle *and* its current generation is neither parked nor in the broker; see the README's
+"Lost messages". Keys it reads and owns::
 
-"Nobody touched it for a while" is not enough to notice: in a big job most rows wait for the rate limiter
-far longer than any timeout, parked in Redis (``tasks.dispatch``), and republishing them would churn them
-and waste rate-limit slots. So a row counts as stuck only when it has been idle for a while *and* it is
-neither parked nor has a message for its current generation in the broker (the queue lists or kombu's
-``unacked`` hash, which holds the messages workers are running). A row missing from both is looked for again a
-second later (it may have been on its way from one to the other). They are only read entry
-by entry when they hold fewer entries than the job has active rows, so the usual check costs a handful of
-``LLEN``/``HLEN``/``ZCARD`` calls.
-
-Every worker runs a sweeper thread (``start_sweeper``, one sweep at a time across workers through a Redis
-lock) over the jobs that are not final, so recovery does not depend on anyone watching; the command line
-also sweeps the job it follows (``importer.report.follow``).
+    tagmango, tagmango\x06\x16{3,6,9}   lists   kombu's queue (by priority): messages not yet delivered
+    unacked                            hash    kombu's messages delivered to a worker and not acknowledged
+    tm:sweep:lock                      string  one sweep at a time across workers (expires, never released)
 """
 
 from __future__ import annotations
@@ -33,8 +26,8 @@ import redis
 
 from tasks import operations
 from tasks.defaults import QUEUE
-from tasks.dispatch import parked_count, parked_entries
 from tasks.job import Job
+from tasks.park import parked_count, parked_entries
 from tasks.producer import publish, release_dependents
 from tasks.rows import ACTIVE, Row, RowState
 from tasks.rowstore import RowStore, now
@@ -49,6 +42,7 @@ UNACKED_KEY = "unacked"
 TRANSIT_S = 1.0
 #: kombu's separator for the per-priority lists of a queue (``queue``, ``queue\x06\x163``, ...).
 PRIORITY_SEP = "\x06\x16"
+SWEEP_LOCK = "tm:sweep:lock"
 
 
 def _queue_lists() -> list[str]:
@@ -94,7 +88,7 @@ def parked_row_messages(store: RowStore, job: Job) -> Iterator[tuple[str, str, i
     """The job's parked rows, as (job id, row id, current generation): the dispatcher publishes a parked row
     with the generation it has then, so a parked row has its pending message by definition."""
     gens = store.generations(job.id)
-    for _op, job_id, row_id, _title in parked_entries(store.r, job.target):
+    for _op, job_id, row_id, _title in parked_entries(store, job.target):
         if job_id == job.id:
             yield job_id, row_id, gens.get(row_id, 0)
 
@@ -122,7 +116,7 @@ def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
             idle.append(row)
     if not idle or not job:
         return []
-    parked = parked_count(store.r, job.target)
+    parked = parked_count(store, job.target)
     if parked + broker_message_count(store) >= needing_message:
         return []
     missing = _without_message(store, job, idle)
@@ -198,7 +192,7 @@ def start_sweeper(store: RowStore, settings: Settings) -> threading.Thread:
             time.sleep(every)
             try:
                 # One sweep per period across workers: the lock is never released, it expires.
-                if store.r.lock("tm:sweep:lock", timeout=max(1.0, every * 0.9), blocking=False).acquire(token=me):
+                if store.r.lock(SWEEP_LOCK, timeout=max(1.0, every * 0.9), blocking=False).acquire(token=me):
                     sweep_jobs(store, settings.recovery_idle)
             except redis.ConnectionError as exc:  # Redis restarting: try again next round
                 log.info("recovery sweep skipped, Redis unavailable: %s", exc)

@@ -18,8 +18,8 @@ from celery.exceptions import Retry
 
 from tasks import operations
 from tasks.celery_app import app
-from tasks.dispatch import park
 from tasks.operations import Operation
+from tasks.park import Slot, park_later
 from tasks.runner import Dead, Later, Message, run_row
 from tasks.services import Services
 from tasks.settings import Settings
@@ -47,15 +47,12 @@ class RowTask(Task):
         return self.shared_services()
 
 
-def execute(task: Task, op: Operation, job_id: str, row_id: str, title: str, gen: int, slot_at: list | None) -> dict:
+def execute(task: Task, op: Operation, job_id: str, row_id: str, title: str, gen: int, slot: Slot | None) -> dict:
     services = task.services
-    outcome = run_row(services, Message(job_id, row_id, gen, slot_at))
+    outcome = run_row(services, Message(job_id, row_id, gen, slot))
     if isinstance(outcome, Later):
-        # Parked until it is due again (tasks.dispatch), not held by this worker; Flower shows a retry.
-        job = services.store.job(job_id)
-        if job is not None:
-            park(services.store.r, job.api_url, job.host, job_id, [(op.name, row_id, title)],
-                 delay=outcome.countdown)
+        # Parked until it is due again (tasks.park), not held by this worker; Flower shows a retry.
+        park_later(services.store, job_id, (op.name, row_id, title), outcome.countdown)
         raise Retry(outcome.reason or None, exc=outcome.error, when=outcome.countdown)
     if isinstance(outcome, Dead):
         raise RowDead(f"{row_id}: {outcome.failure}")
@@ -64,7 +61,9 @@ def execute(task: Task, op: Operation, job_id: str, row_id: str, title: str, gen
 
 def _task_for(op: Operation) -> Any:
     def run(self: Task, job_id: str, row_id: str, title: str, gen: int = 0, slot_at: list | None = None) -> dict:
-        return execute(self, op, job_id, row_id, title, gen, slot_at)
+        # The message carries the Slot as JSON, a list [at, target].
+        slot = Slot(float(slot_at[0]), str(slot_at[1])) if slot_at else None
+        return execute(self, op, job_id, row_id, title, gen, slot)
 
     run.__name__ = op.name
     run.__qualname__ = op.name

@@ -75,6 +75,7 @@ def new_job_id() -> str:
 class RowStore:
     """All reads and writes of job and row records. Thread-safe (redis-py pools connections)."""
 
+    #: ``tm:job:{j}:{part}``; the dispatcher's Lua builds the rows and gen keys from it (``key_around``).
     PREFIX = "tm:job:"
 
     def __init__(self, client: redis.Redis, ttl_days: float = 30.0, url: str = "") -> None:
@@ -91,6 +92,12 @@ class RowStore:
     @classmethod
     def k(cls, job_id: str, part: str = "") -> str:
         return cls.PREFIX + job_id + (f":{part}" if part else "")
+
+    @classmethod
+    def key_around(cls, part: str) -> tuple[str, str]:
+        """(prefix, suffix) such that ``prefix + job id + suffix`` is the job's ``part`` key: for a Lua script that
+        finds the job in a value (the dispatcher reads a parked row's attempts and generation)."""
+        return cls.PREFIX, f":{part}"
 
     def job_keys(self, job_id: str) -> list[str]:
         keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries",

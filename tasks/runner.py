@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from tasks import dispatch, errors, operations, timeline
+from tasks import errors, operations, timeline
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
 from tasks.gateway import Call, Door, Pass
 from tasks.job import Blocked
 from tasks.ledger import Ledger
 from tasks.operations import CallContext, Operation, Skip
+from tasks.park import Slot, give_back
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
 from tasks.rows import Code, Row, RowFailure, RowState
@@ -55,8 +56,8 @@ class Message:
     job_id: str
     row_id: str
     gen: int = 0
-    #: [slot time, target]: the rate-limit slot the dispatcher handed this message out for (tasks.dispatch).
-    slot_at: list | None = None
+    #: The rate-limit slot the dispatcher handed this message out for (None: not from the dispatcher).
+    slot: Slot | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,6 @@ class Later:
 
     countdown: float
     gen: int
-    slot_at: list | None = None
     reason: str = ""
     error: Exception | None = None
 
@@ -207,8 +207,8 @@ class RowRun:
         answer is back. A short wait for room sleeps; a longer one (a cool-down after a 429) parks the row
         until then, as a new generation, without spending an attempt.
         """
-        if self.msg.slot_at:
-            early = float(self.msg.slot_at[0]) - time.time()
+        if self.msg.slot:
+            early = self.msg.slot.at - time.time()
             if early > 0.002:
                 time.sleep(min(early, self.s.max_limiter_sleep))
         deadline = time.monotonic() + self.s.max_limiter_sleep
@@ -241,8 +241,8 @@ class RowRun:
         if self.admitted_pass is not None:
             self.door.release(self.admitted_pass)
             self.admitted_pass = None
-        if self.msg.slot_at and not self.admitted and not self.waiting_for_limit:
-            dispatch.give_back(self.store.r, str(self.msg.slot_at[1]))
+        if self.msg.slot and not self.admitted and not self.waiting_for_limit:
+            give_back(self.store, self.msg.slot.target)
 
     # -- state changes -------------------------------------------------------------------------
     def release(self, row: Row) -> None:
@@ -287,10 +287,10 @@ class RowRun:
         log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, failure, decision.seconds)
         return self.later(decision.seconds, row=row, error=exc)
 
-    def later(self, countdown: float, *, row: Row | None = None, slot_at: list | None = None, reason: str = "",
+    def later(self, countdown: float, *, row: Row | None = None, reason: str = "",
               error: Exception | None = None) -> Later:
         """Hand the row to a new message (a new generation) after ``countdown`` seconds."""
         gen = self.store.next_generation(self.job_id, self.row_id)
         if row is not None:
             self.store.save(self.job_id, row)
-        return Later(countdown, gen, slot_at, reason, error)
+        return Later(countdown, gen, reason, error)

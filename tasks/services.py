@@ -33,7 +33,7 @@ class Services:
 
     def dispatcher(self) -> Dispatcher:
         """The dispatcher of parked rows (tasks.dispatch), pacing each credential as this process's limiter does."""
-        return Dispatcher(self.store.r, self.settings.redis_url, self.cred_key, limit=self.settings.rate_limit,
+        return Dispatcher(self.store, self.settings.redis_url, self.cred_key, limit=self.settings.rate_limit,
                           window=self.settings.rate_window)
 
     def close(self) -> None:

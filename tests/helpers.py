@@ -15,7 +15,7 @@ from pathlib import Path
 
 from importer.ingest.validate import Options, build_plan
 from tasks.dispatch import LOCK as DISPATCH_LOCK
-from tasks.dispatch import park
+from tasks.park import park_later
 from tasks.rows import ACTIVE, STATES
 from tasks.rowstore import RowStore
 from tasks.runner import Later, Message, run_row
@@ -72,7 +72,7 @@ def assert_consistent(store: RowStore, job_id: str) -> Counter:
 def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:  # noqa: ANN001
     """Run a job's rows in this process until it is final, like rq's burst worker: the dispatcher hands out
     parked rows at their rate-limit slots (tasks.dispatch) and each is run here; a row the runner re-schedules
-    (``Later``) is parked again, as the Celery task does. Returns the job's counts."""
+    (``Later``) is parked again through ``park_later``, as the Celery task does. Returns the job's counts."""
     store = services.store
     dispatcher = services.dispatcher()
     assert dispatcher.take_lock(), "another dispatcher holds the lock"
@@ -86,13 +86,12 @@ def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:  # no
                 if not due:
                     time.sleep(min(wait or 0.01, 0.05))
                     continue
-            op, job, row_id, title, gen, slot_at, _attempts = due.pop(0)
-            if job != job_id:
+            row = due.pop(0)
+            if row.job_id != job_id:
                 continue
-            outcome = run_row(services, Message(job, row_id, gen, slot_at))
+            outcome = run_row(services, Message(row.job_id, row.row_id, row.gen, row.slot))
             if isinstance(outcome, Later):
-                meta = store.job(job)
-                park(store.r, meta.api_url, meta.host, job, [(op, row_id, title)], delay=outcome.countdown)
+                park_later(store, job_id, (row.op, row.row_id, row.title), outcome.countdown)
     finally:
         if store.r.get(DISPATCH_LOCK) == dispatcher.owner:
             store.r.delete(DISPATCH_LOCK)
