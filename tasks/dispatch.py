@@ -1,9 +1,9 @@
 """The dispatcher: parked rows (tasks.park) go to the Celery queue when their rate-limit slot comes.
 
-Every worker process runs one; one of them at a time holds the lock, renewing it every tick, so another takes over
-within seconds when its owner dies. A tick is one Lua call for every target at once: per credential, slots are
-``(window + typical flight) / limit`` apart (tasks.limiter), none during a 429 cool-down or while the budget is
-full. A row goes out ``LEAD_S`` ahead of its slot, with its current generation and its ``Slot``. Keys::
+Every worker process runs one (started by the worker's start-up step, tasks.row_tasks); one of them at a time holds
+the lock, renewing it every tick, so another takes over within seconds when its owner dies. A tick is one Lua call
+for every target at once: per credential, slots are ``(window + typical flight) / limit`` apart (tasks.limiter),
+none during a 429 cool-down or while the budget is full. A row goes out ``LEAD_S`` ahead of its slot. Keys::
 
     tm:dispatch:lock   string   the leader's id (expires unless renewed)
 
@@ -21,11 +21,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import NamedTuple
 
 import redis
+from kombu.exceptions import OperationalError
 
-from tasks import operations
 from tasks.limiter import DEFAULT_FLIGHT_S
 from tasks.limiter import keys as rate_keys
 from tasks.park import LATER_OFFSET, TARGETS, WAKE, Slot, credit_key, park_key, park_later, parse
@@ -59,6 +60,8 @@ class Dispatched(NamedTuple):
 
 #: Publishes handed-out rows (as Celery messages, in a worker).
 PublishRows = Callable[[list[Dispatched]], None]
+#: Opens a connection to the broker and yields the ``PublishRows`` that uses it (one per spell as the leader).
+Publisher = Callable[[], AbstractContextManager[PublishRows]]
 
 
 _DISPATCH = """
@@ -158,11 +161,12 @@ class Dispatcher:
 
     ``resolve(api_url, host)`` returns the credential key the workers' limiter uses for a target, or None when
     this process has no credential for it (its rows are handed out unpaced; the worker dead-letters them).
+    ``publisher`` is what ``run`` publishes with (tasks.row_tasks gives Celery's); without one, only ``tick`` by hand.
     """
 
-    def __init__(self, store: RowStore, broker_url: str, resolve: Callable[[str, str], str | None], *, limit: int,
-                 window: float) -> None:
-        self.store, self.r, self.broker_url, self.resolve = store, store.r, broker_url, resolve
+    def __init__(self, store: RowStore, resolve: Callable[[str, str], str | None], *, limit: int, window: float,
+                 publisher: Publisher | None = None) -> None:
+        self.store, self.r, self.resolve, self.publisher = store, store.r, resolve, publisher
         self.limit, self.window = limit, window
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._script = self.r.register_script(_DISPATCH)
@@ -232,10 +236,7 @@ class Dispatcher:
 
     # -- the thread --------------------------------------------------------------------------------
     def run(self) -> None:
-        from kombu.exceptions import OperationalError
-
-        from tasks.celery_app import app
-
+        assert self.publisher is not None, "a dispatcher without a publisher can only tick by hand"
         leader = False
         while not self._stop.is_set():
             try:
@@ -244,10 +245,7 @@ class Dispatcher:
                     if not leader:
                         self._stop.wait(IDLE_S)
                         continue
-                with app.connection_for_write(self.broker_url) as conn, conn.Producer() as producer:
-                    def publish_rows(rows: list[Dispatched]) -> None:
-                        send(app, producer, rows)
-
+                with self.publisher() as publish_rows:
                     while leader and not self._stop.is_set():
                         wait = self.tick(publish_rows)
                         if wait is None:
@@ -272,16 +270,3 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def task_id(job_id: str, row_id: str) -> str:
-    """One Celery task id per row, across its retries (Flower shows one task per row)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tagmango:{job_id}/{row_id}"))
-
-
-def send(app, producer, rows: list[Dispatched]) -> None:  # noqa: ANN001
-    """Publish dispatched rows as Celery messages."""
-    for row in rows:
-        app.send_task(operations.get(row.op).task_name, args=(row.job_id, row.row_id, row.title),
-                      kwargs={"gen": row.gen, "slot_at": row.slot}, task_id=task_id(row.job_id, row.row_id),
-                      retries=row.attempts, producer=producer, ignore_result=True, add_to_parent=False)

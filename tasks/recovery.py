@@ -182,23 +182,34 @@ def sweep_jobs(store: RowStore, idle_for: float, recent: int = 200) -> int:
     return total
 
 
-def start_sweeper(store: RowStore, settings: Settings) -> threading.Thread:
+class Sweeper:
     """A daemon thread sweeping every third of the idle limit; the lock makes it one worker per round."""
-    every = max(5.0, settings.recovery_idle / 3)
-    me = f"{socket.gethostname()}:{os.getpid()}"
 
-    def loop() -> None:
-        while True:
-            time.sleep(every)
+    def __init__(self, store: RowStore, settings: Settings) -> None:
+        self.store, self.idle = store, settings.recovery_idle
+        self.every = max(5.0, settings.recovery_idle / 3)
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+
+    def sweep_if_mine(self) -> None:
+        """One sweep per period across workers: the lock is never released, it expires."""
+        lock = self.store.r.lock(SWEEP_LOCK, timeout=max(1.0, self.every * 0.9), blocking=False)
+        if lock.acquire(token=self.me):
+            sweep_jobs(self.store, self.idle)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.every):
             try:
-                # One sweep per period across workers: the lock is never released, it expires.
-                if store.r.lock(SWEEP_LOCK, timeout=max(1.0, every * 0.9), blocking=False).acquire(token=me):
-                    sweep_jobs(store, settings.recovery_idle)
+                self.sweep_if_mine()
             except redis.ConnectionError as exc:  # Redis restarting: try again next round
                 log.info("recovery sweep skipped, Redis unavailable: %s", exc)
             except Exception:  # noqa: BLE001 - a bug must not stop the sweeper; say what it was
                 log.exception("recovery sweep failed")
 
-    thread = threading.Thread(target=loop, name="tagmango-recovery", daemon=True)
-    thread.start()
-    return thread
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="tagmango-recovery", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()

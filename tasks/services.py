@@ -1,13 +1,13 @@
 """What running a row needs, built once per process from ``Settings`` at the worker's edge.
 
-The Celery task class (``tasks.row_tasks.RowTask``) builds one ``Services`` per worker process; tests build
-their own against the suite's Redis and sandbox and run rows in the test process (``tasks.runner``).
+A worker builds one ``Services`` per process (``tasks.row_tasks.worker_services``); tests build their own against
+the suite's Redis and sandbox (the ``services`` fixture) and run rows in the test process (``tasks.runner``).
 """
 
 from __future__ import annotations
 
 from tasks.credentials import Credentials, NoCredentials
-from tasks.dispatch import Dispatcher
+from tasks.dispatch import Dispatcher, Publisher
 from tasks.gateway import Gateway
 from tasks.limiter import credential_key
 from tasks.rowstore import RowStore
@@ -31,10 +31,11 @@ class Services:
             return None
         return credential_key(cred.api_url, cred.host, cred.token)
 
-    def dispatcher(self) -> Dispatcher:
-        """The dispatcher of parked rows (tasks.dispatch), pacing each credential as this process's limiter does."""
-        return Dispatcher(self.store, self.settings.redis_url, self.cred_key, limit=self.settings.rate_limit,
-                          window=self.settings.rate_window)
+    def dispatcher(self, publisher: Publisher | None = None) -> Dispatcher:
+        """The dispatcher of parked rows (tasks.dispatch), pacing each credential as this process's limiter does;
+        ``publisher`` is what its thread publishes with (without one, tick it by hand)."""
+        return Dispatcher(self.store, self.cred_key, limit=self.settings.rate_limit, window=self.settings.rate_window,
+                          publisher=publisher)
 
     def close(self) -> None:
         self.gateway.close()

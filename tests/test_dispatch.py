@@ -23,7 +23,7 @@ def job(job_id: str, target: tuple[str, str]) -> Job:
 @pytest.fixture
 def dispatcher(redis_url):
     store = RowStore.from_url(redis_url)
-    d = Dispatcher(store, redis_url, lambda api_url, host: f"cred-{host}", limit=10, window=1.0)
+    d = Dispatcher(store, lambda api_url, host: f"cred-{host}", limit=10, window=1.0)
     assert d.take_lock()
     return store, d
 
@@ -87,10 +87,10 @@ def test_no_rows_are_handed_out_during_a_cool_down_or_when_the_budget_is_full(di
     assert tick(d) == []
 
 
-def test_only_the_lock_owner_dispatches(dispatcher, redis_url):
+def test_only_the_lock_owner_dispatches(dispatcher):
     store, d = dispatcher
     r = store.r
-    other = Dispatcher(store, redis_url, lambda api_url, host: "x", limit=10, window=1.0)
+    other = Dispatcher(store, lambda api_url, host: "x", limit=10, window=1.0)
     assert not other.take_lock()
     park(store, job("job", A), [("create_course", "c:1", "T")])
     assert other.tick(lambda rows: None) is None and r.zcard(park_key(target_id(*A))) == 1

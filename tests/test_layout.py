@@ -82,3 +82,40 @@ def test_only_the_gateway_talks_to_tagmango():
     assert not offenders, offenders
     calls, _ = _calls_and_attributes(gateway)
     assert {"TagMangoClient", "RateLimiter"} <= calls  # the rule is not vacuous: the gateway does build them
+
+
+def _imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The modules of ``modules`` a file imports, at any level: top, inside functions, under TYPE_CHECKING.
+    ``from package import module`` is an edge to that module (not to the package's ``__init__``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names} & modules
+            found |= submodules or {node.module}
+            if len(submodules) < len(node.names):  # names defined by the module itself
+                found.add(node.module)
+    return found & modules
+
+
+def test_no_import_circle_in_the_worker_side():
+    """tasks/ imports downward only (the worker's start-up lives with the tasks, the dispatcher is handed its
+    publisher): no module reaches back to one that imports it, however indirectly."""
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PRODUCT if p.parts[len(ROOT.parts)] == "tasks"}
+    graph = {name: sorted(_imports_of(path, set(modules)) - {name}) for name, path in modules.items()}
+    assert "tasks.celery_app" in graph["tasks.row_tasks"]  # the scan sees imports
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = "open"
+        for nxt in graph[name]:
+            assert state.get(nxt) != "open", " -> ".join([*path, name, nxt])
+            if nxt not in state:
+                visit(nxt, [*path, name])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
