@@ -26,18 +26,19 @@ from tasks.recovery import Sweeper
 from tasks.requeue import requeue_rows
 from tasks.runner import Dead, Later, Message, run_row
 from tasks.services import Services
-from tasks.settings import Settings
+from tasks.settings import current
 
 _services: Services | None = None
 _services_lock = threading.Lock()
 
 
 def worker_services() -> Services:
-    """This worker process's ``Services``, built once from the environment (by the start-up step or the first task)."""
+    """This worker process's ``Services``, built once (by the start-up step or the first task) from the settings its
+    Celery configuration was read with."""
     global _services
     with _services_lock:
         if _services is None:
-            _services = Services(Settings.from_env())
+            _services = Services(current())
         return _services
 
 
