@@ -12,7 +12,7 @@ import logging
 from tasks import operations
 from tasks.operations import MissingParentId
 from tasks.park import park
-from tasks.rows import Code, Row, RowFailure, RowState
+from tasks.rows import ErrorCode, Row, RowFailure, RowState
 from tasks.rowstore import RowStore, now
 
 log = logging.getLogger("tagmango.rows")
@@ -74,7 +74,7 @@ def release_dependents(store: RowStore, job_id: str, parent: Row) -> int:
                     operations.take_from_parent(child, current.result or {})
                 except MissingParentId as exc:
                     child.state, child.finished_at = RowState.DEAD, now()
-                    child.error = RowFailure(Code.DEPENDENCY_FAILED, f"parent row {current.row_id}: {exc}")
+                    child.error = RowFailure(ErrorCode.DEPENDENCY_FAILED, f"parent row {current.row_id}: {exc}")
                     if store.save(job_id, child, expect=[RowState.QUEUED]):
                         pending.append(child)
                     continue
@@ -84,7 +84,7 @@ def release_dependents(store: RowStore, job_id: str, parent: Row) -> int:
                     ready.append(child)
             elif current.state is RowState.DEAD:
                 child.state, child.finished_at, child.next_attempt_at = RowState.DEAD, now(), None
-                child.error = RowFailure(Code.DEPENDENCY_FAILED, dependency_message(current))
+                child.error = RowFailure(ErrorCode.DEPENDENCY_FAILED, dependency_message(current))
                 if store.save(job_id, child, expect=[RowState.QUEUED]):
                     pending.append(child)
         published += publish(store, job_id, ready)

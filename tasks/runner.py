@@ -36,7 +36,7 @@ from tasks.operations import CallContext, Operation, Skip
 from tasks.park import Slot, give_back
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
-from tasks.rows import Code, Row, RowFailure, RowState
+from tasks.rows import ErrorCode, Row, RowFailure, RowState
 from tasks.rowstore import now
 from tasks.services import Services
 
@@ -96,7 +96,7 @@ def blocked_failure(blocked: Blocked) -> RowFailure:
     """Why a row of a job whose credential was refused (or missing) is not sent."""
     first = blocked.failure
     cause = " ".join(str(part or "") for part in (first.http_status, first.code, first.message)).split()
-    code = Code.NO_CREDENTIALS if first.code == Code.NO_CREDENTIALS else Code.CREDENTIAL_REFUSED
+    code = ErrorCode.NO_CREDENTIALS if first.code == ErrorCode.NO_CREDENTIALS else ErrorCode.CREDENTIAL_REFUSED
     return RowFailure(code, f"not sent: this job's credential was refused on row {blocked.row} "
                             f"({' '.join(cause)}); fix it and requeue")
 
@@ -108,7 +108,7 @@ def run_row(services: Services, message: Message) -> Outcome:
 class RowRun:
     def __init__(self, services: Services, message: Message) -> None:
         self.services, self.msg = services, message
-        self.store, self.s = services.store, services.settings
+        self.store, self.settings = services.store, services.settings
         self.job_id, self.row_id = message.job_id, message.row_id
         #: The limiter's admission for the row's next request, and whether any request was admitted.
         self.door: Door | None = None
@@ -134,7 +134,7 @@ class RowRun:
         if row.is_final:
             self.release(row)
             return Finished(summary(row))
-        lease = self.lease = self.store.lease(self.job_id, self.row_id, self.s.lease_seconds)
+        lease = self.lease = self.store.lease(self.job_id, self.row_id, self.settings.lease_seconds)
         if not lease.acquire():
             return Later(max(1.0, self.store.lease_left(self.job_id, self.row_id)), self.msg.gen,
                          reason="another copy of this message holds the row")
@@ -148,10 +148,10 @@ class RowRun:
 
     def run_leased(self, row: Row) -> Outcome:
         deliveries = self.store.count_delivery(self.job_id, self.row_id, self.msg.gen)
-        if deliveries > self.s.max_deliveries:
-            return self.dead(row, RowFailure(Code.WORKER_LOST, f"the task for this row was delivered {deliveries - 1} "
-                                                               "times without finishing (a worker died each time); "
-                                                               "requeue it once the cause is fixed"))
+        if deliveries > self.settings.max_deliveries:
+            return self.dead(row, RowFailure(ErrorCode.WORKER_LOST,
+                                             f"the task for this row was delivered {deliveries - 1} times without "
+                                             "finishing (a worker died each time); requeue it once the cause is fixed"))
         job = self.store.job(self.job_id)
         if job is None:
             return Finished({"row": self.row_id, "state": "unknown"})
@@ -160,7 +160,7 @@ class RowRun:
         try:
             cred = self.services.credentials.resolve(job.host, job.api_url)
         except NoCredentials as exc:
-            failure = RowFailure(Code.NO_CREDENTIALS, str(exc))
+            failure = RowFailure(ErrorCode.NO_CREDENTIALS, str(exc))
             self.store.set_job(self.job_id, blocked=Blocked(failure, self.row_id))
             return self.dead(row, failure)
         self.door = self.services.gateway.door(cred)
@@ -210,8 +210,8 @@ class RowRun:
         if self.msg.slot:
             early = self.msg.slot.at - time.time()
             if early > 0.002:
-                time.sleep(min(early, self.s.max_limiter_sleep))
-        deadline = time.monotonic() + self.s.max_limiter_sleep
+                time.sleep(min(early, self.settings.max_limiter_sleep))
+        deadline = time.monotonic() + self.settings.max_limiter_sleep
         while True:
             got = self.door.try_admit()
             if isinstance(got, Pass):
@@ -277,7 +277,7 @@ class RowRun:
     def failed(self, row: Row, exc: errors.ApiError) -> Outcome:
         failure = failure_of(exc)
         row.history = [*row.history, {**failure.as_dict(), "at": now(), "attempt": row.attempts}][-20:]
-        decision = decide(exc, row, self.s)
+        decision = decide(exc, row, self.settings)
         if isinstance(decision, GiveUp):
             if decision.blocks_job:
                 self.store.set_job(self.job_id, blocked=Blocked(decision.failure, self.row_id))

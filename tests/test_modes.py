@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from importer.matching.diffview import action, lines
-from importer.matching import match_live
 from importer.ingest.validate import Options, build_plan
+from importer.matching import match_live
+from importer.matching.diffview import action, lines
 from tasks.credentials import Credential, Credentials
 from tasks.enqueue import enqueue
-from tasks.rows import Code, RowState
+from tasks.rows import ErrorCode, RowState
 from tasks.rowstore import RowStore
 from tasks.services import Services
 from tasks.settings import Settings
@@ -143,7 +143,7 @@ def test_update_mode_only_updates_and_names_what_does_not_exist(importer, sandbo
     rows = importer.run([write(tmp_path, [BASE[0].replace(",p", ",new text"), f"K9,Brand new,x,{MANGO},M,L,d"],
                                "upd.csv")], "update")
     dead = {r.row_id: r.error.code for r in rows.values() if r.state is RowState.DEAD}
-    assert set(dead.values()) == {Code.NOT_IN_TAGMANGO} and len(dead) == 3  # K9's course, module and lesson
+    assert set(dead.values()) == {ErrorCode.NOT_IN_TAGMANGO} and len(dead) == 3  # K9's course, module and lesson
     assert [c["title"] for c in sandbox.data(HOST)["course"]] == ["Watercolour"]
     assert sandbox.tree(HOST)[0]["modules"][0]["chapters"][0]["description"] == "new text"
 
@@ -157,7 +157,8 @@ def test_two_courses_with_the_same_title_are_ambiguous_until_a_course_id_picks_o
     f.write_text(f"external_id,title,mangoes,description\nC,Same title,{MANGO},new\n")
     rows = importer.run([f], "merge")
     [row] = rows.values()
-    assert row.state is RowState.DEAD and row.error.code == Code.AMBIGUOUS_COURSE and "course_id" in row.error.message
+    assert row.state is RowState.DEAD and row.error.code == ErrorCode.AMBIGUOUS_COURSE
+    assert "course_id" in row.error.message
     chosen = sandbox.data(HOST)["course"][1]["_id"]
     f.write_text(f"external_id,title,mangoes,description,course_id\nC,Same title,{MANGO},new,{chosen}\n")
     [row] = importer.run([f], "merge").values()

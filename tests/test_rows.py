@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.job import Job
-from tasks.rows import FINAL, TRANSITIONS, Code, Row, RowFailure, RowState, sources_of
+from tasks.rows import FINAL, TRANSITIONS, ErrorCode, Row, RowFailure, RowState, sources_of
 from tasks.rowstore import IllegalTransition, RowStore
 
 
@@ -30,7 +30,7 @@ def test_predicates():
     assert make(parent="courses:3").waiting_for_parent
     assert not make(parent="courses:3", released=True).waiting_for_parent
     assert not make(parent="courses:3", state=RowState.DEAD).waiting_for_parent
-    assert make(state=RowState.DEAD, error=RowFailure(Code.DEPENDENCY_FAILED, "")).died_of_parent
+    assert make(state=RowState.DEAD, error=RowFailure(ErrorCode.DEPENDENCY_FAILED, "")).died_of_parent
     assert make(state=RowState.SKIPPED).done and make(state=RowState.SKIPPED).is_final
     assert not make(state=RowState.DEAD).done
 

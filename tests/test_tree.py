@@ -15,7 +15,7 @@ from importer.ingest.validate import Options, build_plan
 from tasks.credentials import Credentials
 from tasks.enqueue import enqueue
 from tasks.requeue import requeue_rows
-from tasks.rows import Code, RowState
+from tasks.rows import ErrorCode, RowState
 from tasks.rowstore import RowStore
 from tasks.services import Services
 from tasks.settings import Settings
@@ -181,7 +181,7 @@ def test_a_refused_lesson_holds_the_rest_of_its_module_until_fixed(services, san
     run_in_process(services, job)
     l3, l4, l5 = (store.row(job, f"tree:{n}") for n in (4, 5, 6))
     assert l3.state is RowState.DEAD and l3.error.code == "CHAPTER_USER_ASSET_NOT_FOUND"
-    assert l4.error.code == Code.DEPENDENCY_FAILED and "row tree:4 is dead (CHAPTER_USER_ASSET_NOT_FOUND" in \
+    assert l4.error.code == ErrorCode.DEPENDENCY_FAILED and "row tree:4 is dead (CHAPTER_USER_ASSET_NOT_FOUND" in \
         l4.error.message and l5.error.message == l4.error.message
     assert tree_of(sandbox) == [("C", [("M", ["L1", "L2"])])]  # nothing after the refused lesson
     fixed = write(tmp_path, (header + "\n" + "\n".join(rows) + "\n").replace("https://example.com/x.mp4",
