@@ -68,6 +68,11 @@ def iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def connect(url: str) -> redis.Redis:
+    """A client (a connection pool) on the Redis at ``url``, as the row store and the modules beside it use it."""
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
 def new_job_id() -> str:
     return time.strftime("imp-%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
 
@@ -86,7 +91,7 @@ class RowStore:
 
     @classmethod
     def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30), ttl_days, url)
+        return cls(connect(url), ttl_days, url)
 
     # -- keys ------------------------------------------------------------------------------
     @classmethod

@@ -164,8 +164,9 @@ class RowRun:
             self.store.set_job(self.job_id, blocked=Blocked(failure, self.row_id))
             return self.dead(row, failure)
         self.door = self.services.gateway.door(cred)
-        ctx = CallContext(job_id=self.job_id, call=self.send, ledger=Ledger(self.store.r, cred.api_url, cred.host),
-                          listings=Listings(self.store.r, self.door.key))
+        redis = self.services.redis
+        ctx = CallContext(job_id=self.job_id, call=self.send, ledger=Ledger(redis, cred.api_url, cred.host),
+                          listings=Listings(redis, self.door.key))
         try:
             return self.call(operations.get(row.op), ctx, row)
         except errors.ApiError as exc:
@@ -283,7 +284,7 @@ class RowRun:
                 self.store.set_job(self.job_id, blocked=Blocked(decision.failure, self.row_id))
             return self.dead(row, decision.failure)
         row.state, row.next_attempt_at, row.error = RowState.RETRYING, now() + decision.seconds, failure
-        timeline.count_event(self.store.r, self.job_id, "retry", "retries", self.store.ttl)
+        timeline.count_event(self.services.redis, self.job_id, "retry", "retries", self.store.ttl)
         log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, failure, decision.seconds)
         return self.later(decision.seconds, row=row, error=exc)
 

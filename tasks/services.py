@@ -2,6 +2,8 @@
 
 A worker builds one ``Services`` per process (``tasks.row_tasks.worker_services``); tests build their own against
 the suite's Redis and sandbox (the ``services`` fixture) and run rows in the test process (``tasks.runner``).
+One Redis connection pool serves the row store and every module that owns keys beside it (park, ledger,
+listings, limiter, timeline): they are handed ``redis``, nobody reaches into the store for it.
 """
 
 from __future__ import annotations
@@ -10,17 +12,17 @@ from tasks.credentials import Credentials, NoCredentials
 from tasks.dispatch import Dispatcher, Publisher
 from tasks.gateway import Gateway
 from tasks.limiter import credential_key
-from tasks.rowstore import RowStore
+from tasks.rowstore import RowStore, connect
 from tasks.settings import Settings
 
 
 class Services:
-    def __init__(self, settings: Settings, *, store: RowStore | None = None,
-                 credentials: Credentials | None = None) -> None:
+    def __init__(self, settings: Settings, *, credentials: Credentials | None = None) -> None:
         self.settings = settings
-        self.store = store or RowStore.from_url(settings.redis_url, settings.dead_letter_days)
+        self.redis = connect(settings.redis_url)
+        self.store = RowStore(self.redis, settings.dead_letter_days, settings.redis_url)
         #: The one door to TagMango (client, limiter, retries) for every credential this process sends with.
-        self.gateway = Gateway.from_settings(self.store.r, settings)
+        self.gateway = Gateway.from_settings(self.redis, settings)
         self.credentials = credentials if credentials is not None else Credentials.from_env()
 
     def cred_key(self, api_url: str, host: str) -> str | None:

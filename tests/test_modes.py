@@ -14,28 +14,23 @@ import pytest
 from importer.ingest.validate import Options, build_plan
 from importer.matching import match_live
 from importer.matching.diffview import action, lines
-from tasks.credentials import Credential, Credentials
+from tasks.credentials import Credential
 from tasks.enqueue import enqueue
 from tasks.rows import ErrorCode, RowState
-from tasks.rowstore import RowStore
-from tasks.services import Services
-from tasks.settings import Settings
 from tests.helpers import HOST, MANGO, SAMPLES, TOKEN, run_in_process
 
 HEADER = "course_ref,course_title,course_description,mangoes,module_title,chapter_title,chapter_description"
 
 
 @pytest.fixture
-def importer(redis_server, redis_url, sandbox):
+def importer(redis_server, services_factory, sandbox):
     """``importer.run(files, mode)`` imports like ``run`` does (match, enqueue, run the rows) and returns the job's
     rows; ``importer.lose_redis()`` empties Redis as a new folder would."""
 
     class Importer:
         def __init__(self) -> None:
-            self.store = RowStore.from_url(redis_url)
-            self.services = Services(Settings(redis_url=redis_url, api_url=sandbox.url, rate_limit=1000,
-                                              max_limiter_sleep=2.0), store=self.store,
-                                     credentials=Credentials(api_url=sandbox.url, token=TOKEN))
+            self.services = services_factory(rate_limit=1000)
+            self.store = self.services.store
             self.cred = Credential(sandbox.url, HOST, TOKEN)
 
         def plan(self, files: list[Path], mode: str = "create", options: Options | None = None):  # noqa: ANN201
@@ -52,9 +47,7 @@ def importer(redis_server, redis_url, sandbox):
         def lose_redis(self) -> None:
             redis_server.client().flushall()
 
-    made = Importer()
-    yield made
-    made.services.close()
+    return Importer()
 
 
 def write(tmp_path: Path, rows: list[str], name: str = "tree.csv") -> Path:

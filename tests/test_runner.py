@@ -11,33 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from tasks.credentials import Credentials
 from tasks.enqueue import enqueue
 from tasks.recovery import pending_row_messages
 from tasks.requeue import requeue_rows
 from tasks.rows import ErrorCode, RowState
-from tasks.rowstore import RowStore
 from tasks.runner import Dead, Finished, Later, Message, run_row
 from tasks.services import Services
-from tasks.settings import Settings
 from tests.helpers import HOST, MANGO, TOKEN, plan_of, write_catalog
 
 
 @pytest.fixture
-def start(redis_url, sandbox):
+def start(services_factory, sandbox):
     """``start(files, token=...)`` -> (services, store, job id): the job enqueued, its messages left in the queue."""
-    made = []
 
     def start(files: list[Path], token: str | None = TOKEN, **settings: float):
-        store = RowStore.from_url(redis_url)
-        services = Services(Settings(redis_url=redis_url, api_url=sandbox.url, max_limiter_sleep=2.0, **settings),
-                            store=store, credentials=Credentials(api_url=sandbox.url, token=token))
-        made.append(services)
-        return services, store, enqueue(store, plan_of(*files), sandbox.url, HOST)
+        services = services_factory(token=token, **settings)
+        return services, services.store, enqueue(services.store, plan_of(*files), sandbox.url, HOST)
 
-    yield start
-    for services in made:
-        services.close()
+    return start
 
 
 def run(services: Services, job_id: str, row_id: str, gen: int | None = None):  # noqa: ANN201

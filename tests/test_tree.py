@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from importer.ingest.validate import Options, build_plan
-from tasks.credentials import Credentials
 from tasks.enqueue import enqueue
 from tasks.requeue import requeue_rows
 from tasks.rows import ErrorCode, RowState
-from tasks.rowstore import RowStore
-from tasks.services import Services
-from tasks.settings import Settings
-from tests.helpers import HOST, MANGO, TOKEN, run_in_process
+from tests.helpers import HOST, MANGO, run_in_process
 
 HEADER = "course_ref,course_title,mangoes,module_title,chapter_title,chapter_description"
 CDN = "https://cdn.tagmango.com/v"
@@ -137,12 +133,9 @@ def test_the_six_real_courses_plan_as_their_trees():
 
 
 @pytest.fixture
-def services(redis_url, sandbox):
-    made = Services(Settings(redis_url=redis_url, api_url=sandbox.url, rate_limit=1000, max_limiter_sleep=2.0,
-                             max_attempts=8, backoff_base=0.05, backoff_max=0.2),
-                    store=RowStore.from_url(redis_url), credentials=Credentials(api_url=sandbox.url, token=TOKEN))
-    yield made
-    made.close()
+def services(services_factory):
+    """Retries come quickly here (the sandbox's faults are on in some tests)."""
+    return services_factory(rate_limit=1000, max_attempts=8, backoff_base=0.05, backoff_max=0.2)
 
 
 def tree_of(sandbox, host: str = HOST) -> list[dict]:  # noqa: ANN001
