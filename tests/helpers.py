@@ -16,7 +16,7 @@ from pathlib import Path
 from importer.ingest.validate import Options, build_plan
 from tasks.dispatch import LOCK as DISPATCH_LOCK
 from tasks.park import park_later
-from tasks.rows import ACTIVE, STATES
+from tasks.rows import ACTIVE, STATES, Row, RowState
 from tasks.rowstore import RowStore
 from tasks.runner import Later, Message, run_row
 from tests.services import wait_until
@@ -45,6 +45,26 @@ def write_catalog(path: Path, courses: int, chapters_per_course: int = 0, prefix
     return files
 
 
+def write_tree(path: Path, *lessons: int, course: str = "K1") -> Path:
+    """A curriculum CSV: one course with a module per number, holding that many lessons (0: an empty module)."""
+    lines = ["course_ref,course_title,mangoes,module_title,chapter_title,chapter_description"]
+    for m, count in enumerate(lessons, start=1):
+        lines += [f"{course},Course {course},{MANGO},Module {m},Lesson {m}.{c},About {m}.{c}" for c in
+                  range(1, count + 1)] or [f"{course},Course {course},{MANGO},Module {m},,"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def settle(store: RowStore, job_id: str, row_id: str, result: dict | None = None) -> Row:
+    """Run a row to ``succeeded`` with ``result`` in the store, as a worker would (running, then succeeded)."""
+    row = store.row(job_id, row_id)
+    row.state = RowState.RUNNING
+    store.save(job_id, row)
+    row.state, row.result = RowState.SUCCEEDED, result or {}
+    store.save(job_id, row)
+    return row
+
+
 def plan_of(*files: Path, options: Options | None = None):  # noqa: ANN201
     plan = build_plan(list(files), options or Options())
     assert plan.ok, plan.errors[:5]
@@ -56,13 +76,13 @@ def wait_final(store: RowStore, job_id: str, timeout: float = 120) -> dict:
     return store.counts(job_id)
 
 
-def assert_consistent(store: RowStore, job_id: str) -> Counter:
-    """Counters equal the row states, every row is final, and the total is the job's row count."""
+def assert_consistent(store: RowStore, job_id: str, final: bool = True) -> Counter:
+    """Counters equal the row states, the total is the job's row count, and (``final``) every row is final."""
     states = Counter(store.states(job_id).values())
     counts = store.counts(job_id)
     assert {s: counts.get(s.value, 0) for s in STATES} == {s: states.get(s.value, 0) for s in STATES}
     assert sum(states.values()) == store.job(job_id).total
-    assert not any(states[s.value] for s in ACTIVE)
+    assert not final or not any(states[s.value] for s in ACTIVE)
     return states
 
 
