@@ -231,12 +231,14 @@ class Dispatcher:
                         len(rows), exc)
 
     def take_lock(self) -> bool:
+        """Become the dispatcher, or stay it: True when the lock is (now) ours."""
         return bool(self.r.set(LOCK, self.owner, nx=True, px=int(LOCK_TTL_S * 1000))) or \
             self.r.get(LOCK) == self.owner
 
     # -- the thread --------------------------------------------------------------------------------
     def run(self) -> None:
-        assert self.publisher is not None, "a dispatcher without a publisher can only tick by hand"
+        if self.publisher is None:
+            raise RuntimeError("a dispatcher without a publisher can only tick by hand")
         leader = False
         while not self._stop.is_set():
             try:

@@ -105,6 +105,7 @@ class RowStore:
         return cls.PREFIX, f":{part}"
 
     def job_keys(self, job_id: str) -> list[str]:
+        """Every key of the job (the waiting sets found by a scan), for their lifetime."""
         keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries",
                                             "timeline", "notices")]
         keys += list(self.r.scan_iter(match=self.k(job_id, "waiting:*"), count=1000))
@@ -145,6 +146,7 @@ class RowStore:
         pipe.execute()
 
     def job(self, job_id: str) -> Job | None:
+        """The job record, or None for a job that never was or has expired."""
         raw = self.r.hgetall(self.k(job_id))
         return Job.from_fields({"id": job_id, **{k: json.loads(v) for k, v in raw.items()}}) if raw else None
 
@@ -154,6 +156,7 @@ class RowStore:
                                              for k, v in fields.items()})
 
     def jobs(self, limit: int = 20) -> list[str]:
+        """Job ids, newest first."""
         return list(self.r.zrevrange("tm:jobs", 0, limit - 1))
 
     def latest_job(self) -> str | None:
@@ -161,10 +164,12 @@ class RowStore:
         return ids[0] if ids else None
 
     def job_for_fingerprint(self, fingerprint: str) -> str | None:
+        """The job that imported the same files to the same target in the same mode, if it still exists."""
         job_id = self.r.hget("tm:job-by-fingerprint", fingerprint)
         return job_id if job_id and self.r.exists(self.k(job_id)) else None
 
     def counts(self, job_id: str) -> dict[str, int]:
+        """Rows per state, per ``kind:<kind>:<state>``, and the job's ``n_<tally>`` tallies."""
         raw = self.r.hgetall(self.k(job_id, "counts"))
         return {k: int(v) for k, v in raw.items()}
 
@@ -173,6 +178,7 @@ class RowStore:
         self.r.hincrby(self.k(job_id, "counts"), f"n_{name}", amount)
 
     def is_final(self, job_id: str) -> bool:
+        """No row is queued, running or retrying."""
         counts = self.counts(job_id)
         return not any(counts.get(s.value, 0) for s in ACTIVE)
 
@@ -191,6 +197,7 @@ class RowStore:
                     yield Row.from_json(raw)
 
     def states(self, job_id: str) -> dict[str, str]:
+        """Row id -> state, for every row (one read)."""
         return self.r.hgetall(self.k(job_id, "state"))
 
     def save(self, job_id: str, row: Row, expect: Iterable[RowState] | None = None) -> bool:
@@ -215,15 +222,18 @@ class RowStore:
 
     # -- task messages ---------------------------------------------------------------------
     def generation(self, job_id: str, row_id: str) -> int:
+        """The generation of the row's one live task message; a message of any other is stale."""
         return int(self.r.hget(self.k(job_id, "gen"), row_id) or 0)
 
     def generations(self, job_id: str) -> dict[str, int]:
         return {row_id: int(gen) for row_id, gen in self.r.hgetall(self.k(job_id, "gen")).items()}
 
     def next_generation(self, job_id: str, row_id: str) -> int:
+        """A new generation for a new message of the row (every earlier message becomes stale)."""
         return int(self.r.hincrby(self.k(job_id, "gen"), row_id, 1))
 
     def count_delivery(self, job_id: str, row_id: str, gen: int) -> int:
+        """Count one more delivery of the row's message ``gen``; returns the deliveries so far."""
         return int(self.r.hincrby(self.k(job_id, "deliveries"), f"{row_id}:{gen}", 1))
 
     def lease(self, job_id: str, row_id: str, seconds: float) -> Lock:
@@ -231,11 +241,13 @@ class RowStore:
         return self.r.lock(f"tm:lease:{job_id}:{row_id}", timeout=seconds, blocking=False, thread_local=False)
 
     def lease_left(self, job_id: str, row_id: str) -> float:
+        """Seconds until the row's lease expires (0 when nobody holds it)."""
         ms = self.r.pttl(f"tm:lease:{job_id}:{row_id}")
         return max(ms, 0) / 1000
 
     # -- dependencies ----------------------------------------------------------------------
     def waiting_on(self, job_id: str, parent_row_id: str) -> list[str]:
+        """Ids of the rows that wait for ``parent_row_id`` (planned so; a released row stays listed)."""
         return sorted(self.r.smembers(self.k(job_id, f"waiting:{parent_row_id}")))
 
     def add_waiting(self, job_id: str, parent_row_id: str, row_id: str) -> None:
@@ -244,4 +256,5 @@ class RowStore:
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_row_ids(self, job_id: str) -> list[str]:
+        """Dead rows, oldest dead-lettering first."""
         return list(self.r.zrange(self.k(job_id, "dead"), 0, -1))

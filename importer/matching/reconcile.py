@@ -146,8 +146,7 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode: str, ledger: Ledger | None
         if live is None:
             if mode == "update" and not row.is_final:
                 _dead(row, ErrorCode.NOT_IN_TAGMANGO, "no such course in TagMango (by key or title under its mangoes); "
-                                                      "update mode only changes what exists: use --mode merge to "
-                                                      "create it")
+                                                 "update mode only changes what exists: use --mode merge to create it")
                 for child in by_course.get(row.key, []):
                     _dead(child, ErrorCode.NOT_IN_TAGMANGO, f"its course {row.key!r} is not in TagMango (update mode)")
             continue
@@ -193,8 +192,8 @@ def _match_course(row: Row, catalog: LiveCatalog, ledger: Ledger | None, claimed
     if len(found) > 1 and len(best) != 1:
         ids = ", ".join(c["_id"] for c in found)
         _dead(row, ErrorCode.AMBIGUOUS_COURSE, f"{len(found)} courses titled {row.body['title']!r} exist under these "
-                                               f"mangoes ({ids}); nothing is written for this course: add a course_id "
-                                               "column with the one to use")
+                                          f"mangoes ({ids}); nothing is written for this course: add a course_id "
+                                          "column with the one to use")
         return None
     course_id = (best or found)[0]["_id"]
     claimed.add(course_id)
@@ -237,7 +236,7 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
             if mode == "update":
                 for row in (module, *own):
                     _dead(row, ErrorCode.NOT_IN_TAGMANGO, f"module {position} of {course_row.key!r} is not in TagMango "
-                                                          "(update mode creates nothing)")
+                                                     "(update mode creates nothing)")
             continue
         module_id = live_modules[index]
         live = catalog.module(module_id) or {"_id": module_id, "chapters": []}
@@ -275,7 +274,7 @@ def _settle_lessons(course_row: Row, module: Row, lessons: list[Row], live_chapt
         if index >= len(live_chapters):
             if mode == "update":
                 _dead(lesson, ErrorCode.NOT_IN_TAGMANGO, f"lesson {index + 1} of module "
-                                                         f"{lesson.params['module_position']} is not in TagMango")
+                                                    f"{lesson.params['module_position']} is not in TagMango")
             continue
         chapter_id = live_chapters[index]
         result = {**{k: v for k, v in module_result.items() if k != "placeholder_chapters"}, "chapter_id": chapter_id}
