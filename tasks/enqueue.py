@@ -16,6 +16,7 @@ import socket
 from typing import Protocol
 
 from tasks import operations
+from tasks.job import Job
 from tasks.producer import publish, release_dependents
 from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, new_job_id, now
@@ -50,10 +51,10 @@ def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, labe
     """Record the job and its rows (nothing is published yet)."""
     job_id = new_job_id()
     rows = rows_for(plan)
-    job = {"id": job_id, "created_at": now(), "files": plan.files, "api_url": api_url.rstrip("/"),
-           "host": host.lower(), "total": len(rows), "label": label or ", ".join(f["name"] for f in plan.files),
-           "fingerprint": fingerprint(plan, api_url, host, mode), "headers": plan.headers, "published": False,
-           "blocked": None, "enqueued_from": socket.gethostname(), "mode": mode}
+    job = Job(id=job_id, created_at=now(), files=plan.files, api_url=api_url.rstrip("/"), host=host.lower(),
+              total=len(rows), label=label or ", ".join(f["name"] for f in plan.files),
+              fingerprint=fingerprint(plan, api_url, host, mode), headers=plan.headers, mode=mode,
+              extra={"enqueued_from": socket.gethostname()})
     store.create_job(job, rows)
     return job_id
 

@@ -1,9 +1,8 @@
-"""The producer side: publishing row messages, releasing rows that wait for a parent, dead-lettering.
+"""The producer side: queueing rows, releasing rows that wait for a parent, dead-lettering.
 
-Used by the command line (enqueue, requeue, resume) and by workers (a finished row releases its
-dependents). Rows are parked per target and handed to the Celery queue by the dispatcher (``tasks.dispatch``,
-by task *name*), so nothing here imports the task module: the task module imports this one, never the other
-way round.
+Used by the command line (enqueue, requeue, resume) and by workers (a finished row releases its dependents).
+``publish`` is the park's first door (tasks.park): the dispatcher hands parked rows to the Celery queue by task
+*name*, so nothing here imports the task module.
 """
 
 from __future__ import annotations
@@ -12,13 +11,11 @@ import logging
 
 from tasks import operations
 from tasks.operations import MissingParentId
-from tasks.rows import Code, Row, RowFailure, RowState
+from tasks.park import park
+from tasks.rows import ErrorCode, Row, RowFailure, RowState
 from tasks.rowstore import RowStore, now
 
 log = logging.getLogger("tagmango.rows")
-
-#: Flower shows this much of a row's title as the task's third argument.
-TITLE_IN_MESSAGE = 120
 
 
 def dependency_message(dead_parent: Row) -> str:
@@ -33,22 +30,19 @@ def dependency_message(dead_parent: Row) -> str:
 
 
 def publish(store: RowStore, job_id: str, rows: list[Row]) -> int:
-    """Queue rows to be sent: each is parked for its job's target (API URL + host) until the dispatcher hands it
-    to a worker at its rate-limit slot (``tasks.dispatch``), as one Celery message carrying job id, row id,
-    title and the row's generation at that moment: never the body, never a token. One round trip for the job,
-    one for the rows; the connection is the store's, so the command line and tests queue to the Redis they
-    were given, whatever this process's environment says.
+    """Queue rows to be sent: each is parked for its job's target (API URL + host) in input order until the
+    dispatcher hands it to a worker at its rate-limit slot (``tasks.dispatch``), as one Celery message carrying
+    job id, row id, title and the row's generation at that moment: never the body, never a token. One round trip
+    for the job, one for the rows, on the store's Redis (the command line and tests queue to the Redis they were
+    given, whatever this process's environment says).
     """
     if not rows:
         return 0
-    from tasks.dispatch import park
-
     job = store.job(job_id)
     if job is None:
         log.warning("job %s not found (expired?); %d row(s) not queued", job_id, len(rows))
         return 0
-    return park(store.r, str(job["api_url"]), str(job["host"]), job_id,
-                [(row.op, row.row_id, row.title[:TITLE_IN_MESSAGE]) for row in rows])
+    return park(store, job, [(row.op, row.row_id, row.title) for row in rows])
 
 
 def mark_dead(store: RowStore, job_id: str, row: Row, failure: RowFailure) -> None:
@@ -80,7 +74,7 @@ def release_dependents(store: RowStore, job_id: str, parent: Row) -> int:
                     operations.take_from_parent(child, current.result or {})
                 except MissingParentId as exc:
                     child.state, child.finished_at = RowState.DEAD, now()
-                    child.error = RowFailure(Code.DEPENDENCY_FAILED, f"parent row {current.row_id}: {exc}")
+                    child.error = RowFailure(ErrorCode.DEPENDENCY_FAILED, f"parent row {current.row_id}: {exc}")
                     if store.save(job_id, child, expect=[RowState.QUEUED]):
                         pending.append(child)
                     continue
@@ -90,7 +84,7 @@ def release_dependents(store: RowStore, job_id: str, parent: Row) -> int:
                     ready.append(child)
             elif current.state is RowState.DEAD:
                 child.state, child.finished_at, child.next_attempt_at = RowState.DEAD, now(), None
-                child.error = RowFailure(Code.DEPENDENCY_FAILED, dependency_message(current))
+                child.error = RowFailure(ErrorCode.DEPENDENCY_FAILED, dependency_message(current))
                 if store.save(job_id, child, expect=[RowState.QUEUED]):
                     pending.append(child)
         published += publish(store, job_id, ready)

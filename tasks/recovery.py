@@ -1,21 +1,14 @@
 """Rows whose task message is gone, given a fresh one.
 
-A message can vanish: Redis loses its last second of writes in a crash, a worker dies between taking a
-message off the queue and recording it as unacknowledged, or the process that saved a row died before
-publishing its message. Such a row stays active forever unless someone notices.
+A message can vanish (Redis loses its last second of writes in a crash, a worker dies between taking a message and
+recording it as unacknowledged, a process dies between saving a row and parking it), and the row then stays active
+forever. Idle is not enough to tell: rows wait parked behind the rate limiter far longer than any timeout. So a row
+is stuck only when it is idle *and* its current generation is neither parked nor in the broker; see the README's
+"Lost messages". Keys it reads and owns::
 
-"Nobody touched it for a while" is not enough to notice: in a big job most rows wait for the rate limiter
-far longer than any timeout, parked in Redis (``tasks.dispatch``), and republishing them would churn them
-and waste rate-limit slots. So a row counts as stuck only when it has been idle for a while *and* it is
-neither parked nor has a message for its current generation in the broker (the queue lists or kombu's
-``unacked`` hash, which holds the messages workers are running). A row missing from both is looked for again a
-second later (it may have been on its way from one to the other). They are only read entry
-by entry when they hold fewer entries than the job has active rows, so the usual check costs a handful of
-``LLEN``/``HLEN``/``ZCARD`` calls.
-
-Every worker runs a sweeper thread (``start_sweeper``, one sweep at a time across workers through a Redis
-lock) over the jobs that are not final, so recovery does not depend on anyone watching; the command line
-also sweeps the job it follows (``importer.report.follow``).
+    tagmango, tagmango\x06\x16{3,6,9}   lists   kombu's queue (by priority): messages not yet delivered
+    unacked                            hash    kombu's messages delivered to a worker and not acknowledged
+    tm:sweep:lock                      string  one sweep at a time across workers (expires, never released)
 """
 
 from __future__ import annotations
@@ -33,8 +26,8 @@ import redis
 
 from tasks import operations
 from tasks.defaults import QUEUE
-from tasks.dispatch import parked_count, parked_entries
-from tasks.ledger import target_id
+from tasks.job import Job
+from tasks.park import parked_count, parked_entries
 from tasks.producer import publish, release_dependents
 from tasks.rows import ACTIVE, Row, RowState
 from tasks.rowstore import RowStore, now
@@ -49,6 +42,7 @@ UNACKED_KEY = "unacked"
 TRANSIT_S = 1.0
 #: kombu's separator for the per-priority lists of a queue (``queue``, ``queue\x06\x163``, ...).
 PRIORITY_SEP = "\x06\x16"
+SWEEP_LOCK = "tm:sweep:lock"
 
 
 def _queue_lists() -> list[str]:
@@ -90,27 +84,28 @@ def broker_row_messages(store: RowStore, batch: int = 1000) -> Iterator[tuple[st
             yield found
 
 
-def parked_row_messages(store: RowStore, job: dict) -> Iterator[tuple[str, str, int]]:
+def parked_row_messages(store: RowStore, job: Job) -> Iterator[tuple[str, str, int]]:
     """The job's parked rows, as (job id, row id, current generation): the dispatcher publishes a parked row
     with the generation it has then, so a parked row has its pending message by definition."""
-    gens = store.generations(job["id"])
-    for _op, job_id, row_id, _title in parked_entries(store.r, target_id(str(job["api_url"]), str(job["host"]))):
-        if job_id == job["id"]:
+    gens = store.generations(job.id)
+    for _op, job_id, row_id, _title in parked_entries(store, job.target):
+        if job_id == job.id:
             yield job_id, row_id, gens.get(row_id, 0)
 
 
-def pending_row_messages(store: RowStore, job: dict) -> Iterator[tuple[str, str, int]]:
+def pending_row_messages(store: RowStore, job: Job) -> Iterator[tuple[str, str, int]]:
     """Parked rows first, then the broker's messages (the order in which a row moves between them)."""
     yield from parked_row_messages(store, job)
     yield from broker_row_messages(store)
 
 
 def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
+    """Active rows idle for ``idle_for`` seconds whose current message is neither parked nor in the broker."""
     states = store.states(job_id)
     active = [row_id for row_id, state in states.items() if RowState(state) in ACTIVE]
-    job = store.job(job_id) or {}
+    job = store.job(job_id)
     cutoff = now() - idle_for
-    created = float(job.get("created_at") or 0)  # rows not touched since enqueue
+    created = job.created_at if job else 0.0  # rows not touched since enqueue
     needing_message = 0
     idle = []
     for row in store.rows(job_id, active):
@@ -121,7 +116,7 @@ def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
             idle.append(row)
     if not idle or not job:
         return []
-    parked = parked_count(store.r, target_id(str(job["api_url"]), str(job["host"])))
+    parked = parked_count(store, job.target)
     if parked + broker_message_count(store) >= needing_message:
         return []
     missing = _without_message(store, job, idle)
@@ -130,15 +125,16 @@ def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
         # queue and ``unacked`` (a worker just took it) is in neither for a few milliseconds: look once more.
         time.sleep(TRANSIT_S)
         again = {row.row_id: row for row in store.rows(job_id, [r.row_id for r in missing])}
-        missing = _without_message(store, job, [again[r.row_id] for r in missing if r.row_id in again and
-                                                 again[r.row_id].updated_at == r.updated_at and again[r.row_id].is_active])
+        missing = _without_message(store, job, [again[r.row_id] for r in missing if r.row_id in again
+                                                 and again[r.row_id].updated_at == r.updated_at
+                                                 and again[r.row_id].is_active])
     return missing
 
 
-def _without_message(store: RowStore, job: dict, rows: list[Row]) -> list[Row]:
+def _without_message(store: RowStore, job: Job, rows: list[Row]) -> list[Row]:
     """The rows whose current generation has no message parked, queued or held by a worker."""
-    present = {(row_id, gen) for job_, row_id, gen in pending_row_messages(store, job) if job_ == job["id"]}
-    gens = store.generations(job["id"])
+    present = {(row_id, gen) for job_, row_id, gen in pending_row_messages(store, job) if job_ == job.id}
+    gens = store.generations(job.id)
     return [row for row in rows if (row.row_id, gens.get(row.row_id, 0)) not in present]
 
 
@@ -186,23 +182,34 @@ def sweep_jobs(store: RowStore, idle_for: float, recent: int = 200) -> int:
     return total
 
 
-def start_sweeper(store: RowStore, settings: Settings) -> threading.Thread:
+class Sweeper:
     """A daemon thread sweeping every third of the idle limit; the lock makes it one worker per round."""
-    every = max(5.0, settings.recovery_idle / 3)
-    me = f"{socket.gethostname()}:{os.getpid()}"
 
-    def loop() -> None:
-        while True:
-            time.sleep(every)
+    def __init__(self, store: RowStore, settings: Settings) -> None:
+        self.store, self.idle = store, settings.recovery_idle
+        self.every = max(5.0, settings.recovery_idle / 3)
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+
+    def sweep_if_mine(self) -> None:
+        """One sweep per period across workers: the lock is never released, it expires."""
+        lock = self.store.r.lock(SWEEP_LOCK, timeout=max(1.0, self.every * 0.9), blocking=False)
+        if lock.acquire(token=self.me):
+            sweep_jobs(self.store, self.idle)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.every):
             try:
-                # One sweep per period across workers: the lock is never released, it expires.
-                if store.r.lock("tm:sweep:lock", timeout=max(1.0, every * 0.9), blocking=False).acquire(token=me):
-                    sweep_jobs(store, settings.recovery_idle)
+                self.sweep_if_mine()
             except redis.ConnectionError as exc:  # Redis restarting: try again next round
                 log.info("recovery sweep skipped, Redis unavailable: %s", exc)
             except Exception:  # noqa: BLE001 - a bug must not stop the sweeper; say what it was
                 log.exception("recovery sweep failed")
 
-    thread = threading.Thread(target=loop, name="tagmango-recovery", daemon=True)
-    thread.start()
-    return thread
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="tagmango-recovery", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()

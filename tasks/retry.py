@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from tasks import errors
 from tasks.backoff import retry_delay
-from tasks.rows import Code, Row, RowFailure
+from tasks.rows import ErrorCode, Row, RowFailure
 from tasks.settings import Settings
 
 #: errorCodes that mean "this credential cannot import here at all": stop sending the job's other rows.
@@ -47,7 +47,7 @@ def decide(error: errors.ApiError, row: Row, settings: Settings) -> RetryAfter |
     if row.round_attempts >= settings.max_attempts:
         last = " ".join(str(p) for p in (error.status or type(error).__name__, error.error_code or "", error.message)
                         if p)
-        return GiveUp(RowFailure(Code.RETRIES_EXHAUSTED, f"gave up after {row.round_attempts} attempts; last error: "
-                                 f"{last}", http_status=error.status, kind=type(error).__name__))
+        return GiveUp(RowFailure(ErrorCode.RETRIES_EXHAUSTED, f"gave up after {row.round_attempts} attempts; last "
+                                 f"error: {last}", http_status=error.status, kind=type(error).__name__))
     retry_after = error.retry_after if isinstance(error, errors.RateLimited) else None
     return RetryAfter(retry_delay(row.round_attempts, settings.backoff_base, settings.backoff_max, retry_after))

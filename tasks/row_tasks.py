@@ -1,61 +1,60 @@
-"""The Celery tasks: one per TagMango operation, each running one row (``tasks.runner``), and ``requeue``.
+"""The Celery side of a worker: one task per TagMango operation (each runs one row, ``tasks.runner``), ``requeue``,
+the sending of dispatched rows as task messages, and the start-up step that runs the dispatcher and the sweeper.
 
-A task message carries only the job id, the row id (``<sheet>:<row>``), the title (for Flower), the
-row's generation and the rate-limit slot the dispatcher gave it (``tasks.dispatch``); everything else,
-including the exact request body, is in the row record in Redis, and the token comes from the worker's
-environment (``tasks.credentials``). A row that must wait (a retry's backoff, the limiter) is parked again
-in Redis, not held as a countdown in worker memory. The services a task needs are built
-once per worker process by the base class ``RowTask``.
+A task message carries only the job id, the row id (``<sheet>:<row>``), the title (for Flower), the row's generation
+and its ``Slot``; the body is in the row record in Redis, the token in the worker's environment. Only workers load
+this module (``include`` in ``tasks.celery_app``), which is why the start-up step is registered here.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from celery import Task
+from celery import bootsteps
 from celery.exceptions import Retry
 
 from tasks import operations
-from tasks.dispatch import park
 from tasks.celery_app import app
+from tasks.dispatch import Dispatched, Dispatcher, Publisher, PublishRows
 from tasks.operations import Operation
+from tasks.park import Slot, park_later
+from tasks.recovery import Sweeper
+from tasks.requeue import requeue_rows
 from tasks.runner import Dead, Later, Message, run_row
 from tasks.services import Services
-from tasks.settings import Settings
+from tasks.settings import current
+
+_services: Services | None = None
+_services_lock = threading.Lock()
+
+
+def worker_services() -> Services:
+    """This worker process's ``Services``, built once (by the start-up step or the first task) from the settings its
+    Celery configuration was read with."""
+    global _services
+    with _services_lock:
+        if _services is None:
+            _services = Services(current())
+        return _services
+
+
+# -- the tasks --------------------------------------------------------------------------------------
 
 
 class RowDead(Exception):
     """Raised after a row is dead-lettered, so Flower shows the task as failed with the reason."""
 
 
-class RowTask(Task):
-    """Base class of the row tasks: the process's ``Services``, built once from the environment."""
-
-    _services: ClassVar[Services | None] = None
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    @classmethod
-    def shared_services(cls) -> Services:
-        with cls._lock:
-            if RowTask._services is None:
-                RowTask._services = Services(Settings.from_env())
-            return RowTask._services
-
-    @property
-    def services(self) -> Services:
-        return self.shared_services()
-
-
-def execute(task: Task, op: Operation, job_id: str, row_id: str, title: str, gen: int, slot_at: list | None) -> dict:
-    services = task.services
-    outcome = run_row(services, Message(job_id, row_id, gen, slot_at))
+def execute(op: Operation, job_id: str, row_id: str, title: str, gen: int, slot: Slot | None) -> dict:
+    services = worker_services()
+    outcome = run_row(services, Message(job_id, row_id, gen, slot))
     if isinstance(outcome, Later):
-        # Parked until it is due again (tasks.dispatch), not held by this worker; Flower shows a retry.
-        job = services.store.job(job_id)
-        if job is not None:
-            park(services.store.r, str(job["api_url"]), str(job["host"]), job_id, [(op.name, row_id, title)],
-                 delay=outcome.countdown)
+        # Parked until it is due again (tasks.park), not held by this worker; Flower shows a retry.
+        park_later(services.store, job_id, (op.name, row_id, title), outcome.countdown)
         raise Retry(outcome.reason or None, exc=outcome.error, when=outcome.countdown)
     if isinstance(outcome, Dead):
         raise RowDead(f"{row_id}: {outcome.failure}")
@@ -63,23 +62,83 @@ def execute(task: Task, op: Operation, job_id: str, row_id: str, title: str, gen
 
 
 def _task_for(op: Operation) -> Any:
-    def run(self: Task, job_id: str, row_id: str, title: str, gen: int = 0, slot_at: list | None = None) -> dict:
-        return execute(self, op, job_id, row_id, title, gen, slot_at)
+    def run(job_id: str, row_id: str, title: str, gen: int = 0, slot_at: list | None = None) -> dict:
+        # The message carries the Slot as JSON, a list [at, target].
+        slot = Slot(float(slot_at[0]), str(slot_at[1])) if slot_at else None
+        return execute(op, job_id, row_id, title, gen, slot)
 
     run.__name__ = op.name
     run.__qualname__ = op.name
     run.__doc__ = f"{op.name}: one row ({op.kind}), arguments job id, row id, title."
-    return app.task(name=op.task_name, base=RowTask, bind=True, max_retries=None, throws=(RowDead,))(run)
+    return app.task(name=op.task_name, max_retries=None, throws=(RowDead,))(run)
 
 
 ROW_TASKS = {op.name: _task_for(op) for op in operations.OPERATIONS}
 
 
-@app.task(name="tagmango.requeue", base=RowTask, bind=True, ignore_result=False)
-def requeue(self: RowTask, job_id: str, error_code: str | None = None, http_status: int | None = None,
+@app.task(name="tagmango.requeue", ignore_result=False)
+def requeue(job_id: str, error_code: str | None = None, http_status: int | None = None,
             rows: list[int] | None = None, all_rows: bool = False) -> dict:
     """Send a job's dead rows again (also callable from Flower's API: /api/task/async-apply/tagmango.requeue)."""
-    from tasks.requeue import requeue_rows
-
-    return requeue_rows(self.services.store, job_id, error_code=error_code, http_status=http_status,
+    return requeue_rows(worker_services().store, job_id, error_code=error_code, http_status=http_status,
                         rows=set(rows) if rows else None, everything=all_rows)
+
+
+# -- sending dispatched rows ------------------------------------------------------------------------
+
+
+def task_id(job_id: str, row_id: str) -> str:
+    """One Celery task id per row, across its retries (Flower shows one task per row)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tagmango:{job_id}/{row_id}"))
+
+
+def send(producer: Any, rows: list[Dispatched]) -> None:
+    """Publish dispatched rows as task messages of their operations, by task name."""
+    for row in rows:
+        app.send_task(operations.get(row.op).task_name, args=(row.job_id, row.row_id, row.title),
+                      kwargs={"gen": row.gen, "slot_at": row.slot}, task_id=task_id(row.job_id, row.row_id),
+                      retries=row.attempts, producer=producer, ignore_result=True, add_to_parent=False)
+
+
+def celery_publisher(broker_url: str) -> Publisher:
+    """The dispatcher's publisher: one broker connection and producer for each spell as the leader."""
+
+    @contextmanager
+    def connect() -> Iterator[PublishRows]:
+        with app.connection_for_write(broker_url) as conn, conn.Producer() as producer:
+            yield lambda rows: send(producer, rows)
+
+    return connect
+
+
+# -- the worker's start-up step ---------------------------------------------------------------------
+
+
+class BackgroundThreads(bootsteps.StartStopStep):
+    """Each worker process runs a dispatcher (parked rows go to the queue when their slot comes, tasks.dispatch) and
+    the recovery sweeper (rows whose message was lost get a fresh one, tasks.recovery); one of each works at a time
+    across all workers, through Redis locks."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.dispatcher: Dispatcher | None = None
+        self.sweeper: Sweeper | None = None
+
+    def start(self, worker: Any) -> None:
+        services = worker_services()
+        self.sweeper = Sweeper(services.store, services.settings)
+        self.sweeper.start()
+        self.dispatcher = services.dispatcher(celery_publisher(services.settings.redis_url))
+        self.dispatcher.start()
+
+    def stop(self, worker: Any) -> None:
+        for thread in (self.dispatcher, self.sweeper):
+            if thread is not None:
+                thread.stop()
+
+    terminate = stop
+
+
+app.steps["worker"].add(BackgroundThreads)

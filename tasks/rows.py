@@ -59,7 +59,7 @@ def sources_of(state: RowState) -> frozenset[RowState]:
     return frozenset(s for s, targets in TRANSITIONS.items() if state in targets)
 
 
-class Code:
+class ErrorCode:
     """Error codes the importer itself gives to dead rows (TagMango's own come from its answers)."""
 
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
@@ -74,7 +74,7 @@ class Code:
 
 @dataclass(frozen=True)
 class RowFailure:
-    """Why a row failed: TagMango's answer (status, errorCode, message) or one of our own ``Code``s."""
+    """Why a row failed: TagMango's answer (status, errorCode, message) or one of our own ``ErrorCode``s."""
 
     code: str | None
     message: str
@@ -153,7 +153,7 @@ class Row:
 
     @property
     def died_of_parent(self) -> bool:
-        return self.state is RowState.DEAD and self.error is not None and self.error.code == Code.DEPENDENCY_FAILED
+        return self.state is RowState.DEAD and self.error is not None and self.error.code == ErrorCode.DEPENDENCY_FAILED
 
     @property
     def done(self) -> bool:

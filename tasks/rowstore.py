@@ -1,9 +1,13 @@
 """Jobs and their rows in Redis: the importer's own record of every row (Flower is only a view).
 
-Keys (``{j}`` = job id)::
+A row's state and the job's counters move together in one Lua script, which also refuses a change the
+``TRANSITIONS`` table (tasks.rows) does not allow, so the counters always add up to the rows. Every task message
+carries the row's generation: a message whose generation is not current (a redelivered copy, a superseded retry)
+is dropped by the runner. Keys (``{j}`` = job id)::
 
     tm:jobs                  zset   job id -> created time
-    tm:job:{j}               hash   job fields (files, api_url, host, total, blocked, ...)
+    tm:job-by-fingerprint    hash   fingerprint -> job id (the same files again resume their job)
+    tm:job:{j}               hash   the job record (tasks.job.Job), one JSON value per field
     tm:job:{j}:rows          hash   row id -> JSON row record (tasks.rows.Row)
     tm:job:{j}:state         hash   row id -> state; changed only together with the counters
     tm:job:{j}:counts        hash   state -> rows; kind:<kind>:<state> -> rows; n_<tally> -> job tallies
@@ -15,11 +19,6 @@ Keys (``{j}`` = job id)::
     tm:job:{j}:timeline      hash   "<event>:<epoch second>" -> requests sent, 429s, retries (tasks.timeline)
     tm:job:{j}:notices       hash   kind -> what was said once about the job (tasks.timeline)
     tm:lease:{j}:{r}         string the lock token of the task working on row r (expires)
-
-A row's state and the counters move together in one Lua script, which also refuses a state change the
-``TRANSITIONS`` table does not allow, so the counters always add up to the rows. Every task message carries
-the row's generation; a message whose generation is not current (a redelivered copy, a retry that was
-superseded) is dropped without doing anything.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from collections.abc import Iterable, Iterator
 import redis
 from redis.lock import Lock
 
+from tasks.job import Blocked, Job
 from tasks.rows import ACTIVE, STATES, Row, RowState, sources_of
 
 _TRANSITION = """
@@ -68,12 +68,20 @@ def iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def connect(url: str) -> redis.Redis:
+    """A client (a connection pool) on the Redis at ``url``, as the row store and the modules beside it use it."""
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
 def new_job_id() -> str:
     return time.strftime("imp-%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
 
 
 class RowStore:
     """All reads and writes of job and row records. Thread-safe (redis-py pools connections)."""
+
+    #: ``tm:job:{j}:{part}``; the dispatcher's Lua builds the rows and gen keys from it (``key_around``).
+    PREFIX = "tm:job:"
 
     def __init__(self, client: redis.Redis, ttl_days: float = 30.0, url: str = "") -> None:
         self.r = client
@@ -83,25 +91,32 @@ class RowStore:
 
     @classmethod
     def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30), ttl_days, url)
+        return cls(connect(url), ttl_days, url)
 
     # -- keys ------------------------------------------------------------------------------
-    @staticmethod
-    def k(job_id: str, part: str = "") -> str:
-        return f"tm:job:{job_id}" + (f":{part}" if part else "")
+    @classmethod
+    def k(cls, job_id: str, part: str = "") -> str:
+        return cls.PREFIX + job_id + (f":{part}" if part else "")
+
+    @classmethod
+    def key_around(cls, part: str) -> tuple[str, str]:
+        """(prefix, suffix) such that ``prefix + job id + suffix`` is the job's ``part`` key: for a Lua script that
+        finds the job in a value (the dispatcher reads a parked row's attempts and generation)."""
+        return cls.PREFIX, f":{part}"
 
     def job_keys(self, job_id: str) -> list[str]:
+        """Every key of the job (the waiting sets found by a scan), for their lifetime."""
         keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries",
                                             "timeline", "notices")]
         keys += list(self.r.scan_iter(match=self.k(job_id, "waiting:*"), count=1000))
         return keys
 
     # -- jobs ------------------------------------------------------------------------------
-    def create_job(self, job: dict, rows: list[Row]) -> None:
+    def create_job(self, job: Job, rows: list[Row]) -> None:
         """Write the job and every row record in one transaction: all or nothing."""
-        job_id = job["id"]
+        job_id = job.id
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.items()})
+        pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.to_fields().items()})
         counts: dict[str, int] = dict.fromkeys((s.value for s in STATES), 0)
         for start in range(0, len(rows), 2000):
             chunk = rows[start:start + 2000]
@@ -117,26 +132,31 @@ class RowStore:
                 if r.waiting_for_parent:
                     pipe.sadd(self.k(job_id, f"waiting:{r.parent}"), r.row_id)
         pipe.hset(self.k(job_id, "counts"), mapping=counts)
-        pipe.zadd("tm:jobs", {job_id: job["created_at"]})
-        if job.get("fingerprint"):
-            pipe.hset("tm:job-by-fingerprint", job["fingerprint"], job_id)
+        pipe.zadd("tm:jobs", {job_id: job.created_at})
+        if job.fingerprint:
+            pipe.hset("tm:job-by-fingerprint", job.fingerprint, job_id)
         pipe.execute()
         self.refresh_ttl(job_id)
 
     def refresh_ttl(self, job_id: str) -> None:
+        """Every key of the job lives ``ttl`` from now (30 days by default: the dead letters' lifetime)."""
         pipe = self.r.pipeline(transaction=False)
         for key in self.job_keys(job_id):
             pipe.expire(key, self.ttl)
         pipe.execute()
 
-    def job(self, job_id: str) -> dict | None:
+    def job(self, job_id: str) -> Job | None:
+        """The job record, or None for a job that never was or has expired."""
         raw = self.r.hgetall(self.k(job_id))
-        return {k: json.loads(v) for k, v in raw.items()} if raw else None
+        return Job.from_fields({"id": job_id, **{k: json.loads(v) for k, v in raw.items()}}) if raw else None
 
     def set_job(self, job_id: str, **fields: object) -> None:
-        self.r.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+        """Change or add fields of the job record (a ``Blocked`` is stored as its dict)."""
+        self.r.hset(self.k(job_id), mapping={k: json.dumps(v.as_dict() if isinstance(v, Blocked) else v)
+                                             for k, v in fields.items()})
 
     def jobs(self, limit: int = 20) -> list[str]:
+        """Job ids, newest first."""
         return list(self.r.zrevrange("tm:jobs", 0, limit - 1))
 
     def latest_job(self) -> str | None:
@@ -144,10 +164,12 @@ class RowStore:
         return ids[0] if ids else None
 
     def job_for_fingerprint(self, fingerprint: str) -> str | None:
+        """The job that imported the same files to the same target in the same mode, if it still exists."""
         job_id = self.r.hget("tm:job-by-fingerprint", fingerprint)
         return job_id if job_id and self.r.exists(self.k(job_id)) else None
 
     def counts(self, job_id: str) -> dict[str, int]:
+        """Rows per state, per ``kind:<kind>:<state>``, and the job's ``n_<tally>`` tallies."""
         raw = self.r.hgetall(self.k(job_id, "counts"))
         return {k: int(v) for k, v in raw.items()}
 
@@ -156,6 +178,7 @@ class RowStore:
         self.r.hincrby(self.k(job_id, "counts"), f"n_{name}", amount)
 
     def is_final(self, job_id: str) -> bool:
+        """No row is queued, running or retrying."""
         counts = self.counts(job_id)
         return not any(counts.get(s.value, 0) for s in ACTIVE)
 
@@ -174,6 +197,7 @@ class RowStore:
                     yield Row.from_json(raw)
 
     def states(self, job_id: str) -> dict[str, str]:
+        """Row id -> state, for every row (one read)."""
         return self.r.hgetall(self.k(job_id, "state"))
 
     def save(self, job_id: str, row: Row, expect: Iterable[RowState] | None = None) -> bool:
@@ -198,15 +222,18 @@ class RowStore:
 
     # -- task messages ---------------------------------------------------------------------
     def generation(self, job_id: str, row_id: str) -> int:
+        """The generation of the row's one live task message; a message of any other is stale."""
         return int(self.r.hget(self.k(job_id, "gen"), row_id) or 0)
 
     def generations(self, job_id: str) -> dict[str, int]:
         return {row_id: int(gen) for row_id, gen in self.r.hgetall(self.k(job_id, "gen")).items()}
 
     def next_generation(self, job_id: str, row_id: str) -> int:
+        """A new generation for a new message of the row (every earlier message becomes stale)."""
         return int(self.r.hincrby(self.k(job_id, "gen"), row_id, 1))
 
     def count_delivery(self, job_id: str, row_id: str, gen: int) -> int:
+        """Count one more delivery of the row's message ``gen``; returns the deliveries so far."""
         return int(self.r.hincrby(self.k(job_id, "deliveries"), f"{row_id}:{gen}", 1))
 
     def lease(self, job_id: str, row_id: str, seconds: float) -> Lock:
@@ -214,11 +241,13 @@ class RowStore:
         return self.r.lock(f"tm:lease:{job_id}:{row_id}", timeout=seconds, blocking=False, thread_local=False)
 
     def lease_left(self, job_id: str, row_id: str) -> float:
+        """Seconds until the row's lease expires (0 when nobody holds it)."""
         ms = self.r.pttl(f"tm:lease:{job_id}:{row_id}")
         return max(ms, 0) / 1000
 
     # -- dependencies ----------------------------------------------------------------------
     def waiting_on(self, job_id: str, parent_row_id: str) -> list[str]:
+        """Ids of the rows that wait for ``parent_row_id`` (planned so; a released row stays listed)."""
         return sorted(self.r.smembers(self.k(job_id, f"waiting:{parent_row_id}")))
 
     def add_waiting(self, job_id: str, parent_row_id: str, row_id: str) -> None:
@@ -227,4 +256,5 @@ class RowStore:
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_row_ids(self, job_id: str) -> list[str]:
+        """Dead rows, oldest dead-lettering first."""
         return list(self.r.zrange(self.k(job_id, "dead"), 0, -1))

@@ -26,15 +26,17 @@ from dataclasses import dataclass
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from tasks import dispatch, errors, operations, timeline
+from tasks import errors, operations, timeline
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
 from tasks.gateway import Call, Door, Pass
+from tasks.job import Blocked
 from tasks.ledger import Ledger
 from tasks.operations import CallContext, Operation, Skip
+from tasks.park import Slot, give_back
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
-from tasks.rows import Code, Row, RowFailure, RowState
+from tasks.rows import ErrorCode, Row, RowFailure, RowState
 from tasks.rowstore import now
 from tasks.services import Services
 
@@ -54,8 +56,8 @@ class Message:
     job_id: str
     row_id: str
     gen: int = 0
-    #: [slot time, target]: the rate-limit slot the dispatcher handed this message out for (tasks.dispatch).
-    slot_at: list | None = None
+    #: The rate-limit slot the dispatcher handed this message out for (None: not from the dispatcher).
+    slot: Slot | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,6 @@ class Later:
 
     countdown: float
     gen: int
-    slot_at: list | None = None
     reason: str = ""
     error: Exception | None = None
 
@@ -91,11 +92,12 @@ def summary(row: Row) -> dict:
     return {"row": row.row_id, "state": row.state.value, "result": row.result}
 
 
-def blocked_failure(blocked: dict) -> RowFailure:
+def blocked_failure(blocked: Blocked) -> RowFailure:
     """Why a row of a job whose credential was refused (or missing) is not sent."""
-    cause = " ".join(str(blocked.get(k) or "") for k in ("http_status", "error_code", "message")).split()
-    code = Code.NO_CREDENTIALS if blocked.get("error_code") == Code.NO_CREDENTIALS else Code.CREDENTIAL_REFUSED
-    return RowFailure(code, f"not sent: this job's credential was refused on row {blocked.get('row')} "
+    first = blocked.failure
+    cause = " ".join(str(part or "") for part in (first.http_status, first.code, first.message)).split()
+    code = ErrorCode.NO_CREDENTIALS if first.code == ErrorCode.NO_CREDENTIALS else ErrorCode.CREDENTIAL_REFUSED
+    return RowFailure(code, f"not sent: this job's credential was refused on row {blocked.row} "
                             f"({' '.join(cause)}); fix it and requeue")
 
 
@@ -106,7 +108,7 @@ def run_row(services: Services, message: Message) -> Outcome:
 class RowRun:
     def __init__(self, services: Services, message: Message) -> None:
         self.services, self.msg = services, message
-        self.store, self.s = services.store, services.settings
+        self.store, self.settings = services.store, services.settings
         self.job_id, self.row_id = message.job_id, message.row_id
         #: The limiter's admission for the row's next request, and whether any request was admitted.
         self.door: Door | None = None
@@ -132,7 +134,7 @@ class RowRun:
         if row.is_final:
             self.release(row)
             return Finished(summary(row))
-        lease = self.lease = self.store.lease(self.job_id, self.row_id, self.s.lease_seconds)
+        lease = self.lease = self.store.lease(self.job_id, self.row_id, self.settings.lease_seconds)
         if not lease.acquire():
             return Later(max(1.0, self.store.lease_left(self.job_id, self.row_id)), self.msg.gen,
                          reason="another copy of this message holds the row")
@@ -146,24 +148,25 @@ class RowRun:
 
     def run_leased(self, row: Row) -> Outcome:
         deliveries = self.store.count_delivery(self.job_id, self.row_id, self.msg.gen)
-        if deliveries > self.s.max_deliveries:
-            return self.dead(row, RowFailure(Code.WORKER_LOST, f"the task for this row was delivered {deliveries - 1} "
-                                                               "times without finishing (a worker died each time); "
-                                                               "requeue it once the cause is fixed"))
+        if deliveries > self.settings.max_deliveries:
+            return self.dead(row, RowFailure(ErrorCode.WORKER_LOST,
+                                             f"the task for this row was delivered {deliveries - 1} times without "
+                                             "finishing (a worker died each time); requeue it once the cause is fixed"))
         job = self.store.job(self.job_id)
         if job is None:
             return Finished({"row": self.row_id, "state": "unknown"})
-        if job.get("blocked"):
-            return self.dead(row, blocked_failure(job["blocked"]))
+        if job.blocked:
+            return self.dead(row, blocked_failure(job.blocked))
         try:
-            cred = self.services.credentials.resolve(job["host"], job["api_url"])
+            cred = self.services.credentials.resolve(job.host, job.api_url)
         except NoCredentials as exc:
-            failure = RowFailure(Code.NO_CREDENTIALS, str(exc))
-            self.store.set_job(self.job_id, blocked={**failure.as_dict(), "row": self.row_id})
+            failure = RowFailure(ErrorCode.NO_CREDENTIALS, str(exc))
+            self.store.set_job(self.job_id, blocked=Blocked(failure, self.row_id))
             return self.dead(row, failure)
         self.door = self.services.gateway.door(cred)
-        ctx = CallContext(job_id=self.job_id, call=self.send, ledger=Ledger(self.store.r, cred.api_url, cred.host),
-                          listings=Listings(self.store.r, self.door.key))
+        redis = self.services.redis
+        ctx = CallContext(job_id=self.job_id, call=self.send, ledger=Ledger(redis, cred.api_url, cred.host),
+                          listings=Listings(redis, self.door.key))
         try:
             return self.call(operations.get(row.op), ctx, row)
         except errors.ApiError as exc:
@@ -205,11 +208,11 @@ class RowRun:
         answer is back. A short wait for room sleeps; a longer one (a cool-down after a 429) parks the row
         until then, as a new generation, without spending an attempt.
         """
-        if self.msg.slot_at:
-            early = float(self.msg.slot_at[0]) - time.time()
+        if self.msg.slot:
+            early = self.msg.slot.at - time.time()
             if early > 0.002:
-                time.sleep(min(early, self.s.max_limiter_sleep))
-        deadline = time.monotonic() + self.s.max_limiter_sleep
+                time.sleep(min(early, self.settings.max_limiter_sleep))
+        deadline = time.monotonic() + self.settings.max_limiter_sleep
         while True:
             got = self.door.try_admit()
             if isinstance(got, Pass):
@@ -239,8 +242,8 @@ class RowRun:
         if self.admitted_pass is not None:
             self.door.release(self.admitted_pass)
             self.admitted_pass = None
-        if self.msg.slot_at and not self.admitted and not self.waiting_for_limit:
-            dispatch.give_back(self.store.r, str(self.msg.slot_at[1]))
+        if self.msg.slot and not self.admitted and not self.waiting_for_limit:
+            give_back(self.store, self.msg.slot.target)
 
     # -- state changes -------------------------------------------------------------------------
     def release(self, row: Row) -> None:
@@ -275,20 +278,20 @@ class RowRun:
     def failed(self, row: Row, exc: errors.ApiError) -> Outcome:
         failure = failure_of(exc)
         row.history = [*row.history, {**failure.as_dict(), "at": now(), "attempt": row.attempts}][-20:]
-        decision = decide(exc, row, self.s)
+        decision = decide(exc, row, self.settings)
         if isinstance(decision, GiveUp):
             if decision.blocks_job:
-                self.store.set_job(self.job_id, blocked={**decision.failure.as_dict(), "row": self.row_id})
+                self.store.set_job(self.job_id, blocked=Blocked(decision.failure, self.row_id))
             return self.dead(row, decision.failure)
         row.state, row.next_attempt_at, row.error = RowState.RETRYING, now() + decision.seconds, failure
-        timeline.count_event(self.store.r, self.job_id, "retry", "retries", self.store.ttl)
+        timeline.count_event(self.services.redis, self.job_id, "retry", "retries", self.store.ttl)
         log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, failure, decision.seconds)
         return self.later(decision.seconds, row=row, error=exc)
 
-    def later(self, countdown: float, *, row: Row | None = None, slot_at: list | None = None, reason: str = "",
+    def later(self, countdown: float, *, row: Row | None = None, reason: str = "",
               error: Exception | None = None) -> Later:
         """Hand the row to a new message (a new generation) after ``countdown`` seconds."""
         gen = self.store.next_generation(self.job_id, self.row_id)
         if row is not None:
             self.store.save(self.job_id, row)
-        return Later(countdown, gen, slot_at, reason, error)
+        return Later(countdown, gen, reason, error)

@@ -1,4 +1,4 @@
-"""Every knob of the pipeline, read from the environment once per process, at its edge.
+"""Every knob of the pipeline, read from the environment once per process, at its edge (``current()`` in a worker).
 
 The worker, Flower, the command line and docker-compose all read the same variables; the README's
 configuration reference lists them with the defaults of ``tasks.defaults``. A bad value raises
@@ -7,6 +7,7 @@ configuration reference lists them with the defaults of ``tasks.defaults``. A ba
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -82,3 +83,10 @@ class Settings:
         if settings.max_attempts < 1:
             raise ConfigError("TAGMANGO_MAX_ATTEMPTS must be at least 1")
         return settings
+
+
+@functools.cache
+def current() -> Settings:
+    """This process's settings, read from the environment the first time they are asked for: a worker's Celery
+    configuration (tasks.celeryconfig) and its services (tasks.row_tasks) share the one reading."""
+    return Settings.from_env()

@@ -7,7 +7,9 @@ import os
 import pytest
 
 from importer.sandbox import SandboxConfig, serve_in_thread
-
+from tasks.credentials import Credentials
+from tasks.services import Services
+from tasks.settings import Settings
 from tests.helpers import TOKEN, stop_kept
 
 
@@ -98,3 +100,28 @@ def make_env(redis_url):
             "TAGMANGO_VISIBILITY_TIMEOUT": "20", "TAGMANGO_LEASE_SECONDS": "12",
             "TAGMANGO_RECOVERY_IDLE": "20", **extra})
     return make
+
+
+# -- rows run in the test process (tests.helpers.run_in_process) -------------------------------------
+
+
+@pytest.fixture
+def services_factory(redis_url, sandbox):
+    """``services_factory(token=TOKEN, **settings)``: the ``Services`` a worker would have, on the suite's Redis and
+    sending to the sandbox with ``token`` (None: no credential at all); keyword overrides of ``Settings``."""
+    made = []
+
+    def make(*, token: str | None = TOKEN, **overrides: object) -> Services:
+        settings = Settings(**{"redis_url": redis_url, "api_url": sandbox.url, "max_limiter_sleep": 2.0, **overrides})
+        made.append(Services(settings, credentials=Credentials(api_url=sandbox.url, token=token)))
+        return made[-1]
+
+    yield make
+    for services in made:
+        services.close()
+
+
+@pytest.fixture
+def services(services_factory):
+    """Services with the defaults of ``services_factory``."""
+    return services_factory()

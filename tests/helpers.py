@@ -15,8 +15,8 @@ from pathlib import Path
 
 from importer.ingest.validate import Options, build_plan
 from tasks.dispatch import LOCK as DISPATCH_LOCK
-from tasks.dispatch import park
-from tasks.rows import ACTIVE, STATES
+from tasks.park import park_later
+from tasks.rows import ACTIVE, STATES, Row, RowState
 from tasks.rowstore import RowStore
 from tasks.runner import Later, Message, run_row
 from tests.services import wait_until
@@ -45,6 +45,26 @@ def write_catalog(path: Path, courses: int, chapters_per_course: int = 0, prefix
     return files
 
 
+def write_tree(path: Path, *lessons: int, course: str = "K1") -> Path:
+    """A curriculum CSV: one course with a module per number, holding that many lessons (0: an empty module)."""
+    lines = ["course_ref,course_title,mangoes,module_title,chapter_title,chapter_description"]
+    for m, count in enumerate(lessons, start=1):
+        lines += [f"{course},Course {course},{MANGO},Module {m},Lesson {m}.{c},About {m}.{c}" for c in
+                  range(1, count + 1)] or [f"{course},Course {course},{MANGO},Module {m},,"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def settle(store: RowStore, job_id: str, row_id: str, result: dict | None = None) -> Row:
+    """Run a row to ``succeeded`` with ``result`` in the store, as a worker would (running, then succeeded)."""
+    row = store.row(job_id, row_id)
+    row.state = RowState.RUNNING
+    store.save(job_id, row)
+    row.state, row.result = RowState.SUCCEEDED, result or {}
+    store.save(job_id, row)
+    return row
+
+
 def plan_of(*files: Path, options: Options | None = None):  # noqa: ANN201
     plan = build_plan(list(files), options or Options())
     assert plan.ok, plan.errors[:5]
@@ -56,13 +76,13 @@ def wait_final(store: RowStore, job_id: str, timeout: float = 120) -> dict:
     return store.counts(job_id)
 
 
-def assert_consistent(store: RowStore, job_id: str) -> Counter:
-    """Counters equal the row states, every row is final, and the total is the job's row count."""
+def assert_consistent(store: RowStore, job_id: str, final: bool = True) -> Counter:
+    """Counters equal the row states, the total is the job's row count, and (``final``) every row is final."""
     states = Counter(store.states(job_id).values())
     counts = store.counts(job_id)
     assert {s: counts.get(s.value, 0) for s in STATES} == {s: states.get(s.value, 0) for s in STATES}
-    assert sum(states.values()) == store.job(job_id)["total"]
-    assert not any(states[s.value] for s in ACTIVE)
+    assert sum(states.values()) == store.job(job_id).total
+    assert not final or not any(states[s.value] for s in ACTIVE)
     return states
 
 
@@ -72,7 +92,7 @@ def assert_consistent(store: RowStore, job_id: str) -> Counter:
 def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:  # noqa: ANN001
     """Run a job's rows in this process until it is final, like rq's burst worker: the dispatcher hands out
     parked rows at their rate-limit slots (tasks.dispatch) and each is run here; a row the runner re-schedules
-    (``Later``) is parked again, as the Celery task does. Returns the job's counts."""
+    (``Later``) is parked again through ``park_later``, as the Celery task does. Returns the job's counts."""
     store = services.store
     dispatcher = services.dispatcher()
     assert dispatcher.take_lock(), "another dispatcher holds the lock"
@@ -86,13 +106,12 @@ def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:  # no
                 if not due:
                     time.sleep(min(wait or 0.01, 0.05))
                     continue
-            op, job, row_id, title, gen, slot_at, _attempts = due.pop(0)
-            if job != job_id:
+            row = due.pop(0)
+            if row.job_id != job_id:
                 continue
-            outcome = run_row(services, Message(job, row_id, gen, slot_at))
+            outcome = run_row(services, Message(row.job_id, row.row_id, row.gen, row.slot))
             if isinstance(outcome, Later):
-                meta = store.job(job)
-                park(store.r, meta["api_url"], meta["host"], job, [(op, row_id, title)], delay=outcome.countdown)
+                park_later(store, job_id, (row.op, row.row_id, row.title), outcome.countdown)
     finally:
         if store.r.get(DISPATCH_LOCK) == dispatcher.owner:
             store.r.delete(DISPATCH_LOCK)

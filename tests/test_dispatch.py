@@ -1,4 +1,4 @@
-"""Parking and dispatching (tasks.dispatch) against the suite's real Redis, ticking by hand: no worker here."""
+"""Dispatching parked rows (tasks.dispatch) against the suite's real Redis, ticking by hand: no worker here."""
 
 from __future__ import annotations
 
@@ -6,19 +6,26 @@ import time
 
 import pytest
 
-from tasks.dispatch import Dispatcher, give_back, park, park_key
+from tasks.dispatch import Dispatcher
+from tasks.job import Job
 from tasks.ledger import target_id
 from tasks.limiter import RateLimiter
+from tasks.park import give_back, park, park_key
+from tasks.rowstore import RowStore
 
 A, B = ("http://api", "a.example.com"), ("http://api", "b.example.com")
 
 
+def job(job_id: str, target: tuple[str, str]) -> Job:
+    return Job(job_id, api_url=target[0], host=target[1])
+
+
 @pytest.fixture
-def dispatcher(redis_server, redis_url):
-    r = redis_server.client()
-    d = Dispatcher(r, redis_url, lambda api_url, host: f"cred-{host}", limit=10, window=1.0)
+def dispatcher(redis_url):
+    store = RowStore.from_url(redis_url)
+    d = Dispatcher(store, lambda api_url, host: f"cred-{host}", limit=10, window=1.0)
     assert d.take_lock()
-    return r, d
+    return store, d
 
 
 def tick(d: Dispatcher) -> list:
@@ -29,9 +36,10 @@ def tick(d: Dispatcher) -> list:
 
 
 def test_each_credential_is_paced_on_its_own_and_a_backlog_slows_no_other(dispatcher):
-    r, d = dispatcher
-    park(r, *A, "job-a", [("create_course", f"c:{i}", f"A{i}") for i in range(200)])  # a big backlog
-    park(r, *B, "job-b", [("create_course", f"c:{i}", f"B{i}") for i in range(5)])
+    store, d = dispatcher
+    r = store.r
+    park(store, job("job-a", A), [("create_course", f"c:{i}", f"A{i}") for i in range(200)])  # a big backlog
+    park(store, job("job-b", B), [("create_course", f"c:{i}", f"B{i}") for i in range(5)])
     r.hset("tm:job:job-b:gen", "c:0", 3)
     handed: list = []
     deadline = time.monotonic() + 1.0
@@ -43,28 +51,29 @@ def test_each_credential_is_paced_on_its_own_and_a_backlog_slows_no_other(dispat
     assert 6 <= len(by_job["job-a"]) <= 9 and [h[2] for h in by_job["job-b"]] == [f"c:{i}" for i in range(5)]
     assert by_job["job-b"][0][4] == 3 and by_job["job-b"][1][4] == 0  # the generation at dispatch
     slots = [h[5][0] for h in by_job["job-a"]]
-    assert all(b - a == pytest.approx(0.15, abs=0.002) for a, b in zip(slots, slots[1:]))
+    assert all(b - a == pytest.approx(0.15, abs=0.002) for a, b in zip(slots, slots[1:], strict=False))
     assert by_job["job-a"][0][5][1] == target_id(*A) and by_job["job-a"][0][6] == 0  # attempts so far
     assert r.zcard(park_key(target_id(*B))) == 0 and target_id(*B) not in r.hgetall("tm:park:targets")
 
 
 def test_rows_put_back_wait_their_time_then_go_first_and_unsent_rows_give_their_slot_back(dispatcher):
-    r, d = dispatcher
-    park(r, *A, "job", [("create_course", f"c:{i}", f"T{i}") for i in range(20)])
-    park(r, *A, "job", [("create_course", "c:99", "Retried")], delay=0.3)
+    store, d = dispatcher
+    park(store, job("job", A), [("create_course", f"c:{i}", f"T{i}") for i in range(20)])
+    park(store, job("job", A), [("create_course", "c:99", "Retried")], delay=0.3)
     first = tick(d)
     assert [h[2] for h in first] == ["c:0"]
     time.sleep(0.35)
     assert tick(d)[0][2] == "c:99"  # due now: ahead of the rows queued before it
     time.sleep(0.2)
     for _ in range(5):
-        give_back(r, target_id(*A))  # five dispatched rows ended without sending (already done, say)
+        give_back(store, target_id(*A))  # five dispatched rows ended without sending (already done, say)
     assert len(tick(d)) == 6  # their slots go to the next rows at once, plus the row whose slot has come
 
 
 def test_no_rows_are_handed_out_during_a_cool_down_or_when_the_budget_is_full(dispatcher):
-    r, d = dispatcher
-    park(r, *A, "job", [("create_course", f"c:{i}", f"T{i}") for i in range(20)])
+    store, d = dispatcher
+    r = store.r
+    park(store, job("job", A), [("create_course", f"c:{i}", f"T{i}") for i in range(20)])
     limiter = RateLimiter(r, limit=10, window=1.0)
     cred = "cred-a.example.com"
     for _ in range(4):
@@ -78,9 +87,10 @@ def test_no_rows_are_handed_out_during_a_cool_down_or_when_the_budget_is_full(di
     assert tick(d) == []
 
 
-def test_only_the_lock_owner_dispatches(dispatcher, redis_url):
-    r, d = dispatcher
-    other = Dispatcher(r, redis_url, lambda api_url, host: "x", limit=10, window=1.0)
+def test_only_the_lock_owner_dispatches(dispatcher):
+    store, d = dispatcher
+    r = store.r
+    other = Dispatcher(store, lambda api_url, host: "x", limit=10, window=1.0)
     assert not other.take_lock()
-    park(r, *A, "job", [("create_course", "c:1", "T")])
+    park(store, job("job", A), [("create_course", "c:1", "T")])
     assert other.tick(lambda rows: None) is None and r.zcard(park_key(target_id(*A))) == 1

@@ -204,36 +204,29 @@ def test_an_admission_is_used_only_while_fresh_and_a_full_budget_throttles(gatew
         door.send(lambda api: api.get_courses(limit=1), max_wait=0.2)
 
 
-def test_a_course_made_twice_is_named_once_the_job_is_final(gateway, sandbox, redis_server, tmp_path):
+def test_a_course_made_twice_is_named_once_the_job_is_final(gateway, sandbox, services_factory, tmp_path):
     """What the check finds after a job: a course it created that TagMango now holds twice (another import made
     the other copy); a title the file itself has twice is not a finding."""
     from importer.matching import duplicates
     from importer.report.results import write_results
-    from tasks.credentials import Credentials
     from tasks.enqueue import enqueue
-    from tasks.rowstore import RowStore
-    from tasks.services import Services
     from tests.helpers import plan_of, run_in_process
 
     csv = tmp_path / "c.csv"
     csv.write_text(f"external_id,title,mangoes\nA,Alpha,{MANGO}\nB,Beta,{MANGO}\nC,Gamma,{MANGO}\nD,Gamma,{MANGO}\n")
-    store = RowStore.from_url(redis_server.url)
-    services = Services(Settings(redis_url=redis_server.url, api_url=sandbox.url, rate_limit=1000), store=store,
-                        credentials=Credentials(api_url=sandbox.url, token=TOKEN))
-    try:
-        job = enqueue(store, plan_of(csv), sandbox.url, HOST)
-        run_in_process(services, job)
-        door = services.gateway.door(Credential(sandbox.url, HOST, TOKEN))
-        assert duplicates.find(store, job, door) == []
-        other = door.send(lambda api: api.create_course({"title": "Alpha", "mangoes": [MANGO]}))["_id"]
-        door.send(lambda api: api.create_course({"title": "Gamma", "mangoes": [MANGO]}))
-        found = duplicates.check(store, job, door)
-        assert [(d["title"], d["others"]) for d in found] == [("Alpha", [other])]
-        assert duplicates.check(store, job, door) == found and store.job(job)["duplicates_checked"]
-        reads = sandbox.stats()["reads"]
-        duplicates.check(store, job, door)
-        assert sandbox.stats()["reads"] == reads  # checked once per job
-        lines = write_results(store, job, tmp_path / "r.csv").read_text(encoding="utf-8-sig").splitlines()
-        assert sum("DUPLICATE_IN_TAGMANGO" in line and other in line for line in lines) == 1
-    finally:
-        services.close()
+    services = services_factory(rate_limit=1000)
+    store = services.store
+    job = enqueue(store, plan_of(csv), sandbox.url, HOST)
+    run_in_process(services, job)
+    door = services.gateway.door(Credential(sandbox.url, HOST, TOKEN))
+    assert duplicates.find(store, job, door) == []
+    other = door.send(lambda api: api.create_course({"title": "Alpha", "mangoes": [MANGO]}))["_id"]
+    door.send(lambda api: api.create_course({"title": "Gamma", "mangoes": [MANGO]}))
+    found = duplicates.check(store, job, door)
+    assert [(d["title"], d["others"]) for d in found] == [("Alpha", [other])]
+    assert duplicates.check(store, job, door) == found and store.job(job).duplicates_checked
+    reads = sandbox.stats()["reads"]
+    duplicates.check(store, job, door)
+    assert sandbox.stats()["reads"] == reads  # checked once per job
+    lines = write_results(store, job, tmp_path / "r.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert sum("DUPLICATE_IN_TAGMANGO" in line and other in line for line in lines) == 1

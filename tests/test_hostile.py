@@ -20,10 +20,19 @@ from importer.ingest.limits import LIMITS
 from importer.ingest.problems import InputError
 from importer.ingest.columns import known_headers
 from importer.ingest.reader import read_file
-from importer.report.tables import write_sheets, write_table
 from importer.ingest.validate import build_plan
-from tests.hostile_files import (HEADER, MANGO, course_rows, encrypted_office_file, rewrite_zip, validate_cli,
-                                 write_csv, write_ods, write_xlsx)
+from importer.report.tables import write_sheets, write_table
+from tests.hostile_files import (
+    HEADER,
+    MANGO,
+    course_rows,
+    encrypted_office_file,
+    rewrite_zip,
+    validate_cli,
+    write_csv,
+    write_ods,
+    write_xlsx,
+)
 
 SECONDS = 10
 MEMORY = 1 << 30
@@ -405,6 +414,7 @@ def test_utf8_with_one_damaged_byte_is_not_read_as_windows_1252(tmp_path):
 
 def test_results_file_with_control_characters_and_several_sheets(tmp_path, redis_url):
     from importer.report.results import write_results
+    from tasks.job import Job
     from tasks.rows import Row, RowFailure, RowState
     from tasks.rowstore import RowStore
 
@@ -415,7 +425,7 @@ def test_results_file_with_control_characters_and_several_sheets(tmp_path, redis
 
     store = RowStore.from_url(redis_url)
     headers = {"courses": ["title", "mangoes"], "chapters": ["title", "mangoes"]}
-    store.create_job({"id": "job", "created_at": 1.0, "headers": headers},
+    store.create_job(Job("job", created_at=1.0, headers=headers),
                      [row("courses", 2, "Bell\x07"), row("chapters", 2, "=cmd|' /C calc'!A0")])
     path = write_results(store, "job", tmp_path / "results.xlsx")
     book = openpyxl.load_workbook(path)
@@ -423,6 +433,6 @@ def test_results_file_with_control_characters_and_several_sheets(tmp_path, redis
     courses = [c.value for c in book["courses"][2]]
     assert "Bell␇" in courses and "bad␋thing in Bell␇" in courses
     assert "'=cmd|' /C calc'!A0" in [c.value for c in book["chapters"][2]]
-    store.create_job({"id": "one", "created_at": 1.0, "headers": {}}, [row("courses", 2, "Nul\x00")])
+    store.create_job(Job("one", created_at=1.0), [row("courses", 2, "Nul\x00")])
     single = write_results(store, "one", tmp_path / "one.xlsx")
     assert "Nul␀" in [c.value for c in openpyxl.load_workbook(single).active[2]]

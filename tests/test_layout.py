@@ -38,6 +38,18 @@ def test_celery_finds_the_app_and_one_task_per_operation():
     assert done.stdout.strip() == str(sorted([*operations.task_names(), "tagmango.requeue"]))
 
 
+def test_a_worker_reads_its_settings_once():
+    """The Celery configuration and the worker's services share one ``Settings.from_env()``."""
+    code = ("import tasks.settings as s; calls = []; read = s.Settings.from_env.__func__; "
+            "s.Settings.from_env = classmethod(lambda cls, *a, **k: calls.append(1) or read(cls, *a, **k)); "
+            "from celery.app.utils import find_app; app = find_app('tasks'); app.loader.import_default_modules(); "
+            "assert app.conf.worker_concurrency; from tasks.row_tasks import worker_services; worker_services(); "
+            "print(len(calls))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
 @pytest.mark.parametrize("op", operations.OPERATIONS, ids=lambda op: op.name)
 def test_each_operation_declares_what_generic_code_needs(op):
     assert op.name and op.task_name.startswith("tagmango.") and op.kind and op.result_columns

@@ -11,31 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from importer.matching.diffview import action, lines
-from importer.matching import match_live
 from importer.ingest.validate import Options, build_plan
-from tasks.credentials import Credential, Credentials
+from importer.matching import match_live
+from importer.matching.diffview import action, lines
+from tasks.credentials import Credential
 from tasks.enqueue import enqueue
-from tasks.rows import Code, RowState
-from tasks.rowstore import RowStore
-from tasks.services import Services
-from tasks.settings import Settings
+from tasks.rows import ErrorCode, RowState
 from tests.helpers import HOST, MANGO, SAMPLES, TOKEN, run_in_process
 
 HEADER = "course_ref,course_title,course_description,mangoes,module_title,chapter_title,chapter_description"
 
 
 @pytest.fixture
-def importer(redis_server, redis_url, sandbox):
+def importer(redis_server, services_factory, sandbox):
     """``importer.run(files, mode)`` imports like ``run`` does (match, enqueue, run the rows) and returns the job's
     rows; ``importer.lose_redis()`` empties Redis as a new folder would."""
 
     class Importer:
         def __init__(self) -> None:
-            self.store = RowStore.from_url(redis_url)
-            self.services = Services(Settings(redis_url=redis_url, api_url=sandbox.url, rate_limit=1000,
-                                              max_limiter_sleep=2.0), store=self.store,
-                                     credentials=Credentials(api_url=sandbox.url, token=TOKEN))
+            self.services = services_factory(rate_limit=1000)
+            self.store = self.services.store
             self.cred = Credential(sandbox.url, HOST, TOKEN)
 
         def plan(self, files: list[Path], mode: str = "create", options: Options | None = None):  # noqa: ANN201
@@ -52,9 +47,7 @@ def importer(redis_server, redis_url, sandbox):
         def lose_redis(self) -> None:
             redis_server.client().flushall()
 
-    made = Importer()
-    yield made
-    made.services.close()
+    return Importer()
 
 
 def write(tmp_path: Path, rows: list[str], name: str = "tree.csv") -> Path:
@@ -143,7 +136,7 @@ def test_update_mode_only_updates_and_names_what_does_not_exist(importer, sandbo
     rows = importer.run([write(tmp_path, [BASE[0].replace(",p", ",new text"), f"K9,Brand new,x,{MANGO},M,L,d"],
                                "upd.csv")], "update")
     dead = {r.row_id: r.error.code for r in rows.values() if r.state is RowState.DEAD}
-    assert set(dead.values()) == {Code.NOT_IN_TAGMANGO} and len(dead) == 3  # K9's course, module and lesson
+    assert set(dead.values()) == {ErrorCode.NOT_IN_TAGMANGO} and len(dead) == 3  # K9's course, module and lesson
     assert [c["title"] for c in sandbox.data(HOST)["course"]] == ["Watercolour"]
     assert sandbox.tree(HOST)[0]["modules"][0]["chapters"][0]["description"] == "new text"
 
@@ -157,7 +150,8 @@ def test_two_courses_with_the_same_title_are_ambiguous_until_a_course_id_picks_o
     f.write_text(f"external_id,title,mangoes,description\nC,Same title,{MANGO},new\n")
     rows = importer.run([f], "merge")
     [row] = rows.values()
-    assert row.state is RowState.DEAD and row.error.code == Code.AMBIGUOUS_COURSE and "course_id" in row.error.message
+    assert row.state is RowState.DEAD and row.error.code == ErrorCode.AMBIGUOUS_COURSE
+    assert "course_id" in row.error.message
     chosen = sandbox.data(HOST)["course"][1]["_id"]
     f.write_text(f"external_id,title,mangoes,description,course_id\nC,Same title,{MANGO},new,{chosen}\n")
     [row] = importer.run([f], "merge").values()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 
-from tasks.dispatch import park_key, parse
 from tasks.enqueue import enqueue
 from tasks.ledger import target_id
+from tasks.park import park_key, parse
 from tasks.recovery import UNACKED_KEY, pending_row_messages, republish_stuck, stuck_rows
 from tasks.rowstore import RowStore
 from tests.helpers import HOST, assert_consistent, plan_of, wait_final, write_catalog

@@ -6,7 +6,7 @@ import pytest
 
 from tasks import errors
 from tasks.retry import GiveUp, RetryAfter, decide
-from tasks.rows import Code, Row
+from tasks.rows import ErrorCode, Row
 from tasks.settings import Settings
 
 SETTINGS = Settings(max_attempts=3, backoff_base=2.0, backoff_max=30.0)
@@ -41,7 +41,7 @@ def test_retry_after_is_honoured():
 def test_transient_error_after_the_last_attempt_gives_up_with_the_last_error():
     decision = decide(errors.ServerError("Bad Gateway", status=502, error_code=None), row(3), SETTINGS)
     assert isinstance(decision, GiveUp) and not decision.blocks_job
-    assert decision.failure.code == Code.RETRIES_EXHAUSTED and decision.failure.http_status == 502
+    assert decision.failure.code == ErrorCode.RETRIES_EXHAUSTED and decision.failure.http_status == 502
     assert decision.failure.message == "gave up after 3 attempts; last error: 502 Bad Gateway"
 
 

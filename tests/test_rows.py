@@ -1,11 +1,9 @@
-"""The row record and its state machine: JSON round trip, predicates, and the store refusing illegal moves."""
+"""The row record and its state machine: JSON round trip, predicates, the transitions table (the store enforcing
+it is tests/test_rowstore.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tasks.rows import FINAL, TRANSITIONS, Code, Row, RowFailure, RowState, sources_of
-from tasks.rowstore import IllegalTransition, RowStore
+from tasks.rows import FINAL, TRANSITIONS, ErrorCode, Row, RowFailure, RowState, sources_of
 
 
 def make(row_id: str = "courses:2", **kw) -> Row:
@@ -29,7 +27,7 @@ def test_predicates():
     assert make(parent="courses:3").waiting_for_parent
     assert not make(parent="courses:3", released=True).waiting_for_parent
     assert not make(parent="courses:3", state=RowState.DEAD).waiting_for_parent
-    assert make(state=RowState.DEAD, error=RowFailure(Code.DEPENDENCY_FAILED, "")).died_of_parent
+    assert make(state=RowState.DEAD, error=RowFailure(ErrorCode.DEPENDENCY_FAILED, "")).died_of_parent
     assert make(state=RowState.SKIPPED).done and make(state=RowState.SKIPPED).is_final
     assert not make(state=RowState.DEAD).done
 
@@ -38,39 +36,3 @@ def test_final_states_go_nowhere_but_dead_goes_back_to_the_queue():
     assert all(not TRANSITIONS[s] for s in FINAL - {RowState.DEAD})
     assert TRANSITIONS[RowState.DEAD] == {RowState.QUEUED, RowState.SKIPPED}  # requeue, or found done on requeue
     assert sources_of(RowState.SUCCEEDED) == {RowState.RUNNING}
-
-
-def _store_with(redis_url: str, row: Row) -> RowStore:
-    store = RowStore.from_url(redis_url)
-    store.create_job({"id": "j", "created_at": 1.0}, [row])
-    return store
-
-
-def test_store_refuses_illegal_transitions_and_keeps_counters(redis_url):
-    row = make()
-    store = _store_with(redis_url, row)
-    row.state = RowState.SUCCEEDED  # queued -> succeeded skips running: refused
-    with pytest.raises(IllegalTransition):
-        store.save("j", row)
-    assert store.row("j", "courses:2").state is RowState.QUEUED
-    for state in (RowState.RUNNING, RowState.SUCCEEDED):
-        row.state = state
-        assert store.save("j", row)
-    row.state = RowState.QUEUED  # a finished row cannot be queued again
-    with pytest.raises(IllegalTransition):
-        store.save("j", row)
-    counts = store.counts("j")
-    assert counts["succeeded"] == 1 and counts["queued"] == 0 and counts["kind:course:succeeded"] == 1
-
-
-def test_expect_is_a_compare_and_set(redis_url):
-    row = make()
-    store = _store_with(redis_url, row)
-    row.state = RowState.DEAD
-    assert store.save("j", row)
-    stale = store.row("j", "courses:2")
-    row.state = RowState.QUEUED  # requeued by someone else
-    assert store.save("j", row, expect=[RowState.DEAD])
-    stale.state = RowState.QUEUED
-    assert store.save("j", stale, expect=[RowState.DEAD]) is False  # the second requeue writes nothing
-    assert store.counts("j")["queued"] == 1 and store.dead_row_ids("j") == []

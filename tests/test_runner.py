@@ -11,33 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from tasks.credentials import Credentials
 from tasks.enqueue import enqueue
 from tasks.recovery import pending_row_messages
 from tasks.requeue import requeue_rows
-from tasks.rows import Code, RowState
-from tasks.rowstore import RowStore
+from tasks.rows import ErrorCode, RowState
 from tasks.runner import Dead, Finished, Later, Message, run_row
 from tasks.services import Services
-from tasks.settings import Settings
 from tests.helpers import HOST, MANGO, TOKEN, plan_of, write_catalog
 
 
 @pytest.fixture
-def start(redis_url, sandbox):
+def start(services_factory, sandbox):
     """``start(files, token=...)`` -> (services, store, job id): the job enqueued, its messages left in the queue."""
-    made = []
 
     def start(files: list[Path], token: str | None = TOKEN, **settings: float):
-        store = RowStore.from_url(redis_url)
-        services = Services(Settings(redis_url=redis_url, api_url=sandbox.url, max_limiter_sleep=2.0, **settings),
-                            store=store, credentials=Credentials(api_url=sandbox.url, token=token))
-        made.append(services)
-        return services, store, enqueue(store, plan_of(*files), sandbox.url, HOST)
+        services = services_factory(token=token, **settings)
+        return services, services.store, enqueue(services.store, plan_of(*files), sandbox.url, HOST)
 
-    yield start
-    for services in made:
-        services.close()
+    return start
 
 
 def run(services: Services, job_id: str, row_id: str, gen: int | None = None):  # noqa: ANN201
@@ -101,20 +92,20 @@ def test_a_message_delivered_too_often_is_worker_lost(start, sandbox, tmp_path):
     for _ in range(2):  # two deliveries whose worker died before finishing
         store.count_delivery(job, "cat.courses:2", 0)
     outcome = run(services, job, "cat.courses:2")
-    assert isinstance(outcome, Dead) and outcome.failure.code == Code.WORKER_LOST
+    assert isinstance(outcome, Dead) and outcome.failure.code == ErrorCode.WORKER_LOST
     assert "delivered 2 times" in outcome.failure.message and sandbox.stats()["requests"] == 0
     chapter = store.row(job, "cat.chapters:2")
-    assert chapter.state is RowState.DEAD and chapter.error.code == Code.DEPENDENCY_FAILED
+    assert chapter.state is RowState.DEAD and chapter.error.code == ErrorCode.DEPENDENCY_FAILED
 
 
 def test_no_credentials_dead_letters_every_row_unsent(start, sandbox, tmp_path):
     services, store, job = start(write_catalog(tmp_path / "cat", 2), token=None)
     first = run(services, job, "cat.courses:2")
-    assert isinstance(first, Dead) and first.failure.code == Code.NO_CREDENTIALS
+    assert isinstance(first, Dead) and first.failure.code == ErrorCode.NO_CREDENTIALS
     assert "TAGMANGO_API_TOKEN" in first.failure.message
     second = run(services, job, "cat.courses:3")
-    assert isinstance(second, Dead) and second.failure.code == Code.NO_CREDENTIALS  # the job is blocked
-    assert sandbox.stats()["requests"] == 0 and store.job(job)["blocked"]["error_code"] == Code.NO_CREDENTIALS
+    assert isinstance(second, Dead) and second.failure.code == ErrorCode.NO_CREDENTIALS  # the job is blocked
+    assert sandbox.stats()["requests"] == 0 and store.job(job).blocked.failure.code == ErrorCode.NO_CREDENTIALS
 
 
 def test_a_refused_token_blocks_the_job_after_one_request(start, sandbox, tmp_path):
@@ -123,17 +114,17 @@ def test_a_refused_token_blocks_the_job_after_one_request(start, sandbox, tmp_pa
     assert isinstance(first, Dead) and first.failure.http_status == 401
     for row_id in ("cat.courses:3", "cat.courses:4"):
         outcome = run(services, job, row_id)
-        assert isinstance(outcome, Dead) and outcome.failure.code == Code.CREDENTIAL_REFUSED
+        assert isinstance(outcome, Dead) and outcome.failure.code == ErrorCode.CREDENTIAL_REFUSED
         assert "refused on row cat.courses:2 (401" in outcome.failure.message
     assert sandbox.stats()["requests"] == 1
-    assert requeue_rows(store, job, everything=True)["requeued"] == 3 and store.job(job)["blocked"] is None
+    assert requeue_rows(store, job, everything=True)["requeued"] == 3 and store.job(job).blocked is None
 
 
 def test_a_course_ref_found_nowhere_is_dead_without_a_request(start, sandbox, tmp_path):
     files = [csv(tmp_path / "ch.csv", "course_ref,chapter_slot,title\nNOPE,first,Intro\n")]
     services, store, job = start(files)
     outcome = run(services, job, "ch:2")
-    assert isinstance(outcome, Dead) and outcome.failure.code == Code.COURSE_REF_NOT_FOUND
+    assert isinstance(outcome, Dead) and outcome.failure.code == ErrorCode.COURSE_REF_NOT_FOUND
     assert "'NOPE'" in outcome.failure.message and sandbox.stats()["requests"] == 0
 
 
@@ -154,7 +145,8 @@ def test_a_dead_course_kills_its_chapters_and_requeue_brings_them_back(start, sa
     assert isinstance(outcome, Dead) and outcome.failure.http_status == 400
     for row_id in ("ch:2", "ch:3"):
         chapter = store.row(job, row_id)
-        assert chapter.error.code == Code.DEPENDENCY_FAILED and "row c:2 is dead (400: Invalid request)" in chapter.error.message
+        assert chapter.error.code == ErrorCode.DEPENDENCY_FAILED
+        assert "row c:2 is dead (400: Invalid request)" in chapter.error.message
     fixed = {**store.row(job, "c:2").body, "mangoes": [MANGO]}
     out = requeue_rows(store, job, corrections={"c:2": {"body": fixed}})
     assert out == {"job": job, "requeued": 3, "published": 1, "waiting_for_parent": 2, "still_dead": [], "settled": 0}
@@ -163,7 +155,8 @@ def test_a_dead_course_kills_its_chapters_and_requeue_brings_them_back(start, sa
     for row_id in ("ch:2", "ch:3"):
         assert isinstance(run(services, job, row_id), Finished)
     titles = {c["title"] for c in sandbox.data(HOST)["chapter"]}
-    assert {"Intro", "Outro"} <= titles and store.row(job, "ch:2").history[0]["error_code"] == Code.DEPENDENCY_FAILED
+    assert {"Intro", "Outro"} <= titles
+    assert store.row(job, "ch:2").history[0]["error_code"] == ErrorCode.DEPENDENCY_FAILED
 
 
 def test_a_transient_failure_is_retried_with_a_new_generation(start, sandbox, tmp_path):
@@ -174,7 +167,7 @@ def test_a_transient_failure_is_retried_with_a_new_generation(start, sandbox, tm
     row = store.row(job, "cat.courses:2")
     assert row.state is RowState.RETRYING and row.sent_at and len(row.history) == 1
     second = run(services, job, "cat.courses:2", gen=1)
-    assert isinstance(second, Dead) and second.failure.code == Code.RETRIES_EXHAUSTED
+    assert isinstance(second, Dead) and second.failure.code == ErrorCode.RETRIES_EXHAUSTED
 
 
 def test_a_create_that_may_have_committed_is_adopted_not_repeated(start, sandbox, tmp_path):

@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from importer.ingest.validate import Options, build_plan
-from tasks.credentials import Credentials
 from tasks.enqueue import enqueue
 from tasks.requeue import requeue_rows
-from tasks.rows import Code, RowState
-from tasks.rowstore import RowStore
-from tasks.services import Services
-from tasks.settings import Settings
-from tests.helpers import HOST, MANGO, TOKEN, run_in_process
+from tasks.rows import ErrorCode, RowState
+from tests.helpers import HOST, MANGO, run_in_process
 
 HEADER = "course_ref,course_title,mangoes,module_title,chapter_title,chapter_description"
 CDN = "https://cdn.tagmango.com/v"
@@ -137,12 +133,9 @@ def test_the_six_real_courses_plan_as_their_trees():
 
 
 @pytest.fixture
-def services(redis_url, sandbox):
-    made = Services(Settings(redis_url=redis_url, api_url=sandbox.url, rate_limit=1000, max_limiter_sleep=2.0,
-                             max_attempts=8, backoff_base=0.05, backoff_max=0.2),
-                    store=RowStore.from_url(redis_url), credentials=Credentials(api_url=sandbox.url, token=TOKEN))
-    yield made
-    made.close()
+def services(services_factory):
+    """Retries come quickly here (the sandbox's faults are on in some tests)."""
+    return services_factory(rate_limit=1000, max_attempts=8, backoff_base=0.05, backoff_max=0.2)
 
 
 def tree_of(sandbox, host: str = HOST) -> list[dict]:  # noqa: ANN001
@@ -181,7 +174,7 @@ def test_a_refused_lesson_holds_the_rest_of_its_module_until_fixed(services, san
     run_in_process(services, job)
     l3, l4, l5 = (store.row(job, f"tree:{n}") for n in (4, 5, 6))
     assert l3.state is RowState.DEAD and l3.error.code == "CHAPTER_USER_ASSET_NOT_FOUND"
-    assert l4.error.code == Code.DEPENDENCY_FAILED and "row tree:4 is dead (CHAPTER_USER_ASSET_NOT_FOUND" in \
+    assert l4.error.code == ErrorCode.DEPENDENCY_FAILED and "row tree:4 is dead (CHAPTER_USER_ASSET_NOT_FOUND" in \
         l4.error.message and l5.error.message == l4.error.message
     assert tree_of(sandbox) == [("C", [("M", ["L1", "L2"])])]  # nothing after the refused lesson
     fixed = write(tmp_path, (header + "\n" + "\n".join(rows) + "\n").replace("https://example.com/x.mp4",

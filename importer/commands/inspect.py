@@ -26,9 +26,9 @@ def status(config: Config, job: str | None, watch: bool, as_json: bool) -> int:
         if watch:
             follow(session.store, job_id, config.settings, quiet=as_json)
         meta = session.store.job(job_id)
-        if session.store.is_final(job_id) and not meta.get("duplicates_checked") and not meta.get("sandbox"):
+        if session.store.is_final(job_id) and not meta.duplicates_checked and not meta.sandbox:
             try:  # a job whose command did not follow it to the end (run --no-wait): look now
-                door = session.door(config.credential(meta["host"], meta["api_url"]))
+                door = session.door(config.credential(meta.host, meta.api_url))
                 check_duplicates(session.store, job_id, door, quiet=as_json)
             except CommandError as exc:
                 if not as_json:
@@ -38,12 +38,12 @@ def status(config: Config, job: str | None, watch: bool, as_json: bool) -> int:
             click.echo(json.dumps(snap, indent=2))
         else:
             meta = session.store.job(job_id)
-            click.echo(f"{job_id}  {meta['label']}  host {meta['host']}  api {meta['api_url']}")
+            click.echo(f"{job_id}  {meta.label}  host {meta.host}  api {meta.api_url}")
             click.echo("  " + "  ".join(f"{k} {v}" for k, v in snap["counts"].items()) +
                        ("  (final)" if snap["final"] else ""))
-            if meta.get("blocked"):
-                click.echo(f"  blocked: {meta['blocked'].get('error_code') or meta['blocked'].get('http_status')} "
-                           f"{meta['blocked'].get('message')}")
+            if meta.blocked:
+                first = meta.blocked.failure
+                click.echo(f"  blocked: {first.code or first.http_status} {first.message}")
             for text in snap["notices"].values():
                 click.echo(f"  note: {text}")
             for d in snap["duplicates"]:
@@ -59,7 +59,7 @@ def jobs(config: Config, limit: int) -> int:
         for job_id in session.store.jobs(limit):
             meta, snap = session.store.job(job_id), snapshot(session.store, job_id)
             c = snap["counts"]
-            click.echo(f"{job_id}  {iso(meta['created_at'])}  {meta['label']}  {meta['host']}  total {snap['total']}  "
+            click.echo(f"{job_id}  {iso(meta.created_at)}  {meta.label}  {meta.host}  total {snap['total']}  "
                        f"ok {c['succeeded']} skipped {c['skipped']} dead {c['dead']} invalid {c['invalid']}  "
                        f"{'final' if snap['final'] else 'running'}")
         return EXIT_OK

@@ -28,9 +28,10 @@ def requeue(config: Config, job: str | None, *, everything: bool, error_code: st
     try:
         job_id = session.job_id(job)
         store = session.store
-        door = session.door(session.credential_for(store.job(job_id)))
+        job = store.job(job_id)
+        door = session.door(session.credential_for(job))
         gate(door, quiet=as_json)  # before anything is requeued
-        mode = mode or store.job(job_id).get("mode") or "create"
+        mode = mode or job.mode or "create"
         corrections = None
         if from_files:
             plan = plan_or_exit(from_files, options)

@@ -106,7 +106,7 @@ def run(config: Config, files: tuple[str, ...], options: Options, *, sandbox: bo
             job_id = enqueue(store, plan, cred.api_url, cred.host, mode=mode)
             store.set_job(job_id, sandbox=sandbox)
             if not as_json:
-                click.echo(f"Enqueued {job_id}: {store.job(job_id)['total']} rows for {cred.host} at "
+                click.echo(f"Enqueued {job_id}: {store.job(job_id).total} rows for {cred.host} at "
                            f"{cred.api_url} ({len(plan.rows)} to send, {len(plan.unsent)} settled before sending; "
                            f"{mode} mode)")
         if session.embedded:

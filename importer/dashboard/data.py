@@ -12,6 +12,7 @@ from pathlib import Path
 from importer.report.results import dead_reasons, default_path, write_results
 from importer.report.troubleshooting import Advice, advice
 from tasks import timeline
+from tasks.job import Blocked
 from tasks.rows import ACTIVE, FINAL
 from tasks.rows import STATES as ROW_STATES
 from tasks.rowstore import RowStore
@@ -32,7 +33,7 @@ class JobSummary:
     counts: dict[str, int]
     tallies: dict[str, int]
     final: bool
-    blocked: dict | None
+    blocked: Blocked | None
     effective_limit_per_s: float | None
     #: What the job's senders said once (another client on the same key), by kind (tasks.timeline).
     notices: dict[str, str] = field(default_factory=dict)
@@ -86,12 +87,11 @@ class JobData:
         counts = {s: int(raw.get(s, 0)) for s in STATES}
         tallies = {k[2:]: int(v) for k, v in raw.items() if k.startswith("n_")}
         limit = meta.get("effective_limit_per_s")
-        return JobSummary(id=job_id, label=str(meta.get("label") or ""), host=str(meta.get("host") or ""),
-                          api_url=str(meta.get("api_url") or ""), created_at=float(meta.get("created_at") or 0),
-                          total=int(meta.get("total") or 0), counts=counts, tallies=tallies,
-                          final=not any(counts[s.value] for s in ACTIVE), blocked=meta.get("blocked") or None,
+        return JobSummary(id=job_id, label=meta.label, host=meta.host, api_url=meta.api_url,
+                          created_at=float(meta.created_at), total=int(meta.total), counts=counts, tallies=tallies,
+                          final=not any(counts[s.value] for s in ACTIVE), blocked=meta.blocked,
                           effective_limit_per_s=float(limit) if limit else None,
-                          notices=timeline.notices(self.store.r, job_id), duplicates=meta.get("duplicates") or [])
+                          notices=timeline.notices(self.store.r, job_id), duplicates=meta.duplicates)
 
     def limit_per_s(self, job: JobSummary) -> float:
         return job.effective_limit_per_s or self.default_limit_per_s
@@ -141,8 +141,7 @@ class JobData:
         jobs = 0
         for other_id in self.store.jobs(scan):
             other = self.store.job(other_id) if other_id != job.id else None
-            if other_id != job.id and (other is None or (str(other.get("api_url")), str(other.get("host")))
-                                       != job.credential):
+            if other_id != job.id and (other is None or (other.api_url, other.host) != job.credential):
                 continue
             events = self.timeline(other_id)
             if any(events.values()):
@@ -155,7 +154,7 @@ class JobData:
 
     # -- results ---------------------------------------------------------------------------------
     def results_name(self, job_id: str) -> str:
-        return default_path(self.store.job(job_id) or {}, Path(".")).name
+        return default_path(self.store.job(job_id), Path(".")).name
 
     def write_results(self, job_id: str, folder: Path) -> Path:
         return write_results(self.store, job_id, folder / self.results_name(job_id))

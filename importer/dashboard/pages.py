@@ -119,9 +119,9 @@ def job_page(job: JobSummary, *, kinds: dict[str, dict[str, int]], groups: list[
     if flash:
         head += f'<div class="card {flash_kind}" id="flash">{escape(flash)}</div>'
     if job.blocked:
-        b = job.blocked
-        head += (f'<div class="card error">The credential was refused ({escape(str(b.get("http_status") or ""))} '
-                 f'{escape(str(b.get("error_code") or ""))} {escape(str(b.get("message") or ""))}): rows are parked as '
+        b = job.blocked.failure
+        head += (f'<div class="card error">The credential was refused ({escape(str(b.http_status or ""))} '
+                 f'{escape(str(b.code or ""))} {escape(str(b.message or ""))}): rows are parked as '
                  "<code>CREDENTIAL_REFUSED</code>. Fix the token, then requeue them below.</div>")
     for kind, text in sorted(job.notices.items()):
         head += f'<div class="card warn" id="notice-{escape(kind)}">{escape(text)}</div>'

@@ -56,7 +56,7 @@ def serve(config: Config, port: int, address: str, flower_url: str | None) -> in
         if not session.embedded or _alive(state / "worker.pid"):
             return None
         try:
-            session.start_workers_for(session.store.job(job_id) or {})
+            session.start_workers_for(session.store.job(job_id))
         except CommandError:
             return "No worker is running and none could be started (see the dashboard's terminal)."
         return "Started a local worker for them."

@@ -16,6 +16,7 @@ from importer.exitcodes import CommandError
 from importer.local.stack import SANDBOX_HOST, LocalStack
 from tasks.credentials import Credential
 from tasks.gateway import Door, Gateway
+from tasks.job import Job
 from tasks.rowstore import RowStore
 
 
@@ -61,17 +62,17 @@ class Session:
             return Credential(self.stack.start_sandbox(token), host or self.config.host or SANDBOX_HOST, token)
         return real_target(self.config, host)
 
-    def credential_for(self, job: dict) -> Credential:
+    def credential_for(self, job: Job) -> Credential:
         """The token the job's rows will be sent with (the sandbox's own for a sandbox job, started if needed)."""
-        if job.get("sandbox"):
+        if job.sandbox:
             token = self.stack.sandbox_token()
-            api_url = self.stack.start_sandbox(token) if self.embedded else job["api_url"]
-            if api_url != job["api_url"]:
-                raise CommandError(f"the sandbox of this job ran at {job['api_url']}, it is now at {api_url}")
-            return Credential(api_url, job["host"], token)
-        return self.config.credential(job["host"], job["api_url"])
+            api_url = self.stack.start_sandbox(token) if self.embedded else job.api_url
+            if api_url != job.api_url:
+                raise CommandError(f"the sandbox of this job ran at {job.api_url}, it is now at {api_url}")
+            return Credential(api_url, job.host, token)
+        return self.config.credential(job.host, job.api_url)
 
-    def start_workers_for(self, job: dict) -> None:
+    def start_workers_for(self, job: Job) -> None:
         """In embedded mode, a worker (and the sandbox, for a sandbox job) to process the job."""
         if not self.embedded:
             return

@@ -34,7 +34,7 @@ from importer.ingest.plan import Plan
 from tasks.adopt import fingerprint, same_title
 from tasks.ledger import Ledger, content_hash
 from tasks.operations.base import object_ids
-from tasks.rows import Code, Row, RowFailure, RowState
+from tasks.rows import ErrorCode, Row, RowFailure, RowState
 from tasks.rowstore import now
 
 MODES = ("create", "merge", "update", "replace")
@@ -145,10 +145,10 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode: str, ledger: Ledger | None
         live_courses[row.row_id] = live
         if live is None:
             if mode == "update" and not row.is_final:
-                _dead(row, Code.NOT_IN_TAGMANGO, "no such course in TagMango (by key or title under its mangoes); "
+                _dead(row, ErrorCode.NOT_IN_TAGMANGO, "no such course in TagMango (by key or title under its mangoes); "
                                                  "update mode only changes what exists: use --mode merge to create it")
                 for child in by_course.get(row.key, []):
-                    _dead(child, Code.NOT_IN_TAGMANGO, f"its course {row.key!r} is not in TagMango (update mode)")
+                    _dead(child, ErrorCode.NOT_IN_TAGMANGO, f"its course {row.key!r} is not in TagMango (update mode)")
             continue
         _settle_course(row, live, mode)
         _settle_tree(row, live, by_course.get(row.key, []), catalog, ledger, mode, plan, out)
@@ -167,7 +167,7 @@ def _match_course(row: Row, catalog: LiveCatalog, ledger: Ledger | None, claimed
     if pinned:
         live = catalog.course(pinned)
         if live is None:
-            _dead(row, Code.NOT_IN_TAGMANGO, f"course_id {pinned} is not a course of this creator in TagMango")
+            _dead(row, ErrorCode.NOT_IN_TAGMANGO, f"course_id {pinned} is not a course of this creator in TagMango")
             return None
         claimed.add(pinned)
         return {**live, "_id": pinned, "_how": "its course_id"}
@@ -191,7 +191,7 @@ def _match_course(row: Row, catalog: LiveCatalog, ledger: Ledger | None, claimed
             c["c"] == row.body.get("coverImage")]
     if len(found) > 1 and len(best) != 1:
         ids = ", ".join(c["_id"] for c in found)
-        _dead(row, Code.AMBIGUOUS_COURSE, f"{len(found)} courses titled {row.body['title']!r} exist under these "
+        _dead(row, ErrorCode.AMBIGUOUS_COURSE, f"{len(found)} courses titled {row.body['title']!r} exist under these "
                                           f"mangoes ({ids}); nothing is written for this course: add a course_id "
                                           "column with the one to use")
         return None
@@ -235,7 +235,7 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
         if index >= len(live_modules):
             if mode == "update":
                 for row in (module, *own):
-                    _dead(row, Code.NOT_IN_TAGMANGO, f"module {position} of {course_row.key!r} is not in TagMango "
+                    _dead(row, ErrorCode.NOT_IN_TAGMANGO, f"module {position} of {course_row.key!r} is not in TagMango "
                                                      "(update mode creates nothing)")
             continue
         module_id = live_modules[index]
@@ -273,7 +273,7 @@ def _settle_lessons(course_row: Row, module: Row, lessons: list[Row], live_chapt
     for index, lesson in enumerate(lessons):
         if index >= len(live_chapters):
             if mode == "update":
-                _dead(lesson, Code.NOT_IN_TAGMANGO, f"lesson {index + 1} of module "
+                _dead(lesson, ErrorCode.NOT_IN_TAGMANGO, f"lesson {index + 1} of module "
                                                     f"{lesson.params['module_position']} is not in TagMango")
             continue
         chapter_id = live_chapters[index]

@@ -11,6 +11,7 @@ import click
 from importer.exitcodes import EXIT_OK, EXIT_ROWS_FAILED
 from importer.report.results import dead_reasons
 from tasks import timeline
+from tasks.job import Job
 from tasks.recovery import republish_stuck
 from tasks.rows import FINAL, STATES
 from tasks.rowstore import RowStore
@@ -22,10 +23,10 @@ SWEEP_EVERY_S = 30.0
 def snapshot(store: RowStore, job_id: str, results_file: str | None = None) -> dict:
     """The machine-readable summary shared by ``run --json`` and ``status --json``."""
     counts = store.counts(job_id)
-    job = store.job(job_id) or {}
-    return {"job": job_id, "total": job.get("total", 0), "final": store.is_final(job_id),
+    job = store.job(job_id) or Job(job_id)
+    return {"job": job_id, "total": job.total, "final": store.is_final(job_id),
             "counts": {s.value: counts.get(s.value, 0) for s in STATES}, "results_file": results_file,
-            "duplicates": job.get("duplicates") or [], "notices": timeline.notices(store.r, job_id)}
+            "duplicates": job.duplicates, "notices": timeline.notices(store.r, job_id)}
 
 
 class Meter:
@@ -55,7 +56,7 @@ def follow(store: RowStore, job_id: str, settings: Settings, *, quiet: bool = Fa
     """Wait until the job is final, showing progress; give stuck rows a fresh message now and then."""
     allowed = settings.rate_limit / settings.rate_window
     meter, last_sweep = Meter(), time.monotonic()
-    total = (store.job(job_id) or {}).get("total", 0)
+    total = (store.job(job_id) or Job(job_id)).total
     interactive = sys.stdout.isatty() and not quiet
     progress = None
     if interactive:

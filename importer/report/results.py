@@ -9,6 +9,7 @@ from pathlib import Path
 from importer.matching.duplicates import CODE as DUPLICATE_CODE
 from importer.report.tables import write_sheets, write_table
 from tasks import operations
+from tasks.job import Job
 from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, iso
 
@@ -34,10 +35,10 @@ def result_row(row: Row, duplicate: dict | None = None) -> dict:
             "sheet": row.sheet, "row": row.row}
 
 
-def default_path(job: dict, base: Path | None = None) -> Path:
+def default_path(job: Job | None, base: Path | None = None) -> Path:
     """``<first input>.results.xlsx|.csv`` next to the input (``base``), or in the current folder when the
     input's folder is read-only (shared or mounted data is never written into)."""
-    first = job["files"][0]["name"] if job.get("files") else "import"
+    first = job.files[0]["name"] if job and job.files else "import"
     suffix = ".csv" if first.lower().endswith((".csv", ".tsv")) else ".xlsx"
     folder = base or Path.cwd()
     if base is not None and (not os.access(base, os.W_OK) or not base.stat().st_mode & 0o222):
@@ -46,16 +47,16 @@ def default_path(job: dict, base: Path | None = None) -> Path:
 
 
 def write_results(store: RowStore, job_id: str, path: Path) -> Path:
-    job = store.job(job_id) or {}
+    job = store.job(job_id) or Job(job_id)
     records = [r for r in store.rows(job_id) if not r.derived]  # one line per spreadsheet row
     # A course TagMango holds twice is said on the first line of that course (a tree's course has no line).
-    by_course = {d["course_id"]: d for d in job.get("duplicates") or []}
+    by_course = {d["course_id"]: d for d in job.duplicates}
     duplicates = {}
     for rec in records:
         course_id = {**rec.ids, **(rec.result or {})}.get("course_id")
         if course_id in by_course:
             duplicates[rec.row_id] = by_course.pop(course_id)
-    headers: dict[str, list[str]] = job.get("headers") or {}
+    headers = job.headers
     by_sheet: dict[str, list[Row]] = {}
     for rec in records:
         by_sheet.setdefault(rec.sheet, []).append(rec)

@@ -13,7 +13,7 @@ from typing import Any
 from tasks.operations import cells
 from tasks.operations.base import CallContext, Column, Draft, PartialUpdate
 from tasks.operations.create_course import title_key
-from tasks.rows import Code, Row, RowFailure
+from tasks.rows import ErrorCode, Row, RowFailure
 
 PATH = "/api/v1/external/chapters"
 #: Spreadsheet column -> API field.
@@ -103,8 +103,8 @@ class UpdateChapter(PartialUpdate):
         course = ctx.ledger.get(ref) if ref else None
         chapter_id = (course or {}).get("ids", {}).get(f"{row.params.get('chapter_slot')}_chapter")
         if not chapter_id:
-            return RowFailure(Code.COURSE_REF_NOT_FOUND, f"course_ref {ref.removeprefix('title:')!r} is not a course "
-                                                         "of this import or an earlier import to this host")
+            return RowFailure(ErrorCode.COURSE_REF_NOT_FOUND, f"course_ref {ref.removeprefix('title:')!r} is not a "
+                                                              "course of this import or an earlier import to this host")
         row.ids["chapter_id"] = chapter_id
         return None
 

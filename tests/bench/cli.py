@@ -233,7 +233,7 @@ def bench_nowait(work: Path, redis: RedisServer, rows: int, timeout: float = 600
         after = int(client.info("memory")["used_memory"])
         store = RowStore.from_url(redis.url)
         job = store.latest_job()
-        queued = (store.job(job) or {}).get("total") if job else None
+        queued = store.job(job).total if job and store.job(job) else None
         requests = sandbox.stats()["requests"]
     finally:
         sandbox.stop()
@@ -340,7 +340,7 @@ def bench_match6(work: Path, redis: RedisServer, *, limit: int = 120, trees: Pat
     from tests.bench.run import window_stats
 
     peak = window_stats(arrivals)[1] if arrivals else 0
-    gap = max((b - a for a, b in zip(arrivals, arrivals[1:])), default=0.0)
+    gap = max((b - a for a, b in zip(arrivals, arrivals[1:], strict=False)), default=0.0)
     return {"scenario": "match6" if limit == 120 else f"match6-{limit}",
             "import": f"exit {imported['rc']}, {imported['seconds']:.1f} s, {lessons} lessons",
             "dry run exit": dry["rc"], "elapsed s": round(dry["seconds"], 1), "requests": requests, "429s": rate429,

@@ -1,0 +1,137 @@
+"""The row store (tasks.rowstore) against the suite's real Redis: the transitions table enforced in the Lua
+script, compare-and-set saves, counters that always equal the row states, key lifetimes, and the job record."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+
+import pytest
+
+from tasks.job import Blocked, Job
+from tasks.rows import STATES, TRANSITIONS, Row, RowFailure, RowState
+from tasks.rowstore import IllegalTransition, RowStore
+
+
+def make(row_id: str = "courses:2", kind: str = "course", **kw) -> Row:
+    return Row(row_id=row_id, op="create_course", kind=kind, file="f.csv", sheet="courses", row=2, key=row_id,
+               title="T", **kw)
+
+
+@pytest.fixture
+def store(redis_url) -> RowStore:
+    return RowStore.from_url(redis_url, ttl_days=1)
+
+
+def counts_match_states(store: RowStore, job_id: str) -> None:
+    """The counters are the row states: per state, per kind and state; the dead index is the dead rows."""
+    rows = list(store.rows(job_id))
+    assert {r.row_id: r.state.value for r in rows} == store.states(job_id)
+    counts = store.counts(job_id)
+    expected = Counter(r.state.value for r in rows)
+    assert {s.value: counts.get(s.value, 0) for s in STATES} == {s.value: expected[s.value] for s in STATES}
+    by_kind = Counter(f"kind:{r.kind}:{r.state.value}" for r in rows)
+    assert {k: v for k, v in counts.items() if k.startswith("kind:") and v} == dict(by_kind)
+    assert set(store.dead_row_ids(job_id)) == {r.row_id for r in rows if r.state is RowState.DEAD}
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(STATES, STATES)),
+                         ids=lambda s: s.value)
+def test_the_transitions_table_is_enforced_for_every_pair_of_states(store, old, new):
+    store.create_job(Job("j", created_at=1.0), [make(state=old)])
+    row = store.row("j", "courses:2")
+    row.state, row.title = new, "changed"
+    if new in TRANSITIONS[old]:
+        assert store.save("j", row)
+        assert store.row("j", "courses:2").title == "changed"
+    else:
+        with pytest.raises(IllegalTransition, match=f"{old.value} -> {new.value}"):
+            store.save("j", row)
+        assert store.row("j", "courses:2").state is old and store.row("j", "courses:2").title == "T"
+    counts_match_states(store, "j")
+
+
+def test_a_row_that_is_not_in_the_store_cannot_be_saved(store):
+    store.create_job(Job("j", created_at=1.0), [make()])
+    with pytest.raises(IllegalTransition, match="missing -> running"):
+        store.save("j", make("courses:9", state=RowState.RUNNING))
+
+
+def test_expect_is_a_compare_and_set(store):
+    row = make()
+    store.create_job(Job("j", created_at=1.0), [row])
+    row.state = RowState.DEAD
+    assert store.save("j", row)
+    stale = store.row("j", "courses:2")
+    row.state = RowState.QUEUED  # requeued by someone else
+    assert store.save("j", row, expect=[RowState.DEAD])
+    stale.state, stale.title = RowState.QUEUED, "second requeue"
+    assert store.save("j", stale, expect=[RowState.DEAD]) is False  # the second requeue writes nothing
+    assert store.row("j", "courses:2").title == "T" and store.counts("j")["queued"] == 1
+    assert store.dead_row_ids("j") == []
+    row.state = RowState.RUNNING  # an allowed move that is not the expected one is no error either: no write
+    assert store.save("j", row, expect=[RowState.RETRYING]) is False
+    assert store.row("j", "courses:2").state is RowState.QUEUED
+
+
+def test_counters_equal_the_states_through_any_sequence_of_legal_moves(store):
+    rows = [make(f"r:{i}", kind=("course", "module", "chapter")[i % 3]) for i in range(30)]
+    store.create_job(Job("j", created_at=1.0, total=30), rows)
+    rng = random.Random(7)
+    for _ in range(300):
+        row = store.row("j", rng.choice(rows).row_id)
+        targets = sorted(TRANSITIONS[row.state], key=lambda s: s.value)
+        if targets:
+            row.state = rng.choice(targets)
+            assert store.save("j", row)
+    counts_match_states(store, "j")
+    assert sum(store.counts("j")[s.value] for s in STATES) == 30
+
+
+def test_every_key_of_a_job_lives_for_the_ttl_and_refresh_renews_it(store):
+    child = make("m:3", kind="module", parent="courses:2")
+    store.create_job(Job("j", created_at=1.0), [make(state=RowState.DEAD), child])
+    store.count_delivery("j", "courses:2", 0)
+    store.tally("j", "requests")
+    keys = [key for key in store.job_keys("j") if store.r.exists(key)]  # the timeline's keys come later
+    assert {store.k("j"), store.k("j", "rows"), store.k("j", "waiting:courses:2"), store.k("j", "dead"),
+            store.k("j", "deliveries"), store.k("j", "counts")} <= set(keys)
+    store.refresh_ttl("j")
+    assert all(86000 < store.r.ttl(key) <= 86400 for key in keys), {k: store.r.ttl(k) for k in keys}
+    for key in keys:
+        store.r.expire(key, 5)
+    store.refresh_ttl("j")
+    assert all(store.r.ttl(key) > 86000 for key in keys)
+    store.add_waiting("j", "courses:7", "m:8")  # a set made later gets the job's lifetime at once
+    assert store.r.ttl(store.k("j", "waiting:courses:7")) > 86000
+
+
+def test_a_job_record_round_trips_as_a_job(store):
+    job = Job("j", api_url="http://api", host="a.example.com", total=2, created_at=5.0, label="f.csv",
+              mode="merge", files=[{"name": "f.csv", "checksum": "abc"}], headers={"courses": ["title"]},
+              fingerprint="fp", extra={"enqueued_from": "box"})
+    store.create_job(job, [make()])
+    assert store.job("j") == job and store.job("nope") is None
+    assert store.job_for_fingerprint("fp") == "j" and store.jobs() == ["j"] and store.latest_job() == "j"
+    blocked = Blocked(RowFailure("COURSE_USER_NOT_CREATOR", "not a creator", 403, "PermanentApiError"), "courses:2")
+    store.set_job("j", blocked=blocked, published=True, effective_limit_per_s=3.5)
+    again = store.job("j")
+    assert again.blocked == blocked and again.published and again.target == job.target
+    assert again.get("effective_limit_per_s") == 3.5 and again.get("enqueued_from") == "box"
+    assert again.get("mode") == "merge" and again.get("nothing here", "default") == "default"
+    store.set_job("j", blocked=None)
+    assert store.job("j").blocked is None
+
+
+def test_a_job_record_with_fields_missing_reads_with_defaults(store):
+    store.r.hset(store.k("old"), mapping={"id": '"old"', "api_url": '"http://api"', "host": '"h"'})
+    job = store.job("old")
+    assert (job.total, job.mode, job.files, job.blocked, job.duplicates, job.sandbox) == (0, "create", [], None,
+                                                                                          [], False)
+
+
+def test_the_dispatchers_view_of_the_keys_is_the_stores(store):
+    for part in ("rows", "gen"):
+        prefix, suffix = RowStore.key_around(part)
+        assert prefix + "imp-1" + suffix == store.k("imp-1", part)
