@@ -16,8 +16,8 @@ from importer.local.state import Registry
 from importer.local.stop import stop_all
 from importer.report.troubleshooting import advice
 from tests.browser import chrome, quit_chrome, require_chromium
-from tests.services import free_port, wait_until
 from tests.helpers import SAMPLES, cli, env_for
+from tests.services import free_port, wait_until
 
 DASH = ("ops", "dash-pw-2")
 FLOWER = ("ops", "flower-pw-2")

@@ -25,6 +25,8 @@ from tests.services import free_port, wait_until
 
 #: A token a user exported for their real TagMango: it must never be on a command line, nor reach the sandbox.
 REAL_TOKEN = "real-tagmango-token-5f3c9a71e2d84b06"
+FLOWER_AUTH = "ops:flower-pw-77c1e0"
+DASH_AUTH = "ops:dash-pw-9a2f41"
 
 
 def _cmdlines() -> dict[int, bytes]:
@@ -90,10 +92,14 @@ def test_no_secret_on_any_command_line_during_a_kept_sandbox_run(kept):
     tmp_path = kept
     state = tmp_path / "state"
     shutil.copy(SAMPLES / "catalog.xlsx", tmp_path / "catalog.xlsx")
-    env = env_for(tmp_path, TAGMANGO_API_TOKEN=REAL_TOKEN, TAGMANGO_RATE_LIMIT="60")
-    with CmdlineWatch([REAL_TOKEN]) as watch:
-        proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "catalog.xlsx", "--sandbox", "--keep-running"],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = env_for(tmp_path, TAGMANGO_API_TOKEN=REAL_TOKEN, TAGMANGO_RATE_LIMIT="60",
+                  TAGMANGO_FLOWER_BASIC_AUTH=FLOWER_AUTH, TAGMANGO_DASHBOARD_BASIC_AUTH=DASH_AUTH)
+    secrets = [REAL_TOKEN, FLOWER_AUTH.split(":")[1], DASH_AUTH.split(":")[1]]
+    dashboard = None
+    with CmdlineWatch(secrets) as watch:
+        proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "catalog.xlsx", "--sandbox", "--keep-running",
+                                 "--flower"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
         try:
             # While the import runs: rows done in the job's own Redis (which wants the password from the folder).
             store = wait_until(lambda: embedded_store(tmp_path), 60, message="the embedded Redis")
@@ -104,7 +110,7 @@ def test_no_secret_on_any_command_line_during_a_kept_sandbox_run(kept):
             sandbox_token = (state / "sandbox" / "token").read_text().strip()
             watch.add(sandbox_token)
             during = {e.role: e.pid for e in Registry(state).entries()}
-            assert {"redis", "sandbox", "worker", "run"} <= set(during), during
+            assert {"redis", "sandbox", "worker", "flower", "run"} <= set(during), during
             rounds = watch.rounds
             wait_until(lambda: watch.rounds > rounds + 2, 30, 0.02, "the command lines read while rows are sent")
             assert set(during.values()) <= watch.seen
@@ -117,9 +123,13 @@ def test_no_secret_on_any_command_line_during_a_kept_sandbox_run(kept):
         # The hints name the command as it was run (here: this interpreter with -m importer).
         assert f"{invoked_as(sys.argv[0], sys.executable, 'importer.__main__')} requeue {job_id} --error-code" in out
 
-        # After it returned, with --keep-running: the services are up, and still no secret on a command line.
+        # After it returned, with --keep-running: the services are up, and a dashboard; still no secret in sight.
+        port = free_port()
+        dashboard = subprocess.Popen([sys.executable, "-m", "importer", "dashboard", "--port", str(port)],
+                                     cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"), 60, message="the dashboard")
         after = {e.role: e for e in Registry(state).entries()}
-        assert {"redis", "sandbox", "worker"} <= set(after) and "run" not in after
+        assert {"redis", "sandbox", "worker", "flower", "dashboard"} <= set(after) and "run" not in after
         rounds = watch.rounds
         wait_until(lambda: watch.rounds > rounds + 2, 30, 0.02, "the command lines read after the run")
         # The sandbox knows its own token only; the real one is not in its environment either.
@@ -142,6 +152,7 @@ def test_no_secret_on_any_command_line_during_a_kept_sandbox_run(kept):
 
         stopped = cli(tmp_path, "stop", env=env, timeout=120)
         assert stopped.returncode == 0 and "Redis: shut down cleanly" in stopped.stdout, stopped.stdout
+        assert dashboard.wait(timeout=30) is not None
         watch.scan()
     assert watch.leaks == [], watch.leaks
     assert not any(entry.alive for entry in after.values())

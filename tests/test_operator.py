@@ -15,6 +15,7 @@ import yaml
 from tests.helpers import HOST, ROOT, SAMPLES, TOKEN, cli, embedded_store, env_for
 from tests.services import free_port, wait_until
 
+
 def test_demo_run_dead_letters_then_requeue_from_fixed_file(kept):
     tmp_path = kept
     done = cli(tmp_path, "run", str(SAMPLES / "catalog.xlsx"), "--sandbox", "--results", "out.xlsx",
@@ -192,7 +193,8 @@ def test_docker_compose_services_run_locally(tmp_path, redis_server, redis_url):
         assert worker_cmd[:2] == ["tagmango-import", "worker"]
         procs.append(subprocess.Popen([sys.executable, "-m", "importer", *worker_cmd[1:]], env=env,
                                       start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        flower_cmd = local("flower", **{"--address=0.0.0.0": "--address=127.0.0.1", "--port=5555": f"--port={flower_port}"})
+        flower_cmd = local("flower", **{"--address=0.0.0.0": "--address=127.0.0.1",
+                                        "--port=5555": f"--port={flower_port}"})
         procs.append(subprocess.Popen([sys.executable, "-m", *flower_cmd], env=env, start_new_session=True,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         redis_cmd = services["redis"]["command"]

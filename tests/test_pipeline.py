@@ -6,7 +6,6 @@ import json
 import time
 from collections import Counter
 
-
 from tasks.dispatch import park_key
 from tasks.enqueue import enqueue
 from tasks.ledger import target_id
@@ -14,6 +13,7 @@ from tasks.requeue import requeue_rows
 from tasks.rowstore import RowStore
 from tests.helpers import HOST, MANGO, SAMPLES, TOKEN, assert_consistent, plan_of, wait_final, write_catalog
 from tests.services import wait_until
+
 
 def test_sample_catalog_imports_with_planted_dead_letters(sandbox, make_env, workers, redis_url):
     env = make_env(sandbox)
