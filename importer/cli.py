@@ -56,9 +56,10 @@ class Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Import course catalogs from spreadsheets into TagMango."""
-    from importer.config import Config
+    from importer.config import Config, invoked_as
 
-    ctx.obj = Config.from_env()  # the one reading of the environment; commands get it with @pass_config
+    # The one reading of the environment; commands get it with @pass_config.
+    ctx.obj = Config.from_env(program=invoked_as(), command=ctx.invoked_subcommand)
 
 
 pass_config = click.make_pass_decorator(object)
@@ -216,15 +217,19 @@ def report(config, job, output) -> None:  # noqa: ANN001
     sys.exit(inspect.report(config, job, output))
 
 
+REMOTE_HELP = "Allow an --address other machines can reach (plain HTTP with basic auth: a warning is printed)."
+
+
 @cli.command()
 @click.option("--port", default=5555, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--allow-remote", is_flag=True, help=REMOTE_HELP)
 @pass_config
-def flower(config, port, address) -> None:  # noqa: ANN001
+def flower(config, port, address, allow_remote) -> None:  # noqa: ANN001
     """Start Flower on the importer's Redis, with basic auth (TAGMANGO_FLOWER_BASIC_AUTH)."""
     from importer.commands import services
 
-    sys.exit(services.flower(config, port, address))
+    sys.exit(services.flower(config, port, address, allow_remote))
 
 
 @cli.command()
@@ -232,19 +237,21 @@ def flower(config, port, address) -> None:  # noqa: ANN001
 @click.option("--address", default="127.0.0.1", show_default=True)
 @click.option("--flower-url", default=None, help="Flower's address for the links (default: the one `run --flower` "
               "or `flower` started, or TAGMANGO_FLOWER_URL).")
+@click.option("--allow-remote", is_flag=True, help=REMOTE_HELP)
 @pass_config
-def dashboard(config, port, address, flower_url) -> None:  # noqa: ANN001
+def dashboard(config, port, address, flower_url, allow_remote) -> None:  # noqa: ANN001
     """A web page per import (progress, request rate, dead letters, requeue), basic auth
     (TAGMANGO_DASHBOARD_BASIC_AUTH)."""
     from importer.dashboard.server import serve
 
-    sys.exit(serve(config, port, address, flower_url))
+    sys.exit(serve(config, port, address, flower_url, allow_remote))
 
 
 @cli.command()
 @pass_config
 def stop(config) -> None:  # noqa: ANN001
-    """Stop what --keep-running, `dashboard` and `flower` left running from this state directory."""
+    """Stop every process this state folder started: dashboards, Flower, the worker, the sandbox, Redis (and
+    commands using them, as with Ctrl-C)."""
     from importer.local.stop import stop_all
 
     lines = stop_all(config.state_dir)
@@ -266,4 +273,6 @@ def worker(config, concurrency, loglevel) -> None:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.main(args=argv, prog_name="tagmango-import") or 0
+    from importer.config import invoked_as
+
+    return cli.main(args=argv, prog_name=invoked_as()) or 0

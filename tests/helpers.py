@@ -134,21 +134,58 @@ def cli(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 18
                           cwd=tmp_path, env=env or env_for(tmp_path), timeout=timeout)
 
 
+def embedded_url(tmp_path: Path) -> str | None:
+    """The URL (with its password) of the embedded Redis a CLI run in ``tmp_path`` started, if it has one."""
+    redis_dir = tmp_path / "state" / "redis"
+    try:
+        port, password = (redis_dir / "port").read_text().strip(), (redis_dir / "password").read_text().strip()
+    except OSError:
+        return None
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
+def embedded_store(tmp_path: Path) -> RowStore | None:
+    """The row store of the embedded Redis a CLI run in ``tmp_path`` started, once it answers."""
+    import redis
+
+    url = embedded_url(tmp_path)
+    if url is None:
+        return None
+    store = RowStore.from_url(url)
+    try:
+        store.r.ping()
+    except redis.RedisError:
+        return None
+    return store
+
+
 def stop_kept(tmp_path: Path) -> None:
-    """Stop what --keep-running left behind (without trusting the command under test to do it)."""
+    """Stop whatever CLI runs in ``tmp_path`` left running (without trusting the command under test to do it): every
+    process in the state folder's registry, and pid files of older layouts."""
+    from importer.local.state import Registry
+
     state = tmp_path / "state"
+    pids = [entry.pid for entry in Registry(state).entries()]  # alive and the very process registered
     for pid_file in (state / "worker.pid", state / "sandbox" / "pid", state / "flower" / "pid",
                      state / "dashboard" / "pid"):
-        if pid_file.exists():
-            try:
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-    port = state / "redis" / "port"
-    if port.exists():
+        try:
+            pids.append(int(pid_file.read_text()))
+        except (OSError, ValueError):
+            pass
+    url = embedded_url(tmp_path)
+    if url:
         import redis
 
         try:
-            redis.Redis(port=int(port.read_text())).shutdown(nosave=True)
+            redis.Redis.from_url(url, socket_connect_timeout=1).shutdown(nosave=True)
         except redis.RedisError:
             pass
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        for kill in (os.killpg, os.kill):  # its group when it leads one (the services), else the process
+            try:
+                kill(pid, signal.SIGKILL)
+                break
+            except (OSError, ValueError):
+                pass

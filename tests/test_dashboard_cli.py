@@ -12,11 +12,12 @@ import time
 import httpx
 import psutil
 
+from importer.local.state import Registry
 from importer.local.stop import stop_all
 from importer.report.troubleshooting import advice
 from tests.browser import chrome, quit_chrome, require_chromium
-from tests.services import free_port, wait_until
 from tests.helpers import SAMPLES, cli, env_for
+from tests.services import free_port, wait_until
 
 DASH = ("ops", "dash-pw-2")
 FLOWER = ("ops", "flower-pw-2")
@@ -77,11 +78,9 @@ def test_keep_running_then_dashboard_flower_and_stop(tmp_path):
         finally:
             quit_chrome(driver)
 
-        pids = [int(p.read_text()) for p in (state / "dashboard" / "pid", state / "flower" / "pid",
-                                             state / "worker.pid", state / "sandbox" / "pid")]
-        import redis
-
-        pids.append(redis.Redis(port=int((state / "redis" / "port").read_text())).info("server")["process_id"])
+        roles = {entry.role: entry.pid for entry in Registry(state).entries()}
+        assert {"dashboard", "flower", "worker", "sandbox", "redis"} <= set(roles), roles
+        pids = list(roles.values())
         started = time.monotonic()
         stopped = cli(tmp_path, "stop", env=env, timeout=120)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -12,8 +12,9 @@ import httpx
 import pandas as pd
 import yaml
 
-from tests.helpers import HOST, ROOT, SAMPLES, TOKEN, cli, env_for
+from tests.helpers import HOST, ROOT, SAMPLES, TOKEN, cli, embedded_store, env_for
 from tests.services import free_port, wait_until
+
 
 def test_demo_run_dead_letters_then_requeue_from_fixed_file(kept):
     tmp_path = kept
@@ -70,7 +71,7 @@ def test_ctrl_c_then_run_again_resumes_without_duplicates(kept):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # Interrupt once 20 rows are done and the job is not final, read from the job's own state in Redis.
-        store = wait_until(lambda: _embedded_store(tmp_path), 60, message="the embedded Redis")
+        store = wait_until(lambda: embedded_store(tmp_path), 60, message="the embedded Redis")
         job_id = wait_until(store.latest_job, 60, message="the job")
         wait_until(lambda: store.counts(job_id).get("succeeded", 0) >= 20, 90, 0.05, "20 rows done")
         assert not store.is_final(job_id)
@@ -88,23 +89,6 @@ def test_ctrl_c_then_run_again_resumes_without_duplicates(kept):
     port = (tmp_path / "state" / "sandbox" / "port").read_text()
     stats = httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats").json()
     assert stats["courses_by_host"]["academy.sandbox.local"] == 120 and not stats["duplicate_titles"]
-
-
-def _embedded_store(tmp_path):  # noqa: ANN001, ANN202
-    """The row store of the embedded Redis a CLI run in ``tmp_path`` started, once it answers."""
-    import redis
-
-    from tasks.rowstore import RowStore
-
-    port = tmp_path / "state" / "redis" / "port"
-    if not port.exists():
-        return None
-    store = RowStore.from_url(f"redis://127.0.0.1:{port.read_text().strip()}/0")
-    try:
-        store.r.ping()
-    except redis.RedisError:
-        return None
-    return store
 
 
 def test_missing_token_is_a_config_error_before_anything_is_enqueued(tmp_path):
@@ -209,7 +193,8 @@ def test_docker_compose_services_run_locally(tmp_path, redis_server, redis_url):
         assert worker_cmd[:2] == ["tagmango-import", "worker"]
         procs.append(subprocess.Popen([sys.executable, "-m", "importer", *worker_cmd[1:]], env=env,
                                       start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        flower_cmd = local("flower", **{"--address=0.0.0.0": "--address=127.0.0.1", "--port=5555": f"--port={flower_port}"})
+        flower_cmd = local("flower", **{"--address=0.0.0.0": "--address=127.0.0.1",
+                                        "--port=5555": f"--port={flower_port}"})
         procs.append(subprocess.Popen([sys.executable, "-m", *flower_cmd], env=env, start_new_session=True,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         redis_cmd = services["redis"]["command"]

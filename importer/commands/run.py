@@ -4,6 +4,7 @@ enqueue, follow, look for duplicates, and write the results file."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -21,6 +22,7 @@ from importer.report.follow import exit_code, follow, print_final, snapshot
 from importer.report.results import default_path, write_results
 from importer.report.tables import write_table
 from tasks import errors
+from tasks.credentials import Credential
 from tasks.enqueue import enqueue, fingerprint
 from tasks.gateway import Door
 from tasks.recovery import resume
@@ -91,29 +93,13 @@ def run(config: Config, files: tuple[str, ...], options: Options, *, sandbox: bo
             session.stack.start_flower(session.url) if session.embedded else click.echo(
                 "note: --flower starts Flower in embedded mode only; start yours before `run`", err=True)
         store = session.store
-        existing = store.job_for_fingerprint(fingerprint(plan, cred.api_url, cred.host, mode))
-        if existing and not store.is_final(existing):
-            job_id = existing
-            if not as_json:
-                click.echo(f"Resuming {job_id} (same files, same target).")
+        with session.job_lock(fingerprint(plan, cred.api_url, cred.host, mode), quiet=as_json):
+            job_id = start_job(session, plan, cred, door, mode=mode, sandbox=sandbox, as_json=as_json)
             if session.embedded:
-                resume(store, job_id)
-        else:
-            reconciled = match_live(door, store, plan, mode, quiet=as_json)  # what TagMango already has
-            if not as_json:
-                for _row, note in reconciled.warnings:
-                    click.echo(f"note: {note}")
-            job_id = enqueue(store, plan, cred.api_url, cred.host, mode=mode)
-            store.set_job(job_id, sandbox=sandbox)
-            if not as_json:
-                click.echo(f"Enqueued {job_id}: {store.job(job_id).total} rows for {cred.host} at "
-                           f"{cred.api_url} ({len(plan.rows)} to send, {len(plan.unsent)} settled before sending; "
-                           f"{mode} mode)")
-        if session.embedded:
-            session.stack.start_worker(session.url, cred.api_url, cred.token)
-        elif not wait:
+                session.stack.start_worker(session.url, cred.api_url, cred.token)
+        if not (wait or session.embedded):
             click.echo(json.dumps(snapshot(store, job_id)) if as_json else
-                       f"Follow it with: tagmango-import status {job_id} --watch")
+                       f"Follow it with: {config.program} status {job_id} --watch")
             return EXIT_OK
         return finish(session, job_id, door, as_json=as_json, results=results, base=Path(files[0]).resolve().parent)
     except KeyboardInterrupt:
@@ -124,6 +110,40 @@ def run(config: Config, files: tuple[str, ...], options: Options, *, sandbox: bo
         session.close()
 
 
+def start_job(session: Session, plan: Plan, cred: Credential, door: Door, *, mode: str, sandbox: bool,
+              as_json: bool) -> str:
+    """The job of these files to this target: the unfinished one, followed (when another command or the local
+    worker is on it) or resumed; else a new one, matched against TagMango and enqueued. The caller holds the job's
+    run lock."""
+    store = session.store
+    existing = store.job_for_fingerprint(fingerprint(plan, cred.api_url, cred.host, mode))
+    if existing and not store.is_final(existing):
+        busy = session.following(store.job(existing))
+        if busy:
+            if not as_json:
+                click.echo(f"Following {existing} (same files, same target): {busy}. This command only watches it "
+                           "and writes its own results file.")
+            return existing
+        if not as_json:
+            click.echo(f"Resuming {existing} (same files, same target).")
+        if session.embedded:  # nobody is on it: its rows get fresh messages for the worker started next
+            resume(store, existing)
+        session.run_job(existing)
+        return existing
+    reconciled = match_live(door, store, plan, mode, quiet=as_json)  # what TagMango already has
+    if not as_json:
+        for _row, note in reconciled.warnings:
+            click.echo(f"note: {note}")
+    job_id = enqueue(store, plan, cred.api_url, cred.host, mode=mode)
+    store.set_job(job_id, sandbox=sandbox)
+    session.run_job(job_id)
+    if not as_json:
+        click.echo(f"Enqueued {job_id}: {store.job(job_id).total} rows for {cred.host} at "
+                   f"{cred.api_url} ({len(plan.rows)} to send, {len(plan.unsent)} settled before sending; "
+                   f"{mode} mode)")
+    return job_id
+
+
 def finish(session: Session, job_id: str, door: Door, *, as_json: bool, results: str | None,
            base: Path | None = None) -> int:
     """Follow the job until it is final, look for duplicates in TagMango, write the results file, sum up."""
@@ -131,13 +151,24 @@ def finish(session: Session, job_id: str, door: Door, *, as_json: bool, results:
     follow(store, job_id, session.config.settings, quiet=as_json)
     check_duplicates(store, job_id, door, quiet=as_json)
     path = Path(results) if results else default_path(store.job(job_id), base)
-    write_results(store, job_id, path)
+    write_results_file(store, job_id, path)
     snap = snapshot(store, job_id, str(path))
     if as_json:
         click.echo(json.dumps(snap, indent=2))
     else:
-        print_final(store, job_id, str(path))
+        print_final(store, job_id, str(path), program=session.config.program)
     return exit_code(snap)
+
+
+def write_results_file(store: RowStore, job_id: str, path: Path) -> None:
+    """The results file, written beside its place and moved there whole: two commands following one job each
+    write theirs, and a reader never sees half of one."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write_results(store, job_id, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_duplicates(store: RowStore, job_id: str, door: Door, *, quiet: bool = False) -> list[dict]:

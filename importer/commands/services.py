@@ -11,26 +11,33 @@ import click
 from importer.config import Config
 from importer.exitcodes import EXIT_OK, CommandError
 from importer.local import flower as flower_setup
+from importer.local.address import check_address
 from importer.local.session import Session
 from importer.local.stack import worker_argv
+from importer.local.state import CHILD_UMASK
 
 
-def flower(config: Config, port: int, address: str) -> int:
+def flower(config: Config, port: int, address: str, allow_remote: bool = False) -> int:
+    check_address("Flower", address, allow_remote)
     session = Session(config, keep_running=True)
-    auth, generated = flower_setup.auth_for(config)
-    if generated:
-        click.echo(f"Flower basic auth (set TAGMANGO_FLOWER_BASIC_AUTH=user:password to choose): {auth}")
-    state = session.stack.dir
-    click.echo(f"Flower on http://{address}:{port}  (state kept in {state / 'flower.db'}; Ctrl-C to stop)")
-    proc = subprocess.Popen(flower_setup.command(port, address, state),
-                            env=flower_setup.environment(config, session.url, auth))
-    flower_setup.record(flower_setup.files(state), proc.pid, f"http://{address}:{port}")
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return proc.wait()
+        auth, generated = flower_setup.auth_for(config)
+        if generated:
+            click.echo(f"Flower basic auth (set TAGMANGO_FLOWER_BASIC_AUTH=user:password to choose): {auth}")
+        state = session.stack.dir
+        url = f"http://{address}:{port}"
+        session.stack.attach(url=url)
+        click.echo(f"Flower on {url}  (state kept in {state / 'flower.db'}; Ctrl-C or `{config.program} stop` to stop)")
+        proc = subprocess.Popen(flower_setup.command(port, address, state),
+                                env=flower_setup.environment(config, session.url, auth), umask=CHILD_UMASK)
+        flower_setup.record(state, proc.pid, url)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reaches Flower too; `stop` signals this command only
+            proc.terminate()
+            return proc.wait()
     finally:
-        (state / "flower" / "pid").unlink(missing_ok=True)
+        session.close()
 
 
 def worker(config: Config, concurrency: int, loglevel: str) -> int:

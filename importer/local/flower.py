@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from importer.config import Config
+from importer.local.state import CHILD_UMASK, Registry, log_file, private_dir, without_secrets, write_private
 
 #: The task table's columns: what a row is (args) before how it went.
 TASKS_COLUMNS = "name,args,state,received,runtime,retries,worker,uuid"
@@ -37,17 +38,15 @@ def command(port: int, address: str, state_dir: Path, *, max_tasks: int = 100000
 
 
 def environment(config: Config, redis_url: str, auth: str, dashboard_url: str | None = None) -> dict[str, str]:
-    env = {**config.environ, "TAGMANGO_REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": auth}
-    env.pop("TAGMANGO_API_TOKEN", None)  # Flower never needs the token
+    """Flower's environment: the Redis URL and its basic auth (never on its command line), no API token."""
+    env = {**without_secrets(config.environ), "TAGMANGO_REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": auth}
     if dashboard_url:
         env["TAGMANGO_DASHBOARD_URL"] = dashboard_url
     return env
 
 
 def files(state_dir: Path) -> Path:
-    folder = state_dir / "flower"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return private_dir(state_dir / "flower")
 
 
 def start(config: Config, redis_url: str, auth: str, port: int, address: str = "127.0.0.1",
@@ -59,16 +58,17 @@ def start(config: Config, redis_url: str, auth: str, port: int, address: str = "
     folder = files(state_dir)
     client = redis.Redis.from_url(redis_url)
     baseline = int(client.execute_command("PUBSUB", "NUMPAT"))
-    log = open(folder / "flower.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(command(port, address, state_dir), env=environment(config, redis_url, auth), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    record(folder, proc.pid, f"http://{address}:{port}")
+    with log_file(folder / "flower.log") as log:
+        proc = subprocess.Popen(command(port, address, state_dir), env=environment(config, redis_url, auth),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=CHILD_UMASK)
     url = f"http://{address}:{port}"
+    record(state_dir, proc.pid, url)
     user, _, password = auth.partition(":")
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            Registry(state_dir).remove(proc.pid)
             raise RuntimeError(f"Flower did not start (see {folder / 'flower.log'})")
         # Flower's event receiver is a pattern subscription: once it is there, no event is lost.
         if _serving(url, (user, password)) and int(client.execute_command("PUBSUB", "NUMPAT")) > baseline:
@@ -76,15 +76,16 @@ def start(config: Config, redis_url: str, auth: str, port: int, address: str = "
         time.sleep(0.2)
 
 
-def record(folder: Path, pid: int, url: str) -> None:
-    (folder / "pid").write_text(str(pid))
-    (folder / "url").write_text(url)
+def record(state_dir: Path, pid: int, url: str) -> None:
+    """Flower in the folder's registry (``stop`` ends it), and its address for the dashboard's links."""
+    Registry(state_dir).add("flower", pid, url=url)
+    write_private(files(state_dir) / "url", url)
 
 
 def known_url(state_dir: Path) -> str | None:
-    """The address of a Flower this state directory started (for the dashboard's link)."""
-    path = state_dir / "flower" / "url"
-    return path.read_text().strip() if path.exists() else None
+    """The address of a Flower this state folder started and that is running (for the dashboard's link)."""
+    running = Registry(state_dir).services("flower")
+    return str(running[-1].info.get("url")) if running else None
 
 
 def _serving(url: str, auth: tuple[str, str]) -> bool:

@@ -1,25 +1,27 @@
-"""What `run` starts on this machine when no Redis is configured: Redis, a worker, and the sandbox.
+"""What commands start on this machine when no Redis is configured: Redis, a worker, the sandbox, Flower.
 
-Everything lives under the state directory (``.tagmango/`` by default, ``TAGMANGO_STATE_DIR``): Redis
-data with its append-only file, the sandbox's data, the worker's log. Processes started here are
-stopped again when the job is final, unless ``--keep-running``; later commands (status, requeue,
-flower) find them through the port files and reuse them, or start them again.
+Everything lives under the state folder (``.tagmango/`` by default, ``TAGMANGO_STATE_DIR``, see
+``importer.local.state``): Redis data with its append-only file and password, the sandbox's data and token,
+the logs, and the registry of the processes started here. Several commands may use the stack at once: each
+holds it while it runs, and the last one out shuts it down, unless one of them was run with ``--keep-running``
+(then ``stop`` does). No secret is ever on a command line: the worker gets its token and the Redis URL
+(with its password) through its environment, the sandbox its token through ``TAGMANGO_SANDBOX_TOKENS``.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
 from importer.config import Config
-from tasks.defaults import QUEUE
+from importer.exitcodes import CommandError
+from importer.local import state, stop
 from importer.local.embedded import EmbeddedRedis, free_port
+from tasks.defaults import QUEUE
 
 SANDBOX_HOST = "academy.sandbox.local"
 #: Mild faults for the demo, so that retries and adoption of committed-but-failed creates are visible.
@@ -29,15 +31,7 @@ SANDBOX_HOST = "academy.sandbox.local"
 DEMO_FAULTS = ["--error-rate", "0.03", "--drop-rate", "0.01", "--commit-fail-rate", "0.04", "--latency", "30-150",
                "--hang-seconds", "12", "--seed", "7"]
 SANDBOX_HTTP_TIMEOUT = "8"
-
-
-def _alive(pid_file: Path) -> int | None:
-    try:
-        pid = int(pid_file.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
+WAITING = "note: waiting for another command of this folder to finish starting or stopping the local services"
 
 
 def worker_argv(*, concurrency: int = 8, loglevel: str = "WARNING", hostname: str | None = None) -> list[str]:
@@ -49,117 +43,138 @@ def worker_argv(*, concurrency: int = 8, loglevel: str = "WARNING", hostname: st
 
 
 class LocalStack:
+    """This command's use of the state folder's services: attach (hold), start what is missing, release."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.dir = config.state_dir
+        self.registry = state.Registry(self.dir)
+        self.lock = state.StackLock(self.dir)
         self.redis = EmbeddedRedis(self.dir)
-        self.worker: subprocess.Popen | None = None
-        self.sandbox: subprocess.Popen | None = None
+        self.attached = False
         self.sandbox_url: str | None = None
-        self.flower: subprocess.Popen | None = None
+
+    # -- holding the stack -------------------------------------------------------------------------
+    def attach(self, **info: object) -> None:
+        """Hold the stack for this command (again, with ``info``, to say more of it: a dashboard's address)."""
+        with self.lock.held(WAITING):
+            if not self.attached:
+                state.secure(self.dir)
+                if not self.registry.entries():  # nothing running: a --keep-running of an earlier stack is over
+                    (self.dir / "kept").unlink(missing_ok=True)
+            self.registry.add(self.config.command or "command", os.getpid(), holds=True, **info)
+            self.attached = True
+
+    def release(self, keep_running: bool = False) -> list[str]:
+        """Let go of the stack; the last command out shuts down every service, unless they are to be kept."""
+        if not self.attached:
+            return []
+        with self.lock.held(WAITING):
+            self.registry.remove(os.getpid())
+            self.attached = False
+            if keep_running:
+                state.write_private(self.dir / "kept", f"{os.getpid()}\n")
+            if (self.dir / "kept").exists() or self.registry.holders():
+                return []
+            return stop.stop_services(self.dir)
+
+    def holders(self) -> list:
+        """The other commands holding the stack now."""
+        return self.registry.holders(but=os.getpid())
 
     # -- Redis ---------------------------------------------------------------------------------
     def start_redis(self) -> str:
-        return self.redis.start()
+        with self.lock.held(WAITING):
+            self.attach()
+            url = self.redis.start()
+            if self.redis.proc is not None:
+                self.registry.add("redis", self.redis.proc.pid, port=int(url.rsplit(":", 1)[1].split("/")[0]))
+            return url
 
     # -- sandbox -------------------------------------------------------------------------------
     def sandbox_token(self) -> str:
-        from importer.sandbox.config import DEFAULT_TOKEN
-
-        return self.config.credentials.token or DEFAULT_TOKEN
+        """The sandbox's own token: random, made once per state folder (``sandbox/token``, 0600). A real token is
+        never sent to the sandbox."""
+        return state.secret(self.dir / "sandbox" / "token")
 
     def start_sandbox(self, token: str, faults: bool = True) -> str:
         """The sandbox as its own process, on the same port as last time (so ledgers stay valid)."""
-        sdir = self.dir / "sandbox"
-        sdir.mkdir(parents=True, exist_ok=True)
-        port_file = sdir / "port"
-        port = int(port_file.read_text()) if port_file.exists() else free_port()
-        url = f"http://127.0.0.1:{port}"
-        if _alive(sdir / "pid") and _up(url):
+        with self.lock.held(WAITING):
+            self.attach()
+            sdir = state.private_dir(self.dir / "sandbox")
+            port_file = sdir / "port"
+            port = int(port_file.read_text()) if port_file.exists() else free_port()
+            url = f"http://127.0.0.1:{port}"
+            if self.registry.services("sandbox") and _up(url):
+                self.sandbox_url = url
+                return url
+            env = {**state.without_secrets(self.config.environ), "TAGMANGO_SANDBOX_TOKENS": token}
+            with state.log_file(sdir / "sandbox.log") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "importer", "sandbox", "--port", str(port), "--state-dir", str(sdir),
+                     *(DEMO_FAULTS if faults else [])],
+                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=state.CHILD_UMASK)
+            self.registry.add("sandbox", proc.pid, url=url)
+            state.write_private(port_file, str(port))
+            deadline = time.monotonic() + 20
+            while not _up(url):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    self.registry.remove(proc.pid)
+                    raise RuntimeError(f"the sandbox did not start (see {sdir / 'sandbox.log'})")
+                time.sleep(0.1)
             self.sandbox_url = url
             return url
-        log = open(sdir / "sandbox.log", "ab")  # noqa: SIM115 - handed to the child
-        self.sandbox = subprocess.Popen(
-            [sys.executable, "-m", "importer", "sandbox", "--port", str(port), "--token", token,
-             "--state-dir", str(sdir), *(DEMO_FAULTS if faults else [])],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        (sdir / "pid").write_text(str(self.sandbox.pid))
-        port_file.write_text(str(port))
-        deadline = time.monotonic() + 20
-        while not _up(url):
-            if self.sandbox.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the sandbox did not start (see {sdir / 'sandbox.log'})")
-            time.sleep(0.1)
-        self.sandbox_url = url
-        return url
 
     # -- worker --------------------------------------------------------------------------------
-    def start_worker(self, redis_url: str, api_url: str, token: str, concurrency: int = 8) -> None:
-        """A Celery worker process; the token reaches it through its environment only."""
-        pid_file = self.dir / "worker.pid"
-        if _alive(pid_file):
-            return
-        env = {**self.config.environ, "TAGMANGO_REDIS_URL": redis_url, "TAGMANGO_API_URL": api_url,
-               "TAGMANGO_API_TOKEN": token, "PYTHONUNBUFFERED": "1"}
-        if api_url == self.sandbox_url and "TAGMANGO_HTTP_TIMEOUT" not in self.config.environ:
-            env["TAGMANGO_HTTP_TIMEOUT"] = SANDBOX_HTTP_TIMEOUT
-        log = open(self.dir / "worker.log", "ab")  # noqa: SIM115
-        self.worker = subprocess.Popen(
-            [sys.executable, *worker_argv(concurrency=concurrency, hostname=f"local-{os.getpid()}@%h")],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        pid_file.write_text(str(self.worker.pid))
+    def worker(self) -> dict | None:
+        """The worker running from this folder (its registry entry's details), if one is."""
+        found = self.registry.services("worker")
+        return {"pid": found[0].pid, **found[0].info} if found else None
+
+    def start_worker(self, redis_url: str, api_url: str, token: str, concurrency: int = 8) -> bool:
+        """A Celery worker process, unless one is running (True: started now). Its token and the Redis URL reach it
+        through its environment only."""
+        with self.lock.held(WAITING):
+            self.attach()
+            running = self.worker()
+            if running:
+                if running.get("api_url", api_url).rstrip("/") != api_url.rstrip("/"):
+                    raise CommandError(f"the local worker (pid {running['pid']}) sends to {running['api_url']}, not to "
+                                       f"{api_url}: let its import finish, or `{self.config.program} stop`, then run "
+                                       "this again")
+                return False
+            env = {**state.without_secrets(self.config.environ), "TAGMANGO_REDIS_URL": redis_url,
+                   "TAGMANGO_API_URL": api_url, "TAGMANGO_API_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+            if api_url == self.sandbox_url:
+                env.setdefault("TAGMANGO_HTTP_TIMEOUT", SANDBOX_HTTP_TIMEOUT)
+            elif self.config.environ.get("TAGMANGO_CREDENTIALS_FILE"):  # a real creator's: the workers' tokens
+                env["TAGMANGO_CREDENTIALS_FILE"] = self.config.environ["TAGMANGO_CREDENTIALS_FILE"]
+            with state.log_file(self.dir / "worker.log") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, *worker_argv(concurrency=concurrency, hostname=f"local-{os.getpid()}@%h")],
+                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=state.CHILD_UMASK)
+            self.registry.add("worker", proc.pid, api_url=api_url)
+            return True
 
     # -- Flower (run --flower) ------------------------------------------------------------------
     def start_flower(self, redis_url: str, port: int = 5555) -> str:
         """Flower in the background (importer/local/flower.py), subscribed to events before this returns."""
         from importer.local import flower
 
-        url = flower.known_url(self.dir)
-        if url and _alive(self.dir / "flower" / "pid"):
-            print(f"Flower already running on {url}", file=sys.stderr)
-            return url
-        auth, generated = flower.auth_for(self.config)
-        port = port if _port_free(port) else free_port()
-        self.flower = flower.start(self.config, redis_url, auth, port)
-        url = flower.known_url(self.dir) or ""
+        with self.lock.held(WAITING):
+            self.attach()
+            url = flower.known_url(self.dir)
+            if url:
+                print(f"Flower already running on {url}", file=sys.stderr)
+                return url
+            auth, generated = flower.auth_for(self.config)
+            port = port if _port_free(port) else free_port()
+            flower.start(self.config, redis_url, auth, port)
+            url = flower.known_url(self.dir) or ""
         print(f"Flower on {url}" + (f"  basic auth {auth}" if generated else "  (TAGMANGO_FLOWER_BASIC_AUTH)"),
               file=sys.stderr)
         return url
-
-    # -- shutdown ------------------------------------------------------------------------------
-    def stop(self, keep_running: bool = False) -> None:
-        if keep_running:
-            return
-        for proc, pid_file in ((self.flower, self.dir / "flower" / "pid"), (self.worker, self.dir / "worker.pid"),
-                               (self.sandbox, self.dir / "sandbox" / "pid")):
-            if proc is not None:  # only what this command started
-                _terminate(proc.pid)
-                pid_file.unlink(missing_ok=True)
-        self.redis.stop()
-
-
-def _terminate(pid: int, timeout: float = 40.0) -> None:
-    """SIGTERM (Celery's warm shutdown hands unfinished rows back), SIGKILL after ``timeout``."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def _port_free(port: int) -> bool:

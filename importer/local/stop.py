@@ -1,10 +1,13 @@
-"""``tagmango-import stop``: stop what ``--keep-running`` (and ``dashboard``, ``flower``) left running from
-this state directory, in an order that loses nothing: the dashboard and Flower (Flower saves its state),
-the worker (a warm shutdown hands unfinished rows back to Redis), the sandbox, and Redis last, with a
-clean ``SHUTDOWN`` that flushes its append-only file.
+"""``tagmango-import stop``: stop every process this state folder started, in an order that loses nothing.
 
-Each process is found through the pid (or port) file its starter wrote, and checked to be what the file
-says before it is signalled, so a stale file never stops an unrelated process that reused the pid.
+First the commands that use the stack (a ``dashboard``, a ``flower`` command, a ``run`` following its job): each
+gets SIGINT, as a Ctrl-C, and ends as it does then (a run says how to resume). Then the services, under the
+stack's lock: Flower (it saves its state), the worker (a warm shutdown hands unfinished rows back to Redis), the
+sandbox, and Redis last, with a clean ``SHUTDOWN`` that flushes its append-only file.
+
+Every process is found in the folder's registry (``importer.local.state``), which records its start time, so a
+file left by a process that is gone never stops an unrelated process that reused its pid. The pid files of
+earlier versions (``worker.pid``, ``sandbox/pid``, ...) are read too, checked against the process's command line.
 """
 
 from __future__ import annotations
@@ -15,9 +18,117 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: How long each service may take to stop after SIGTERM before it gets SIGKILL, in seconds.
-GRACE_S = {"dashboard": 10.0, "Flower": 15.0, "worker": 45.0, "sandbox": 10.0}
+from importer.local.state import Entry, Registry, StackLock, running, write_private
 
+#: How long each process may take to stop after its signal before it gets SIGKILL, in seconds.
+GRACE_S = {"dashboard": 10.0, "flower": 15.0, "worker": 45.0, "sandbox": 10.0, "redis": 30.0}
+COMMAND_GRACE_S = 60.0
+#: The order services stop in; Redis is last.
+ORDER = ("flower", "worker", "sandbox")
+NAMES = {"flower": "Flower", "worker": "worker", "sandbox": "sandbox", "redis": "Redis"}
+
+
+def stop_all(state: Path) -> list[str]:
+    """Stop everything the folder started; one line per process saying what happened."""
+    if not state.is_dir():
+        return []
+    registry = Registry(state)
+    lines = []
+    commands = registry.holders(but=os.getpid())
+    if commands:
+        write_private(state / "kept", "stop\n")  # the commands leave the services to us: we say what we stop
+    for entry in commands:
+        killed = _terminate(entry, signal.SIGINT, COMMAND_GRACE_S)
+        lines.append(f"{entry.role}: {'killed' if killed else 'stopped'} (pid {entry.pid})")
+    with StackLock(state).held("note: waiting for a command of this folder to finish starting or stopping services"):
+        lines += stop_services(state)
+        (state / "kept").unlink(missing_ok=True)
+    lines += [line for line in (_stop_legacy(s) for s in legacy_services(state)) if line]
+    return lines
+
+
+def stop_services(state: Path) -> list[str]:
+    """Stop the services (not the commands) of the folder: Flower, worker, sandbox, then Redis. The caller holds
+    the stack's lock."""
+    registry = Registry(state)
+    services = registry.services()
+    rank = {role: n for n, role in enumerate(ORDER)}
+    lines = []
+    for entry in sorted((e for e in services if e.role != "redis"), key=lambda e: rank.get(e.role, len(ORDER))):
+        killed = _terminate(entry, signal.SIGTERM, GRACE_S.get(entry.role, 15.0))
+        registry.remove(entry.pid)
+        lines.append(f"{NAMES.get(entry.role, entry.role)}: {'killed' if killed else 'stopped'} (pid {entry.pid})")
+    said = stop_redis(state)
+    if said:
+        lines.append(said)
+    for entry in registry.services("redis"):  # one that did not answer SHUTDOWN
+        killed = _terminate(entry, signal.SIGTERM, GRACE_S["redis"])
+        lines.append(f"Redis: {'killed' if killed else 'stopped'} (pid {entry.pid})")
+    for entry in registry.services():
+        registry.remove(entry.pid)
+    return lines
+
+
+def _signal(pid: int, sig: int, group: bool) -> None:
+    try:
+        if group and os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _terminate(entry: Entry, sig: int, grace: float) -> bool:
+    """``sig`` (to its process group when it leads one, as the services do), SIGKILL after ``grace``; True if it
+    had to be killed. Never signals a process that is not the one registered (another start time)."""
+    if not entry.alive:
+        return False
+    group = not entry.holds
+    _signal(entry.pid, sig, group)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not running(entry.pid, entry.started):
+            return False
+        time.sleep(0.1)
+    if running(entry.pid, entry.started):
+        _signal(entry.pid, signal.SIGKILL, group)
+    return True
+
+
+def stop_redis(state: Path, timeout: float = 30.0) -> str | None:
+    """``SHUTDOWN`` the folder's redis-server (with its password), waiting until the process is gone."""
+    import redis
+
+    port_file = state / "redis" / "port"
+    try:
+        port = int(port_file.read_text())
+    except (OSError, ValueError):
+        return None
+    password_file = state / "redis" / "password"
+    password = password_file.read_text().strip() if password_file.exists() else None
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=1, socket_timeout=10)
+    try:
+        try:
+            pid = int(client.info("server")["process_id"])
+        except redis.AuthenticationError:  # an older version's, without a password
+            client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=10)
+            pid = int(client.info("server")["process_id"])
+        client.shutdown()  # saves nothing extra (save ""), fsyncs the append-only file
+    except redis.ConnectionError:
+        port_file.unlink(missing_ok=True)
+        return None
+    except redis.RedisError as exc:
+        return f"Redis: not stopped ({exc})"
+    deadline = time.monotonic() + timeout
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port_file.unlink(missing_ok=True)
+    Registry(state).remove(pid)
+    return f"Redis: shut down cleanly (pid {pid}, port {port}, data in {state / 'redis'})"
+
+
+# -- pid files of earlier versions --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Service:
@@ -26,18 +137,11 @@ class Service:
     marker: str  # a word its command line contains
 
 
-def services(state: Path) -> list[Service]:
+def legacy_services(state: Path) -> list[Service]:
     return [Service("dashboard", state / "dashboard" / "pid", "dashboard"),
             Service("Flower", state / "flower" / "pid", "flower"),
             Service("worker", state / "worker.pid", "worker"),
             Service("sandbox", state / "sandbox" / "pid", "sandbox")]
-
-
-def stop_all(state: Path) -> list[str]:
-    """Stop everything; one line per service saying what happened."""
-    lines = [_stop(service) for service in services(state)]
-    lines.append(stop_redis(state))
-    return [line for line in lines if line]
 
 
 def _cmdline(pid: int) -> str:
@@ -47,70 +151,13 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting for its parent."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return True
-    return "\nState:\tZ" not in status
-
-
-def _stop(service: Service) -> str | None:
+def _stop_legacy(service: Service) -> str | None:
     try:
         pid = int(service.pid_file.read_text())
     except (OSError, ValueError):
         return None
-    cmdline = _cmdline(pid)
-    if not running(pid) or (cmdline and service.marker not in cmdline):
-        service.pid_file.unlink(missing_ok=True)
-        return f"{service.name}: was not running (pid {pid})"
-    killed = _terminate(pid, GRACE_S[service.name])
     service.pid_file.unlink(missing_ok=True)
-    return f"{service.name}: {'killed' if killed else 'stopped'} (pid {pid})"
-
-
-def _terminate(pid: int, grace: float) -> bool:
-    """SIGTERM to the process group (its own session), SIGKILL after ``grace``; True if it had to be killed."""
-    def signal_group(sig: int) -> None:
-        try:
-            os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
-        except OSError:
-            pass
-
-    signal_group(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not running(pid):
-            return False
-        time.sleep(0.1)
-    signal_group(signal.SIGKILL)
-    return True
-
-
-def stop_redis(state: Path, timeout: float = 30.0) -> str | None:
-    import redis
-
-    port_file = state / "redis" / "port"
-    try:
-        port = int(port_file.read_text())
-    except (OSError, ValueError):
+    if not running(pid) or service.marker not in _cmdline(pid):
         return None
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=10)
-    try:
-        pid = int(client.info("server")["process_id"])
-        client.shutdown()  # saves nothing extra (--save ""), fsyncs the append-only file
-    except redis.ConnectionError:
-        port_file.unlink(missing_ok=True)
-        return "Redis: was not running"
-    except redis.RedisError as exc:
-        return f"Redis: not stopped ({exc})"
-    deadline = time.monotonic() + timeout
-    while running(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port_file.unlink(missing_ok=True)
-    return f"Redis: shut down cleanly (pid {pid}, port {port}, data in {state / 'redis'})"
+    killed = _terminate(Entry(pid, service.name, False, None, {}, service.pid_file), signal.SIGTERM, 15.0)
+    return f"{service.name}: {'killed' if killed else 'stopped'} (pid {pid})"

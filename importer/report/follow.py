@@ -99,7 +99,9 @@ def follow(store: RowStore, job_id: str, settings: Settings, *, quiet: bool = Fa
             progress.stop()
 
 
-def print_final(store: RowStore, job_id: str, results_file: str | None) -> None:
+def print_final(store: RowStore, job_id: str, results_file: str | None, program: str = "tagmango-import") -> None:
+    """The final table, the dead letters by cause with the commands that requeue them (``program``: the command
+    line as the user ran it), and the results file."""
     from rich.console import Console
     from rich.table import Table
 
@@ -114,7 +116,8 @@ def print_final(store: RowStore, job_id: str, results_file: str | None) -> None:
     if reasons:
         console.print("Dead letters by error code:")
         for code, n in reasons.most_common():
-            console.print(f"  {code}: {n} row(s)    requeue: tagmango-import requeue {job_id} --error-code {code}")
-        console.print(f"  details: tagmango-import dead {job_id}    all: tagmango-import requeue {job_id} --all")
+            console.print(f"  {code}: {n} row(s)    requeue: {program} requeue {job_id} --error-code {code}",
+                          markup=False)
+        console.print(f"  details: {program} dead {job_id}    all: {program} requeue {job_id} --all", markup=False)
     if results_file:
         console.print(f"Results: {results_file}")
