@@ -64,6 +64,22 @@ def _calls_and_attributes(path: Path) -> tuple[set[str], set[str]]:
     return calls, attributes
 
 
+def test_no_operation_name_or_kind_is_written_outside_the_registry():
+    """Generic code asks the registry (``create_for(kind)``, an operation's ``verb``, ``KINDS``...): an operation's
+    name, its Celery task's or a kind written elsewhere would have to change with the registry. The sandbox plays
+    TagMango and names its own routes."""
+    words = {op.name for op in operations.OPERATIONS} | set(operations.task_names()) | set(operations.KINDS)
+    registry, sandbox = ROOT / "tasks" / "operations", ROOT / "importer" / "sandbox"
+    offenders = []
+    for path in PRODUCT:
+        if registry in path.parents or sandbox in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in words:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not offenders, offenders
+
+
 def test_only_the_gateway_talks_to_tagmango():
     """One door (tasks.gateway): no other product module builds the HTTP client or the limiter, or reaches into a
     door for them, so every request of every command shares one client, one limiter and one retry policy."""

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from importer.ingest.problems import ERROR, Problem, shorten
 from importer.ingest.reader import Sheet
-from tasks.operations import create_course
+from tasks import operations
+from tasks.operations import CHAPTER, COURSE, MODULE, create_course
 from tasks.operations.curriculum import CHAPTER_COLUMNS, CHAPTER_FIELDS, COURSE_COLUMNS, MODULE_COLUMNS
-from tasks.operations.tree import CHAPTER, MODULE
 from tasks.rows import Row, RowState
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def plan_tree(sheet: Sheet, label: str, records: list[SheetRow], present: set[st
             plan.unsent.append(_unsent_row(sheet, label, record, "", reason))
             continue
         courses.setdefault(str(ref), Course(str(ref))).records.append(record)
-    defined = {r.key: r for r in plan.rows if r.op == create_course.OPERATION.name}
+    defined = {r.key: r for r in plan.rows if r.op == operations.create_for(COURSE).name}
     elsewhere = {str(r.params.get("course_ref")): r.sheet for r in [*plan.rows, *plan.unsent]
                  if r.params.get("place") or r.params.get("course_key")}
     for course in courses.values():
@@ -145,7 +145,7 @@ def _course_row(sheet: Sheet, label: str, course: Course, present: set[str], def
     for column, value, reason in draft.errors:
         column = {"title": "course_title"}.get(column or "", column)
         course.problem(first, column, value, f"{reason} (on one row of course {course.ref!r}, or in a courses sheet)")
-    return Row(row_id=f"{label}:{first.number}#course", op=create_course.OPERATION.name, kind="course",
+    return Row(row_id=f"{label}:{first.number}#course", op=operations.create_for(COURSE).name, kind=COURSE,
                file=sheet.file, sheet=sheet.name, row=first.number, key=course.ref, title=draft.title,
                body=draft.body, ids=draft.ids, source=first.source, derived=True)
 
@@ -259,8 +259,8 @@ def _tree_rows(sheet: Sheet, label: str, course: Course, course_row: Row, module
     for index, module in enumerate(modules):
         declarations = [r for r in module.records if not _is_lesson(r)]
         first = (declarations or module.lessons)[0]
-        module_row = Row(row_id=f"{label}:{first.number}#module", op="create_module", kind="module", file=sheet.file,
-                         sheet=sheet.name, row=first.number, key=f"{course.ref}/m{module.position}",
+        module_row = Row(row_id=f"{label}:{first.number}#module", op=operations.create_for(MODULE).name, kind=MODULE,
+                         file=sheet.file, sheet=sheet.name, row=first.number, key=f"{course.ref}/m{module.position}",
                          title=module.title or "", body={"title": module.title}, parent=previous_module.row_id,
                          params={"place": MODULE, "index": index, "lessons": len(module.lessons),
                                  "course_ref": course.ref, "course_key": course_row.key,
@@ -274,8 +274,9 @@ def _tree_rows(sheet: Sheet, label: str, course: Course, course_row: Row, module
         for position, record in enumerate(module.lessons, start=1):
             body = {field_name: record.values[column] for column, field_name in CHAPTER_FIELDS.items()
                     if column in record.values}
-            lesson = Row(row_id=f"{label}:{record.number}", op="create_chapter", kind="chapter", file=sheet.file,
-                         sheet=sheet.name, row=record.number, key=f"{course.ref}/m{module.position}/c{position}",
+            lesson = Row(row_id=f"{label}:{record.number}", op=operations.create_for(CHAPTER).name, kind=CHAPTER,
+                         file=sheet.file, sheet=sheet.name, row=record.number,
+                         key=f"{course.ref}/m{module.position}/c{position}",
                          title=str(record.values.get("chapter_title") or ""), body=body, parent=previous.row_id,
                          params={"place": CHAPTER, "index": position - 1, "course_ref": course.ref,
                                  "course_key": course_row.key, "module_position": module.position,
@@ -299,9 +300,9 @@ def _own(row: Row, label: str, record: SheetRow) -> None:
 
 def _unsent_row(sheet: Sheet, label: str, record: SheetRow, ref: str, reason: str,
                 state: RowState = RowState.INVALID) -> Row:
-    kind = "chapter" if _is_lesson(record) else ("module" if _has_module(record) else "course")
+    kind = CHAPTER if _is_lesson(record) else (MODULE if _has_module(record) else COURSE)
     title = str(record.values.get("chapter_title") or record.values.get("module_title") or
                 record.values.get("course_title") or ref)
-    return Row(row_id=f"{label}:{record.number}", op="create_chapter" if kind == "chapter" else f"create_{kind}",
-               kind=kind, file=sheet.file, sheet=sheet.name, row=record.number, key=f"{ref}/row{record.number}",
-               title=title, state=state, reason=reason, source=record.source)
+    return Row(row_id=f"{label}:{record.number}", op=operations.create_for(kind).name, kind=kind, file=sheet.file,
+               sheet=sheet.name, row=record.number, key=f"{ref}/row{record.number}", title=title,
+               state=state, reason=reason, source=record.source)

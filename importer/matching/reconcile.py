@@ -1,12 +1,12 @@
 """Matching a plan against TagMango's live catalog: what exists, what changed, what to do, per mode.
 
-TagMango is the truth and Redis a cache. Before anything is sent, every course row is looked up: by its
-key in the ledger (if this Redis remembers it; the ledger only saves reads), else by title (trimmed) among
-the courses under its mangoes (Get Courses, paged, one scan per set of mangoes per import), never one
-another row of the import has already matched, nor one the ledger knows under another key. Several candidates are narrowed by description and cover;
-if that still leaves several, the course is ambiguous and nothing is written for it (a ``course_id`` column
-picks one). Modules and chapters are matched by position inside their parent, read back from TagMango
-(empty Update Course → its modules; empty Update Module → its chapters; empty Update Chapter → its fields).
+TagMango is the truth and Redis a cache. Before anything is sent, every course row is looked up: by its key in the
+ledger (if this Redis remembers it; the ledger only saves reads), else by title (trimmed) among the courses under
+its mangoes (Get Courses, paged, one scan per set of mangoes per import), never one another row of the import has
+already matched, nor one the ledger knows under another key. Several candidates are narrowed by description and
+cover; if that still leaves several, the course is ambiguous and nothing is written for it (a ``course_id`` column
+picks one). Modules and chapters are matched by position inside their parent, read back from TagMango (empty
+Update Course → its modules; empty Update Module → its chapters; empty Update Chapter → its fields).
 
 Modes (``--mode``), for every row:
 
@@ -29,18 +29,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from importer.matching.live import LiveCatalog
 from importer.ingest.plan import Plan
+from importer.matching.live import LiveCatalog
+from tasks import operations
 from tasks.adopt import fingerprint, same_title
 from tasks.ledger import Ledger, content_hash
+from tasks.operations import CHAPTER, COURSE, MODULE
 from tasks.operations.base import object_ids
 from tasks.rows import Code, Row, RowFailure, RowState
 from tasks.rowstore import now
 
 MODES = ("create", "merge", "update", "replace")
-#: Chapter fields compared and sent (API names).
-CHAPTER_FIELDS = ("title", "description", "content", "contentType", "isFree", "embeddedLink", "additionalContents")
-COURSE_FIELDS = ("title", "description", "coverImage")
 
 
 @dataclass
@@ -51,56 +50,6 @@ class Reconciled:
 
     def warn(self, row: Row | None, text: str) -> None:
         self.warnings.append((row, text))
-
-
-# -- comparing -------------------------------------------------------------------------------------------
-
-
-def _same(new: Any, old: Any) -> bool:
-    if isinstance(new, str) or isinstance(old, str):
-        return str(new or "").strip() == str(old or "").strip()
-    if isinstance(new, list) and isinstance(old, list):
-        return [str(x) for x in new] == [str(x) for x in old]
-    return new == old or (not new and not old)  # None, "", [] and False all mean "nothing set"
-
-
-def chapter_changes(body: dict, live: dict) -> dict[str, list]:
-    """Fields of ``body`` whose value differs from the live chapter: {field: [old, new]}."""
-    diff = {f: [live.get(f), body[f]] for f in CHAPTER_FIELDS if f in body and not _same(body[f], live.get(f))}
-    if ("content" in diff) != ("contentType" in diff) and "content" in body and "contentType" in body:
-        other = "contentType" if "content" in diff else "content"  # TagMango wants the two together
-        diff[other] = [live.get(other), body[other]]
-    return diff
-
-
-def course_changes(body: dict, live: dict) -> dict[str, list]:
-    diff = {f: [live.get(f), body[f]] for f in COURSE_FIELDS if f in body and not _same(body[f], live.get(f))}
-    live_mangoes = sorted(object_ids(live.get("mangoes")))
-    if "mangoes" in body and sorted(body["mangoes"]) != live_mangoes:
-        diff["mangoes"] = [live_mangoes, body["mangoes"]]
-    live_settings = live.get("settings") or {}
-    for key, value in (body.get("settings") or {}).items():
-        old = live_settings.get(key)
-        if key == "showAsLocked":
-            old = old or {}
-            changed = {k: v for k, v in value.items() if not _same(v, old.get(k))}
-            if changed:
-                diff["settings.showAsLocked"] = [{k: old.get(k) for k in changed}, changed]
-        elif not _same(value, old):
-            diff[f"settings.{key}"] = [old, value]
-    return diff
-
-
-def changed_body(body: dict, diff: dict[str, list]) -> dict:
-    """The part of a body that changed, as the partial update to send."""
-    out: dict = {}
-    for name in diff:
-        if name.startswith("settings."):
-            sub = name.split(".", 1)[1]
-            out.setdefault("settings", {})[sub] = diff[name][1]
-        else:
-            out[name] = body[name]
-    return out
 
 
 # -- what rows become ------------------------------------------------------------------------------------
@@ -114,10 +63,11 @@ def _dead(row: Row, code: str, message: str) -> None:
     row.state, row.error, row.finished_at = RowState.DEAD, RowFailure(code, message), now()
 
 
-def _update(row: Row, op: str, ids: dict, diff: dict[str, list]) -> None:
+def _update(row: Row, ids: dict, diff: dict[str, list]) -> None:
     """Run the row as a partial update of an object that exists: right away, needing nothing from a parent."""
-    row.body = changed_body(row.body, diff)
-    row.op, row.ids, row.released, row.outcome = op, ids, True, "update"
+    op = operations.update_for(row.kind)
+    row.body = op.changed_body(row.body, diff)
+    row.op, row.ids, row.released, row.outcome = op.name, ids, True, "update"
     row.params = {k: v for k, v in row.params.items() if k not in ("place", "takeover")} | {"diff": diff}
 
 
@@ -133,8 +83,9 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode: str, ledger: Ledger | None
     for row in plan.rows:
         if row.params.get("place"):
             by_course[row.params["course_key"]].append(row)
-    courses = {row.row_id: row for row in plan.rows if row.op == "create_course"}
-    patched = {row.parent for row in plan.rows if row.op == "update_chapter" and row.parent}
+    courses = {row.row_id: row for row in plan.rows if row.op == operations.create_for(COURSE).name}
+    patch = operations.update_for(CHAPTER).name
+    patched = {row.parent for row in plan.rows if row.op == patch and row.parent}
     claimed: set[str] = set()
     live_courses: dict[str, dict | None] = {}  # course row id -> the live course, or None if it does not exist
     for row in courses.values():
@@ -153,7 +104,7 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode: str, ledger: Ledger | None
         _settle_course(row, live, mode)
         _settle_tree(row, live, by_course.get(row.key, []), catalog, ledger, mode, plan, out)
     for row in plan.rows:
-        if row.op == "update_chapter" and not row.params.get("place") and not row.is_final:
+        if row.op == patch and not row.params.get("place") and not row.is_final:
             _settle_patch(row, courses.get(row.parent or ""), live_courses, catalog, ledger)
     out.reads = catalog.reads
     plan.unsent.extend(r for r in plan.rows if r.is_final)
@@ -211,9 +162,9 @@ def _settle_course(row: Row, live: dict, mode: str) -> None:
     if mode == "create":
         _skip(row, result, "exists", f"already in TagMango ({how}); create mode does not change it")
         return
-    diff = course_changes(row.body, live)
+    diff = operations.update_for(COURSE).changes(row.body, live)
     if diff:
-        _update(row, "update_course", {"course_id": course_id}, diff)
+        _update(row, {"course_id": course_id}, diff)
         row.result = result  # what rows waiting for it need, should they be released before it runs
     else:
         _skip(row, result, "unchanged", f"unchanged ({how})")
@@ -224,10 +175,10 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
     """Match the course's planned modules and lessons to the live ones by position."""
     course_id = course["_id"]
     live_modules = object_ids(course.get("modules"))
-    modules = sorted((r for r in rows if r.params["place"] == "module"), key=lambda r: r.params["index"])
+    modules = sorted((r for r in rows if r.params["place"] == MODULE), key=lambda r: r.params["index"])
     lessons: dict[int, list[Row]] = defaultdict(list)
     for row in rows:
-        if row.params["place"] == "chapter":
+        if row.params["place"] == CHAPTER:
             lessons[row.params["module_position"]].append(row)
     for module in modules:
         index, position = module.params["index"], module.params["module_position"]
@@ -241,10 +192,9 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
         module_id = live_modules[index]
         live = catalog.module(module_id) or {"_id": module_id, "chapters": []}
         result = {"course_id": course_id, "module_id": module_id, "placeholder_chapters": []}
-        diff = {} if mode == "create" or _same(module.body.get("title"), live.get("title")) else {
-            "title": [live.get("title"), module.body.get("title")]}
+        diff = {} if mode == "create" else operations.update_for(MODULE).changes(module.body, live)
         if diff:
-            _update(module, "update_module", {"course_id": course_id, "module_id": module_id}, diff)
+            _update(module, {"course_id": course_id, "module_id": module_id}, diff)
             module.result = result
         else:
             _skip(module, result, "exists" if mode == "create" else "unchanged", f"module {position} is in TagMango "
@@ -256,10 +206,15 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
         if mode == "replace":
             for module_id in extra:
                 live = catalog.module(module_id) or {}
+                chapters = object_ids(live.get("chapters"))
+                if operations.delete_for(MODULE) is not None:  # its chapters go with it, or with it kept (the call)
+                    _delete(course_row, MODULE, module_id, str(live.get("title") or module_id),
+                            {"module_id": module_id, "chapter_ids": chapters}, plan)
+                    continue
                 out.warn(course_row, f"module {live.get('title', module_id)!r} of {course_row.key!r} is not in the "
                                      "file: its chapters are deleted, the module itself stays (TagMango documents "
                                      "no Delete Module)")
-                _delete_rows(course_row, module_id, object_ids(live.get("chapters")), catalog, plan)
+                _delete_chapters(course_row, module_id, chapters, catalog, plan)
         else:
             out.warn(course_row, f"{len(extra)} module(s) of {course_row.key!r} in TagMango are not in the file: "
                                  "left alone")
@@ -288,17 +243,17 @@ def _settle_lessons(course_row: Row, module: Row, lessons: list[Row], live_chapt
             continue
         live = catalog.chapter(chapter_id) or {}
         titles_live.append(live.get("title"))
-        diff = chapter_changes(lesson.body, live)
+        diff = operations.update_for(CHAPTER).changes(lesson.body, live)
         if diff:
-            _update(lesson, "update_chapter", {"course_id": result["course_id"], "module_id": result["module_id"],
-                                               "chapter_id": chapter_id}, diff)
+            _update(lesson, {"course_id": result["course_id"], "module_id": result["module_id"],
+                             "chapter_id": chapter_id}, diff)
             lesson.result = result
         else:
             _skip(lesson, result, "unchanged", f"unchanged ({chapter_id})")
     if mode in ("merge", "replace"):
         _warn_insertion(course_row, module, lessons, titles_file, titles_live, out)
     if mode == "replace" and len(live_chapters) > len(lessons):
-        _delete_rows(course_row, module_result["module_id"], live_chapters[len(lessons):], catalog, plan)
+        _delete_chapters(course_row, module_result["module_id"], live_chapters[len(lessons):], catalog, plan)
     elif len(live_chapters) > len(lessons):
         out.warn(module, f"{len(live_chapters) - len(lessons)} lesson(s) at the end of module {module.title!r} of "
                          f"{course_row.key!r} are in TagMango but not in the file: left alone (--mode replace "
@@ -311,24 +266,30 @@ def _warn_insertion(course_row: Row, module: Row, lessons: list[Row], titles_fil
     for index in range(len(titles_live)):
         if titles_file[index] != titles_live[index] and index + 1 < len(titles_file) and \
                 titles_file[index + 1:index + 1 + len(titles_live) - index] == titles_live[index:]:
-            out.warn(lessons[index], f"lesson {titles_file[index]!r} (row {lessons[index].row}) is new in the middle of "
-                                     f"module {module.title!r}: TagMango cannot reorder chapters, so lessons are "
+            out.warn(lessons[index], f"lesson {titles_file[index]!r} (row {lessons[index].row}) is new in the middle "
+                                     f"of module {module.title!r}: TagMango cannot reorder chapters, so lessons are "
                                      f"matched by position: from position {index + 1} on, each existing chapter is "
                                      "updated to the file's lesson at its position (its comments and questions stay "
                                      "with the position) and the last lesson is created at the end")
             return
 
 
-def _delete_rows(course_row: Row, module_id: str, chapter_ids: list[str], catalog: LiveCatalog, plan: Plan) -> None:
+def _delete_chapters(course_row: Row, module_id: str, chapter_ids: list[str], catalog: LiveCatalog,
+                     plan: Plan) -> None:
     for chapter_id in chapter_ids:
         live = catalog.chapter(chapter_id) or {}
-        plan.rows.append(Row(
-            row_id=f"{course_row.sheet}:delete:{chapter_id}", op="delete_chapter", kind="chapter", file=course_row.file,
-            sheet=course_row.sheet, row=0, key=f"delete:{chapter_id}", title=str(live.get("title") or chapter_id),
-            ids={"course_id": course_row.result.get("course_id") if course_row.result else None,
-                 "module_id": module_id, "chapter_id": chapter_id}, outcome="delete",
-            params={"course_key": course_row.key},
-            reason=f"in TagMango, not in the file (course {course_row.key!r}); replace mode deletes it"))
+        _delete(course_row, CHAPTER, chapter_id, str(live.get("title") or chapter_id),
+                {"module_id": module_id, "chapter_id": chapter_id}, plan)
+
+
+def _delete(course_row: Row, kind: str, object_id: str, title: str, ids: dict, plan: Plan) -> None:
+    """Plan the delete of an object of the course that the file does not have (``delete_for(kind)``)."""
+    plan.rows.append(Row(
+        row_id=f"{course_row.sheet}:delete:{object_id}", op=operations.delete_for(kind).name, kind=kind,
+        file=course_row.file, sheet=course_row.sheet, row=0, key=f"delete:{object_id}", title=title,
+        ids={"course_id": course_row.result.get("course_id") if course_row.result else None, **ids}, outcome="delete",
+        params={"course_key": course_row.key},
+        reason=f"in TagMango, not in the file (course {course_row.key!r}); replace mode deletes it"))
 
 
 def _settle_patch(row: Row, course_row: Row | None, live_courses: dict, catalog: LiveCatalog,
@@ -350,9 +311,9 @@ def _settle_patch(row: Row, course_row: Row | None, live_courses: dict, catalog:
     if live is None:
         _dead(row, "CHAPTER_NOT_FOUND", f"chapter {chapter_id} is not in TagMango (not sent)")
         return
-    diff = chapter_changes(row.body, live)
+    diff = operations.update_for(CHAPTER).changes(row.body, live)
     if diff:
-        _update(row, "update_chapter", {"chapter_id": chapter_id}, diff)
+        _update(row, {"chapter_id": chapter_id}, diff)
     else:
         _skip(row, {"chapter_id": chapter_id}, "unchanged", f"chapter {chapter_id} already has these values")
 

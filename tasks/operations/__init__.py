@@ -1,14 +1,39 @@
 """The operation registry: one module per TagMango call, registered here (in display order).
 
-Generic code finds operations by name (``get``), by Celery task name (``by_task_name``) or by the sheet
-they read (``for_sheet``); it never compares a row's kind with a literal.
+Generic code finds operations by name (``get``), by Celery task name (``by_task_name``), by the sheet
+they read (``for_sheet_name``), or as the create, update or delete of a kind of object (``create_for``,
+``update_for``, ``delete_for``); it never writes an operation's name, nor compares a row's kind with a literal.
 """
 
 from __future__ import annotations
 
-from tasks.operations import (create_chapter, create_course, create_module, curriculum, delete_chapter, tree,
-                              update_chapter, update_course, update_module)
-from tasks.operations.base import CallContext, Column, Draft, MissingParentId, Operation, Skip
+from tasks.operations import (
+    create_chapter,
+    create_course,
+    create_module,
+    curriculum,
+    delete_chapter,
+    tree,
+    update_chapter,
+    update_course,
+    update_module,
+)
+from tasks.operations.base import (
+    CHAPTER,
+    COURSE,
+    CREATED,
+    DELETED,
+    MODULE,
+    NOUNS,
+    UPDATED,
+    CallContext,
+    Column,
+    Draft,
+    MissingParentId,
+    Operation,
+    PartialUpdate,
+    Skip,
+)
 from tasks.rows import Row
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -24,6 +49,10 @@ OPERATIONS: tuple[Operation, ...] = (
 SHEETS: tuple[Operation, ...] = (create_course.OPERATION, update_chapter.OPERATION, curriculum.SHEET)
 _BY_NAME = {op.name: op for op in OPERATIONS}
 _BY_TASK = {op.task_name: op for op in OPERATIONS}
+_BY_ROLE = {(op.kind, op.verb): op for op in OPERATIONS}
+_UPDATES = {op.kind: op for op in OPERATIONS if isinstance(op, PartialUpdate)}
+#: The kinds of object, in display order (a course tree's: course, module, chapter).
+KINDS = tuple(dict.fromkeys(op.kind for op in OPERATIONS))
 
 
 def get(name: str) -> Operation:
@@ -32,6 +61,31 @@ def get(name: str) -> Operation:
 
 def by_task_name(task_name: str) -> Operation:
     return _BY_TASK[task_name]
+
+
+def create_for(kind: str) -> Operation:
+    """The call that creates an object of this kind."""
+    return _BY_ROLE[(kind, CREATED)]
+
+
+def update_for(kind: str) -> PartialUpdate:
+    """The partial update of an object of this kind (it says what changed: ``changes``)."""
+    return _UPDATES[kind]
+
+
+def delete_for(kind: str) -> Operation | None:
+    """The call that deletes an object of this kind; None if TagMango has none."""
+    return _BY_ROLE.get((kind, DELETED))
+
+
+def kind_rank(kind: str) -> int:
+    """Where a kind goes in displays: its place in ``KINDS``, an unknown kind last."""
+    return KINDS.index(kind) if kind in KINDS else len(KINDS)
+
+
+def noun(kind: str) -> str:
+    """The word a user reads for a kind of object (a chapter is a lesson)."""
+    return NOUNS.get(kind, kind)
 
 
 def has_dependents(name: str) -> bool:
@@ -70,5 +124,7 @@ def all_columns() -> frozenset[str]:
     return frozenset(c.name for op in SHEETS for c in op.columns)
 
 
-__all__ = ["OPERATIONS", "SHEETS", "CallContext", "Column", "Draft", "MissingParentId", "Operation", "Skip", "all_columns",
-           "by_task_name", "for_sheet_name", "get", "has_dependents", "take_from_parent", "result_columns", "sheet_operations", "task_names"]
+__all__ = ["CHAPTER", "COURSE", "CREATED", "DELETED", "KINDS", "MODULE", "OPERATIONS", "SHEETS", "UPDATED",
+           "CallContext", "Column", "Draft", "MissingParentId", "Operation", "PartialUpdate", "Skip", "all_columns",
+           "by_task_name", "create_for", "delete_for", "for_sheet_name", "get", "has_dependents", "kind_rank", "noun",
+           "result_columns", "sheet_operations", "take_from_parent", "task_names", "update_for"]

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Rule = Callable[[str], Any]
 
+#: The kinds of object a call touches (``Operation.kind``, ``Row.kind``).
+COURSE, MODULE, CHAPTER = "course", "module", "chapter"
+#: What the user reads for a kind, where it differs: TagMango's chapters are the file's lessons.
+NOUNS = {CHAPTER: "lesson"}
+#: What a successful row did (``Operation.verb``): the registry finds an object's create, update or delete by it.
+CREATED, UPDATED, DELETED = "created", "updated", "deleted"
+
 
 @dataclass(frozen=True)
 class Column:
@@ -57,14 +64,26 @@ class Draft:
 
 
 class Skip(NamedTuple):
-    """The work is already done: the ids it produced, and why we know."""
+    """The row ends skipped: its work is already done (the ids it produced, and why we know), or, answered by a
+    call, it cannot be done and is not a failure (the reason says why; ``outcome`` what became of the object)."""
 
     result: dict
     reason: str
+    outcome: str = "skipped (already done)"
 
 
 class MissingParentId(Exception):
     """The parent row finished without the id this row needs; the text says which."""
+
+
+def same_value(new: Any, old: Any) -> bool:
+    """A value of the file and TagMango's are the same: text trimmed, lists item by item as text, and None, "", []
+    and False all mean "nothing set"."""
+    if isinstance(new, str) or isinstance(old, str):
+        return str(new or "").strip() == str(old or "").strip()
+    if isinstance(new, list) and isinstance(old, list):
+        return [str(x) for x in new] == [str(x) for x in old]
+    return new == old or (not new and not old)
 
 
 def object_ids(value: Any) -> list[str]:
@@ -120,8 +139,10 @@ class Operation:
     creates: bool = False
     #: Rows of this operation may have rows waiting for them.
     can_be_parent: bool = True
-    #: What the results file says a successful row did.
-    verb: str = "created"
+    #: What the results file says a successful row did (CREATED, UPDATED, DELETED).
+    verb: str = CREATED
+    #: What the dry run adds to a planned row's line: a caveat of the call (e.g. one TagMango may not have).
+    plan_note: str = ""
     #: Its objects are listed by Get Courses (a course): a second copy made by another import can be found.
     listed: bool = False
 
@@ -190,8 +211,9 @@ class Operation:
         """Fill ids that need a lookup before the call; a failure dead-letters the row without a request."""
         return None
 
-    def call(self, ctx: CallContext, row: Row) -> dict:
-        """Make the call (through ``ctx.call``); return the ids for the row's result."""
+    def call(self, ctx: CallContext, row: Row) -> dict | Skip:
+        """Make the call (through ``ctx.call``); return the ids for the row's result, or a ``Skip`` when TagMango's
+        answer says the work cannot be done and that is no failure (the row ends skipped, saying why)."""
         raise NotImplementedError
 
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
@@ -217,7 +239,7 @@ class Operation:
         """What a successful row did, for the results file: created / updated (fields) / deleted."""
         if row.params.get("takeover"):
             return "created (in a placeholder TagMango made)"
-        if self.verb == "updated":
+        if self.verb == UPDATED:
             return f"updated ({', '.join(row.params.get('diff') or row.body) or 'nothing'})"
         return f"{self.verb} (found after its answer was lost)" if row.adopted else self.verb
 
@@ -233,9 +255,31 @@ class Operation:
 class PartialUpdate(Operation):
     """An update of an object by its id (Update Course/Module/Chapter): idempotent, so the ledger skips it only
     when this very content was sent to this object before. A row that fills a place in a tree (a placeholder
-    taken over) is remembered by its position instead, like the creates."""
+    taken over) is remembered by its position instead, like the creates.
 
-    verb = "updated"
+    Matching (importer/matching) asks it what changed: ``changes(body, live)`` compares the ``compared_fields`` a
+    row's body has with the live object by ``same_value``, and ``changed_body`` is what is then sent."""
+
+    verb = UPDATED
+    #: The body's fields compared with the live object (API names); a field the body lacks is never compared.
+    compared_fields: tuple[str, ...] = ()
+
+    def changes(self, body: dict, live: dict) -> dict[str, list]:
+        """Fields of ``body`` whose value differs from the live object's: ``{field: [old, new]}``."""
+        return {f: [live.get(f), body[f]] for f in self.compared_fields
+                if f in body and not same_value(body[f], live.get(f))}
+
+    @staticmethod
+    def changed_body(body: dict, diff: dict[str, list]) -> dict:
+        """The part of ``body`` that changed, as the partial update to send (``a.b`` goes inside ``a``)."""
+        out: dict = {}
+        for name in diff:
+            outer, _, inner = name.partition(".")
+            if inner:
+                out.setdefault(outer, {})[inner] = diff[name][1]
+            else:
+                out[name] = body[name]
+        return out
 
     def ledger_key(self, row: Row) -> str:
         return row.key if row.params.get("place") else f"{self.kind}:{row.ids[f'{self.kind}_id']}"

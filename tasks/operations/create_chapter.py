@@ -9,16 +9,15 @@ instead (a placeholder taken over, see ``tasks.operations.tree``).
 
 from __future__ import annotations
 
-from tasks.operations.base import CallContext, Operation, object_ids
+from tasks.client import MODULES_PATH
+from tasks.operations.base import CHAPTER, CallContext, Operation, object_ids
 from tasks.rows import Row
-
-PATH = "/api/v1/external/modules/{module_id}/chapters"
 
 
 class CreateChapter(Operation):
     name = "create_chapter"
     task_name = "tagmango.create_chapter"
-    kind = "chapter"
+    kind = CHAPTER
     summary_key = "chapters_to_create"
     summary_label = "chapters to create"
     result_columns = ("chapter_id",)
@@ -40,7 +39,7 @@ class CreateChapter(Operation):
         return {"chapter_id": last}
 
     def request_path(self, row: Row) -> str:
-        return PATH.format(module_id=row.ids.get("module_id") or "(module not created)")
+        return f"{MODULES_PATH}/{row.ids.get('module_id') or '(module not created)'}/chapters"
 
 
 OPERATION = CreateChapter()

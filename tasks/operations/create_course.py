@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import errors
+from tasks.client import COURSES_PATH
 from tasks.ledger import content_hash
 from tasks.operations import cells
-from tasks.operations.base import CallContext, Column, Draft, Operation, Skip, object_ids
+from tasks.operations.base import COURSE, CallContext, Column, Draft, Operation, Skip, object_ids
 from tasks.rows import Row
 
-PATH = "/api/v1/external/courses"
 #: Spreadsheet column -> ``settings`` field.
 _FLAGS = (("enable_drm", "enableDRM"), ("disable_qna", "disableQna"), ("disable_comments", "disableComments"))
 
@@ -35,7 +35,7 @@ def course_ids(course: dict) -> dict:
 class CreateCourse(Operation):
     name = "create_course"
     task_name = "tagmango.create_course"
-    kind = "course"
+    kind = COURSE
     sheet = "courses"
     sheet_names = ("course", "courses")
     columns = (
@@ -122,7 +122,7 @@ class CreateCourse(Operation):
         return course_ids(course) if course is not None else None
 
     def request_path(self, row: Row) -> str:
-        return PATH
+        return COURSES_PATH
 
 
 OPERATION = CreateCourse()

@@ -9,16 +9,15 @@ taken over, see ``tasks.operations.tree``).
 
 from __future__ import annotations
 
-from tasks.operations.base import CallContext, Operation, object_ids
+from tasks.client import COURSES_PATH
+from tasks.operations.base import MODULE, CallContext, Operation, object_ids
 from tasks.rows import Row
-
-PATH = "/api/v1/external/courses/{course_id}/modules"
 
 
 class CreateModule(Operation):
     name = "create_module"
     task_name = "tagmango.create_module"
-    kind = "module"
+    kind = MODULE
     summary_key = "modules_to_create"
     summary_label = "modules to create"
     result_columns = ("module_id",)
@@ -40,7 +39,7 @@ class CreateModule(Operation):
         return {"module_id": last, "placeholder_chapters": []}
 
     def request_path(self, row: Row) -> str:
-        return PATH.format(course_id=row.ids.get("course_id") or "(course not created)")
+        return f"{COURSES_PATH}/{row.ids.get('course_id') or '(course not created)'}/modules"
 
 
 OPERATION = CreateModule()

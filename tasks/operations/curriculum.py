@@ -11,25 +11,26 @@ course. Identity is the course key and the positions, never titles.
 from __future__ import annotations
 
 from tasks.operations import cells
-from tasks.operations.base import Column, Operation
+from tasks.operations.base import COURSE, Column, Operation
 from tasks.operations.create_course import OPERATION as CREATE_COURSE
+from tasks.operations.update_chapter import FIELDS
 
 #: curriculum column -> the Create Course column it fills.
-COURSE_COLUMNS = {"course_id": "course_id", "course_title": "title", "course_description": "description", "mangoes": "mangoes",
-                  "cover_image": "cover_image", "validity_in_days": "validity_in_days",
+COURSE_COLUMNS = {"course_id": "course_id", "course_title": "title", "course_description": "description",
+                  "mangoes": "mangoes", "cover_image": "cover_image", "validity_in_days": "validity_in_days",
                   "mango_to_sell": "mango_to_sell", "mangoes_to_show_as_paid": "mangoes_to_show_as_paid",
                   "enable_drm": "enable_drm", "disable_qna": "disable_qna", "disable_comments": "disable_comments"}
 MODULE_COLUMNS = ("module_title", "module_position")
-#: curriculum column -> Create Chapter / Update Chapter field.
-CHAPTER_FIELDS = {"chapter_title": "title", "chapter_description": "description", "content": "content",
-                  "content_type": "contentType", "is_free": "isFree", "embedded_link": "embeddedLink",
-                  "additional_contents": "additionalContents"}
+#: curriculum column -> Create Chapter / Update Chapter field: the chapters sheet's, the lesson's title and
+#: description prefixed (a curriculum row has the course's and the module's too).
+CHAPTER_FIELDS = {{"title": "chapter_title", "description": "chapter_description"}.get(column, column): field_name
+                  for column, field_name in FIELDS.items()}
 CHAPTER_COLUMNS = ("chapter_position", *CHAPTER_FIELDS)
 
 
 class Curriculum(Operation):
     name = "curriculum"
-    kind = "course"
+    kind = COURSE
     sheet = "curriculum"
     sheet_names = ("curriculum", "curricula", "lessons", "lesson", "tree", "coursetree")
     plans_tree = True

@@ -16,11 +16,9 @@ the one before it): TagMango appends and has no reorder endpoint, so file order 
 
 from __future__ import annotations
 
-from tasks.operations.base import MissingParentId
+from tasks.operations import create_chapter, create_module, update_chapter, update_module
+from tasks.operations.base import MODULE, MissingParentId
 from tasks.rows import Row
-
-MODULE = "module"
-CHAPTER = "chapter"
 
 
 def _need(parent_result: dict, name: str) -> str:
@@ -37,14 +35,15 @@ def place(row: Row, parent_result: dict) -> None:
         placeholders = list(parent_result.get("placeholder_modules") or [])
         row.ids = {"course_id": _need(parent_result, "course_id"), "placeholder_modules": placeholders}
         if index < len(placeholders):
-            row.op, row.ids["module_id"], row.params["takeover"] = "update_module", placeholders[index], True
+            row.op, row.ids["module_id"] = update_module.OPERATION.name, placeholders[index]
+            row.params["takeover"] = True
         else:
-            row.op, row.params["takeover"] = "create_module", False
+            row.op, row.params["takeover"] = create_module.OPERATION.name, False
         return
     placeholders = list(parent_result.get("placeholder_chapters") or [])
     row.ids = {"course_id": _need(parent_result, "course_id"), "module_id": _need(parent_result, "module_id"),
                "placeholder_chapters": placeholders}
     if index < len(placeholders):
-        row.op, row.ids["chapter_id"], row.params["takeover"] = "update_chapter", placeholders[index], True
+        row.op, row.ids["chapter_id"], row.params["takeover"] = update_chapter.OPERATION.name, placeholders[index], True
     else:
-        row.op, row.params["takeover"] = "create_chapter", False
+        row.op, row.params["takeover"] = create_chapter.OPERATION.name, False

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.client import CHAPTERS_PATH
 from tasks.operations import cells
-from tasks.operations.base import CallContext, Column, Draft, PartialUpdate
+from tasks.operations.base import CHAPTER, CallContext, Column, Draft, PartialUpdate
 from tasks.operations.create_course import title_key
 from tasks.rows import Code, Row, RowFailure
 
-PATH = "/api/v1/external/chapters"
-#: Spreadsheet column -> API field.
-FIELDS = (("title", "title"), ("description", "description"), ("content", "content"),
-          ("content_type", "contentType"), ("is_free", "isFree"), ("embedded_link", "embeddedLink"),
-          ("additional_contents", "additionalContents"))
+#: A chapter's fields: the chapters sheet's column -> the API field (Create Chapter's and Update Chapter's alike). A
+#: curriculum names the first two ``chapter_title`` and ``chapter_description`` (tasks.operations.curriculum).
+FIELDS = {"title": "title", "description": "description", "content": "content", "content_type": "contentType",
+          "is_free": "isFree", "embedded_link": "embeddedLink", "additional_contents": "additionalContents"}
 
 
 class UpdateChapter(PartialUpdate):
     name = "update_chapter"
-    task_name = "tagmango.patch_chapter"
-    kind = "chapter"
+    task_name = "tagmango.patch_chapter"  # its first name; kept, as Celery messages and Flower's history name it
+    kind = CHAPTER
     sheet = "chapters"
     sheet_names = ("chapter", "chapters")
     columns = (
@@ -47,6 +47,7 @@ class UpdateChapter(PartialUpdate):
     parent_column = "course_ref"
     needs = {"chapter_id": "{chapter_slot}_chapter"}
     result_columns = ("chapter_id",)
+    compared_fields = tuple(FIELDS.values())
 
     # -- sheet side --------------------------------------------------------------------------
     def check_columns(self, present: set[str]) -> str | None:
@@ -69,7 +70,7 @@ class UpdateChapter(PartialUpdate):
         if ("content" in v) != ("content_type" in v):
             have, lack = ("content", "content_type") if "content" in v else ("content_type", "content")
             errors.append((lack, "", f"{have} and {lack} must be given together"))
-        body = {field_name: v[column] for column, field_name in FIELDS if column in v}
+        body = {field_name: v[column] for column, field_name in FIELDS.items() if column in v}
         if not body:
             errors.append((None, "", "nothing to update: every field of this chapter row is empty"))
         key = f"chapter:{chapter_id}" if chapter_id else f"ref:{ref}:{slot}"
@@ -95,6 +96,14 @@ class UpdateChapter(PartialUpdate):
         row.params["course_ref"] = parent.key
         row.key = f"ref:{parent.key}:{row.params['chapter_slot']}"
 
+    # -- matching ----------------------------------------------------------------------------
+    def changes(self, body: dict, live: dict) -> dict[str, list]:
+        diff = super().changes(body, live)
+        if ("content" in diff) != ("contentType" in diff) and "content" in body and "contentType" in body:
+            other = "contentType" if "content" in diff else "content"  # TagMango wants the two together
+            diff[other] = [live.get(other), body[other]]
+        return diff
+
     # -- worker side -------------------------------------------------------------------------
     def resolve(self, ctx: CallContext, row: Row) -> RowFailure | None:
         if row.ids.get("chapter_id"):
@@ -113,7 +122,7 @@ class UpdateChapter(PartialUpdate):
         return {"chapter_id": row.ids["chapter_id"]}
 
     def request_path(self, row: Row) -> str:
-        return f"{PATH}/{row.ids.get('chapter_id') or '(course not created)'}"
+        return f"{CHAPTERS_PATH}/{row.ids.get('chapter_id') or '(course not created)'}"
 
     def results(self, row: Row) -> dict[str, Any]:
         return {"chapter_id": (row.result or {}).get("chapter_id") or row.ids.get("chapter_id")}

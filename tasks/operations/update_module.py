@@ -8,20 +8,20 @@ left (a chapter already gone, 404, counts as deleted).
 
 from __future__ import annotations
 
-from tasks import errors
-from tasks.operations.base import CallContext, PartialUpdate, object_ids
+from tasks.client import MODULES_PATH
+from tasks.operations.base import MODULE, CallContext, PartialUpdate, object_ids
+from tasks.operations.delete_chapter import delete_chapter
 from tasks.rows import Row
-
-PATH = "/api/v1/external/modules/{module_id}"
 
 
 class UpdateModule(PartialUpdate):
     name = "update_module"
     task_name = "tagmango.update_module"
-    kind = "module"
+    kind = MODULE
     summary_key = "modules_to_update"
     summary_label = "modules to update"
     result_columns = ("module_id",)
+    compared_fields = ("title",)
 
     def call(self, ctx: CallContext, row: Row) -> dict:
         module_id = row.ids["module_id"]
@@ -31,16 +31,12 @@ class UpdateModule(PartialUpdate):
             chapters = object_ids(module.get("chapters"))
             lessons = int(row.params.get("lessons", 0))
             for chapter_id in chapters[lessons:]:
-                try:
-                    ctx.call(lambda api, c=chapter_id: api.delete_chapter(c))
-                except errors.PermanentApiError as exc:
-                    if exc.status != 404:  # 404: deleted by an earlier attempt of this row
-                        raise
+                delete_chapter(ctx, chapter_id)  # already gone (404): deleted by an earlier attempt of this row
             result.update(placeholder_chapters=chapters[:lessons], deleted_placeholders=chapters[lessons:])
         return result
 
     def request_path(self, row: Row) -> str:
-        return PATH.format(module_id=row.ids.get("module_id") or "(module not known yet)")
+        return f"{MODULES_PATH}/{row.ids.get('module_id') or '(module not known yet)'}"
 
 
 OPERATION = UpdateModule()
