@@ -42,10 +42,17 @@ def test_celery_finds_the_app_and_one_task_per_operation():
 def test_each_operation_declares_what_generic_code_needs(op):
     assert op.name and op.task_name.startswith("tagmango.") and op.kind and op.result_columns
     assert operations.get(op.name) is op and operations.by_task_name(op.task_name) is op
-    if op.sheet:
-        assert op.columns and op.markers() and op.summary_key and op.summary_label
-    if op.parent_op:
-        assert operations.get(op.parent_op) and op.needs and operations.has_dependents(op.parent_op)
+    assert op.summary_key and op.summary_label and op.kind in operations.KINDS
+
+
+@pytest.mark.parametrize("sheet", operations.SHEETS, ids=lambda sheet: sheet.sheet)
+def test_each_sheet_kind_declares_what_validation_needs(sheet):
+    assert sheet.sheet and sheet.sheet_names and sheet.columns and sheet.markers()
+    assert operations.for_sheet_name(sheet.sheet) is sheet
+    if sheet.operation is not None:
+        assert operations.sheet_for(sheet.operation.name) is sheet
+    if sheet.parent_op:
+        assert sheet.operation.needs and sheet.parent_column and operations.has_dependents(sheet.parent_op)
 
 
 ROOT = Path(__file__).resolve().parent.parent

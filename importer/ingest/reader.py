@@ -366,7 +366,7 @@ def _from_grid(file: str, sheet_name: str, grid: list[list[object]], numbers: li
 
 
 def _known_names() -> set[str]:
-    return {name for op in operations.sheet_operations() for name in canonical_lookup(op)}
+    return {name for op in operations.sheet_kinds() for name in canonical_lookup(op)}
 
 
 def _find_header(cols: list[list[str | None]], filled: list[int], numbers: list[int],

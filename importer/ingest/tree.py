@@ -133,14 +133,14 @@ def _course_row(sheet: Sheet, label: str, course: Course, present: set[str], def
                 course.problem(record, column, value, f"differs from row {first_seen[target].number} of the same "
                                                       f"course_ref {course.ref!r}; a course has one {column}")
     if defined is not None:
-        draft = create_course.OPERATION.draft({**values, "external_id": course.ref}, present)
+        draft = create_course.SHEET.draft({**values, "external_id": course.ref}, present)
         for target, value in values.items():
             if target in ("title", "mangoes") and draft.body.get(target) != defined.body.get(target):
                 column = next(c for c, t in COURSE_COLUMNS.items() if t == target)
                 course.problem(first_seen[target], column, value, f"differs from the courses sheet's row "
                                                                   f"{defined.row} for {course.ref!r}")
         return defined
-    draft = create_course.OPERATION.draft({**values, "external_id": course.ref}, present | {"external_id"})
+    draft = create_course.SHEET.draft({**values, "external_id": course.ref}, present | {"external_id"})
     first = course.records[0]
     for column, value, reason in draft.errors:
         column = {"title": "course_title"}.get(column or "", column)

@@ -1,13 +1,11 @@
-"""What every TagMango operation declares, on both sides of the queue.
+"""What every TagMango call declares: an ``Operation`` (Create Course, Update Chapter, ...).
 
-An ``Operation`` is one TagMango call (Create Course, Update Chapter, ...). On the **sheet side** it says
-which sheet and columns it reads, with each column's rule, and turns one row's values into a ``Draft``: the
-request body, the idempotency key, the parameters the call needs, and what is wrong with the row. On the
-**worker side** it says how to find out that the work is already done (the ledger), which ids it takes from
-its parent row (``needs``), how to make the call, how to find what an earlier attempt that may have
-committed made (for calls that are not idempotent), and which result columns it fills.
+It says how to find out that the work is already done (the ledger), which ids it takes from its parent row
+(``needs``), how to make the call, how to find what an earlier attempt that may have committed made (for calls
+that are not idempotent), and what the results file and the plan say of its rows. Which sheet rows come from is
+the sheet side's (``tasks.operations.sheets``).
 
-Generic code (validation, the row runner, release of dependents, requeue, recovery, results) only talks to
+Generic code (the row runner, release of dependents, requeue, recovery, matching, results) only talks to
 operations through this class; adding a TagMango call is one module plus its line in
 ``tasks/operations/__init__.py``.
 """
@@ -15,12 +13,11 @@ operations through this class; adding a TagMango call is one module plus its lin
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tasks import errors
 from tasks.ledger import content_hash
-from tasks.operations import cells
 from tasks.rows import Row, RowFailure
 
 if TYPE_CHECKING:
@@ -28,39 +25,12 @@ if TYPE_CHECKING:
     from tasks.client import TagMangoClient
     from tasks.ledger import Ledger
 
-T = TypeVar("T")
-Rule = Callable[[str], Any]
-
 #: The kinds of object a call touches (``Operation.kind``, ``Row.kind``).
 COURSE, MODULE, CHAPTER = "course", "module", "chapter"
 #: What the user reads for a kind, where it differs: TagMango's chapters are the file's lessons.
 NOUNS = {CHAPTER: "lesson"}
 #: What a successful row did (``Operation.verb``): the registry finds an object's create, update or delete by it.
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    rule: Rule = cells.text
-    #: The sheet must have this column (or a ``--set`` value for it).
-    required: bool = False
-    #: Its presence tells that a sheet holds rows of this operation.
-    marker: bool = False
-
-
-@dataclass
-class Draft:
-    """What an operation makes of one spreadsheet row."""
-
-    key: str
-    title: str
-    body: dict
-    params: dict = field(default_factory=dict)
-    ids: dict = field(default_factory=dict)
-    #: (column or None, shown value, reason)
-    errors: list[tuple[str | None, str, str]] = field(default_factory=list)
-    warnings: list[tuple[str | None, str, str]] = field(default_factory=list)
 
 
 class Skip(NamedTuple):
@@ -114,24 +84,13 @@ class Operation:
     name: str = ""
     #: The Celery task that runs such rows (its name shows in Flower).
     task_name: str = ""
-    #: The kind of object the call touches: course, module, chapter.
+    #: The kind of object the call touches: COURSE, MODULE, CHAPTER.
     kind: str = ""
-    #: The sheet it reads (``None``: rows are derived, not read), the sheet names that mean it, and its columns.
-    sheet: str | None = None
-    sheet_names: tuple[str, ...] = ()
-    columns: tuple[Column, ...] = ()
-    #: When a sheet is classified by its columns, higher goes first (markers of more specific operations).
-    classify_priority: int = 0
-    #: The sheet's rows are a tree planned as a whole (importer/ingest/tree.py), not one call per row.
-    plans_tree: bool = False
-    #: The key in the plan summary ("courses_to_create").
+    #: The key in the plan summary ("courses_to_create"): the plan counts its rows by operation.
     summary_key: str = ""
     summary_label: str = ""
-    #: The operation of the parent row this one may wait for, and the ids it copies from the parent's result:
-    #: ``{row id field: parent result field}``; the parent field may name ``{params}`` of the row.
-    parent_op: str | None = None
-    #: The column in which a row names its parent's key.
-    parent_column: str | None = None
+    #: The ids a row copies from its parent row's result: ``{row id field: parent result field}``; the parent
+    #: field may name ``{params}`` of the row.
     needs: dict[str, str] = {}
     #: Columns this operation fills in the results file.
     result_columns: tuple[str, ...] = ()
@@ -145,40 +104,6 @@ class Operation:
     plan_note: str = ""
     #: Its objects are listed by Get Courses (a course): a second copy made by another import can be found.
     listed: bool = False
-
-    # -- the sheet side ----------------------------------------------------------------------
-    def rules(self) -> dict[str, Rule]:
-        return {c.name: c.rule for c in self.columns}
-
-    def required(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns if c.required)
-
-    def markers(self) -> frozenset[str]:
-        return frozenset(c.name for c in self.columns if c.marker)
-
-    def check_columns(self, present: set[str]) -> str | None:
-        """A sheet-level problem with the set of columns (beyond required ones), or None."""
-        return None
-
-    def draft(self, values: dict[str, Any], present: set[str]) -> Draft:
-        raise NotImplementedError
-
-    def key_column(self, row: Row) -> str:
-        """The column a duplicate key is reported on."""
-        return "key"
-
-    def parent_key(self, row: Row) -> str | None:
-        """The key of the row (of ``parent_op``) this row names as its parent, if it names one."""
-        return row.params.get(self.parent_column) if self.parent_column else None
-
-    def find_parent(self, row: Row, candidates: dict[str, Row]) -> Row | None:
-        """The parent among rows of ``parent_op`` by key."""
-        key = self.parent_key(row)
-        return candidates.get(key) if key else None
-
-    def link(self, row: Row, parent: Row) -> None:
-        """Make ``row`` wait for ``parent`` (a row of this import)."""
-        row.parent = parent.row_id
 
     # -- the worker side ---------------------------------------------------------------------
     def take_from_parent(self, row: Row, parent_result: dict) -> None:
@@ -235,6 +160,7 @@ class Operation:
     def request_path(self, row: Row) -> str:
         raise NotImplementedError
 
+    # -- the report side ---------------------------------------------------------------------
     def outcome(self, row: Row) -> str:
         """What a successful row did, for the results file: created / updated (fields) / deleted."""
         if row.params.get("takeover"):
@@ -250,6 +176,24 @@ class Operation:
 
     def __repr__(self) -> str:
         return f"<Operation {self.name}>"
+
+
+def adopt_last_child(ctx: CallContext, read_parent: Callable[[TagMangoClient], dict],
+                     read_child: Callable[[TagMangoClient, str], dict], field: str, title: str) -> str | None:
+    """The child an earlier attempt of a create may have made, claimed; None if there is none.
+
+    For creates that run one at a time in their parent (a course's modules, a module's chapters): TagMango appends,
+    so only the parent's last child (in its ``field``, read with ``read_parent``) can be ours, if no row owns it
+    yet and its title (read with ``read_child``) is ``title``.
+    """
+    children = object_ids(ctx.call(read_parent).get(field))
+    if not children or ctx.ledger.is_claimed(children[-1]):
+        return None
+    last = children[-1]
+    child = ctx.call(lambda api: read_child(api, last))
+    if str(child.get("title", "")).strip() != title.strip() or not ctx.ledger.claim(last):
+        return None
+    return last
 
 
 class PartialUpdate(Operation):

@@ -10,7 +10,7 @@ instead (a placeholder taken over, see ``tasks.operations.tree``).
 from __future__ import annotations
 
 from tasks.client import MODULES_PATH
-from tasks.operations.base import CHAPTER, CallContext, Operation, object_ids
+from tasks.operations.base import CHAPTER, CallContext, Operation, adopt_last_child
 from tasks.rows import Row
 
 
@@ -29,14 +29,9 @@ class CreateChapter(Operation):
 
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
         module_id = row.ids["module_id"]
-        chapters = object_ids(ctx.call(lambda api: api.update_module(module_id, {})).get("chapters"))
-        if not chapters or ctx.ledger.is_claimed(chapters[-1]):
-            return None
-        last = chapters[-1]
-        chapter = ctx.call(lambda api: api.update_chapter(last, {}))
-        if str(chapter.get("title", "")).strip() != row.body["title"].strip() or not ctx.ledger.claim(last):
-            return None
-        return {"chapter_id": last}
+        chapter_id = adopt_last_child(ctx, lambda api: api.update_module(module_id, {}),
+                                      lambda api, last: api.update_chapter(last, {}), "chapters", row.body["title"])
+        return None if chapter_id is None else {"chapter_id": chapter_id}
 
     def request_path(self, row: Row) -> str:
         return f"{MODULES_PATH}/{row.ids.get('module_id') or '(module not created)'}/chapters"
