@@ -29,7 +29,7 @@ from importer.ingest.reader import Sheet
 from tasks import operations
 from tasks.operations import CHAPTER, COURSE, MODULE, create_course
 from tasks.operations.curriculum import CHAPTER_COLUMNS, CHAPTER_FIELDS, COURSE_COLUMNS, MODULE_COLUMNS
-from tasks.rows import Row, RowState
+from tasks.rows import Place, Row, RowState
 
 if TYPE_CHECKING:
     from importer.ingest.plan import Plan
@@ -81,8 +81,7 @@ def plan_tree(sheet: Sheet, label: str, records: list[SheetRow], present: set[st
             continue
         courses.setdefault(str(ref), Course(str(ref))).records.append(record)
     defined = {r.key: r for r in plan.rows if r.op == operations.create_for(COURSE).name}
-    elsewhere = {str(r.params.get("course_ref")): r.sheet for r in [*plan.rows, *plan.unsent]
-                 if r.params.get("place") or r.params.get("course_key")}
+    elsewhere = {r.place.course_ref: r.sheet for r in [*plan.rows, *plan.unsent] if r.place is not None}
     for course in courses.values():
         if course.ref in elsewhere:
             course.problem(course.records[0], "course_ref", course.ref, f"course {course.ref!r} also has rows in "
@@ -262,9 +261,7 @@ def _tree_rows(sheet: Sheet, label: str, course: Course, course_row: Row, module
         module_row = Row(row_id=f"{label}:{first.number}#module", op=operations.create_for(MODULE).name, kind=MODULE,
                          file=sheet.file, sheet=sheet.name, row=first.number, key=f"{course.ref}/m{module.position}",
                          title=module.title or "", body={"title": module.title}, parent=previous_module.row_id,
-                         params={"place": MODULE, "index": index, "lessons": len(module.lessons),
-                                 "course_ref": course.ref, "course_key": course_row.key,
-                                 "module_position": module.position},
+                         place=Place(course_row.key, course.ref, index, module.position, lessons=len(module.lessons)),
                          source=first.source, derived=True)
         if declarations:
             _own(module_row, label, declarations[0])
@@ -278,9 +275,7 @@ def _tree_rows(sheet: Sheet, label: str, course: Course, course_row: Row, module
                          file=sheet.file, sheet=sheet.name, row=record.number,
                          key=f"{course.ref}/m{module.position}/c{position}",
                          title=str(record.values.get("chapter_title") or ""), body=body, parent=previous.row_id,
-                         params={"place": CHAPTER, "index": position - 1, "course_ref": course.ref,
-                                 "course_key": course_row.key, "module_position": module.position,
-                                 "chapter_position": position},
+                         place=Place(course_row.key, course.ref, position - 1, module.position, position),
                          source=record.source)
             rows.append(lesson)
             claimed.add(record.number)

@@ -27,23 +27,25 @@ def action(row: Row) -> str:
     verb = operations.get(row.op).verb
     if verb == DELETED:
         return "delete"
-    if verb == UPDATED and not row.params.get("place"):
+    if verb == UPDATED and not row.placed_by_parent:
         return "update"
     return "create"
 
 
 def _course_of(row: Row) -> str:
-    return str(row.params.get("course_key") or (row.key if row.kind == COURSE else row.params.get("course_ref"))
+    course_key = row.place.course_key if row.place is not None else None
+    return str(course_key or (row.key if row.kind == COURSE else row.params.get("course_ref"))
                or "(chapters by id)")
 
 
 def _label(row: Row) -> str:
     where = f"row {row.row}" if row.row else "not in the file"
     position = ""
-    if row.kind == MODULE and row.params.get("module_position"):
-        position = f" {row.params['module_position']}"
-    elif row.kind == CHAPTER and row.params.get("chapter_position"):
-        position = f" {row.params['module_position']}.{row.params['chapter_position']}"
+    place = row.place
+    if place is not None and row.kind == MODULE and place.module_position:
+        position = f" {place.module_position}"
+    elif place is not None and row.kind == CHAPTER and place.chapter_position:
+        position = f" {place.module_position}.{place.chapter_position}"
     return f"{operations.noun(row.kind)}{position} {shorten(row.title, 50)!r} ({where})"
 
 
@@ -69,7 +71,7 @@ def lines(plan: Plan, reconciled: Reconciled) -> list[str]:
             detail = ""
             if act == "update":
                 detail = ": " + "; ".join(f"{f} {shorten(old, 40)!r} → {shorten(new, 40)!r}"
-                                          for f, (old, new) in (row.params.get("diff") or {}).items())
+                                          for f, (old, new) in (row.diff or {}).items())
             elif act in ("dead", "invalid"):
                 error = row.error
                 detail = f": {error.label} {error.message}" if error else f": {row.reason}"
@@ -92,7 +94,7 @@ def report_rows(plan: Plan) -> list[dict]:
     for row in sorted([*plan.rows, *plan.unsent], key=lambda r: (r.file, r.sheet, r.row)):
         base = {"file": row.file, "sheet": row.sheet, "row": row.row or None, "kind": row.kind, "title": row.title,
                 "action": action(row)}
-        diff = row.params.get("diff") or {}
+        diff = row.diff or {}
         if diff:
             out += [{**base, "field": f, "old": _cell(old), "new": _cell(new)} for f, (old, new) in diff.items()]
         else:

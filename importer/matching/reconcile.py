@@ -20,7 +20,7 @@ Modes (``--mode``), for every row:
 A column the file does not have, or an empty cell, never changes anything: only fields in a row's body are
 compared and sent. Chapter patches (the ``chapters`` sheet) are sent only when they change something, in
 every mode. Rows this decides are changed in place: the operation (an update instead of a create), the ids,
-the body (only the changed fields), and ``params["diff"]`` ({field: [old, new]}) for the dry run.
+the body (only the changed fields), and ``diff`` ({field: [old, new]}) for the dry run.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tasks.adopt import fingerprint, same_title
 from tasks.ledger import Ledger, content_hash
 from tasks.operations import CHAPTER, COURSE, MODULE
 from tasks.operations.base import object_ids
-from tasks.rows import Code, Row, RowFailure, RowState
+from tasks.rows import Code, Place, Row, RowFailure, RowState
 from tasks.rowstore import now
 
 MODES = ("create", "merge", "update", "replace")
@@ -68,7 +68,9 @@ def _update(row: Row, ids: dict, diff: dict[str, list]) -> None:
     op = operations.update_for(row.kind)
     row.body = op.changed_body(row.body, diff)
     row.op, row.ids, row.released, row.outcome = op.name, ids, True, "update"
-    row.params = {k: v for k, v in row.params.items() if k not in ("place", "takeover")} | {"diff": diff}
+    row.diff = diff
+    if row.place is not None:  # its object is known: no parent decides it any more
+        row.place.by_parent = row.place.takeover = False
 
 
 # -- the matching ----------------------------------------------------------------------------------------
@@ -81,8 +83,8 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode: str, ledger: Ledger | None
     out = Reconciled(mode)
     by_course: dict[str, list[Row]] = defaultdict(list)
     for row in plan.rows:
-        if row.params.get("place"):
-            by_course[row.params["course_key"]].append(row)
+        if row.placed_by_parent:
+            by_course[row.place.course_key].append(row)
     courses = {row.row_id: row for row in plan.rows if row.op == operations.create_for(COURSE).name}
     patch = operations.update_for(CHAPTER).name
     patched = {row.parent for row in plan.rows if row.op == patch and row.parent}
@@ -104,7 +106,7 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode: str, ledger: Ledger | None
         _settle_course(row, live, mode)
         _settle_tree(row, live, by_course.get(row.key, []), catalog, ledger, mode, plan, out)
     for row in plan.rows:
-        if row.op == patch and not row.params.get("place") and not row.is_final:
+        if row.op == patch and not row.placed_by_parent and not row.is_final:
             _settle_patch(row, courses.get(row.parent or ""), live_courses, catalog, ledger)
     out.reads = catalog.reads
     plan.unsent.extend(r for r in plan.rows if r.is_final)
@@ -175,14 +177,14 @@ def _settle_tree(course_row: Row, course: dict, rows: list[Row], catalog: LiveCa
     """Match the course's planned modules and lessons to the live ones by position."""
     course_id = course["_id"]
     live_modules = object_ids(course.get("modules"))
-    modules = sorted((r for r in rows if r.params["place"] == MODULE), key=lambda r: r.params["index"])
+    modules = sorted((r for r in rows if r.kind == MODULE), key=lambda r: r.place.index)
     lessons: dict[int, list[Row]] = defaultdict(list)
     for row in rows:
-        if row.params["place"] == CHAPTER:
-            lessons[row.params["module_position"]].append(row)
+        if row.kind == CHAPTER:
+            lessons[row.place.module_position].append(row)
     for module in modules:
-        index, position = module.params["index"], module.params["module_position"]
-        own = sorted(lessons[position], key=lambda r: r.params["index"])
+        index, position = module.place.index, module.place.module_position
+        own = sorted(lessons[position], key=lambda r: r.place.index)
         if index >= len(live_modules):
             if mode == "update":
                 for row in (module, *own):
@@ -229,7 +231,7 @@ def _settle_lessons(course_row: Row, module: Row, lessons: list[Row], live_chapt
         if index >= len(live_chapters):
             if mode == "update":
                 _dead(lesson, Code.NOT_IN_TAGMANGO, f"lesson {index + 1} of module "
-                                                    f"{lesson.params['module_position']} is not in TagMango")
+                                                    f"{lesson.place.module_position} is not in TagMango")
             continue
         chapter_id = live_chapters[index]
         result = {**{k: v for k, v in module_result.items() if k != "placeholder_chapters"}, "chapter_id": chapter_id}
@@ -288,7 +290,7 @@ def _delete(course_row: Row, kind: str, object_id: str, title: str, ids: dict, p
         row_id=f"{course_row.sheet}:delete:{object_id}", op=operations.delete_for(kind).name, kind=kind,
         file=course_row.file, sheet=course_row.sheet, row=0, key=f"delete:{object_id}", title=title,
         ids={"course_id": course_row.result.get("course_id") if course_row.result else None, **ids}, outcome="delete",
-        params={"course_key": course_row.key},
+        place=Place(course_row.key, by_parent=False),
         reason=f"in TagMango, not in the file (course {course_row.key!r}); replace mode deletes it"))
 
 

@@ -95,7 +95,7 @@ def has_dependents(name: str) -> bool:
 def take_from_parent(row: Row, parent_result: dict) -> None:
     """Give a waiting row what it needs from its parent's result: its place in a tree (which call, which
     ids), or the ids its operation declares. Raises MissingParentId."""
-    if row.params.get("place"):
+    if row.placed_by_parent:
         tree.place(row, parent_result)
     else:
         get(row.op).take_from_parent(row, parent_result)

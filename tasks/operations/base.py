@@ -163,10 +163,10 @@ class Operation:
     # -- the report side ---------------------------------------------------------------------
     def outcome(self, row: Row) -> str:
         """What a successful row did, for the results file: created / updated (fields) / deleted."""
-        if row.params.get("takeover"):
+        if row.place is not None and row.place.takeover:
             return "created (in a placeholder TagMango made)"
         if self.verb == UPDATED:
-            return f"updated ({', '.join(row.params.get('diff') or row.body) or 'nothing'})"
+            return f"updated ({', '.join(row.diff or row.body) or 'nothing'})"
         return f"{self.verb} (found after its answer was lost)" if row.adopted else self.verb
 
     def results(self, row: Row) -> dict[str, Any]:
@@ -226,10 +226,10 @@ class PartialUpdate(Operation):
         return out
 
     def ledger_key(self, row: Row) -> str:
-        return row.key if row.params.get("place") else f"{self.kind}:{row.ids[f'{self.kind}_id']}"
+        return row.key if row.placed_by_parent else f"{self.kind}:{row.ids[f'{self.kind}_id']}"
 
     def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
-        if row.params.get("place"):
+        if row.placed_by_parent:
             return super().check_done(ctx, row)
         done = ctx.ledger.get(self.ledger_key(row))
         if done is None or done["content"] != content_hash(row.body):

@@ -8,8 +8,9 @@ placeholder chapters the file does not fill are deleted (by the module row that 
 Nothing here assumes how many placeholders there are: it reads what the parent row's result holds, so the
 import also works if TagMango makes none, or more.
 
-Rows of a tree are planned as ``create_module``/``create_chapter`` with ``params["place"]``; when the parent
-hands over its result, ``place`` decides the operation (and the ids) the row will really run with.
+Rows of a tree are planned as creates with a ``Place`` (``by_parent``); when the parent hands over its result,
+``place`` decides the operation (and the ids) the row will really run with.
+
 Modules of a course are created one after another, and so are the lessons of a module (each row waits for
 the one before it): TagMango appends and has no reorder endpoint, so file order is creation order.
 """
@@ -30,20 +31,17 @@ def _need(parent_result: dict, name: str) -> str:
 
 def place(row: Row, parent_result: dict) -> None:
     """Set the row's operation and ids from its parent's result (a course, a module or the lesson before)."""
-    index = int(row.params["index"])
-    if row.params["place"] == MODULE:
+    if row.kind == MODULE:
         placeholders = list(parent_result.get("placeholder_modules") or [])
         row.ids = {"course_id": _need(parent_result, "course_id"), "placeholder_modules": placeholders}
-        if index < len(placeholders):
-            row.op, row.ids["module_id"] = update_module.OPERATION.name, placeholders[index]
-            row.params["takeover"] = True
-        else:
-            row.op, row.params["takeover"] = create_module.OPERATION.name, False
-        return
-    placeholders = list(parent_result.get("placeholder_chapters") or [])
-    row.ids = {"course_id": _need(parent_result, "course_id"), "module_id": _need(parent_result, "module_id"),
-               "placeholder_chapters": placeholders}
-    if index < len(placeholders):
-        row.op, row.ids["chapter_id"], row.params["takeover"] = update_chapter.OPERATION.name, placeholders[index], True
+        update, create, id_field = update_module.OPERATION, create_module.OPERATION, "module_id"
     else:
-        row.op, row.params["takeover"] = create_chapter.OPERATION.name, False
+        placeholders = list(parent_result.get("placeholder_chapters") or [])
+        row.ids = {"course_id": _need(parent_result, "course_id"), "module_id": _need(parent_result, "module_id"),
+                   "placeholder_chapters": placeholders}
+        update, create, id_field = update_chapter.OPERATION, create_chapter.OPERATION, "chapter_id"
+    row.place.takeover = row.place.index < len(placeholders)
+    if row.place.takeover:
+        row.op, row.ids[id_field] = update.name, placeholders[row.place.index]
+    else:
+        row.op = create.name

@@ -1,7 +1,7 @@
 """Update Module: ``PATCH /api/v1/external/modules/{moduleId}`` (a module's title).
 
 Idempotent. When a curriculum's module takes over the placeholder module of a new course
-(``params["takeover"]``), the answer lists the placeholder's chapters: the first ones are handed to the
+(``place.takeover``), the answer lists the placeholder's chapters: the first ones are handed to the
 module's lessons to take over, and those the file does not fill are deleted here, so that no placeholder is
 left (a chapter already gone, 404, counts as deleted).
 """
@@ -27,9 +27,9 @@ class UpdateModule(PartialUpdate):
         module_id = row.ids["module_id"]
         module = ctx.call(lambda api: api.update_module(module_id, row.body))
         result: dict = {"module_id": module_id}
-        if row.params.get("takeover"):
+        if row.place is not None and row.place.takeover:
             chapters = object_ids(module.get("chapters"))
-            lessons = int(row.params.get("lessons", 0))
+            lessons = row.place.lessons
             for chapter_id in chapters[lessons:]:
                 delete_chapter(ctx, chapter_id)  # already gone (404): deleted by an earlier attempt of this row
             result.update(placeholder_chapters=chapters[:lessons], deleted_placeholders=chapters[lessons:])
