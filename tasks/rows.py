@@ -12,6 +12,7 @@ The legal state changes are the ``TRANSITIONS`` table; the row store refuses any
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -188,6 +189,23 @@ class Row:
     def done(self) -> bool:
         """Finished with its object existing in TagMango (made, updated or found)."""
         return self.state in (RowState.SUCCEEDED, RowState.SKIPPED)
+
+    # -- settled before it is sent (matching against TagMango) ---------------------------------
+    def skip(self, result: dict | None, outcome: str, reason: str) -> None:
+        """Nothing to send: TagMango has the row's object (``result``: its ids) as the mode wants it."""
+        self.state, self.result, self.outcome, self.reason = RowState.SKIPPED, result, outcome, reason
+        self.finished_at = time.time()
+
+    def die(self, code: str, message: str) -> None:
+        """Dead before it is sent (the object it needs is not in TagMango, or it is not clear which it is)."""
+        self.state, self.error, self.finished_at = RowState.DEAD, RowFailure(code, message), time.time()
+
+    def become_update(self, op: str, ids: dict, body: dict, diff: dict) -> None:
+        """Run as a partial update (``op``, ``body``: what changed) of an object that exists, known by ``ids``:
+        right away, needing nothing from a parent (its place, if any, is no longer the parent's to decide)."""
+        self.op, self.ids, self.body, self.diff, self.released, self.outcome = op, ids, body, diff, True, "update"
+        if self.place is not None:
+            self.place.by_parent = self.place.takeover = False
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -22,18 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, Problem, shorten
 from importer.ingest.reader import Sheet
+from importer.ingest.records import SheetRow
 from tasks import operations
 from tasks.operations import CHAPTER, COURSE, MODULE, create_course
 from tasks.operations.curriculum import CHAPTER_COLUMNS, CHAPTER_FIELDS, COURSE_COLUMNS, MODULE_COLUMNS
 from tasks.rows import Place, Row, RowState
-
-if TYPE_CHECKING:
-    from importer.ingest.plan import Plan
-    from importer.ingest.validate import SheetRow
 
 DESCRIPTION_HINT = ("TagMango's Create Chapter needs a description: fill chapter_description, or give every empty "
                     "one a default with --set chapter_description='...'")

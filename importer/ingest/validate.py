@@ -18,6 +18,8 @@ from importer.ingest.columns import canonical_lookup, closest, kind_from_headers
 from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, WARNING, Problem, shorten
 from importer.ingest.reader import Sheet, read_file
+from importer.ingest.records import SheetRow
+from importer.ingest.tree import plan_tree
 from tasks import operations
 from tasks.operations import SheetKind, cells
 from tasks.rows import Row, RowState
@@ -138,16 +140,6 @@ def _map_headers(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
     return None if missing else mapped
 
 
-@dataclass
-class SheetRow:
-    """One spreadsheet row after its cells went through their column rules."""
-
-    number: int  # the row number the spreadsheet shows
-    values: dict[str, object]
-    errors: list[tuple[str | None, str, str]]  # (column, value, reason) of cells that break their rule
-    source: dict[str, str | None]  # the cells as read
-
-
 def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Plan, used_ids: set) -> None:
     for note in sheet.notes:
         plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", WARNING, note))
@@ -164,8 +156,6 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
     records = _records(sheet, sheet_kind, mapped, options)
     op = sheet_kind.operation
     if op is None:
-        from importer.ingest.tree import plan_tree
-
         plan_tree(sheet, sheet_label, list(records), present, plan)
         return
     seen: dict[str, Row] = {}
