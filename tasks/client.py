@@ -135,6 +135,20 @@ class TagMangoClient:
         parse_response(response)
         return None
 
+    def delete_module(self, module_id: str) -> bool:
+        """DELETE /api/v1/external/modules/{id}, which TagMango does not document (reference 5.12). True: deleted
+        (a success body as delete_chapter's). False: this TagMango has no Delete Module: a 405, or a 404 that is
+        not its ``MODULE_NOT_FOUND`` error (a path it does not route). An unknown or already deleted module raises
+        PermanentApiError (404 ``MODULE_NOT_FOUND``), which a retry after a ``maybe_committed`` failure may see."""
+        response = self._send("DELETE", f"{MODULES_PATH}/{module_id}")
+        body = _json_or_none(response)
+        code = body.get("errorCode") if isinstance(body, dict) else None
+        if response.status_code == 405 or (response.status_code == 404 and code != "MODULE_NOT_FOUND"):
+            return False
+        if not (200 <= response.status_code < 300 and response.text.strip().lower() in _EMPTY_BODIES):
+            parse_response(response)
+        return True
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _entity(self, body: Any) -> dict:

@@ -179,6 +179,19 @@ def test_replace_deletes_the_lessons_at_the_end_of_a_module(tmp_path):
     assert diffview.action(deletes[0]) == "delete" and not reconciled.warnings
 
 
+def test_replace_deletes_a_module_the_file_no_longer_has_with_its_lessons(tmp_path):
+    plan, reconciled, catalog, _ = match(tree(tmp_path, "Materials,Paper", "Materials,Brushes", "Materials,Paint"),
+                                         "replace", same_descriptions(watercolour()))
+    [gone] = [r for r in plan.rows if r.key.startswith("delete:")]
+    assert (gone.op, gone.kind, gone.title) == (operations.delete_for("module").name, "module", "Washes")
+    # its lessons go with it; should TagMango have no Delete Module, the row deletes them itself
+    assert gone.ids == {"course_id": oid("c1"), "module_id": oid("m2"), "chapter_ids": [oid("h4")]}
+    assert oid("h4") not in catalog.read_ids and not reconciled.warnings
+    assert "  - delete module 'Washes' (not in the file); if TagMango has no Delete Module, its lessons are deleted " \
+           "and the module kept" in diffview.lines(plan, reconciled)
+    assert plan.summary()["modules_to_delete"] == 1 and plan.summary()["chapters_to_delete"] == 0
+
+
 def test_replace_without_a_delete_module_deletes_a_module_s_lessons_and_keeps_it(tmp_path, monkeypatch):
     real = operations.delete_for
     monkeypatch.setattr(operations, "delete_for", lambda kind: None if kind == "module" else real(kind))
