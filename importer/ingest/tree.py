@@ -1,21 +1,10 @@
-"""A curriculum sheet → whole course trees: one course row, its modules and every lesson, in file order.
+"""A curriculum sheet → whole course trees: a course row, its modules and every lesson, in file order.
 
-One spreadsheet row per lesson with the parent columns repeated (as Matrixify and Moodle's CSV-to-course
-do). Rows are grouped by ``course_ref``; a course is the one of the ``courses`` sheet with that key, or is
-made from the course columns of its rows (which must agree). Modules are ordered by ``module_position``
-when the column is there (rows may then come in any order), else by the order of their first row, a module
-being a run of rows with the same ``module_title``; lessons likewise by ``chapter_position`` or row order.
-Identity is the course key and the positions, never titles: real courses repeat lesson titles.
-
-The dry run checks the whole tree: conflicting course columns, duplicate or missing positions, a lesson
-without a module, content without a content type, and TagMango's rule that Create Chapter needs a title and
-a description. A course with any problem is not sent at all (sending the rest would put its lessons out of
-order).
-
-Each module becomes a row waiting for the module before it (the first for its course), each lesson a row
-waiting for the lesson before it (the first for its module): TagMango appends and cannot reorder, so
-creation order is file order, while different modules and courses go in parallel. Whether a module or a
-lesson fills a placeholder TagMango made or is created is decided when it runs (tasks.operations.tree).
+Rows are grouped by ``course_ref``; modules are ordered by ``module_position``, else as runs of one
+``module_title``, and lessons by ``chapter_position``, else row order: identity is the key and the positions,
+never titles (real courses repeat lesson titles). A course with any problem is not sent at all, as the rest would
+go out of order; each module waits for the one before it, each lesson likewise, because TagMango appends and
+cannot reorder (README, "Whole course trees").
 """
 
 from __future__ import annotations
@@ -150,49 +139,8 @@ def _course_row(sheet: Sheet, label: str, course: Course, present: set[str], def
 
 
 def _modules(course: Course, present: set[str]) -> list[Module]:
-    """The course's modules in order, each with its rows; positions checked."""
-    by_position = "module_position" in present
-    modules: list[Module] = []
-    if by_position:
-        found: dict[int, Module] = {}
-        for record in course.records:
-            if not _has_module(record) and not _is_lesson(record):
-                continue  # declares the course only
-            position = record.values.get("module_position")
-            if position is None:
-                course.problem(record, "module_position", "", "empty: with a module_position column every lesson "
-                                                              "and module row needs one")
-                continue
-            module = found.setdefault(int(position), Module(int(position), None))
-            module.records.append(record)
-        expected = list(range(1, len(found) + 1))
-        if sorted(found) != expected:
-            missing = sorted(set(range(1, max(found, default=0) + 1)) - set(found))
-            record = found[max(found)].records[0]
-            course.problem(record, "module_position", max(found), f"course {course.ref!r} has module positions "
-                           f"{_rows_text(found)}: position(s) {_rows_text(missing)} missing")
-        modules = [found[p] for p in sorted(found)]
-    else:
-        current: Module | None = None
-        for record in course.records:
-            title = record.values.get("module_title")
-            if title is None:
-                if _is_lesson(record):
-                    if current is None:
-                        course.problem(record, "module_title", "", "a lesson needs a module: give module_title")
-                        continue
-                    current.records.append(record)  # an empty module cell continues the module above
-                continue
-            if current is None or title != current.title:
-                if any(m.title == title for m in modules):
-                    earlier = next(m for m in modules if m.title == title)
-                    course.problem(record, "module_title", title, f"module {title!r} already started on row "
-                                   f"{earlier.records[0].number} and other modules came between; keep its rows "
-                                   "together, or add a module_position column")
-                    continue
-                current = Module(len(modules) + 1, title)
-                modules.append(current)
-            current.records.append(record)
+    """The course's modules in order, each with its rows and its lessons; positions and titles checked."""
+    modules = _modules_by_position(course) if "module_position" in present else _modules_by_title(course)
     for module in modules:
         titles = {r.values["module_title"] for r in module.records if "module_title" in r.values}
         if len(titles) > 1:
@@ -206,6 +154,53 @@ def _modules(course: Course, present: set[str]) -> list[Module]:
             course.problem(module.records[0], "module_title", "", f"module {module.position} of {course.ref!r} has "
                                                                   "no title")
         module.lessons = [r for r in module.records if _is_lesson(r)]
+    return modules
+
+
+def _modules_by_position(course: Course) -> list[Module]:
+    """With a module_position column: rows may come in any order; positions must be 1, 2, 3... without gaps."""
+    found: dict[int, Module] = {}
+    for record in course.records:
+        if not _has_module(record) and not _is_lesson(record):
+            continue  # declares the course only
+        position = record.values.get("module_position")
+        if position is None:
+            course.problem(record, "module_position", "", "empty: with a module_position column every lesson "
+                                                          "and module row needs one")
+            continue
+        module = found.setdefault(int(position), Module(int(position), None))
+        module.records.append(record)
+    if sorted(found) != list(range(1, len(found) + 1)):
+        missing = sorted(set(range(1, max(found, default=0) + 1)) - set(found))
+        record = found[max(found)].records[0]
+        course.problem(record, "module_position", max(found), f"course {course.ref!r} has module positions "
+                       f"{_rows_text(found)}: position(s) {_rows_text(missing)} missing")
+    return [found[p] for p in sorted(found)]
+
+
+def _modules_by_title(course: Course) -> list[Module]:
+    """Without positions: a module is a run of rows with the same module_title (an empty cell continues it)."""
+    modules: list[Module] = []
+    current: Module | None = None
+    for record in course.records:
+        title = record.values.get("module_title")
+        if title is None:
+            if _is_lesson(record):
+                if current is None:
+                    course.problem(record, "module_title", "", "a lesson needs a module: give module_title")
+                    continue
+                current.records.append(record)  # an empty module cell continues the module above
+            continue
+        if current is None or title != current.title:
+            earlier = next((m for m in modules if m.title == title), None)
+            if earlier is not None:
+                course.problem(record, "module_title", title, f"module {title!r} already started on row "
+                               f"{earlier.records[0].number} and other modules came between; keep its rows "
+                               "together, or add a module_position column")
+                continue
+            current = Module(len(modules) + 1, title)
+            modules.append(current)
+        current.records.append(record)
     return modules
 
 

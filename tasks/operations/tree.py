@@ -1,18 +1,8 @@
-"""Where a module or a lesson of a course tree goes: into a placeholder TagMango made, or a new object.
-
-Create Course answers with the course's ``modules`` (and ``firstChapter``/``secondChapter``): TagMango makes a
-module with two chapters in every new course. A course imported from a curriculum must look exactly like the
-file, so the file's first module takes over the first placeholder module (Update Module for its title), its
-first lessons take over that module's placeholder chapters (Update Chapter), the rest are created, and
-placeholder chapters the file does not fill are deleted (by the module row that takes the placeholder over).
-Nothing here assumes how many placeholders there are: it reads what the parent row's result holds, so the
-import also works if TagMango makes none, or more.
-
-Rows of a tree are planned as creates with a ``Place`` (``by_parent``); when the parent hands over its result,
-``place`` decides the operation (and the ids) the row will really run with.
-
-Modules of a course are created one after another, and so are the lessons of a module (each row waits for
-the one before it): TagMango appends and has no reorder endpoint, so file order is creation order.
+"""Where a module or a lesson of a course tree goes, decided when its parent hands over its result: into a
+placeholder TagMango made (Create Course answers with the course's ``modules``: one with two chapters), taken over
+with an Update, or a new object. So a new course looks exactly like the file whatever placeholders TagMango makes;
+those the file does not fill are deleted by the module row that takes a placeholder module over
+(``update_module``). README, "Whole course trees".
 """
 
 from __future__ import annotations
