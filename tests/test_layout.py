@@ -43,6 +43,10 @@ def test_each_operation_declares_what_generic_code_needs(op):
     assert op.name and op.task_name.startswith("tagmango.") and op.kind and op.result_columns
     assert operations.get(op.name) is op and operations.by_task_name(op.task_name) is op
     assert op.summary_key and op.summary_label and op.kind in operations.KINDS
+    # matching and the tree planner find it by its kind and verb: one create, update and delete per kind
+    finder = {operations.CREATED: operations.create_for, operations.UPDATED: operations.update_for,
+              operations.DELETED: operations.delete_for}
+    assert finder[op.verb](op.kind) is op
 
 
 @pytest.mark.parametrize("sheet", operations.SHEETS, ids=lambda sheet: sheet.sheet)

@@ -75,8 +75,8 @@ def lines(plan: Plan, reconciled: Reconciled) -> list[str]:
             elif act in ("dead", "invalid"):
                 error = row.error
                 detail = f": {error.label} {error.message}" if error else f": {row.reason}"
-            elif _note(row):
-                detail = f"; {_note(row)}"
+            elif note := _note(row):
+                detail = f"; {note}"
             out.append(f"  {_SYMBOL.get(act, ' ')} {act} {_label(row)}{detail}")
     for _row, text in reconciled.warnings:
         out.append(f"note: {text}")

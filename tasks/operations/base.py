@@ -6,8 +6,8 @@ that are not idempotent), and what the results file and the plan say of its rows
 the sheet side's (``tasks.operations.sheets``).
 
 Generic code (the row runner, release of dependents, requeue, recovery, matching, results) only talks to
-operations through this class; adding a TagMango call is one module plus its line in
-``tasks/operations/__init__.py``.
+operations through this class; adding a TagMango call is one module, its line in ``tasks/operations/__init__.py``,
+its method in ``tasks/client.py`` and its endpoint in the sandbox.
 """
 
 from __future__ import annotations
