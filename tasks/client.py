@@ -129,11 +129,18 @@ class TagMangoClient:
         """DELETE /api/v1/external/chapters/{id}. Success is any 2xx whose body is empty, "Empty" or
         JSON (bare or enveloped); an unknown or already deleted chapter raises PermanentApiError
         (404 ``CHAPTER_NOT_FOUND``), which a retry after a ``maybe_committed`` failure may see."""
-        response = self._send("DELETE", f"{CHAPTERS_PATH}/{chapter_id}")
-        if 200 <= response.status_code < 300 and response.text.strip().lower() in _EMPTY_BODIES:
-            return None
-        parse_response(response)
-        return None
+        _deleted(self._send("DELETE", f"{CHAPTERS_PATH}/{chapter_id}"))
+
+    def delete_module(self, module_id: str) -> bool:
+        """DELETE /api/v1/external/modules/{id}, which TagMango does not document (reference 5.12). True: deleted
+        (a success body as delete_chapter's). False: this TagMango has no Delete Module: a 405, or a 404 that is
+        not its ``MODULE_NOT_FOUND`` error (a path it does not route). An unknown or already deleted module raises
+        PermanentApiError (404 ``MODULE_NOT_FOUND``), which a retry after a ``maybe_committed`` failure may see."""
+        response = self._send("DELETE", f"{MODULES_PATH}/{module_id}")
+        if response.status_code == 405 or (response.status_code == 404 and _error_code(response) != "MODULE_NOT_FOUND"):
+            return False
+        _deleted(response)
+        return True
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -173,6 +180,17 @@ def parse_response(response: httpx.Response) -> Any:
         raise errors.PermanentApiError(message, status=status, error_code=code)
     # 1xx/3xx/other 5xx: nothing documented; treat as a server fault that may have acted.
     raise errors.ServerError(message, status=status, error_code=code, maybe_committed=True)
+
+
+def _deleted(response: httpx.Response) -> None:
+    """A delete's answer: any 2xx whose body is empty, "Empty" or JSON is success; anything else raises."""
+    if not (200 <= response.status_code < 300 and response.text.strip().lower() in _EMPTY_BODIES):
+        parse_response(response)
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    body = _json_or_none(response)
+    return body.get("errorCode") if isinstance(body, dict) else None
 
 
 def map_transport_error(exc: httpx.HTTPError | httpx.InvalidURL) -> errors.ApiError:

@@ -74,7 +74,7 @@ def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None,
         op = operations.get(row.op)
         if row.died_of_parent or (("ids" in fix or "parent" in fix) and not fix.get("released")):
             row.released = False  # it takes its ids from its parent again
-            if row.died_of_parent and not row.params.get("place"):
+            if row.died_of_parent and not row.placed_by_parent:
                 for field_name in op.needs:
                     row.ids.pop(field_name, None)
         parent = None

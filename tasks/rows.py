@@ -3,7 +3,8 @@
 A ``Row`` is what the importer plans and what a worker runs. It is stored as JSON in the row store
 (``tasks.rowstore``); task messages only point at it (job id, row id, generation). Which TagMango call it
 makes is its ``op`` (a name in ``tasks.operations``); ``kind`` is the kind of object that call touches
-(course, module, chapter), kept on the row for progress per kind.
+(course, module, chapter), kept on the row for progress per kind. A module or lesson of a course tree has its
+``place`` in it.
 
 The legal state changes are the ``TRANSITIONS`` table; the row store refuses any other.
 """
@@ -11,6 +12,7 @@ The legal state changes are the ``TRANSITIONS`` table; the row store refuses any
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -99,6 +101,26 @@ class RowFailure:
 
 
 @dataclass
+class Place:
+    """Where a row's module or lesson (``Row.kind``) is in a course tree.
+
+    Planned from a curriculum (importer/ingest/tree.py) ``by_parent``: which object fills the place (a placeholder
+    TagMango made, taken over, or a new one) is decided when the row runs, from its parent's result
+    (tasks.operations.tree). Matching (importer/matching) turns that off when it finds the object in TagMango, and
+    gives what it deletes a place in its course too.
+    """
+
+    course_key: str  # the key of the course's row
+    course_ref: str = ""  # the course_ref the file gives
+    index: int = 0  # among the course's modules, or the module's lessons, from 0
+    module_position: int | None = None  # 1, 2, 3...
+    chapter_position: int | None = None
+    lessons: int = 0  # a module's lessons: how many of the placeholder chapters it takes over
+    by_parent: bool = True
+    takeover: bool = False  # it took a placeholder TagMango made over (set when the row runs)
+
+
+@dataclass
 class Row:
     row_id: str  # "<sheet>:<spreadsheet row>", unique in the job
     op: str  # the operation (tasks.operations) this row's call is
@@ -110,8 +132,11 @@ class Row:
     title: str
     body: dict = field(default_factory=dict)  # the exact request body
     state: RowState = RowState.QUEUED
-    #: Inputs of the operation that are not in the body (e.g. chapter_slot, course_ref).
+    #: Inputs of the operation that are not in the body, from its sheet (a chapter patch's course_ref, chapter_slot).
     params: dict = field(default_factory=dict)
+    place: Place | None = None
+    #: What matching found changed, ``{field: [old, new]}``: the body of an update, the dry run's diff.
+    diff: dict | None = None
     #: Ids the call needs (the chapter to patch, the course it belongs to): from the sheet or from the parent.
     ids: dict = field(default_factory=dict)
     parent: str | None = None  # the row this one waits for
@@ -156,9 +181,31 @@ class Row:
         return self.state is RowState.DEAD and self.error is not None and self.error.code == ErrorCode.DEPENDENCY_FAILED
 
     @property
+    def placed_by_parent(self) -> bool:
+        """A row of a tree whose call its parent's result decides (``Place.by_parent``)."""
+        return self.place is not None and self.place.by_parent
+
+    @property
     def done(self) -> bool:
         """Finished with its object existing in TagMango (made, updated or found)."""
         return self.state in (RowState.SUCCEEDED, RowState.SKIPPED)
+
+    # -- settled before it is sent (matching against TagMango) ---------------------------------
+    def skip(self, result: dict | None, outcome: str, reason: str) -> None:
+        """Nothing to send: TagMango has the row's object (``result``: its ids) as the mode wants it."""
+        self.state, self.result, self.outcome, self.reason = RowState.SKIPPED, result, outcome, reason
+        self.finished_at = time.time()
+
+    def die(self, code: str, message: str) -> None:
+        """Dead before it is sent (the object it needs is not in TagMango, or it is not clear which it is)."""
+        self.state, self.error, self.finished_at = RowState.DEAD, RowFailure(code, message), time.time()
+
+    def become_update(self, op: str, ids: dict, body: dict, diff: dict) -> None:
+        """Run as a partial update (``op``, ``body``: what changed) of an object that exists, known by ``ids``:
+        right away, needing nothing from a parent (its place, if any, is no longer the parent's to decide)."""
+        self.op, self.ids, self.body, self.diff, self.released, self.outcome = op, ids, body, diff, True, "update"
+        if self.place is not None:
+            self.place.by_parent = self.place.takeover = False
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -177,8 +224,26 @@ class Row:
         values["state"] = RowState(values.get("state", RowState.QUEUED))
         if values.get("error") is not None:
             values["error"] = RowFailure.from_dict(values["error"])
+        if values.get("place") is not None:
+            values["place"] = Place(**values["place"])
+        elif "place" not in data:
+            _from_params(values)
         return cls(**values)
 
     @classmethod
     def from_json(cls, raw: str) -> Row:
         return cls.from_dict(json.loads(raw))
+
+
+_PLACE_PARAMS = ("course_key", "course_ref", "index", "module_position", "chapter_position", "lessons", "takeover")
+
+
+def _from_params(values: dict[str, Any]) -> None:
+    """A row stored before ``place`` and ``diff`` were fields kept them in ``params`` (a job in flight during an
+    upgrade): move them out. ``params["place"]`` was set while its parent decided the call (``by_parent``)."""
+    params = dict(values.get("params") or {})
+    values["diff"] = params.pop("diff", None)
+    if "course_key" in params:
+        by_parent = bool(params.pop("place", None))
+        values["place"] = Place(**{k: params.pop(k) for k in _PLACE_PARAMS if k in params}, by_parent=by_parent)
+    values["params"] = params

@@ -194,6 +194,8 @@ class RowRun:
                 row.sent_at = row.sent_at or now()
                 self.store.save(self.job_id, row)  # durable before the request leaves: a crash now means "look first"
             result = op.call(ctx, row)
+            if isinstance(result, Skip):  # the call found the work cannot be done, and that is no failure
+                return self.skipped(row, result)
         result = {**row.ids, **result}  # a row's result carries what it was given: its ancestors' ids
         op.record(ctx, row, result)
         row.outcome = op.outcome(row)
@@ -266,7 +268,7 @@ class RowRun:
     def skipped(self, row: Row, skip: Skip) -> Finished:
         row.state, row.result, row.reason, row.error, row.finished_at = (RowState.SKIPPED, skip.result, skip.reason,
                                                                          None, now())
-        row.outcome = "skipped (already done)"
+        row.outcome = skip.outcome
         self.store.save(self.job_id, row)
         self.release(row)
         return Finished(summary(row))

@@ -208,6 +208,56 @@ def test_delete_chapter_failures_map_like_every_call():
         _client_answering(boom).delete_chapter("H1")
 
 
+MODULE_NOT_FOUND = {"code": 404, "type": "Not Found", "statusMessage": "NOT_FOUND", "errorCode": "MODULE_NOT_FOUND",
+                    "message": "The module does not exist or does not belong to this creator.", "success": False}
+
+
+@pytest.mark.parametrize(("answer", "deleted"), [
+    (httpx.Response(200), True), (httpx.Response(200, content=b"Empty"), True),
+    (httpx.Response(200, json={"message": "OK", "success": True, "result": None}), True),
+    # no such endpoint: a path this TagMango does not route, however it words it, or a method it does not allow
+    (httpx.Response(404, text="Not Found"), False), (httpx.Response(405, text="Method Not Allowed"), False),
+    (httpx.Response(404, json={"statusCode": 404, "message": "Cannot DELETE /api/v1/external/modules/M1",
+                               "error": "Not Found"}), False),
+    (httpx.Response(404, json={"code": 404, "type": "Not Found", "message": "Not Found", "success": False}), False),
+])
+def test_delete_module_says_whether_tagmango_has_the_endpoint(answer, deleted):
+    seen = []
+
+    def record(request):
+        seen.append((request.method, request.url.path))
+        return answer
+    assert _client_answering(record).delete_module("M1") is deleted
+    assert seen == [("DELETE", "/api/v1/external/modules/M1")]
+
+
+def test_delete_module_failures_map_like_every_call():
+    with pytest.raises(errors.PermanentApiError) as info:  # gone already: the operation counts it as deleted
+        _client_answering(lambda r: httpx.Response(404, json=MODULE_NOT_FOUND)).delete_module("M1")
+    assert (info.value.status, info.value.error_code) == (404, "MODULE_NOT_FOUND")
+    with pytest.raises(errors.PermanentApiError) as info:
+        _client_answering(lambda r: httpx.Response(401, json={"code": 401, "message": "Invalid token"})).delete_module(
+            "M1")
+    assert info.value.status == 401
+    with pytest.raises(errors.ServerError) as info:
+        _client_answering(lambda r: httpx.Response(502, json={"message": "down"})).delete_module("M1")
+    assert info.value.maybe_committed
+    with pytest.raises(errors.RateLimited):
+        _client_answering(lambda r: httpx.Response(429, json={"statusCode": 429, "message": "slow"})).delete_module(
+            "M1")
+
+
+def test_delete_module_against_the_sandbox_off_and_on(sandbox, client):
+    module_id = client.update_course(client.create_course(DOC_CREATE)["_id"], {})["modules"][0]
+    module_id = module_id if isinstance(module_id, str) else module_id["_id"]
+    assert client.delete_module(module_id) is False  # off by default: a path the sandbox does not have
+    sandbox.configure(delete_module=True)
+    assert client.delete_module(module_id) is True
+    with pytest.raises(errors.PermanentApiError) as info:
+        client.delete_module(module_id)
+    assert info.value.error_code == "MODULE_NOT_FOUND"
+
+
 def test_the_client_module_does_not_import_celery():
     import ast
     import pathlib

@@ -54,10 +54,21 @@ def test_a_worker_reads_its_settings_once():
 def test_each_operation_declares_what_generic_code_needs(op):
     assert op.name and op.task_name.startswith("tagmango.") and op.kind and op.result_columns
     assert operations.get(op.name) is op and operations.by_task_name(op.task_name) is op
-    if op.sheet:
-        assert op.columns and op.markers() and op.summary_key and op.summary_label
-    if op.parent_op:
-        assert operations.get(op.parent_op) and op.needs and operations.has_dependents(op.parent_op)
+    assert op.summary_key and op.summary_label and op.kind in operations.KINDS
+    # matching and the tree planner find it by its kind and verb: one create, update and delete per kind
+    finder = {operations.CREATED: operations.create_for, operations.UPDATED: operations.update_for,
+              operations.DELETED: operations.delete_for}
+    assert finder[op.verb](op.kind) is op
+
+
+@pytest.mark.parametrize("sheet", operations.SHEETS, ids=lambda sheet: sheet.sheet)
+def test_each_sheet_kind_declares_what_validation_needs(sheet):
+    assert sheet.sheet and sheet.sheet_names and sheet.columns and sheet.markers()
+    assert operations.for_sheet_name(sheet.sheet) is sheet
+    if sheet.operation is not None:
+        assert operations.sheet_for(sheet.operation.name) is sheet
+    if sheet.parent_op:
+        assert sheet.operation.needs and sheet.parent_column and operations.has_dependents(sheet.parent_op)
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +85,22 @@ def _calls_and_attributes(path: Path) -> tuple[set[str], set[str]]:
         if isinstance(node, ast.Attribute):
             attributes.add(node.attr)
     return calls, attributes
+
+
+def test_no_operation_name_or_kind_is_written_outside_the_registry():
+    """Generic code asks the registry (``create_for(kind)``, an operation's ``verb``, ``KINDS``...): an operation's
+    name, its Celery task's or a kind written elsewhere would have to change with the registry. The sandbox plays
+    TagMango and names its own routes."""
+    words = {op.name for op in operations.OPERATIONS} | set(operations.task_names()) | set(operations.KINDS)
+    registry, sandbox = ROOT / "tasks" / "operations", ROOT / "importer" / "sandbox"
+    offenders = []
+    for path in PRODUCT:
+        if registry in path.parents or sandbox in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in words:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not offenders, offenders
 
 
 def test_only_the_gateway_talks_to_tagmango():

@@ -14,6 +14,9 @@ import pytest
 from importer.ingest.validate import Options, build_plan
 from importer.matching import match_live
 from importer.matching.diffview import action, lines
+from importer.report.follow import exit_code, snapshot
+from tasks import operations
+from tasks.client import TagMangoClient
 from tasks.credentials import Credential
 from tasks.enqueue import enqueue
 from tasks.rows import ErrorCode, RowState
@@ -157,6 +160,64 @@ def test_two_courses_with_the_same_title_are_ambiguous_until_a_course_id_picks_o
     [row] = importer.run([f], "merge").values()
     assert row.outcome == "updated (description)" and row.result["course_id"] == chosen
     assert sum(1 for c in sandbox.data(HOST)["course"]) == 2
+
+
+GALLERY = [f"K1,Watercolour,About,{MANGO},Gallery,One,o", f"K1,Watercolour,About,{MANGO},Gallery,Two,t"]
+
+
+def writes_since(sandbox, before: dict) -> dict:  # noqa: ANN001
+    writes = {k: v - before["writes_by_route"].get(k, 0) for k, v in sandbox.stats()["writes_by_route"].items()}
+    return {k: v for k, v in writes.items() if v}
+
+
+def test_replace_deletes_a_module_that_left_the_file_with_delete_module(importer, sandbox, tmp_path):
+    importer.run([write(tmp_path, BASE + GALLERY)])
+    importer.lose_redis()
+    sandbox.configure(delete_module=True)
+    f = write(tmp_path, BASE, "without_gallery.csv")
+    plan, reconciled = importer.plan([f], "replace")
+    assert "  - delete module 'Gallery' (not in the file); if TagMango has no Delete Module, its lessons are deleted " \
+           "and the module kept" in lines(plan, reconciled)
+    before = sandbox.stats()
+    rows = importer.run([f], "replace")
+    # one request deletes the module and its two lessons: no Delete Chapter for them
+    assert writes_since(sandbox, before) == {"delete_module": 1}
+    [gone] = [r for r in rows.values() if r.op == operations.delete_for("module").name]
+    assert (gone.state, gone.outcome, gone.result["deleted"]) == (RowState.SUCCEEDED, "deleted", True)
+    assert [(m, [t for t, _ in ch]) for m, ch in tree_of(sandbox)[0][2]] == [
+        ("Materials", ["Paper", "Brushes", "Paint"]), ("Washes", ["Flat", "Graded"])]
+    stats = sandbox.stats()["objects_by_host"][HOST]
+    assert stats["deleted_chapters"] - before["objects_by_host"][HOST]["deleted_chapters"] == 2
+
+
+def test_a_module_already_deleted_counts_as_deleted(importer, sandbox, tmp_path):
+    importer.run([write(tmp_path, BASE + GALLERY)])
+    importer.lose_redis()
+    sandbox.configure(delete_module=True)
+    plan, _ = importer.plan([write(tmp_path, BASE, "without_gallery.csv")], "replace")
+    [row] = [r for r in plan.rows if r.op == operations.delete_for("module").name]
+    client = TagMangoClient(sandbox.url, TOKEN, HOST)
+    assert client.delete_module(row.ids["module_id"])  # as an earlier attempt whose answer was lost
+    client.close()
+    job = enqueue(importer.store, plan, sandbox.url, HOST, mode="replace")
+    run_in_process(importer.services, job)
+    done = importer.store.row(job, row.row_id)
+    assert (done.state, done.outcome) == (RowState.SUCCEEDED, "deleted")
+
+
+def test_replace_without_delete_module_deletes_the_lessons_and_keeps_the_module(importer, sandbox, tmp_path):
+    importer.run([write(tmp_path, BASE + GALLERY)])
+    importer.lose_redis()
+    before = sandbox.stats()  # Delete Module off (TagMango does not document it): a path the sandbox does not have
+    job_rows = importer.run([write(tmp_path, BASE, "without_gallery.csv")], "replace")
+    assert writes_since(sandbox, before) == {"delete_chapter": 2}
+    [kept] = [r for r in job_rows.values() if r.op == operations.delete_for("module").name]
+    assert (kept.state, kept.outcome) == (RowState.SKIPPED, "kept") and kept.error is None
+    assert kept.reason == "TagMango has no Delete Module (it does not document one): the module's 2 lesson(s) were " \
+                          "deleted and the module kept"
+    assert [(m, [t for t, _ in ch]) for m, ch in tree_of(sandbox)[0][2]] == [
+        ("Materials", ["Paper", "Brushes", "Paint"]), ("Washes", ["Flat", "Graded"]), ("Gallery", [])]
+    assert exit_code(snapshot(importer.store, importer.store.latest_job())) == 0  # nothing failed
 
 
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared/data/course_trees").exists(),

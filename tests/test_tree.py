@@ -52,7 +52,7 @@ def test_rows_per_lesson_make_a_course_its_modules_and_lessons_in_order(tmp_path
                    ("create_chapter", "K1/m3/c1", "Mixing")]
     by_key = {r.key: r for r in plan.rows}
     assert by_key["K1/m2"].parent == by_key["K1/m1"].row_id and by_key["K1/m1/c2"].parent == by_key["K1/m1/c1"].row_id
-    assert by_key["K1/m1"].params["lessons"] == 3 and by_key["K1/m2"].params["lessons"] == 0
+    assert by_key["K1/m1"].place.lessons == 3 and by_key["K1/m2"].place.lessons == 0
     assert by_key["K1/m2"].row_id == "tree:5" and not by_key["K1/m2"].derived  # the empty module is its own line
     assert by_key["K1"].derived and by_key["K1"].body == {"title": "Watercolour", "mangoes": [MANGO]}
     s = plan.summary()
@@ -126,7 +126,7 @@ def test_the_six_real_courses_plan_as_their_trees():
     titles = [r.title for r in plan.rows if r.op == "create_chapter"]
     assert titles.count("Harjoittelutehtäviä (perus)") == 3
     first = next(r for r in plan.rows if r.op == "create_module" and r.title.startswith("Module 0"))
-    assert first.params["module_position"] == 1
+    assert first.place.module_position == 1
 
 
 # -- importing a tree -----------------------------------------------------------------------------------

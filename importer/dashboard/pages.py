@@ -8,15 +8,13 @@ from html import escape
 from urllib.parse import quote
 
 from importer.dashboard.data import DeadGroup, JobSummary
+from tasks import operations
 
 #: Seconds between refreshes of a page whose job is running.
 REFRESH_S = 2
 #: The bar's segments, in order, with their colours.
 SEGMENTS = (("succeeded", "#2e7d32"), ("skipped", "#81c784"), ("dead", "#c62828"), ("invalid", "#8d6e63"),
             ("retrying", "#f9a825"), ("running", "#1565c0"), ("queued", "#b0bec5"))
-
-#: Kinds in the order of the course tree (others after them, by name).
-KIND_ORDER = {"course": 0, "module": 1, "chapter": 2}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2733;background:#f5f7fa}
@@ -140,7 +138,7 @@ def job_page(job: JobSummary, *, kinds: dict[str, dict[str, int]], groups: list[
                 f"{t.get('requests', 0)}</b> · retries <b class='num' id='n-retries'>{t.get('retries', 0)}</b> · "
                 f"429s <b class='num' id='n-429'>{t.get('rate_limited', 0)}</b> · creates found after a lost "
                 f"answer {t.get('adopted', 0)}</div>")
-    for kind, counts in sorted(kinds.items(), key=lambda item: (KIND_ORDER.get(item[0], 9), item[0])):
+    for kind, counts in sorted(kinds.items(), key=lambda item: (operations.kind_rank(item[0]), item[0])):  # tree order
         total = sum(counts.values())
         progress += (f'<h2 style="margin-top:12px;font-size:14px">{escape(kind)} rows ({total})</h2>'
                      f"{bar(counts, total, f'bar-{kind}')}{legend(counts, f'{kind}')}")

@@ -1,7 +1,7 @@
-"""How headers are matched to an operation's columns, and how a sheet's operation is told.
+"""How headers are matched to a sheet kind's columns, and how a sheet's kind is told.
 
 Headers match case-insensitively ignoring spaces, ``_`` and ``-``, so ``cover_image``, ``Cover Image`` and
-the API's own ``coverImage`` are one column. The columns themselves are declared by the operations
+the API's own ``coverImage`` are one column. The columns themselves are declared by the sheet kinds
 (``tasks.operations``).
 """
 
@@ -11,7 +11,7 @@ import difflib
 import re
 
 from tasks import operations
-from tasks.operations import Operation
+from tasks.operations import SheetKind
 
 #: Extra spellings beyond the normalised canonical name (the API's own field names mostly normalise alike).
 ALIASES = {"courseexternalid": "course_ref", "slot": "chapter_slot", "mango": "mangoes",
@@ -29,9 +29,9 @@ def normalise_header(text: str) -> str:
     return _STRIP.sub("", str(text)).casefold()
 
 
-def canonical_lookup(op: Operation) -> dict[str, str]:
-    """Normalised header -> the operation's column name."""
-    names = {c.name for c in op.columns}
+def canonical_lookup(sheet_kind: SheetKind) -> dict[str, str]:
+    """Normalised header -> the sheet kind's column name."""
+    names = {c.name for c in sheet_kind.columns}
     table = {k: v for k, v in ALIASES.items() if v in names}
     table.update({normalise_header(n): n for n in names})  # a column's own name wins over an alias
     return table
@@ -39,21 +39,21 @@ def canonical_lookup(op: Operation) -> dict[str, str]:
 
 def known_headers() -> frozenset[str]:
     """Every column name of every kind of sheet, normalised (with aliases): what tells a header row."""
-    return frozenset(name for op in operations.sheet_operations() for name in canonical_lookup(op))
+    return frozenset(name for kind in operations.sheet_kinds() for name in canonical_lookup(kind))
 
 
-def operation_from_sheet_name(name: str) -> Operation | None:
+def kind_from_sheet_name(name: str) -> SheetKind | None:
     return operations.for_sheet_name(normalise_header(name))
 
 
-def operation_from_headers(headers: list[str], mapped: dict[str, str]) -> Operation | None:
-    """Tell which operation a sheet is for by the columns present (after mapping): the most specific markers."""
+def kind_from_headers(headers: list[str], mapped: dict[str, str]) -> SheetKind | None:
+    """Tell a sheet's kind by the columns present (after mapping): the most specific markers."""
     present = {normalise_header(mapped.get(h, h)) for h in headers}
-    candidates = sorted(operations.sheet_operations(), key=lambda op: -op.classify_priority)
-    for op in candidates:
-        lookup = canonical_lookup(op)
-        if any(lookup.get(p) in op.markers() for p in present):
-            return op
+    candidates = sorted(operations.sheet_kinds(), key=lambda sheet_kind: -sheet_kind.classify_priority)
+    for sheet_kind in candidates:
+        lookup = canonical_lookup(sheet_kind)
+        if any(lookup.get(p) in sheet_kind.markers() for p in present):
+            return sheet_kind
     return None
 
 

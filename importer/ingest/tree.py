@@ -1,39 +1,25 @@
-"""A curriculum sheet → whole course trees: one course row, its modules and every lesson, in file order.
+"""A curriculum sheet → whole course trees: a course row, its modules and every lesson, in file order.
 
-One spreadsheet row per lesson with the parent columns repeated (as Matrixify and Moodle's CSV-to-course
-do). Rows are grouped by ``course_ref``; a course is the one of the ``courses`` sheet with that key, or is
-made from the course columns of its rows (which must agree). Modules are ordered by ``module_position``
-when the column is there (rows may then come in any order), else by the order of their first row, a module
-being a run of rows with the same ``module_title``; lessons likewise by ``chapter_position`` or row order.
-Identity is the course key and the positions, never titles: real courses repeat lesson titles.
-
-The dry run checks the whole tree: conflicting course columns, duplicate or missing positions, a lesson
-without a module, content without a content type, and TagMango's rule that Create Chapter needs a title and
-a description. A course with any problem is not sent at all (sending the rest would put its lessons out of
-order).
-
-Each module becomes a row waiting for the module before it (the first for its course), each lesson a row
-waiting for the lesson before it (the first for its module): TagMango appends and cannot reorder, so
-creation order is file order, while different modules and courses go in parallel. Whether a module or a
-lesson fills a placeholder TagMango made or is created is decided when it runs (tasks.operations.tree).
+Rows are grouped by ``course_ref``; modules are ordered by ``module_position``, else as runs of one
+``module_title``, and lessons by ``chapter_position``, else row order: identity is the key and the positions,
+never titles (real courses repeat lesson titles). A course with any problem is not sent at all, as the rest would
+go out of order; each module waits for the one before it, each lesson likewise, because TagMango appends and
+cannot reorder (README, "Whole course trees").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, Problem, shorten
 from importer.ingest.reader import Sheet
-from tasks.operations import create_course
+from importer.ingest.records import SheetRow
+from tasks import operations
+from tasks.operations import CHAPTER, COURSE, MODULE, create_course
 from tasks.operations.curriculum import CHAPTER_COLUMNS, CHAPTER_FIELDS, COURSE_COLUMNS, MODULE_COLUMNS
-from tasks.operations.tree import CHAPTER, MODULE
-from tasks.rows import Row, RowState
-
-if TYPE_CHECKING:
-    from importer.ingest.plan import Plan
-    from importer.ingest.validate import SheetRow
+from tasks.rows import Place, Row, RowState
 
 DESCRIPTION_HINT = ("TagMango's Create Chapter needs a description: fill chapter_description, or give every empty "
                     "one a default with --set chapter_description='...'")
@@ -80,9 +66,8 @@ def plan_tree(sheet: Sheet, label: str, records: list[SheetRow], present: set[st
             plan.unsent.append(_unsent_row(sheet, label, record, "", reason))
             continue
         courses.setdefault(str(ref), Course(str(ref))).records.append(record)
-    defined = {r.key: r for r in plan.rows if r.op == create_course.OPERATION.name}
-    elsewhere = {str(r.params.get("course_ref")): r.sheet for r in [*plan.rows, *plan.unsent]
-                 if r.params.get("place") or r.params.get("course_key")}
+    defined = {r.key: r for r in plan.rows if r.op == operations.create_for(COURSE).name}
+    elsewhere = {r.place.course_ref: r.sheet for r in [*plan.rows, *plan.unsent] if r.place is not None}
     for course in courses.values():
         if course.ref in elsewhere:
             course.problem(course.records[0], "course_ref", course.ref, f"course {course.ref!r} also has rows in "
@@ -133,19 +118,19 @@ def _course_row(sheet: Sheet, label: str, course: Course, present: set[str], def
                 course.problem(record, column, value, f"differs from row {first_seen[target].number} of the same "
                                                       f"course_ref {course.ref!r}; a course has one {column}")
     if defined is not None:
-        draft = create_course.OPERATION.draft({**values, "external_id": course.ref}, present)
+        draft = create_course.SHEET.draft({**values, "external_id": course.ref}, present)
         for target, value in values.items():
             if target in ("title", "mangoes") and draft.body.get(target) != defined.body.get(target):
                 column = next(c for c, t in COURSE_COLUMNS.items() if t == target)
                 course.problem(first_seen[target], column, value, f"differs from the courses sheet's row "
                                                                   f"{defined.row} for {course.ref!r}")
         return defined
-    draft = create_course.OPERATION.draft({**values, "external_id": course.ref}, present | {"external_id"})
+    draft = create_course.SHEET.draft({**values, "external_id": course.ref}, present | {"external_id"})
     first = course.records[0]
     for column, value, reason in draft.errors:
         column = {"title": "course_title"}.get(column or "", column)
         course.problem(first, column, value, f"{reason} (on one row of course {course.ref!r}, or in a courses sheet)")
-    return Row(row_id=f"{label}:{first.number}#course", op=create_course.OPERATION.name, kind="course",
+    return Row(row_id=f"{label}:{first.number}#course", op=operations.create_for(COURSE).name, kind=COURSE,
                file=sheet.file, sheet=sheet.name, row=first.number, key=course.ref, title=draft.title,
                body=draft.body, ids=draft.ids, source=first.source, derived=True)
 
@@ -154,49 +139,8 @@ def _course_row(sheet: Sheet, label: str, course: Course, present: set[str], def
 
 
 def _modules(course: Course, present: set[str]) -> list[Module]:
-    """The course's modules in order, each with its rows; positions checked."""
-    by_position = "module_position" in present
-    modules: list[Module] = []
-    if by_position:
-        found: dict[int, Module] = {}
-        for record in course.records:
-            if not _has_module(record) and not _is_lesson(record):
-                continue  # declares the course only
-            position = record.values.get("module_position")
-            if position is None:
-                course.problem(record, "module_position", "", "empty: with a module_position column every lesson "
-                                                              "and module row needs one")
-                continue
-            module = found.setdefault(int(position), Module(int(position), None))
-            module.records.append(record)
-        expected = list(range(1, len(found) + 1))
-        if sorted(found) != expected:
-            missing = sorted(set(range(1, max(found, default=0) + 1)) - set(found))
-            record = found[max(found)].records[0]
-            course.problem(record, "module_position", max(found), f"course {course.ref!r} has module positions "
-                           f"{_rows_text(found)}: position(s) {_rows_text(missing)} missing")
-        modules = [found[p] for p in sorted(found)]
-    else:
-        current: Module | None = None
-        for record in course.records:
-            title = record.values.get("module_title")
-            if title is None:
-                if _is_lesson(record):
-                    if current is None:
-                        course.problem(record, "module_title", "", "a lesson needs a module: give module_title")
-                        continue
-                    current.records.append(record)  # an empty module cell continues the module above
-                continue
-            if current is None or title != current.title:
-                if any(m.title == title for m in modules):
-                    earlier = next(m for m in modules if m.title == title)
-                    course.problem(record, "module_title", title, f"module {title!r} already started on row "
-                                   f"{earlier.records[0].number} and other modules came between; keep its rows "
-                                   "together, or add a module_position column")
-                    continue
-                current = Module(len(modules) + 1, title)
-                modules.append(current)
-            current.records.append(record)
+    """The course's modules in order, each with its rows and its lessons; positions and titles checked."""
+    modules = _modules_by_position(course) if "module_position" in present else _modules_by_title(course)
     for module in modules:
         titles = {r.values["module_title"] for r in module.records if "module_title" in r.values}
         if len(titles) > 1:
@@ -210,6 +154,53 @@ def _modules(course: Course, present: set[str]) -> list[Module]:
             course.problem(module.records[0], "module_title", "", f"module {module.position} of {course.ref!r} has "
                                                                   "no title")
         module.lessons = [r for r in module.records if _is_lesson(r)]
+    return modules
+
+
+def _modules_by_position(course: Course) -> list[Module]:
+    """With a module_position column: rows may come in any order; positions must be 1, 2, 3... without gaps."""
+    found: dict[int, Module] = {}
+    for record in course.records:
+        if not _has_module(record) and not _is_lesson(record):
+            continue  # declares the course only
+        position = record.values.get("module_position")
+        if position is None:
+            course.problem(record, "module_position", "", "empty: with a module_position column every lesson "
+                                                          "and module row needs one")
+            continue
+        module = found.setdefault(int(position), Module(int(position), None))
+        module.records.append(record)
+    if sorted(found) != list(range(1, len(found) + 1)):
+        missing = sorted(set(range(1, max(found, default=0) + 1)) - set(found))
+        record = found[max(found)].records[0]
+        course.problem(record, "module_position", max(found), f"course {course.ref!r} has module positions "
+                       f"{_rows_text(found)}: position(s) {_rows_text(missing)} missing")
+    return [found[p] for p in sorted(found)]
+
+
+def _modules_by_title(course: Course) -> list[Module]:
+    """Without positions: a module is a run of rows with the same module_title (an empty cell continues it)."""
+    modules: list[Module] = []
+    current: Module | None = None
+    for record in course.records:
+        title = record.values.get("module_title")
+        if title is None:
+            if _is_lesson(record):
+                if current is None:
+                    course.problem(record, "module_title", "", "a lesson needs a module: give module_title")
+                    continue
+                current.records.append(record)  # an empty module cell continues the module above
+            continue
+        if current is None or title != current.title:
+            earlier = next((m for m in modules if m.title == title), None)
+            if earlier is not None:
+                course.problem(record, "module_title", title, f"module {title!r} already started on row "
+                               f"{earlier.records[0].number} and other modules came between; keep its rows "
+                               "together, or add a module_position column")
+                continue
+            current = Module(len(modules) + 1, title)
+            modules.append(current)
+        current.records.append(record)
     return modules
 
 
@@ -259,12 +250,10 @@ def _tree_rows(sheet: Sheet, label: str, course: Course, course_row: Row, module
     for index, module in enumerate(modules):
         declarations = [r for r in module.records if not _is_lesson(r)]
         first = (declarations or module.lessons)[0]
-        module_row = Row(row_id=f"{label}:{first.number}#module", op="create_module", kind="module", file=sheet.file,
-                         sheet=sheet.name, row=first.number, key=f"{course.ref}/m{module.position}",
+        module_row = Row(row_id=f"{label}:{first.number}#module", op=operations.create_for(MODULE).name, kind=MODULE,
+                         file=sheet.file, sheet=sheet.name, row=first.number, key=f"{course.ref}/m{module.position}",
                          title=module.title or "", body={"title": module.title}, parent=previous_module.row_id,
-                         params={"place": MODULE, "index": index, "lessons": len(module.lessons),
-                                 "course_ref": course.ref, "course_key": course_row.key,
-                                 "module_position": module.position},
+                         place=Place(course_row.key, course.ref, index, module.position, lessons=len(module.lessons)),
                          source=first.source, derived=True)
         if declarations:
             _own(module_row, label, declarations[0])
@@ -274,12 +263,11 @@ def _tree_rows(sheet: Sheet, label: str, course: Course, course_row: Row, module
         for position, record in enumerate(module.lessons, start=1):
             body = {field_name: record.values[column] for column, field_name in CHAPTER_FIELDS.items()
                     if column in record.values}
-            lesson = Row(row_id=f"{label}:{record.number}", op="create_chapter", kind="chapter", file=sheet.file,
-                         sheet=sheet.name, row=record.number, key=f"{course.ref}/m{module.position}/c{position}",
+            lesson = Row(row_id=f"{label}:{record.number}", op=operations.create_for(CHAPTER).name, kind=CHAPTER,
+                         file=sheet.file, sheet=sheet.name, row=record.number,
+                         key=f"{course.ref}/m{module.position}/c{position}",
                          title=str(record.values.get("chapter_title") or ""), body=body, parent=previous.row_id,
-                         params={"place": CHAPTER, "index": position - 1, "course_ref": course.ref,
-                                 "course_key": course_row.key, "module_position": module.position,
-                                 "chapter_position": position},
+                         place=Place(course_row.key, course.ref, position - 1, module.position, position),
                          source=record.source)
             rows.append(lesson)
             claimed.add(record.number)
@@ -299,9 +287,9 @@ def _own(row: Row, label: str, record: SheetRow) -> None:
 
 def _unsent_row(sheet: Sheet, label: str, record: SheetRow, ref: str, reason: str,
                 state: RowState = RowState.INVALID) -> Row:
-    kind = "chapter" if _is_lesson(record) else ("module" if _has_module(record) else "course")
+    kind = CHAPTER if _is_lesson(record) else (MODULE if _has_module(record) else COURSE)
     title = str(record.values.get("chapter_title") or record.values.get("module_title") or
                 record.values.get("course_title") or ref)
-    return Row(row_id=f"{label}:{record.number}", op="create_chapter" if kind == "chapter" else f"create_{kind}",
-               kind=kind, file=sheet.file, sheet=sheet.name, row=record.number, key=f"{ref}/row{record.number}",
-               title=title, state=state, reason=reason, source=record.source)
+    return Row(row_id=f"{label}:{record.number}", op=operations.create_for(kind).name, kind=kind, file=sheet.file,
+               sheet=sheet.name, row=record.number, key=f"{ref}/row{record.number}", title=title,
+               state=state, reason=reason, source=record.source)

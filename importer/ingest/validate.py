@@ -1,8 +1,9 @@
 """Files in, a ``Plan`` out: every sheet mapped, every row checked, all problems found at once.
 
-Generic over the operation registry (``tasks.operations``): each sheet is for one operation (by its name,
-else by its columns), whose columns, rules and ``draft`` turn every row into a ``Row`` or into problems.
-Rows that name a parent row of this import (a chapter naming its course) are linked to it last.
+Generic over the registry (``tasks.operations``): each sheet is of one sheet kind (by its name, else by its
+columns), whose columns, rules and ``draft`` turn every row into a ``Row`` of its operation or into problems (a
+curriculum's rows are planned as trees: importer/ingest/tree.py). Rows that name a parent row of this import (a
+chapter naming its course) are linked to it last.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from importer.ingest import limits
-from importer.ingest.columns import canonical_lookup, closest, normalise_header, operation_from_headers, \
-    operation_from_sheet_name
+from importer.ingest.columns import canonical_lookup, closest, kind_from_headers, kind_from_sheet_name, normalise_header
 from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, WARNING, Problem, shorten
 from importer.ingest.columns import known_headers
 from importer.ingest.reader import Sheet, read_file
+from importer.ingest.records import SheetRow
+from importer.ingest.tree import plan_tree
 from tasks import operations
-from tasks.operations import Operation, cells
+from tasks.operations import SheetKind, cells
 from tasks.rows import Row, RowState
 
 
@@ -54,7 +56,7 @@ def build_plan(paths: list[str | Path], options: Options | None = None) -> Plan:
     """Read, map and validate the files. Raises InputError for a file that cannot be read at all."""
     options = options or Options()
     plan = Plan()
-    sheets: list[tuple[Sheet, Operation]] = []
+    sheets: list[tuple[Sheet, SheetKind]] = []
     for path in paths:
         source = read_file(path, known_headers())
         plan.files.append({"name": source.path.name, "checksum": source.checksum})
@@ -62,9 +64,9 @@ def build_plan(paths: list[str | Path], options: Options | None = None) -> Plan:
             plan.problems.append(Problem(source.path.name, sheet_name, None, None, "", WARNING, reason))
         sheets.extend(_classify(source.sheets, options, plan))
     used_ids: set[str] = set()
-    for op in operations.sheet_operations():  # registry order: parents before the rows that name them
-        for sheet in (s for s, o in sheets if o is op):
-            _check_sheet(sheet, op, options, plan, used_ids)
+    for sheet_kind in operations.sheet_kinds():  # registry order: parents before the rows that name them
+        for sheet in (s for s, k in sheets if k is sheet_kind):
+            _check_sheet(sheet, sheet_kind, options, plan, used_ids)
     _link_parents(plan)
     if not plan.rows and not plan.unsent and not plan.errors:
         for f in plan.files:
@@ -75,40 +77,40 @@ def build_plan(paths: list[str | Path], options: Options | None = None) -> Plan:
 # -- sheets --------------------------------------------------------------------------------------
 
 
-def _classify(sheets: list[Sheet], options: Options, plan: Plan) -> list[tuple[Sheet, Operation]]:
-    named = [(s, operation_from_sheet_name(s.name)) for s in sheets]
-    if len(sheets) > 1 and any(op for _, op in named):
-        names = " and ".join(repr(op.sheet) for op in operations.sheet_operations())
+def _classify(sheets: list[Sheet], options: Options, plan: Plan) -> list[tuple[Sheet, SheetKind]]:
+    named = [(s, kind_from_sheet_name(s.name)) for s in sheets]
+    if len(sheets) > 1 and any(k for _, k in named):
+        names = " and ".join(repr(k.sheet) for k in operations.sheet_kinds())
         out = []
-        for sheet, op in named:
-            if op:
-                out.append((sheet, op))
+        for sheet, sheet_kind in named:
+            if sheet_kind:
+                out.append((sheet, sheet_kind))
             else:
                 plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", WARNING,
                                              f"sheet ignored: only sheets named {names} are imported"))
         return out
     out = []
+    kinds = operations.sheet_kinds()
     for sheet in sheets:
-        op = operation_from_headers(sheet.headers, options.mapping)
-        if op is None and sheet.headers:  # e.g. an export without our columns, given --set mangoes=...
-            op = next((o for o in operations.sheet_operations() if o.markers() & set(options.constants)), None)
-        if op is None:
+        sheet_kind = kind_from_headers(sheet.headers, options.mapping)
+        if sheet_kind is None and sheet.headers:  # e.g. an export without our columns, given --set mangoes=...
+            sheet_kind = next((k for k in kinds if k.markers() & set(options.constants)), None)
+        if sheet_kind is None:
             severity = ERROR if len(sheets) == 1 else WARNING
-            ops = operations.sheet_operations()
-            markers = dict.fromkeys(m.name for o in ops for m in o.columns if m.marker)
+            markers = dict.fromkeys(m.name for k in kinds for m in k.columns if m.marker)
             plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", severity,
-                                         f"cannot tell whether this sheet holds {' or '.join(o.sheet for o in ops)}:"
+                                         f"cannot tell whether this sheet holds {' or '.join(k.sheet for k in kinds)}:"
                                          f" it has none of the columns {', '.join(markers)}"
                                          + (f"; {sheet.header_note}" if sheet.header_note else "")))
             continue
-        out.append((sheet, op))
+        out.append((sheet, sheet_kind))
     return out
 
 
-def _map_headers(sheet: Sheet, op: Operation, options: Options, plan: Plan) -> dict[str, str] | None:
-    """header -> the operation's column; unknown headers are warned about and carried along."""
-    lookup = canonical_lookup(op)
-    rules = op.rules()
+def _map_headers(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Plan) -> dict[str, str] | None:
+    """header -> the sheet kind's column; unknown headers are warned about and carried along."""
+    lookup = canonical_lookup(sheet_kind)
+    rules = sheet_kind.rules()
     user = {normalise_header(k): v for k, v in options.mapping.items()}
     mapped: dict[str, str] = {}
     for header in sheet.headers:
@@ -126,33 +128,23 @@ def _map_headers(sheet: Sheet, op: Operation, options: Options, plan: Plan) -> d
                                          f"columns {other!r} and {header!r} both mean {target}; keep one"))
             return None
         mapped[header] = target
-    missing = [c for c in op.required() if c not in mapped.values() and c not in options.constants]
+    missing = [c for c in sheet_kind.required() if c not in mapped.values() and c not in options.constants]
     for column in missing:
         hint = closest(column, [h for h in sheet.headers if h not in mapped])
         suggestion = f"; did you mean {hint!r}? (use --mapping)" if hint else ""
         plan.problems.append(Problem(sheet.file, sheet.name, None, column, "", ERROR,
                                      f"required column {column!r} is missing{suggestion}"))
-    problem = op.check_columns(set(mapped.values()) | set(options.constants))
+    problem = sheet_kind.check_columns(set(mapped.values()) | set(options.constants))
     if problem:
         plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", ERROR, problem))
         return None
     return None if missing else mapped
 
 
-@dataclass
-class SheetRow:
-    """One spreadsheet row after its cells went through their column rules."""
-
-    number: int  # the row number the spreadsheet shows
-    values: dict[str, object]
-    errors: list[tuple[str | None, str, str]]  # (column, value, reason) of cells that break their rule
-    source: dict[str, str | None]  # the cells as read
-
-
-def _check_sheet(sheet: Sheet, op: Operation, options: Options, plan: Plan, used_ids: set) -> None:
+def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Plan, used_ids: set) -> None:
     for note in sheet.notes:
         plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", WARNING, note))
-    mapped = _map_headers(sheet, op, options, plan)
+    mapped = _map_headers(sheet, sheet_kind, options, plan)
     if not sheet.row_numbers:
         plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", WARNING,
                                      "the sheet has a header but no data rows"))
@@ -161,18 +153,17 @@ def _check_sheet(sheet: Sheet, op: Operation, options: Options, plan: Plan, used
     sheet_label = sheet.name if sheet.name not in used_ids else f"{sheet.file}:{sheet.name}"
     used_ids.add(sheet_label)
     plan.headers[sheet_label] = list(sheet.headers)
-    present = set(mapped.values()) | {c for c in options.constants if c in op.rules()}
-    records = _records(sheet, op, mapped, options)
-    if op.plans_tree:
-        from importer.ingest.tree import plan_tree
-
+    present = set(mapped.values()) | {c for c in options.constants if c in sheet_kind.rules()}
+    records = _records(sheet, sheet_kind, mapped, options)
+    op = sheet_kind.operation
+    if op is None:
         plan_tree(sheet, sheet_label, list(records), present, plan)
         return
     seen: dict[str, Row] = {}
     pending: dict[str, Row] = {}
     for record in records:
         number, errors = record.number, record.errors
-        draft = op.draft(record.values, present)
+        draft = sheet_kind.draft(record.values, present)
         row = Row(row_id=f"{sheet_label}:{number}", op=op.name, kind=op.kind, file=sheet.file, sheet=sheet.name,
                   row=number, key=draft.key, title=draft.title, body=draft.body, params=draft.params, ids=draft.ids,
                   source=record.source)
@@ -186,15 +177,16 @@ def _check_sheet(sheet: Sheet, op: Operation, options: Options, plan: Plan, used
             _unsend(row, RowState.INVALID, "; ".join(f"{c}: {r}" if c else r for c, _, r in errors))
             plan.unsent.append(row)
             continue
-        _add_unique(op, row, seen, pending, plan, sheet)
+        _add_unique(sheet_kind, row, seen, pending, plan, sheet)
     for row in pending.values():
         (plan.unsent if row.is_final else plan.rows).append(row)
     plan.unsent.sort(key=lambda u: (u.sheet, u.row))
 
 
-def _records(sheet: Sheet, op: Operation, mapped: dict[str, str], options: Options) -> Iterator[SheetRow]:
+def _records(sheet: Sheet, sheet_kind: SheetKind, mapped: dict[str, str], options: Options) -> Iterator[SheetRow]:
     """Every row of the sheet with each mapped column's rule applied (``--set`` fills empty cells)."""
-    rule_table = limits.bounded(op.rules(), {column: sheet.columns[header] for header, column in mapped.items()})
+    cells_by_column = {column: sheet.columns[header] for header, column in mapped.items()}
+    rule_table = limits.bounded(sheet_kind.rules(), cells_by_column)
     constants = {c: v for c, v in options.constants.items() if c in rule_table}
     present = set(mapped.values())
     headers = list(sheet.headers)
@@ -246,7 +238,7 @@ def _convert_row(index: int, by_column: list[tuple[str, list, str | None]], rule
 _MISSING = object()
 
 
-def _add_unique(op: Operation, row: Row, seen: dict[str, Row], pending: dict[str, Row], plan: Plan,
+def _add_unique(sheet_kind: SheetKind, row: Row, seen: dict[str, Row], pending: dict[str, Row], plan: Plan,
                 sheet: Sheet) -> None:
     """Repeats with the same content are imported once; same key with other content is an error on both."""
     first = seen.get(row.key)
@@ -260,7 +252,7 @@ def _add_unique(op: Operation, row: Row, seen: dict[str, Row], pending: dict[str
         _unsend(row, RowState.SKIPPED, f"repeat of row {first.row}")
         pending[row.row_id] = row
         return
-    column = op.key_column(row)
+    column = sheet_kind.key_column(row)
     shown = shorten(row.key.removeprefix("title:"))
     reason = f"same {column} as row {{other}} but different content; make the key unique or remove one"
     plan.problems.append(Problem(sheet.file, sheet.name, row.row, column, shown, ERROR, reason.format(other=first.row)))
@@ -288,26 +280,27 @@ def _link_parents(plan: Plan) -> None:
             invalid_by_op.setdefault(row.op, {})[row.key] = row
     keep = []
     for row in plan.rows:
-        op = operations.get(row.op)
-        ref = op.parent_key(row) if op.parent_op else None
+        sheet_kind = operations.sheet_for(row.op)
+        ref = sheet_kind.parent_key(row) if sheet_kind is not None and sheet_kind.parent_op else None
         if not ref:
             keep.append(row)
             continue
-        parent = op.find_parent(row, by_op.get(op.parent_op, {}))
+        parent = sheet_kind.find_parent(row, by_op.get(sheet_kind.parent_op, {}))
         if parent is not None:
-            op.link(row, parent)
+            sheet_kind.link(row, parent)
             keep.append(row)
             continue
-        bad = op.find_parent(row, invalid_by_op.get(op.parent_op, {}))
-        column = op.parent_column
+        bad = sheet_kind.find_parent(row, invalid_by_op.get(sheet_kind.parent_op, {}))
+        column = sheet_kind.parent_column
+        parent_kind = operations.get(sheet_kind.parent_op).kind
         if bad is not None:
-            reason = f"refers to {operations.get(op.parent_op).kind} {ref!r} on row {bad.row}, which is invalid"
+            reason = f"refers to {parent_kind} {ref!r} on row {bad.row}, which is invalid"
             plan.problems.append(Problem(row.file, row.sheet, row.row, column, shorten(ref), ERROR, reason))
             _unsend(row, RowState.INVALID, f"{column}: {reason}")
             plan.unsent.append(row)
             continue
         plan.problems.append(Problem(row.file, row.sheet, row.row, column, shorten(ref), WARNING,
-                                     f"not a {operations.get(op.parent_op).kind} in this import; it must have been "
+                                     f"not a {parent_kind} in this import; it must have been "
                                      "created by an earlier import to the same host (checked when the import runs)"))
         keep.append(row)
     plan.rows = keep

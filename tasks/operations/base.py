@@ -1,26 +1,23 @@
-"""What every TagMango operation declares, on both sides of the queue.
+"""What every TagMango call declares: an ``Operation`` (Create Course, Update Chapter, ...).
 
-An ``Operation`` is one TagMango call (Create Course, Update Chapter, ...). On the **sheet side** it says
-which sheet and columns it reads, with each column's rule, and turns one row's values into a ``Draft``: the
-request body, the idempotency key, the parameters the call needs, and what is wrong with the row. On the
-**worker side** it says how to find out that the work is already done (the ledger), which ids it takes from
-its parent row (``needs``), how to make the call, how to find what an earlier attempt that may have
-committed made (for calls that are not idempotent), and which result columns it fills.
+It says how to find out that the work is already done (the ledger), which ids it takes from its parent row
+(``needs``), how to make the call, how to find what an earlier attempt that may have committed made (for calls
+that are not idempotent), and what the results file and the plan say of its rows. Which sheet rows come from is
+the sheet side's (``tasks.operations.sheets``).
 
-Generic code (validation, the row runner, release of dependents, requeue, recovery, results) only talks to
-operations through this class; adding a TagMango call is one module plus its line in
-``tasks/operations/__init__.py``.
+Generic code (the row runner, release of dependents, requeue, recovery, matching, results) only talks to
+operations through this class; adding a TagMango call is one module, its line in ``tasks/operations/__init__.py``,
+its method in ``tasks/client.py`` and its endpoint in the sandbox.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tasks import errors
 from tasks.ledger import content_hash
-from tasks.operations import cells
 from tasks.rows import Row, RowFailure
 
 if TYPE_CHECKING:
@@ -28,43 +25,35 @@ if TYPE_CHECKING:
     from tasks.client import TagMangoClient
     from tasks.ledger import Ledger
 
-T = TypeVar("T")
-Rule = Callable[[str], Any]
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    rule: Rule = cells.text
-    #: The sheet must have this column (or a ``--set`` value for it).
-    required: bool = False
-    #: Its presence tells that a sheet holds rows of this operation.
-    marker: bool = False
-
-
-@dataclass
-class Draft:
-    """What an operation makes of one spreadsheet row."""
-
-    key: str
-    title: str
-    body: dict
-    params: dict = field(default_factory=dict)
-    ids: dict = field(default_factory=dict)
-    #: (column or None, shown value, reason)
-    errors: list[tuple[str | None, str, str]] = field(default_factory=list)
-    warnings: list[tuple[str | None, str, str]] = field(default_factory=list)
+#: The kinds of object a call touches (``Operation.kind``, ``Row.kind``).
+COURSE, MODULE, CHAPTER = "course", "module", "chapter"
+#: What the user reads for a kind, where it differs: TagMango's chapters are the file's lessons.
+NOUNS = {CHAPTER: "lesson"}
+#: What a successful row did (``Operation.verb``): the registry finds an object's create, update or delete by it.
+CREATED, UPDATED, DELETED = "created", "updated", "deleted"
 
 
 class Skip(NamedTuple):
-    """The work is already done: the ids it produced, and why we know."""
+    """The row ends skipped: its work is already done (the ids it produced, and why we know), or, answered by a
+    call, it cannot be done and is not a failure (the reason says why; ``outcome`` what became of the object)."""
 
     result: dict
     reason: str
+    outcome: str = "skipped (already done)"
 
 
 class MissingParentId(Exception):
     """The parent row finished without the id this row needs; the text says which."""
+
+
+def same_value(new: Any, old: Any) -> bool:
+    """A value of the file and TagMango's are the same: text trimmed, lists item by item as text, and None, "", []
+    and False all mean "nothing set"."""
+    if isinstance(new, str) or isinstance(old, str):
+        return str(new or "").strip() == str(old or "").strip()
+    if isinstance(new, list) and isinstance(old, list):
+        return [str(x) for x in new] == [str(x) for x in old]
+    return new == old or (not new and not old)
 
 
 def object_ids(value: Any) -> list[str]:
@@ -95,24 +84,13 @@ class Operation:
     name: str = ""
     #: The Celery task that runs such rows (its name shows in Flower).
     task_name: str = ""
-    #: The kind of object the call touches: course, module, chapter.
+    #: The kind of object the call touches: COURSE, MODULE, CHAPTER.
     kind: str = ""
-    #: The sheet it reads (``None``: rows are derived, not read), the sheet names that mean it, and its columns.
-    sheet: str | None = None
-    sheet_names: tuple[str, ...] = ()
-    columns: tuple[Column, ...] = ()
-    #: When a sheet is classified by its columns, higher goes first (markers of more specific operations).
-    classify_priority: int = 0
-    #: The sheet's rows are a tree planned as a whole (importer/ingest/tree.py), not one call per row.
-    plans_tree: bool = False
-    #: The key in the plan summary ("courses_to_create").
+    #: The key in the plan summary ("courses_to_create"): the plan counts its rows by operation.
     summary_key: str = ""
     summary_label: str = ""
-    #: The operation of the parent row this one may wait for, and the ids it copies from the parent's result:
-    #: ``{row id field: parent result field}``; the parent field may name ``{params}`` of the row.
-    parent_op: str | None = None
-    #: The column in which a row names its parent's key.
-    parent_column: str | None = None
+    #: The ids a row copies from its parent row's result: ``{row id field: parent result field}``; the parent
+    #: field may name ``{params}`` of the row.
     needs: dict[str, str] = {}
     #: Columns this operation fills in the results file.
     result_columns: tuple[str, ...] = ()
@@ -120,44 +98,12 @@ class Operation:
     creates: bool = False
     #: Rows of this operation may have rows waiting for them.
     can_be_parent: bool = True
-    #: What the results file says a successful row did.
-    verb: str = "created"
+    #: What the results file says a successful row did (CREATED, UPDATED, DELETED).
+    verb: str = CREATED
+    #: What the dry run adds to a planned row's line: a caveat of the call (e.g. one TagMango may not have).
+    plan_note: str = ""
     #: Its objects are listed by Get Courses (a course): a second copy made by another import can be found.
     listed: bool = False
-
-    # -- the sheet side ----------------------------------------------------------------------
-    def rules(self) -> dict[str, Rule]:
-        return {c.name: c.rule for c in self.columns}
-
-    def required(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns if c.required)
-
-    def markers(self) -> frozenset[str]:
-        return frozenset(c.name for c in self.columns if c.marker)
-
-    def check_columns(self, present: set[str]) -> str | None:
-        """A sheet-level problem with the set of columns (beyond required ones), or None."""
-        return None
-
-    def draft(self, values: dict[str, Any], present: set[str]) -> Draft:
-        raise NotImplementedError
-
-    def key_column(self, row: Row) -> str:
-        """The column a duplicate key is reported on."""
-        return "key"
-
-    def parent_key(self, row: Row) -> str | None:
-        """The key of the row (of ``parent_op``) this row names as its parent, if it names one."""
-        return row.params.get(self.parent_column) if self.parent_column else None
-
-    def find_parent(self, row: Row, candidates: dict[str, Row]) -> Row | None:
-        """The parent among rows of ``parent_op`` by key."""
-        key = self.parent_key(row)
-        return candidates.get(key) if key else None
-
-    def link(self, row: Row, parent: Row) -> None:
-        """Make ``row`` wait for ``parent`` (a row of this import)."""
-        row.parent = parent.row_id
 
     # -- the worker side ---------------------------------------------------------------------
     def take_from_parent(self, row: Row, parent_result: dict) -> None:
@@ -190,8 +136,9 @@ class Operation:
         """Fill ids that need a lookup before the call; a failure dead-letters the row without a request."""
         return None
 
-    def call(self, ctx: CallContext, row: Row) -> dict:
-        """Make the call (through ``ctx.call``); return the ids for the row's result."""
+    def call(self, ctx: CallContext, row: Row) -> dict | Skip:
+        """Make the call (through ``ctx.call``); return the ids for the row's result, or a ``Skip`` when TagMango's
+        answer says the work cannot be done and that is no failure (the row ends skipped, saying why)."""
         raise NotImplementedError
 
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
@@ -213,12 +160,13 @@ class Operation:
     def request_path(self, row: Row) -> str:
         raise NotImplementedError
 
+    # -- the report side ---------------------------------------------------------------------
     def outcome(self, row: Row) -> str:
         """What a successful row did, for the results file: created / updated (fields) / deleted."""
-        if row.params.get("takeover"):
+        if row.place is not None and row.place.takeover:
             return "created (in a placeholder TagMango made)"
-        if self.verb == "updated":
-            return f"updated ({', '.join(row.params.get('diff') or row.body) or 'nothing'})"
+        if self.verb == UPDATED:
+            return f"updated ({', '.join(row.diff or row.body) or 'nothing'})"
         return f"{self.verb} (found after its answer was lost)" if row.adopted else self.verb
 
     def results(self, row: Row) -> dict[str, Any]:
@@ -230,18 +178,58 @@ class Operation:
         return f"<Operation {self.name}>"
 
 
+def adopt_last_child(ctx: CallContext, read_parent: Callable[[TagMangoClient], dict],
+                     read_child: Callable[[TagMangoClient, str], dict], field: str, title: str) -> str | None:
+    """The child an earlier attempt of a create may have made, claimed; None if there is none.
+
+    For creates that run one at a time in their parent (a course's modules, a module's chapters): TagMango appends,
+    so only the parent's last child (in its ``field``, read with ``read_parent``) can be ours, if no row owns it
+    yet and its title (read with ``read_child``) is ``title``.
+    """
+    children = object_ids(ctx.call(read_parent).get(field))
+    if not children or ctx.ledger.is_claimed(children[-1]):
+        return None
+    last = children[-1]
+    child = ctx.call(lambda api: read_child(api, last))
+    if str(child.get("title", "")).strip() != title.strip() or not ctx.ledger.claim(last):
+        return None
+    return last
+
+
 class PartialUpdate(Operation):
     """An update of an object by its id (Update Course/Module/Chapter): idempotent, so the ledger skips it only
     when this very content was sent to this object before. A row that fills a place in a tree (a placeholder
-    taken over) is remembered by its position instead, like the creates."""
+    taken over) is remembered by its position instead, like the creates.
 
-    verb = "updated"
+    Matching (importer/matching) asks it what changed: ``changes(body, live)`` compares the ``compared_fields`` a
+    row's body has with the live object by ``same_value``, and ``changed_body`` is what is then sent."""
+
+    verb = UPDATED
+    #: The body's fields compared with the live object (API names); a field the body lacks is never compared.
+    compared_fields: tuple[str, ...] = ()
+
+    def changes(self, body: dict, live: dict) -> dict[str, list]:
+        """Fields of ``body`` whose value differs from the live object's: ``{field: [old, new]}``."""
+        return {f: [live.get(f), body[f]] for f in self.compared_fields
+                if f in body and not same_value(body[f], live.get(f))}
+
+    @staticmethod
+    def changed_body(body: dict, diff: dict[str, list]) -> dict:
+        """The part of ``body`` that changed, as the partial update to send (``a.b`` goes inside ``a``)."""
+        out: dict = {}
+        for name in diff:
+            outer, _, inner = name.partition(".")
+            if inner:
+                out.setdefault(outer, {})[inner] = diff[name][1]
+            else:
+                out[name] = body[name]
+        return out
 
     def ledger_key(self, row: Row) -> str:
-        return row.key if row.params.get("place") else f"{self.kind}:{row.ids[f'{self.kind}_id']}"
+        return row.key if row.placed_by_parent else f"{self.kind}:{row.ids[f'{self.kind}_id']}"
 
     def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
-        if row.params.get("place"):
+        if row.placed_by_parent:
             return super().check_done(ctx, row)
         done = ctx.ledger.get(self.ledger_key(row))
         if done is None or done["content"] != content_hash(row.body):

@@ -9,16 +9,15 @@ instead (a placeholder taken over, see ``tasks.operations.tree``).
 
 from __future__ import annotations
 
-from tasks.operations.base import CallContext, Operation, object_ids
+from tasks.client import MODULES_PATH
+from tasks.operations.base import CHAPTER, CallContext, Operation, adopt_last_child
 from tasks.rows import Row
-
-PATH = "/api/v1/external/modules/{module_id}/chapters"
 
 
 class CreateChapter(Operation):
     name = "create_chapter"
     task_name = "tagmango.create_chapter"
-    kind = "chapter"
+    kind = CHAPTER
     summary_key = "chapters_to_create"
     summary_label = "chapters to create"
     result_columns = ("chapter_id",)
@@ -30,17 +29,12 @@ class CreateChapter(Operation):
 
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
         module_id = row.ids["module_id"]
-        chapters = object_ids(ctx.call(lambda api: api.update_module(module_id, {})).get("chapters"))
-        if not chapters or ctx.ledger.is_claimed(chapters[-1]):
-            return None
-        last = chapters[-1]
-        chapter = ctx.call(lambda api: api.update_chapter(last, {}))
-        if str(chapter.get("title", "")).strip() != row.body["title"].strip() or not ctx.ledger.claim(last):
-            return None
-        return {"chapter_id": last}
+        chapter_id = adopt_last_child(ctx, lambda api: api.update_module(module_id, {}),
+                                      lambda api, last: api.update_chapter(last, {}), "chapters", row.body["title"])
+        return None if chapter_id is None else {"chapter_id": chapter_id}
 
     def request_path(self, row: Row) -> str:
-        return PATH.format(module_id=row.ids.get("module_id") or "(module not created)")
+        return f"{MODULES_PATH}/{row.ids.get('module_id') or '(module not created)'}/chapters"
 
 
 OPERATION = CreateChapter()

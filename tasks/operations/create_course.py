@@ -1,8 +1,9 @@
 """Create Course: ``POST /api/v1/external/courses``, one row of a ``courses`` sheet.
 
-Not idempotent: the row is marked before the request leaves, and a later attempt first looks for the
-course the earlier one may have made (``tasks.adopt``). The ledger entry under the row's key makes a re-run
-skip the row.
+Two objects: the call (``OPERATION``, what a worker runs) and the ``courses`` sheet (``SHEET``, what validation
+reads; its ``draft`` builds the body the call sends). Not idempotent: the row is marked before the request
+leaves, and a later attempt first looks for the course the earlier one may have made (``tasks.adopt``). The
+ledger entry under the row's key makes a re-run skip the row.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import errors
+from tasks.client import COURSES_PATH
 from tasks.ledger import content_hash
 from tasks.operations import cells
-from tasks.operations.base import CallContext, Column, Draft, Operation, Skip, object_ids
+from tasks.operations.base import COURSE, CallContext, Operation, Skip, object_ids
+from tasks.operations.sheets import Column, Draft, SheetKind
 from tasks.rows import Row
 
-PATH = "/api/v1/external/courses"
 #: Spreadsheet column -> ``settings`` field.
 _FLAGS = (("enable_drm", "enableDRM"), ("disable_qna", "disableQna"), ("disable_comments", "disableComments"))
 
@@ -35,9 +37,44 @@ def course_ids(course: dict) -> dict:
 class CreateCourse(Operation):
     name = "create_course"
     task_name = "tagmango.create_course"
-    kind = "course"
+    kind = COURSE
+    summary_key = "courses_to_create"
+    summary_label = "courses to create"
+    result_columns = ("course_id", "first_chapter", "second_chapter")
+    creates = True
+    listed = True
+
+    def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
+        done = ctx.ledger.get(row.key)
+        if done is None:
+            return None
+        note = "" if done["content"] == content_hash(row.body) else \
+            " (the row's content has changed since; courses are not re-created or updated)"
+        return Skip(done["ids"], f"already created by {done['job']} row {done['row']}{note}")
+
+    def call(self, ctx: CallContext, row: Row) -> dict:
+        ids = course_ids(ctx.call(lambda api: api.create_course(row.body)))
+        if not ids["course_id"]:
+            raise errors.ServerError("Create Course answered without a course id", status=200, maybe_committed=True)
+        return ids
+
+    def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
+        from tasks.adopt import find_created
+
+        course = find_created(ctx.call, row.body, ctx.ledger, row.sent_at or 0.0, ctx.listings)
+        return course_ids(course) if course is not None else None
+
+    def request_path(self, row: Row) -> str:
+        return COURSES_PATH
+
+
+OPERATION = CreateCourse()
+
+
+class CoursesSheet(SheetKind):
     sheet = "courses"
     sheet_names = ("course", "courses")
+    operation = OPERATION
     columns = (
         Column("external_id", marker=True),
         #: An existing TagMango course this row is: picks one when several share the row's title.
@@ -53,13 +90,7 @@ class CreateCourse(Operation):
         Column("disable_qna", cells.boolean),
         Column("disable_comments", cells.boolean),
     )
-    summary_key = "courses_to_create"
-    summary_label = "courses to create"
-    result_columns = ("course_id", "first_chapter", "second_chapter")
-    creates = True
-    listed = True
 
-    # -- sheet side --------------------------------------------------------------------------
     def draft(self, v: dict[str, Any], present: set[str]) -> Draft:
         errors_, warnings = [], []
         title = v.get("title")
@@ -100,29 +131,5 @@ class CreateCourse(Operation):
     def key_column(self, row: Row) -> str:
         return "title" if row.key.startswith("title:") else "external_id"
 
-    # -- worker side -------------------------------------------------------------------------
-    def check_done(self, ctx: CallContext, row: Row) -> Skip | None:
-        done = ctx.ledger.get(row.key)
-        if done is None:
-            return None
-        note = "" if done["content"] == content_hash(row.body) else \
-            " (the row's content has changed since; courses are not re-created or updated)"
-        return Skip(done["ids"], f"already created by {done['job']} row {done['row']}{note}")
 
-    def call(self, ctx: CallContext, row: Row) -> dict:
-        ids = course_ids(ctx.call(lambda api: api.create_course(row.body)))
-        if not ids["course_id"]:
-            raise errors.ServerError("Create Course answered without a course id", status=200, maybe_committed=True)
-        return ids
-
-    def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
-        from tasks.adopt import find_created
-
-        course = find_created(ctx.call, row.body, ctx.ledger, row.sent_at or 0.0, ctx.listings)
-        return course_ids(course) if course is not None else None
-
-    def request_path(self, row: Row) -> str:
-        return PATH
-
-
-OPERATION = CreateCourse()
+SHEET = CoursesSheet()

@@ -9,16 +9,15 @@ taken over, see ``tasks.operations.tree``).
 
 from __future__ import annotations
 
-from tasks.operations.base import CallContext, Operation, object_ids
+from tasks.client import COURSES_PATH
+from tasks.operations.base import MODULE, CallContext, Operation, adopt_last_child
 from tasks.rows import Row
-
-PATH = "/api/v1/external/courses/{course_id}/modules"
 
 
 class CreateModule(Operation):
     name = "create_module"
     task_name = "tagmango.create_module"
-    kind = "module"
+    kind = MODULE
     summary_key = "modules_to_create"
     summary_label = "modules to create"
     result_columns = ("module_id",)
@@ -30,17 +29,12 @@ class CreateModule(Operation):
 
     def find_committed(self, ctx: CallContext, row: Row) -> dict | None:
         course_id = row.ids["course_id"]
-        modules = object_ids(ctx.call(lambda api: api.update_course(course_id, {})).get("modules"))
-        if not modules or ctx.ledger.is_claimed(modules[-1]):
-            return None
-        last = modules[-1]
-        module = ctx.call(lambda api: api.update_module(last, {}))
-        if str(module.get("title", "")).strip() != row.body["title"].strip() or not ctx.ledger.claim(last):
-            return None
-        return {"module_id": last, "placeholder_chapters": []}
+        module_id = adopt_last_child(ctx, lambda api: api.update_course(course_id, {}),
+                                     lambda api, last: api.update_module(last, {}), "modules", row.body["title"])
+        return None if module_id is None else {"module_id": module_id, "placeholder_chapters": []}
 
     def request_path(self, row: Row) -> str:
-        return PATH.format(course_id=row.ids.get("course_id") or "(course not created)")
+        return f"{COURSES_PATH}/{row.ids.get('course_id') or '(course not created)'}/modules"
 
 
 OPERATION = CreateModule()

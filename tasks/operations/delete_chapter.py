@@ -7,33 +7,37 @@ Deleting is permanent in TagMango (the chapter's QnA and assignment go with it).
 from __future__ import annotations
 
 from tasks import errors
-from tasks.operations.base import CallContext, Operation
+from tasks.client import CHAPTERS_PATH
+from tasks.operations.base import CHAPTER, DELETED, CallContext, Operation
 from tasks.rows import Row
 
-PATH = "/api/v1/external/chapters/{chapter_id}"
+
+def delete_chapter(ctx: CallContext, chapter_id: str) -> None:
+    """Delete one chapter; one already gone (404) counts as deleted. Other operations delete chapters with it too
+    (the placeholders a module does not fill, the lessons of a module kept)."""
+    try:
+        ctx.call(lambda api: api.delete_chapter(chapter_id))
+    except errors.PermanentApiError as exc:
+        if exc.status != 404:
+            raise
 
 
 class DeleteChapter(Operation):
     name = "delete_chapter"
     task_name = "tagmango.delete_chapter"
-    kind = "chapter"
+    kind = CHAPTER
     summary_key = "chapters_to_delete"
     summary_label = "chapters to delete"
-    verb = "deleted"
+    verb = DELETED
     result_columns = ("chapter_id",)
     can_be_parent = False
 
     def call(self, ctx: CallContext, row: Row) -> dict:
-        chapter_id = row.ids["chapter_id"]
-        try:
-            ctx.call(lambda api: api.delete_chapter(chapter_id))
-        except errors.PermanentApiError as exc:
-            if exc.status != 404:
-                raise
-        return {"chapter_id": chapter_id, "deleted": True}
+        delete_chapter(ctx, row.ids["chapter_id"])
+        return {"chapter_id": row.ids["chapter_id"], "deleted": True}
 
     def request_path(self, row: Row) -> str:
-        return PATH.format(chapter_id=row.ids.get("chapter_id"))
+        return f"{CHAPTERS_PATH}/{row.ids.get('chapter_id')}"
 
 
 OPERATION = DeleteChapter()

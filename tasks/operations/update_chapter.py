@@ -1,8 +1,9 @@
 """Update Chapter: ``PATCH /api/v1/external/chapters/{chapterId}``, one row of a ``chapters`` sheet.
 
-The chapter is named by its id, or by ``course_ref`` + ``chapter_slot`` (first/second: the two chapters
-Create Course makes). A course of the same import is the row's parent: the row waits for it and takes the
-slot's chapter id from its result. A course of an earlier import is found in the ledger when the row runs.
+Two objects: the call (``OPERATION``), which tree lessons and matching use too, and the ``chapters`` sheet
+(``SHEET``). The chapter is named by its id, or by ``course_ref`` + ``chapter_slot`` (first/second: the two
+chapters Create Course makes). A course of the same import is the row's parent: the row waits for it and takes
+the slot's chapter id from its result. A course of an earlier import is found in the ledger when the row runs.
 A partial update is idempotent; the ledger skips a chapter already updated with the same content.
 """
 
@@ -10,24 +11,65 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.operations import cells
-from tasks.operations.base import CallContext, Column, Draft, PartialUpdate
-from tasks.operations.create_course import title_key
+from tasks.client import CHAPTERS_PATH
+from tasks.operations import cells, create_course
+from tasks.operations.base import CHAPTER, CallContext, PartialUpdate
+from tasks.operations.sheets import Column, Draft, SheetKind
 from tasks.rows import ErrorCode, Row, RowFailure
 
-PATH = "/api/v1/external/chapters"
-#: Spreadsheet column -> API field.
-FIELDS = (("title", "title"), ("description", "description"), ("content", "content"),
-          ("content_type", "contentType"), ("is_free", "isFree"), ("embedded_link", "embeddedLink"),
-          ("additional_contents", "additionalContents"))
+#: A chapter's fields: the chapters sheet's column -> the API field (Create Chapter's and Update Chapter's alike). A
+#: curriculum names the first two ``chapter_title`` and ``chapter_description`` (tasks.operations.curriculum).
+FIELDS = {"title": "title", "description": "description", "content": "content", "content_type": "contentType",
+          "is_free": "isFree", "embedded_link": "embeddedLink", "additional_contents": "additionalContents"}
 
 
 class UpdateChapter(PartialUpdate):
     name = "update_chapter"
-    task_name = "tagmango.patch_chapter"
-    kind = "chapter"
+    task_name = "tagmango.patch_chapter"  # its first name; kept, as Celery messages and Flower's history name it
+    kind = CHAPTER
+    summary_key = "chapters_to_update"
+    summary_label = "chapters to update"
+    needs = {"chapter_id": "{chapter_slot}_chapter"}
+    result_columns = ("chapter_id",)
+    compared_fields = tuple(FIELDS.values())
+
+    def changes(self, body: dict, live: dict) -> dict[str, list]:
+        diff = super().changes(body, live)
+        if ("content" in diff) != ("contentType" in diff) and "content" in body and "contentType" in body:
+            other = "contentType" if "content" in diff else "content"  # TagMango wants the two together
+            diff[other] = [live.get(other), body[other]]
+        return diff
+
+    def resolve(self, ctx: CallContext, row: Row) -> RowFailure | None:
+        if row.ids.get("chapter_id"):
+            return None
+        ref = row.params.get("course_ref") or ""
+        course = ctx.ledger.get(ref) if ref else None
+        chapter_id = (course or {}).get("ids", {}).get(f"{row.params.get('chapter_slot')}_chapter")
+        if not chapter_id:
+            return RowFailure(ErrorCode.COURSE_REF_NOT_FOUND, f"course_ref {ref.removeprefix('title:')!r} is not a course "
+                                                         "of this import or an earlier import to this host")
+        row.ids["chapter_id"] = chapter_id
+        return None
+
+    def call(self, ctx: CallContext, row: Row) -> dict:
+        ctx.call(lambda api: api.update_chapter(row.ids["chapter_id"], row.body))
+        return {"chapter_id": row.ids["chapter_id"]}
+
+    def request_path(self, row: Row) -> str:
+        return f"{CHAPTERS_PATH}/{row.ids.get('chapter_id') or '(course not created)'}"
+
+    def results(self, row: Row) -> dict[str, Any]:
+        return {"chapter_id": (row.result or {}).get("chapter_id") or row.ids.get("chapter_id")}
+
+
+OPERATION = UpdateChapter()
+
+
+class ChaptersSheet(SheetKind):
     sheet = "chapters"
     sheet_names = ("chapter", "chapters")
+    operation = OPERATION
     columns = (
         Column("chapter_id", cells.object_id, marker=True),
         Column("course_ref", marker=True),
@@ -41,14 +83,9 @@ class UpdateChapter(PartialUpdate):
         Column("additional_contents", cells.urls_or_clear, marker=True),
     )
     classify_priority = 10  # its markers are specific; "title" alone means a course
-    summary_key = "chapters_to_update"
-    summary_label = "chapters to update"
-    parent_op = "create_course"
+    parent_op = create_course.OPERATION.name
     parent_column = "course_ref"
-    needs = {"chapter_id": "{chapter_slot}_chapter"}
-    result_columns = ("chapter_id",)
 
-    # -- sheet side --------------------------------------------------------------------------
     def check_columns(self, present: set[str]) -> str | None:
         if "chapter_id" not in present and not {"course_ref", "chapter_slot"} <= present:
             return "a chapters sheet needs a chapter_id column, or course_ref and chapter_slot"
@@ -69,7 +106,7 @@ class UpdateChapter(PartialUpdate):
         if ("content" in v) != ("content_type" in v):
             have, lack = ("content", "content_type") if "content" in v else ("content_type", "content")
             errors.append((lack, "", f"{have} and {lack} must be given together"))
-        body = {field_name: v[column] for column, field_name in FIELDS if column in v}
+        body = {field_name: v[column] for column, field_name in FIELDS.items() if column in v}
         if not body:
             errors.append((None, "", "nothing to update: every field of this chapter row is empty"))
         key = f"chapter:{chapter_id}" if chapter_id else f"ref:{ref}:{slot}"
@@ -88,35 +125,12 @@ class UpdateChapter(PartialUpdate):
         ref = self.parent_key(row)
         if not ref:
             return None
-        return candidates.get(ref) or candidates.get(title_key(ref))
+        return candidates.get(ref) or candidates.get(create_course.title_key(ref))
 
     def link(self, row: Row, parent: Row) -> None:
         row.parent = parent.row_id
         row.params["course_ref"] = parent.key
         row.key = f"ref:{parent.key}:{row.params['chapter_slot']}"
 
-    # -- worker side -------------------------------------------------------------------------
-    def resolve(self, ctx: CallContext, row: Row) -> RowFailure | None:
-        if row.ids.get("chapter_id"):
-            return None
-        ref = row.params.get("course_ref") or ""
-        course = ctx.ledger.get(ref) if ref else None
-        chapter_id = (course or {}).get("ids", {}).get(f"{row.params.get('chapter_slot')}_chapter")
-        if not chapter_id:
-            return RowFailure(ErrorCode.COURSE_REF_NOT_FOUND, f"course_ref {ref.removeprefix('title:')!r} is not a "
-                                                              "course of this import or an earlier import to this host")
-        row.ids["chapter_id"] = chapter_id
-        return None
 
-    def call(self, ctx: CallContext, row: Row) -> dict:
-        ctx.call(lambda api: api.update_chapter(row.ids["chapter_id"], row.body))
-        return {"chapter_id": row.ids["chapter_id"]}
-
-    def request_path(self, row: Row) -> str:
-        return f"{PATH}/{row.ids.get('chapter_id') or '(course not created)'}"
-
-    def results(self, row: Row) -> dict[str, Any]:
-        return {"chapter_id": (row.result or {}).get("chapter_id") or row.ids.get("chapter_id")}
-
-
-OPERATION = UpdateChapter()
+SHEET = ChaptersSheet()
