@@ -47,6 +47,24 @@ def _with_dependents(store: RowStore, job_id: str, chosen: list[Row]) -> list[Ro
     return out
 
 
+def _staying_dead(store: RowStore, job_id: str, chosen: list[Row], by_id: dict[str, Row]) -> set[str]:
+    """Chosen rows that wait for a parent which stays dead: one not chosen, or chosen but itself staying dead
+    (all the way down a chain), so that nothing is queued to wait for a row that will not run."""
+    stays: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for row in chosen:
+            if row.row_id in stays or not row.parent or row.released or row.state is RowState.SKIPPED:
+                continue
+            parent = by_id.get(row.parent) or store.row(job_id, row.parent)
+            if parent is None or (parent.state is RowState.DEAD and
+                                  (parent.row_id not in by_id or parent.row_id in stays)):
+                stays.add(row.row_id)
+                changed = True
+    return stays
+
+
 def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None, http_status: int | None = None,
                  rows: set[int] | None = None, everything: bool = False,
                  corrections: dict[str, dict] | None = None) -> dict:
@@ -64,6 +82,14 @@ def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None,
         fix = (corrections or {}).get(row.row_id, {})
         for field_name, value in fix.items():
             setattr(row, field_name, value)
+        if row.state is not RowState.SKIPPED and (
+                row.died_of_parent or (("ids" in fix or "parent" in fix) and not fix.get("released"))):
+            row.released = False  # it takes its ids from its parent again
+            if row.died_of_parent and not row.placed_by_parent:
+                for field_name in operations.get(row.op).needs:
+                    row.ids.pop(field_name, None)
+    stays = _staying_dead(store, job_id, chosen, by_id)
+    for row in chosen:
         if row.state is RowState.SKIPPED:  # the corrected row's work is already in TagMango
             if row.error is not None:
                 row.history = [*row.history, {**row.error.as_dict(), "requeued": True}]
@@ -71,18 +97,12 @@ def requeue_rows(store: RowStore, job_id: str, *, error_code: str | None = None,
             if store.save(job_id, row, expect=[RowState.DEAD]):
                 settled.append(row)
             continue
-        op = operations.get(row.op)
-        if row.died_of_parent or (("ids" in fix or "parent" in fix) and not fix.get("released")):
-            row.released = False  # it takes its ids from its parent again
-            if row.died_of_parent and not row.placed_by_parent:
-                for field_name in op.needs:
-                    row.ids.pop(field_name, None)
         parent = None
         if row.parent and not row.released:
-            parent = by_id.get(row.parent) or store.row(job_id, row.parent)
-            if parent is None or (parent.state is RowState.DEAD and parent.row_id not in by_id):
+            if row.row_id in stays:
                 still_dead.append(row.row_id)
                 continue
+            parent = by_id.get(row.parent) or store.row(job_id, row.parent)
             if parent.done:
                 try:
                     operations.take_from_parent(row, parent.result or {})

@@ -103,8 +103,6 @@ def test_a_row_whose_parent_is_still_dead_stays_dead(store, tmp_path):
     assert_consistent(store, job_id)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, left for a behaviour change: rows behind a chosen row that stays "
-                                       "dead are queued to wait for it, and the job is never final")
 def test_rows_behind_a_chosen_row_that_stays_dead_stay_dead_too(store, tmp_path):
     job_id = create_job(store, plan_of(write_tree(tmp_path / "tree.csv", 3, 1)), API, HOST)
     mark_dead(store, job_id, store.row(job_id, COURSE), RowFailure(None, "Invalid request", 400))
