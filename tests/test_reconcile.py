@@ -133,11 +133,13 @@ def test_merge_sends_only_what_changed_and_creates_what_is_new(tmp_path):
     assert course.diff == {"description": ["About", "About watercolour"]} and course.released and course.ids == {
         "course_id": oid("c1")}
     assert renamed.op == operations.update_for("chapter").name and renamed.body == {"title": "Good brushes"}
-    assert renamed.ids["chapter_id"] == oid("h2") and not renamed.placed_by_parent and renamed.outcome == "update"
+    assert renamed.ids == {"course_id": oid("c1"), "module_id": oid("m1"), "chapter_id": oid("h2")}
+    assert not renamed.placed_by_parent and renamed.outcome == "update"
     assert (rows["K1/m1/c1"].state, rows["K1/m1/c1"].outcome) == (RowState.SKIPPED, "unchanged")
     assert new.op == operations.create_for("chapter").name and new.placed_by_parent and new.state is RowState.QUEUED
     assert rows["K1/m1"].outcome == "unchanged"
     assert [r.key for r in plan.rows] == ["K1", "K1/m1/c2", "K1/m1/c4"]
+    assert catalog.reads == 1 + 1 + 1 + 3  # Get Courses, the course, its module, each existing lesson once
     assert any("1 module(s) of 'K1' in TagMango are not in the file: left alone" in t for _, t in reconciled.warnings)
 
 

@@ -48,7 +48,10 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode_name: str, ledger: Ledger |
             by_course[row.place.course_key].append(row)
     courses = {row.row_id: row for row in plan.rows if row.op == operations.create_for(COURSE).name}
     patch = operations.update_for(CHAPTER).name
-    patched = {row.parent for row in plan.rows if row.op == patch and row.parent}
+    # Chapter patches (a chapters sheet), told apart before the trees are settled: a tree's lesson that matching
+    # turns into an update is not one.
+    patches = [row for row in plan.rows if row.op == patch and not row.placed_by_parent]
+    patched = {row.parent for row in patches if row.parent}
     claimed: set[str] = set()
     live_courses: dict[str, dict | None] = {}  # course row id -> the live course, or None if it does not exist
     for row in courses.values():
@@ -66,8 +69,8 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode_name: str, ledger: Ledger |
             continue
         settle_course(row, live, policy)
         trees.settle(row, live, by_course.get(row.key, []))
-    for row in plan.rows:
-        if row.op == patch and not row.placed_by_parent and not row.is_final:
+    for row in patches:
+        if not row.is_final:
             settle_patch(row, courses.get(row.parent or ""), live_courses, catalog, ledger)
     out.reads = catalog.reads
     plan.unsent.extend(r for r in plan.rows if r.is_final)
