@@ -1,14 +1,10 @@
-"""The global rate limiter against the suite's real Redis; backoff and credentials as pure logic."""
+"""The global rate limiter against the suite's real Redis: flights, the ceiling, learning the real limit."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-import pytest
-
-from tasks.backoff import retry_delay
-from tasks.credentials import NoCredentials, resolve
 from tasks.limiter import RateLimiter, credential_key
 from tests.helpers import TOKEN
 
@@ -90,32 +86,6 @@ def test_credential_key_hides_the_token():
     assert key == credential_key("https://api-prod-new.tagmango.com/", "a.example.com", TOKEN)
     assert key != credential_key("https://api-prod-new.tagmango.com", "a.example.com", TOKEN + "x")
     assert key != credential_key("https://api-prod-new.tagmango.com", "b.example.com", TOKEN)
-
-
-def test_backoff_grows_is_capped_and_never_without_jitter():
-    delays = [[retry_delay(a, 2.0, 60.0) for _ in range(50)] for a in range(1, 9)]
-    for attempt, samples in enumerate(delays, start=1):
-        expected = min(60.0, 2.0 * 2 ** (attempt - 1))
-        assert all(0.8 * expected <= d <= expected for d in samples)
-        assert len(set(samples)) > 40  # random every time, also at the cap
-    assert retry_delay(1, 2.0, 60.0, retry_after=30) >= 30.1
-
-
-def test_credentials_from_env_and_file(monkeypatch, tmp_path):
-    with pytest.raises(NoCredentials, match="no API token") as info:
-        resolve("h.example.com", "https://api-prod-new.tagmango.com")
-    monkeypatch.setenv("TAGMANGO_API_TOKEN", TOKEN)
-    cred = resolve("H.example.com", "https://api-prod-new.tagmango.com/")
-    assert cred.token == TOKEN and TOKEN not in repr(cred)
-    with pytest.raises(NoCredentials, match="configured for https://api-prod-new") as info:
-        resolve("h.example.com", "http://127.0.0.1:9")
-    assert TOKEN not in str(info.value)
-    creds = tmp_path / "creds.yaml"
-    creds.write_text("a.example.com: tok-a\nb.example.com: {token: tok-b, api_url: 'http://127.0.0.1:9'}\n")
-    monkeypatch.setenv("TAGMANGO_CREDENTIALS_FILE", str(creds))
-    assert resolve("a.example.com", "https://api-prod-new.tagmango.com").token == "tok-a"
-    assert resolve("b.example.com", "http://127.0.0.1:9").token == "tok-b"
-    assert resolve("c.example.com", "https://api-prod-new.tagmango.com").token == TOKEN  # falls back to env
 
 
 def test_a_429_when_hardly_any_of_ours_counted_keeps_the_limit_once(redis_server, redis_url):

@@ -70,3 +70,11 @@ def test_other_403_does_not_block_the_job():
     error = errors.PermanentApiError("no video", status=403, error_code="CHAPTER_VIDEO_UPLOAD_NOT_ENABLED")
     decision = decide(error, row(1), SETTINGS)
     assert isinstance(decision, GiveUp) and not decision.blocks_job
+
+
+def test_backoff_is_random_every_time_also_at_the_cap():
+    from tasks.backoff import retry_delay
+
+    for attempt in (1, 8):
+        samples = [retry_delay(attempt, 2.0, 60.0) for _ in range(50)]
+        assert len(set(samples)) > 40 and all(0.75 * min(60.0, 2.0 * 2 ** (attempt - 1)) <= d for d in samples)
