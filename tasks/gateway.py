@@ -131,17 +131,27 @@ class Door:
     # -- requests ----------------------------------------------------------------------------
     def send(self, fn: Call[T], *, admitted: Pass | None = None, job_id: str | None = None,
              max_wait: float | None = None, on_wait: OnWait | None = None,
-             on_notice: OnNotice | None = None) -> T:
+             on_notice: OnNotice | None = None, before: Callable[[], None] | None = None) -> T:
         """Make one request, ``fn(client)``: admitted (``admitted`` if still fresh, else now, waiting), counted in
-        the budget until its answer is back. A 429 teaches the limiter and raises ``RateLimited``."""
+        the budget until its answer is back. A 429 teaches the limiter and raises ``RateLimited``.
+
+        ``before`` is called once the request is admitted, just before it leaves, *instead of* counting the request
+        in ``job_id``'s timeline here (a row run checks its lease and counts the request in one round trip); if it
+        raises, the admission is given back and nothing is sent."""
         if admitted is not None and time.monotonic() - admitted.at > FRESH_ADMISSION_S:
             self.release(admitted)
             admitted = None
         if admitted is None:
             admitted = self.admit(max_wait=max_wait, on_wait=on_wait)
-        self.sent += 1
-        if job_id is not None:
+        if before is not None:
+            try:
+                before()
+            except BaseException:
+                self.release(admitted)
+                raise
+        elif job_id is not None:
             timeline.count_sent(self._gateway.r, job_id, self._gateway.ttl_s)
+        self.sent += 1
         try:
             result = fn(self._client)
         except errors.RateLimited as exc:

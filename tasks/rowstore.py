@@ -26,13 +26,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import redis
 from redis.lock import Lock
 
 from tasks.job import Blocked, Job
-from tasks.rows import ACTIVE, STATES, Row, RowState, sources_of
+from tasks.ledger import LedgerWrite
+from tasks.rows import ACTIVE, FINAL, STATES, Row, RowState, sources_of
 
 _TRANSITION = """
 -- KEYS: state, counts, rows, dead ; ARGV: row id, new state, record json, allowed old states (csv), now, kind
@@ -52,6 +54,69 @@ if ARGV[2] == 'dead' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 else redis.call('ZREM', KEYS[4], ARGV[1]) end
 return 'OK'
 """
+
+
+#: ``_TRANSITION`` as a Lua function, for the scripts that move a row together with other work (one round trip per
+#: outcome of a row run: ``begin``, ``before_request``, ``finish``). Same text, so the same rules.
+_TRANSITION_FN = "local function transition(KEYS, ARGV)\n" + _TRANSITION + "\nend\n"
+
+_BEGIN = """
+-- KEYS: rows, state, gen, deliveries, job, lease ; ARGV: row id, generation, lease token, lease ms, final states (csv)
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return {'missing'} end
+if (redis.call('HGET', KEYS[3], ARGV[1]) or '0') ~= ARGV[2] then return {'stale', raw} end
+local state = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+for s in string.gmatch(ARGV[5], '[^,]+') do if s == state then return {'final', raw} end end
+if not redis.call('SET', KEYS[6], ARGV[3], 'NX', 'PX', ARGV[4]) then
+  return {'leased', raw, redis.call('PTTL', KEYS[6])}
+end
+local deliveries = redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 1)
+return {'ok', raw, deliveries, redis.call('HGETALL', KEYS[5])}
+"""
+
+_BEFORE_REQUEST = _TRANSITION_FN + """
+-- KEYS: lease, counts, timeline, then (a row to save) state, counts, rows, dead
+-- ARGV: lease token, lease ms, timeline field, timeline ttl s, then the six of ``_TRANSITION``
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'lease' end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+if #KEYS > 3 then
+  local moved = transition({KEYS[4], KEYS[5], KEYS[6], KEYS[7]},
+                           {ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]})
+  if moved ~= 'OK' then return {moved} end
+end
+redis.call('HINCRBY', KEYS[2], 'n_requests', 1)
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+return 'OK'
+"""
+
+_FINISH = _TRANSITION_FN + """
+-- KEYS: state, counts, rows, dead, lease, waiting, then per ledger write: ledger hash, its claimed set
+-- ARGV: the six of ``_TRANSITION``, lease token ('' for none), ledger writes, then per write: field, entry,
+-- number of owned ids, the owned ids
+local a = 9
+for i = 0, tonumber(ARGV[8]) - 1 do
+  local k = 7 + 2 * i
+  redis.call('HSET', KEYS[k], ARGV[a], ARGV[a + 1])
+  for j = 1, tonumber(ARGV[a + 2]) do redis.call('SADD', KEYS[k + 1], ARGV[a + 2 + j]) end
+  a = a + 3 + tonumber(ARGV[a + 2])
+end
+local moved = transition({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]})
+if ARGV[7] ~= '' and redis.call('GET', KEYS[5]) == ARGV[7] then redis.call('DEL', KEYS[5]) end
+return {moved, redis.call('SMEMBERS', KEYS[6])}
+"""
+
+
+class Begun(NamedTuple):
+    """What ``RowStore.begin`` found: ``status`` is ``missing`` (no such row), ``stale`` (the message's generation is
+    not the row's), ``final`` (nothing to do), ``leased`` (another copy holds the row for ``lease_left`` seconds) or
+    ``ok`` (the lease is ours, the delivery counted, ``job`` read)."""
+
+    status: str
+    row: Row | None = None
+    deliveries: int = 0
+    job: Job | None = None
+    lease_left: float = 0.0
 
 
 class IllegalTransition(RuntimeError):
@@ -88,6 +153,9 @@ class RowStore:
         self.url = url
         self.ttl = int(ttl_days * 86400)
         self._transition = client.register_script(_TRANSITION)
+        self._begin = client.register_script(_BEGIN)
+        self._before_request = client.register_script(_BEFORE_REQUEST)
+        self._finish = client.register_script(_FINISH)
 
     @classmethod
     def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:
@@ -219,6 +287,84 @@ class RowStore:
         if old is None or old not in allowed:
             raise IllegalTransition(f"{job_id} {row.row_id}: {old.value if old else 'missing'} -> {row.state.value}")
         return False
+
+    def _transition_args(self, job_id: str, row: Row,
+                         expect: Iterable[RowState] | None = None) -> tuple[list[str], list, frozenset[RowState]]:
+        """``save``'s keys and arguments for ``row`` (its record stamped now) and the states it may come from."""
+        allowed = sources_of(row.state)
+        wanted = allowed if expect is None else allowed & frozenset(expect)
+        row.updated_at = now()
+        keys = [self.k(job_id, "state"), self.k(job_id, "counts"), self.k(job_id, "rows"), self.k(job_id, "dead")]
+        args = [row.row_id, row.state.value, row.to_json(), ",".join(s.value for s in wanted), now(), row.kind]
+        return keys, args, allowed
+
+    @staticmethod
+    def _moved(job_id: str, row: Row, result: object, allowed: frozenset[RowState]) -> bool:
+        """``save``'s answer from the transition's: True when written, False when the row had moved on (``expect``);
+        ``IllegalTransition`` for a change the table forbids."""
+        if result == "OK":
+            return True
+        old = RowState(result) if result else None
+        if old is None or old not in allowed:
+            raise IllegalTransition(f"{job_id} {row.row_id}: {old.value if old else 'missing'} -> {row.state.value}")
+        return False
+
+    # -- one round trip per step of a row run (tasks.runner) ----------------------------------
+    @staticmethod
+    def lease_key(job_id: str, row_id: str) -> str:
+        return f"tm:lease:{job_id}:{row_id}"
+
+    def begin(self, job_id: str, row_id: str, gen: int, token: str, lease_seconds: float) -> Begun:
+        """The start of a row's message, in one round trip: the row; unless the message is stale or the row final,
+        its lease taken with ``token`` (as ``lease(...).acquire()`` would), the delivery of message ``gen`` counted
+        (``count_delivery``) and the job read."""
+        answer = self._begin(
+            keys=[self.k(job_id, "rows"), self.k(job_id, "state"), self.k(job_id, "gen"), self.k(job_id, "deliveries"),
+                  self.k(job_id), self.lease_key(job_id, row_id)],
+            args=[row_id, gen, token, max(int(lease_seconds * 1000), 1), ",".join(s.value for s in FINAL)])
+        status = answer[0]
+        row = Row.from_json(answer[1]) if len(answer) > 1 else None
+        if status == "leased":
+            return Begun(status, row, lease_left=max(int(answer[2]), 0) / 1000)
+        if status != "ok":
+            return Begun(status, row)
+        raw = answer[3]
+        fields = {raw[i]: json.loads(raw[i + 1]) for i in range(0, len(raw), 2)}
+        job = Job.from_fields({"id": job_id, **fields}) if fields else None
+        return Begun(status, row, int(answer[2]), job)
+
+    def before_request(self, job_id: str, row_id: str, token: str, lease_seconds: float, timeline_key: str,
+                       timeline_field: str, ttl_s: int, row: Row | None = None) -> bool:
+        """Just before one of the row's requests leaves, in one round trip: the lease still ours (renewed for
+        ``lease_seconds``, as ``Lock.reacquire``), ``row`` saved if given (as ``save``), the request counted (the
+        job's ``n_requests`` and its timeline, tasks.timeline). False when the lease is not ours: nothing written."""
+        keys = [self.lease_key(job_id, row_id), self.k(job_id, "counts"), timeline_key]
+        args: list = [token, max(int(lease_seconds * 1000), 1), timeline_field, ttl_s]
+        allowed: frozenset[RowState] = frozenset()
+        if row is not None:
+            t_keys, t_args, allowed = self._transition_args(job_id, row)
+            keys += t_keys
+            args += t_args
+        result = self._before_request(keys=keys, args=args)
+        if result == "lease":
+            return False
+        if isinstance(result, list):
+            self._moved(job_id, row, result[0], allowed)
+        return True
+
+    def finish(self, job_id: str, row: Row, *, token: str = "", ledger: Sequence[LedgerWrite] = (),
+               expect: Iterable[RowState] | None = None) -> tuple[bool, list[str]]:
+        """The end of a row run, in one round trip: ``ledger`` entries written, the row saved (as ``save``, same
+        answer), its lease released if ``token`` still holds it. Also returns the rows waiting for it
+        (``waiting_on``)."""
+        keys, args, allowed = self._transition_args(job_id, row, expect)
+        keys += [self.lease_key(job_id, row.row_id), self.k(job_id, f"waiting:{row.row_id}")]
+        args += [token, len(ledger)]
+        for write in ledger:
+            keys += [write.key, write.claimed_key]
+            args += [write.field, write.entry, len(write.owned), *write.owned]
+        moved, waiting = self._finish(keys=keys, args=args)
+        return self._moved(job_id, row, moved, allowed), sorted(waiting)
 
     # -- task messages ---------------------------------------------------------------------
     def generation(self, job_id: str, row_id: str) -> int:
