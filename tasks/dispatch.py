@@ -209,13 +209,14 @@ class Dispatcher:
             op, job_id, row_id, title = parse(out[i + 1])
             rows.append(Dispatched(op, job_id, row_id, title, int(out[i + 3]), Slot(int(out[i + 2]) / 1e6, target),
                                    int(out[i + 4])))
-        sent = 0
-        try:
-            for sent, row in enumerate(rows, start=1):  # noqa: B007 - counts what went out
-                publish_rows([row])
-        except Exception:
-            self.put_back(rows[sent - 1 if sent else 0:])
-            raise
+        if rows:
+            try:
+                publish_rows(rows)  # one pipeline (tasks.row_tasks.send)
+            except Exception:
+                # Whether any of them reached Redis is unknown: park them all again. Where one did arrive, the row
+                # gets two messages of one generation: the second finds it final, or leased and tries again later.
+                self.put_back(rows)
+                raise
         if not targets:
             return IDLE_S
         return min(max((wake_us - now_us) / 1e6, 0.005), IDLE_S)
