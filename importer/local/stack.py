@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 
 from importer.config import Config
-from tasks.defaults import QUEUE
 from importer.local.embedded import EmbeddedRedis, free_port
+from tasks.defaults import DEFAULT_WORKER_CONCURRENCY, QUEUE, WORKER_POOL
 
 SANDBOX_HOST = "academy.sandbox.local"
 #: Mild faults for the demo, so that retries and adoption of committed-but-failed creates are visible.
@@ -40,10 +40,12 @@ def _alive(pid_file: Path) -> int | None:
         return None
 
 
-def worker_argv(*, concurrency: int = 8, loglevel: str = "WARNING", hostname: str | None = None) -> list[str]:
+def worker_argv(*, concurrency: int = DEFAULT_WORKER_CONCURRENCY, loglevel: str = "WARNING",
+                hostname: str | None = None) -> list[str]:
     """``-m celery ...`` for a worker of the import queue, as every starter runs it (run, `worker`, the tests):
-    threads pool, events on for Flower, no gossip or mingle (workers share nothing but Redis)."""
-    argv = ["-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency", str(concurrency), "-Q",
+    WORKER_POOL, ``concurrency`` rows in flight, events on for Flower, no gossip or mingle (workers share nothing but
+    Redis)."""
+    argv = ["-m", "celery", "-A", "tasks", "worker", "--pool", WORKER_POOL, "--concurrency", str(concurrency), "-Q",
             QUEUE, "-E", "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
     return argv + (["--hostname", hostname] if hostname else [])
 
@@ -94,7 +96,7 @@ class LocalStack:
         return url
 
     # -- worker --------------------------------------------------------------------------------
-    def start_worker(self, redis_url: str, api_url: str, token: str, concurrency: int = 8) -> None:
+    def start_worker(self, redis_url: str, api_url: str, token: str, concurrency: int | None = None) -> None:
         """A Celery worker process; the token reaches it through its environment only."""
         pid_file = self.dir / "worker.pid"
         if _alive(pid_file):
@@ -105,7 +107,8 @@ class LocalStack:
             env["TAGMANGO_HTTP_TIMEOUT"] = SANDBOX_HTTP_TIMEOUT
         log = open(self.dir / "worker.log", "ab")  # noqa: SIM115
         self.worker = subprocess.Popen(
-            [sys.executable, *worker_argv(concurrency=concurrency, hostname=f"local-{os.getpid()}@%h")],
+            [sys.executable, *worker_argv(concurrency=concurrency or self.config.settings.worker_concurrency,
+                                          hostname=f"local-{os.getpid()}@%h")],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         pid_file.write_text(str(self.worker.pid))
 
