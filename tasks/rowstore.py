@@ -19,6 +19,9 @@ is dropped by the runner. Keys (``{j}`` = job id)::
     tm:job:{j}:timeline      hash   "<event>:<epoch second>" -> requests sent, 429s, retries (tasks.timeline)
     tm:job:{j}:notices       hash   kind -> what was said once about the job (tasks.timeline)
     tm:lease:{j}:{r}         string the lock token of the task working on row r (expires)
+
+A row run (tasks.runner) touches these keys in one round trip per step: ``begin``, ``before_request`` and
+``finish``, whose Lua scripts (tasks.rowscripts) call ``_TRANSITION`` as a function.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple
 
 import redis
 from redis.lock import Lock
 
+from tasks import rowscripts
 from tasks.job import Blocked, Job
 from tasks.ledger import LedgerWrite
 from tasks.rows import ACTIVE, FINAL, STATES, Row, RowState, sources_of
@@ -54,69 +57,6 @@ if ARGV[2] == 'dead' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 else redis.call('ZREM', KEYS[4], ARGV[1]) end
 return 'OK'
 """
-
-
-#: ``_TRANSITION`` as a Lua function, for the scripts that move a row together with other work (one round trip per
-#: outcome of a row run: ``begin``, ``before_request``, ``finish``). Same text, so the same rules.
-_TRANSITION_FN = "local function transition(KEYS, ARGV)\n" + _TRANSITION + "\nend\n"
-
-_BEGIN = """
--- KEYS: rows, state, gen, deliveries, job, lease ; ARGV: row id, generation, lease token, lease ms, final states (csv)
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return {'missing'} end
-if (redis.call('HGET', KEYS[3], ARGV[1]) or '0') ~= ARGV[2] then return {'stale', raw} end
-local state = redis.call('HGET', KEYS[2], ARGV[1]) or ''
-for s in string.gmatch(ARGV[5], '[^,]+') do if s == state then return {'final', raw} end end
-if not redis.call('SET', KEYS[6], ARGV[3], 'NX', 'PX', ARGV[4]) then
-  return {'leased', raw, redis.call('PTTL', KEYS[6])}
-end
-local deliveries = redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 1)
-return {'ok', raw, deliveries, redis.call('HGETALL', KEYS[5])}
-"""
-
-_BEFORE_REQUEST = _TRANSITION_FN + """
--- KEYS: lease, counts, timeline, then (a row to save) state, counts, rows, dead
--- ARGV: lease token, lease ms, timeline field, timeline ttl s, then the six of ``_TRANSITION``
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'lease' end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-if #KEYS > 3 then
-  local moved = transition({KEYS[4], KEYS[5], KEYS[6], KEYS[7]},
-                           {ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]})
-  if moved ~= 'OK' then return {moved} end
-end
-redis.call('HINCRBY', KEYS[2], 'n_requests', 1)
-redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
-return 'OK'
-"""
-
-_FINISH = _TRANSITION_FN + """
--- KEYS: state, counts, rows, dead, lease, waiting, then per ledger write: ledger hash, its claimed set
--- ARGV: the six of ``_TRANSITION``, lease token ('' for none), ledger writes, then per write: field, entry,
--- number of owned ids, the owned ids
-local a = 9
-for i = 0, tonumber(ARGV[8]) - 1 do
-  local k = 7 + 2 * i
-  redis.call('HSET', KEYS[k], ARGV[a], ARGV[a + 1])
-  for j = 1, tonumber(ARGV[a + 2]) do redis.call('SADD', KEYS[k + 1], ARGV[a + 2 + j]) end
-  a = a + 3 + tonumber(ARGV[a + 2])
-end
-local moved = transition({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]})
-if ARGV[7] ~= '' and redis.call('GET', KEYS[5]) == ARGV[7] then redis.call('DEL', KEYS[5]) end
-return {moved, redis.call('SMEMBERS', KEYS[6])}
-"""
-
-
-class Begun(NamedTuple):
-    """What ``RowStore.begin`` found: ``status`` is ``missing`` (no such row), ``stale`` (the message's generation is
-    not the row's), ``final`` (nothing to do), ``leased`` (another copy holds the row for ``lease_left`` seconds) or
-    ``ok`` (the lease is ours, the delivery counted, ``job`` read)."""
-
-    status: str
-    row: Row | None = None
-    deliveries: int = 0
-    job: Job | None = None
-    lease_left: float = 0.0
 
 
 class IllegalTransition(RuntimeError):
@@ -153,9 +93,10 @@ class RowStore:
         self.url = url
         self.ttl = int(ttl_days * 86400)
         self._transition = client.register_script(_TRANSITION)
-        self._begin = client.register_script(_BEGIN)
-        self._before_request = client.register_script(_BEFORE_REQUEST)
-        self._finish = client.register_script(_FINISH)
+        begin, before_request, finish = rowscripts.texts(_TRANSITION)
+        self._begin = client.register_script(begin)
+        self._before_request = client.register_script(before_request)
+        self._finish = client.register_script(finish)
 
     @classmethod
     def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:
@@ -314,7 +255,7 @@ class RowStore:
     def lease_key(job_id: str, row_id: str) -> str:
         return f"tm:lease:{job_id}:{row_id}"
 
-    def begin(self, job_id: str, row_id: str, gen: int, token: str, lease_seconds: float) -> Begun:
+    def begin(self, job_id: str, row_id: str, gen: int, token: str, lease_seconds: float) -> rowscripts.Begun:
         """The start of a row's message, in one round trip: the row; unless the message is stale or the row final,
         its lease taken with ``token`` (as ``lease(...).acquire()`` would), the delivery of message ``gen`` counted
         (``count_delivery``) and the job read."""
@@ -325,13 +266,13 @@ class RowStore:
         status = answer[0]
         row = Row.from_json(answer[1]) if len(answer) > 1 else None
         if status == "leased":
-            return Begun(status, row, lease_left=max(int(answer[2]), 0) / 1000)
+            return rowscripts.Begun(status, row, lease_left=max(int(answer[2]), 0) / 1000)
         if status != "ok":
-            return Begun(status, row)
+            return rowscripts.Begun(status, row)
         raw = answer[3]
         fields = {raw[i]: json.loads(raw[i + 1]) for i in range(0, len(raw), 2)}
         job = Job.from_fields({"id": job_id, **fields}) if fields else None
-        return Begun(status, row, int(answer[2]), job)
+        return rowscripts.Begun(status, row, int(answer[2]), job)
 
     def before_request(self, job_id: str, row_id: str, token: str, lease_seconds: float, timeline_key: str,
                        timeline_field: str, ttl_s: int, row: Row | None = None) -> bool:
