@@ -209,6 +209,9 @@ class EventBatches(bootsteps.StartStopStep):
         if c.hub is not None:
             c.on_send_event_buffered = lambda: self.buffered(c)  # the Events step builds each dispatcher with it
 
+    def start(self, c: Any) -> None:
+        self.pending = False  # the consumer (re)starts, after a lost connection with a new loop: schedule afresh
+
     def buffered(self, c: Any) -> None:
         """An event was buffered (any thread): make sure a flush is scheduled."""
         if not self.pending:
