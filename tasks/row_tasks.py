@@ -55,7 +55,8 @@ def execute(op: Operation, job_id: str, row_id: str, title: str, gen: int, slot:
     outcome = run_row(services, Message(job_id, row_id, gen, slot))
     if isinstance(outcome, Later):
         # Parked until it is due again (tasks.park), not held by this worker; Flower shows a retry.
-        park_later(services.store, job_id, (op.name, row_id, title), outcome.countdown)
+        if not outcome.parked:
+            park_later(services.store, job_id, (op.name, row_id, title), outcome.countdown)
         raise Retry(outcome.reason or None, exc=outcome.error, when=outcome.countdown)
     if isinstance(outcome, Dead):
         raise RowDead(f"{row_id}: {outcome.failure}")

@@ -20,8 +20,8 @@ is dropped by the runner. Keys (``{j}`` = job id)::
     tm:job:{j}:notices       hash   kind -> what was said once about the job (tasks.timeline)
     tm:lease:{j}:{r}         string the lock token of the task working on row r (expires)
 
-A row run (tasks.runner) touches these keys in one round trip per step: ``begin``, ``before_request`` and
-``finish``, whose Lua scripts (tasks.rowscripts) call ``_TRANSITION`` as a function.
+A row run (tasks.runner) touches these keys in one round trip per step: ``begin``, ``before_request``, ``finish``
+and ``later`` (from ``RowRunSteps``, tasks.rowscripts), whose Lua scripts call ``_TRANSITION`` as a function.
 """
 
 from __future__ import annotations
@@ -29,15 +29,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 import redis
 from redis.lock import Lock
 
-from tasks import rowscripts
 from tasks.job import Blocked, Job
-from tasks.ledger import LedgerWrite
-from tasks.rows import ACTIVE, FINAL, STATES, Row, RowState, sources_of
+from tasks.rows import ACTIVE, STATES, Row, RowState, sources_of
+from tasks.rowscripts import IllegalTransition, RowRunSteps
 
 _TRANSITION = """
 -- KEYS: state, counts, rows, dead ; ARGV: row id, new state, record json, allowed old states (csv), now, kind
@@ -59,10 +58,6 @@ return 'OK'
 """
 
 
-class IllegalTransition(RuntimeError):
-    """A save asked for a state change the TRANSITIONS table forbids (a bug, or a row deleted under us)."""
-
-
 def now() -> float:
     return time.time()
 
@@ -82,8 +77,9 @@ def new_job_id() -> str:
     return time.strftime("imp-%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
 
 
-class RowStore:
-    """All reads and writes of job and row records. Thread-safe (redis-py pools connections)."""
+class RowStore(RowRunSteps):
+    """All reads and writes of job and row records. Thread-safe (redis-py pools connections). The steps of a row run,
+    one round trip each (``begin``, ``before_request``, ``finish``, ``later``), come from ``RowRunSteps``."""
 
     #: ``tm:job:{j}:{part}``; the dispatcher's Lua builds the rows and gen keys from it (``key_around``).
     PREFIX = "tm:job:"
@@ -93,10 +89,11 @@ class RowStore:
         self.url = url
         self.ttl = int(ttl_days * 86400)
         self._transition = client.register_script(_TRANSITION)
-        begin, before_request, finish = rowscripts.texts(_TRANSITION)
+        begin, before_request, finish, later = RowRunSteps.texts(_TRANSITION)
         self._begin = client.register_script(begin)
         self._before_request = client.register_script(before_request)
         self._finish = client.register_script(finish)
+        self._later = client.register_script(later)
 
     @classmethod
     def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:
@@ -228,84 +225,6 @@ class RowStore:
         if old is None or old not in allowed:
             raise IllegalTransition(f"{job_id} {row.row_id}: {old.value if old else 'missing'} -> {row.state.value}")
         return False
-
-    def _transition_args(self, job_id: str, row: Row,
-                         expect: Iterable[RowState] | None = None) -> tuple[list[str], list, frozenset[RowState]]:
-        """``save``'s keys and arguments for ``row`` (its record stamped now) and the states it may come from."""
-        allowed = sources_of(row.state)
-        wanted = allowed if expect is None else allowed & frozenset(expect)
-        row.updated_at = now()
-        keys = [self.k(job_id, "state"), self.k(job_id, "counts"), self.k(job_id, "rows"), self.k(job_id, "dead")]
-        args = [row.row_id, row.state.value, row.to_json(), ",".join(s.value for s in wanted), now(), row.kind]
-        return keys, args, allowed
-
-    @staticmethod
-    def _moved(job_id: str, row: Row, result: object, allowed: frozenset[RowState]) -> bool:
-        """``save``'s answer from the transition's: True when written, False when the row had moved on (``expect``);
-        ``IllegalTransition`` for a change the table forbids."""
-        if result == "OK":
-            return True
-        old = RowState(result) if result else None
-        if old is None or old not in allowed:
-            raise IllegalTransition(f"{job_id} {row.row_id}: {old.value if old else 'missing'} -> {row.state.value}")
-        return False
-
-    # -- one round trip per step of a row run (tasks.runner) ----------------------------------
-    @staticmethod
-    def lease_key(job_id: str, row_id: str) -> str:
-        return f"tm:lease:{job_id}:{row_id}"
-
-    def begin(self, job_id: str, row_id: str, gen: int, token: str, lease_seconds: float) -> rowscripts.Begun:
-        """The start of a row's message, in one round trip: the row; unless the message is stale or the row final,
-        its lease taken with ``token`` (as ``lease(...).acquire()`` would), the delivery of message ``gen`` counted
-        (``count_delivery``) and the job read."""
-        answer = self._begin(
-            keys=[self.k(job_id, "rows"), self.k(job_id, "state"), self.k(job_id, "gen"), self.k(job_id, "deliveries"),
-                  self.k(job_id), self.lease_key(job_id, row_id)],
-            args=[row_id, gen, token, max(int(lease_seconds * 1000), 1), ",".join(s.value for s in FINAL)])
-        status = answer[0]
-        row = Row.from_json(answer[1]) if len(answer) > 1 else None
-        if status == "leased":
-            return rowscripts.Begun(status, row, lease_left=max(int(answer[2]), 0) / 1000)
-        if status != "ok":
-            return rowscripts.Begun(status, row)
-        raw = answer[3]
-        fields = {raw[i]: json.loads(raw[i + 1]) for i in range(0, len(raw), 2)}
-        job = Job.from_fields({"id": job_id, **fields}) if fields else None
-        return rowscripts.Begun(status, row, int(answer[2]), job)
-
-    def before_request(self, job_id: str, row_id: str, token: str, lease_seconds: float, timeline_key: str,
-                       timeline_field: str, ttl_s: int, row: Row | None = None) -> bool:
-        """Just before one of the row's requests leaves, in one round trip: the lease still ours (renewed for
-        ``lease_seconds``, as ``Lock.reacquire``), ``row`` saved if given (as ``save``), the request counted (the
-        job's ``n_requests`` and its timeline, tasks.timeline). False when the lease is not ours: nothing written."""
-        keys = [self.lease_key(job_id, row_id), self.k(job_id, "counts"), timeline_key]
-        args: list = [token, max(int(lease_seconds * 1000), 1), timeline_field, ttl_s]
-        allowed: frozenset[RowState] = frozenset()
-        if row is not None:
-            t_keys, t_args, allowed = self._transition_args(job_id, row)
-            keys += t_keys
-            args += t_args
-        result = self._before_request(keys=keys, args=args)
-        if result == "lease":
-            return False
-        if isinstance(result, list):
-            self._moved(job_id, row, result[0], allowed)
-        return True
-
-    def finish(self, job_id: str, row: Row, *, token: str = "", ledger: Sequence[LedgerWrite] = (),
-               expect: Iterable[RowState] | None = None) -> tuple[bool, list[str]]:
-        """The end of a row run, in one round trip: ``ledger`` entries written, the row saved (as ``save``, same
-        answer), its lease released if ``token`` still holds it. Also returns the rows waiting for it
-        (``waiting_on``)."""
-        keys, args, allowed = self._transition_args(job_id, row, expect)
-        keys += [self.lease_key(job_id, row.row_id), self.k(job_id, f"waiting:{row.row_id}")]
-        args += [token, len(ledger)]
-        for write in ledger:
-            keys += [write.key, write.claimed_key]
-            args += [write.field, write.entry, len(write.owned), *write.owned]
-        moved, waiting = self._finish(keys=keys, args=args)
-        return self._moved(job_id, row, moved, allowed), sorted(waiting)
 
     # -- task messages ---------------------------------------------------------------------
     def generation(self, job_id: str, row_id: str) -> int:

@@ -34,7 +34,7 @@ from tasks.gateway import Call, Door, Pass
 from tasks.job import Blocked, Job
 from tasks.ledger import PendingLedger
 from tasks.operations import CallContext, Operation, Skip
-from tasks.park import Slot, give_back
+from tasks.park import Slot, give_back, later_write
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
 from tasks.rows import ErrorCode, Row, RowFailure, RowState
@@ -76,6 +76,8 @@ class Later:
     gen: int
     reason: str = ""
     error: Exception | None = None
+    #: Parked already (``RowRun.later``); else the task parks it (tasks.park.park_later).
+    parked: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class RowRun:
         #: The row as its attempt started, saved with the attempt's first request (``before_request``).
         self.pending_start: Row | None = None
         self.ledger: PendingLedger | None = None
+        self.row: Row | None = None
+        self.job: Job | None = None
         self.admitted = self.waiting_for_limit = False
 
     def run(self) -> Outcome:
@@ -159,6 +163,7 @@ class RowRun:
                     pass
 
     def run_leased(self, row: Row, deliveries: int, job: Job | None) -> Outcome:
+        self.row, self.job = row, job
         if deliveries > self.settings.max_deliveries:
             return self.dead(row, RowFailure(ErrorCode.WORKER_LOST,
                                              f"the task for this row was delivered {deliveries - 1} times without "
@@ -327,14 +332,19 @@ class RowRun:
                 self.store.set_job(self.job_id, blocked=Blocked(decision.failure, self.row_id))
             return self.dead(row, decision.failure)
         row.state, row.next_attempt_at, row.error = RowState.RETRYING, now() + decision.seconds, failure
-        timeline.count_event(self.services.redis, self.job_id, "retry", "retries", self.store.ttl)
         log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, failure, decision.seconds)
         return self.later(decision.seconds, row=row, error=exc)
 
     def later(self, countdown: float, *, row: Row | None = None, reason: str = "",
               error: Exception | None = None) -> Later:
-        """Hand the row to a new message (a new generation) after ``countdown`` seconds."""
-        gen = self.store.next_generation(self.job_id, self.row_id)
-        if row is not None:
-            self.store.save(self.job_id, row)
-        return Later(countdown, gen, reason, error)
+        """Hand the row to a new message (a new generation) after ``countdown`` seconds, in one round trip
+        (``RowStore.later``): the generation goes up, ``row`` (a retry) is saved and counted in the job's retries and
+        timeline, the lease released, and the row parked until then as ``park_later`` parks it (tasks.park)."""
+        entry = (self.row.op, self.row.row_id, self.row.title)
+        try:
+            gen = self.store.later(self.job_id, self.row_id, later_write(self.job, entry, countdown), row=row,
+                                   token=self.token, retry_field=timeline.field("retry") if row is not None else "",
+                                   ttl_s=self.store.ttl)
+        finally:
+            self.lease_released = True
+        return Later(countdown, gen, reason, error, parked=True)

@@ -240,3 +240,41 @@ def test_finish_with_expect_is_compare_and_set_and_the_ledger_is_written_anyway(
     row.state = RowState.SUCCEEDED  # dead -> succeeded is not in the table
     with pytest.raises(IllegalTransition, match="dead -> succeeded"):
         store.finish("j", row)
+
+
+def test_later_bumps_the_generation_saves_counts_releases_and_parks_as_park_later_does(store):
+    from tasks.park import LATER_OFFSET, TARGETS, later_write, park_key, park_later
+
+    job = Job("j", created_at=1.0, api_url="http://api", host="h.example.com")
+    store.create_job(job, [make(state=RowState.RUNNING), make("courses:3")])
+    store.r.set(store.lease_key("j", "courses:2"), "tok")
+    row = store.row("j", "courses:2")
+    row.state = RowState.RETRYING
+    gen = store.later("j", "courses:2", later_write(job, ("create_course", "courses:2", "T"), 30.0), row=row,
+                      token="tok", retry_field="retry:100", ttl_s=3600)
+    assert gen == 1 == store.generation("j", "courses:2") and store.states("j")["courses:2"] == "retrying"
+    assert store.counts("j")["n_retries"] == 1 and store.r.hget("tm:job:j:timeline", "retry:100") == "1"
+    assert lease_token(store, "j", "courses:2") is None
+    park_later(store, "j", make("courses:3"), 30.0)  # the other door, for comparison
+    (ours, our_score), (theirs, their_score) = store.r.zrange(park_key(job.target), 0, -1, withscores=True)
+    assert ours.split("\x1f")[2] == "courses:2" and theirs.split("\x1f")[2] == "courses:3"
+    assert abs(our_score - their_score) < 1e6 and our_score < -LATER_OFFSET + 2e15  # due in 30 s, ahead of new rows
+    assert store.r.hget(TARGETS, job.target) and store.r.llen("tm:park:wake") == 1
+    # A limiter wait: no row to save, nothing counted, the generation still goes up.
+    assert store.later("j", "courses:3", later_write(job, ("create_course", "courses:3", "T"), 0.5)) == 1
+    assert store.counts("j")["n_retries"] == 1 and store.states("j")["courses:3"] == "queued"
+
+
+def test_later_with_a_refused_save_parks_and_counts_nothing(store):
+    from tasks.park import later_write, park_key
+
+    job = Job("j", created_at=1.0, api_url="http://api", host="h.example.com")
+    store.create_job(job, [make(state=RowState.SUCCEEDED)])
+    store.r.set(store.lease_key("j", "courses:2"), "tok")
+    row = store.row("j", "courses:2")
+    row.state = RowState.RETRYING
+    with pytest.raises(IllegalTransition, match="succeeded -> retrying"):
+        store.later("j", "courses:2", later_write(job, ("create_course", "courses:2", "T"), 1.0), row=row,
+                    token="tok", retry_field="retry:1", ttl_s=60)
+    assert not store.r.exists(park_key(job.target)) and "n_retries" not in store.counts("j")
+    assert lease_token(store, "j", "courses:2") is None  # released, as the run's end would

@@ -235,3 +235,30 @@ def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path
     door = services.gateway.door(services.credentials.resolve(HOST, sandbox.url))
     assert store.r.zcard(keys(door.key)["log"]) == 0  # the admission was given back
     assert store.r.get(store.lease_key(job, "cat.courses:2")) == "another-copy"  # theirs, untouched
+
+
+def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(start, sandbox, tmp_path, monkeypatch):
+    import redis.connection
+
+    from tasks.park import parked_entries
+
+    sandbox.configure(error_rate=1.0)
+    services, store, job = start(write_catalog(tmp_path / "cat", 2))
+    run(services, job, "cat.courses:2")  # scripts loaded, connections made
+    sent: list = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    outcome = run(services, job, "cat.courses:3", gen=0)
+    monkeypatch.undo()
+    # begin, ledger, admission, before the request, the limiter's done, later (generation, save, count, lease, park)
+    assert isinstance(outcome, Later) and outcome.parked and outcome.gen == 1 and len(sent) == 6
+    row = store.row(job, "cat.courses:3")
+    assert row.state is RowState.RETRYING and store.generation(job, "cat.courses:3") == 1
+    assert store.counts(job)["n_retries"] == 2 and not store.r.exists(store.lease_key(job, "cat.courses:3"))
+    parked = {row_id for _op, j, row_id, _title in parked_entries(store, store.job(job).target) if j == job}
+    assert {"cat.courses:2", "cat.courses:3"} <= parked
