@@ -16,44 +16,21 @@ visibility-timeout sweep restores them. Rows run at most once more for that; the
 ledger checks make the extra copy harmless. Selected in ``tasks.celeryconfig`` (``broker_transport``);
 tested in ``tests/test_pipeline.py::test_workers_survive_a_redis_restart``.
 
-kombu 5.7 also reads an exchange's bindings from Redis for every message it publishes (one round trip per
-row dispatched); a channel keeps them for a few seconds. And it creates a new ``redis.Redis`` for each message
-published, each event sent and each ack (``conn_or_acquire``), and redis-py 7 builds its table of response
-callbacks anew for each one: about a tenth of a busy worker's CPU (py-spy, ``python -m tests.bench.run --only
-profile``). A ``redis.Redis`` is only a handle on the channel's connection pool and is thread-safe, so one per pool
-is kept and reused; a new pool (after a disconnect) gets a new one.
+kombu 5.7 also creates a new ``redis.Redis`` for each message published, each event sent and each ack
+(``conn_or_acquire``), and redis-py 7 builds its table of response callbacks anew for each one: about a
+tenth of a busy worker's CPU (py-spy, ``python -m tests.bench.run --only profile``). A ``redis.Redis`` is
+only a handle on the channel's connection pool and is thread-safe, so one per pool is kept and reused;
+a new pool (after a disconnect) gets a new one.
 """
 
 from __future__ import annotations
 
-import time
-
 from kombu.transport import redis as kombu_redis
-
-#: How long a channel reuses an exchange's bindings read from Redis (kombu reads them for every message it publishes).
-TABLE_TTL_S = 5.0
 
 
 class Channel(kombu_redis.Channel):
     _last_params: dict | None = None
     _sync_client: tuple | None = None  # (pool, redis.Redis on it)
-    _tables: dict | None = None  # exchange -> (valid until, bindings)
-
-    def get_table(self, exchange):  # noqa: ANN001, ANN201 - kombu's signature
-        """The exchange's bindings, read from Redis at most every ``TABLE_TTL_S`` (an empty answer is not kept).
-        kombu 5.7 reads them (SMEMBERS) for every task message it publishes: one round trip per row. The importer's
-        one queue is bound once, when a worker declares it, and never unbound."""
-        tables = self._tables
-        if tables is None:
-            tables = self._tables = {}
-        cached = tables.get(exchange)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        table = super().get_table(exchange)
-        if table:
-            tables[exchange] = (now + TABLE_TTL_S, table)
-        return table
 
     def _create_client(self, asynchronous: bool = False):  # noqa: ANN202 - kombu's signature
         if asynchronous:

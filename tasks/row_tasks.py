@@ -124,18 +124,24 @@ def message_reprs(args: tuple, kwargs: dict) -> tuple[str, str]:
 
 
 def send(producer: Any, rows: list[Dispatched]) -> None:
-    """Publish dispatched rows as task messages of their operations, by task name: Celery's own message (protocol 2,
-    built by ``send_task``), all of one tick in one Redis pipeline (kombu's publish batch; where the transport
-    cannot batch safely, kombu publishes each at once), the reprs Flower shows made ahead (``message_reprs``), and
-    the queue not declared again for every message (``celery_publisher`` declares it once)."""
+    """Publish dispatched rows as task messages of their operations, by task name: Celery's own message, built and
+    sent by the two calls ``send_task`` makes (``create_task_message``, protocol 2; ``send_task_message``, with its
+    publish signals) without what ``send_task`` adds around them for a caller that wants a result (routing, a
+    result object); the same message (tests/test_dispatch.py compares them). All the rows of one tick go out in one
+    Redis pipeline (kombu's publish batch; where the transport cannot batch safely, kombu publishes each at once),
+    without retries (a failed publish is the dispatcher's to handle: it parks the rows again), the reprs Flower shows
+    made ahead (``message_reprs``), and the queue not declared again for every message (``celery_publisher``
+    declares it once)."""
+    amqp = app.amqp
     with producer.batch():
         for row in rows:
+            name = operations.get(row.op).task_name
             args, kwargs = message_args(row)
             argsrepr, kwargsrepr = message_reprs(args, kwargs)
-            app.send_task(operations.get(row.op).task_name, args=args, kwargs=kwargs,
-                          task_id=task_id(row.job_id, row.row_id), retries=row.attempts, producer=producer,
-                          ignore_result=True, add_to_parent=False, argsrepr=argsrepr, kwargsrepr=kwargsrepr,
-                          declare=[])
+            message = amqp.create_task_message(task_id(row.job_id, row.row_id), name, args, kwargs,
+                                               retries=row.attempts, reply_to=app.thread_oid, ignore_result=True,
+                                               argsrepr=argsrepr, kwargsrepr=kwargsrepr)
+            amqp.send_task_message(producer, name, message, queue=QUEUE, declare=[], retry=False)
 
 
 def celery_publisher(broker_url: str) -> Publisher:

@@ -130,6 +130,22 @@ def test_a_ticks_rows_go_out_as_celery_messages_in_one_round_trip(redis_url, mon
     client = RowStore.from_url(redis_url).r
     messages = [json.loads(raw) for raw in reversed(client.lrange("tagmango", 0, -1))]
     assert len(messages) == 5
+    # The very message Celery's send_task makes of the same row (as the dispatcher sent them before).
+    from tasks.celery_app import app
+
+    client.delete("tagmango")
+    row = rows[1]
+    args, kwargs = message_args(row)
+    with app.connection_for_write(redis_url) as conn, conn.Producer() as producer:
+        app.send_task("tagmango.create_course", args=args, kwargs=kwargs, task_id=task_id(row.job_id, row.row_id),
+                      retries=row.attempts, producer=producer, ignore_result=True, add_to_parent=False)
+    [theirs] = [json.loads(raw) for raw in client.lrange("tagmango", 0, -1)]
+    ours = messages[1]
+    assert ours["headers"] == theirs["headers"] and ours["body"] == theirs["body"]
+    assert ours["content-type"] == theirs["content-type"] and ours["content-encoding"] == theirs["content-encoding"]
+    skip = {"delivery_tag"}  # kombu's random tag of each message
+    assert {k: v for k, v in ours["properties"].items() if k not in skip} == {
+        k: v for k, v in theirs["properties"].items() if k not in skip}
     for row, message in zip(rows, messages, strict=True):
         headers = message["headers"]
         args, kwargs = message_args(row)
