@@ -9,6 +9,7 @@ import click
 from importer import __version__
 from importer.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, CommandError
 from importer.matching.reconcile import MODES
+from tasks.defaults import DEFAULT_WORKER_CONCURRENCY
 
 
 class Group(click.Group):
@@ -261,7 +262,9 @@ def stop(config) -> None:  # noqa: ANN001
 
 
 @cli.command()
-@click.option("--concurrency", default=8, show_default=True, help="Threads; 8 keep the 12 req/s budget busy.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Rows in flight per worker (threads); default TAGMANGO_WORKER_CONCURRENCY, else "
+                   f"{DEFAULT_WORKER_CONCURRENCY}.")
 @click.option("--loglevel", default="WARNING", show_default=True,
               help="INFO also logs every task received and finished (costs CPU on big imports).")
 @pass_config

@@ -5,7 +5,7 @@ Each setting says why it is set; see ../shared/reference/celery-pitfalls.md for 
 
 from __future__ import annotations
 
-from tasks.defaults import QUEUE
+from tasks.defaults import QUEUE, WORKER_POOL
 from tasks.settings import current
 
 #: Not a Celery setting: this process's Settings, read once (the worker's services use the same reading).
@@ -45,9 +45,10 @@ worker_enable_soft_shutdown_on_idle = True
 worker_send_task_events = True
 task_send_sent_event = False
 task_track_started = True
-# API calls are I/O: a threads pool; concurrency high enough that the rate limit, not latency,
-# is the bottleneck (12 calls/s at 50-400 ms need about 5 in flight).
-worker_pool = "threads"
+# API calls are I/O: a threads pool (tasks.defaults.WORKER_POOL; it measured less CPU per request than gevent,
+# whose pool Celery runs without the event loop that batches task events); concurrency high enough that the rate
+# limit, not latency, is the bottleneck (each key needs about 3 rows in flight at 50-400 ms; 16 keys about 45).
+worker_pool = WORKER_POOL
 worker_concurrency = settings.worker_concurrency
 task_default_queue = QUEUE
 task_routes = {"tagmango.*": {"queue": QUEUE}}

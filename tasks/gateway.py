@@ -80,7 +80,7 @@ class Door:
         self._gateway = gateway
         self._limiter = gateway._limiter
         self._client = TagMangoClient(cred.api_url, cred.token, cred.host, timeout=gateway.timeout,
-                                      transport=gateway.transport)
+                                      max_connections=gateway.max_connections, transport=gateway.transport)
         #: Requests this process sent through the door, for a command's progress line.
         self.sent = 0
         self._noticed = False  # the notice of a 429 with room went to an ``on_notice`` already
@@ -131,17 +131,27 @@ class Door:
     # -- requests ----------------------------------------------------------------------------
     def send(self, fn: Call[T], *, admitted: Pass | None = None, job_id: str | None = None,
              max_wait: float | None = None, on_wait: OnWait | None = None,
-             on_notice: OnNotice | None = None) -> T:
+             on_notice: OnNotice | None = None, before: Callable[[], None] | None = None) -> T:
         """Make one request, ``fn(client)``: admitted (``admitted`` if still fresh, else now, waiting), counted in
-        the budget until its answer is back. A 429 teaches the limiter and raises ``RateLimited``."""
+        the budget until its answer is back. A 429 teaches the limiter and raises ``RateLimited``.
+
+        ``before`` is called once the request is admitted, just before it leaves, *instead of* counting the request
+        in ``job_id``'s timeline here (a row run checks its lease and counts the request in one round trip); if it
+        raises, the admission is given back and nothing is sent."""
         if admitted is not None and time.monotonic() - admitted.at > FRESH_ADMISSION_S:
             self.release(admitted)
             admitted = None
         if admitted is None:
             admitted = self.admit(max_wait=max_wait, on_wait=on_wait)
-        self.sent += 1
-        if job_id is not None:
+        if before is not None:
+            try:
+                before()
+            except BaseException:
+                self.release(admitted)
+                raise
+        elif job_id is not None:
             timeline.count_sent(self._gateway.r, job_id, self._gateway.ttl_s)
+        self.sent += 1
         try:
             result = fn(self._client)
         except errors.RateLimited as exc:
@@ -192,13 +202,17 @@ class Gateway:
     (``Gateway.from_settings``) and share it between threads."""
 
     def __init__(self, r: redis.Redis, *, limit: int, window: float, max_flight: float, timeout: httpx.Timeout,
-                 ttl_s: int = timeline.DEFAULT_TTL_S, transport: httpx.BaseTransport | None = None) -> None:
+                 ttl_s: int = timeline.DEFAULT_TTL_S, transport: httpx.BaseTransport | None = None,
+                 max_connections: int = 32) -> None:
         self.r = r
+        #: Connections each credential's client may open: at least the rows a worker runs at once.
+        self.max_connections = max_connections
         self.timeout = timeout
         self.transport = transport
         self.ttl_s = ttl_s
         self._limiter = RateLimiter(r, limit, window, max_flight=max_flight)
         self._doors: dict[str, Door] = {}
+        self._by_cred: dict[Credential, Door] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -209,7 +223,8 @@ class Gateway:
                                 pool=10.0)
         return cls(r, limit=settings.rate_limit, window=settings.rate_window,
                    max_flight=settings.http_read_timeout + DEFAULT_CONNECT_TIMEOUT_S + 15.0, timeout=timeout,
-                   ttl_s=int(settings.dead_letter_days * 86400), transport=transport)
+                   ttl_s=int(settings.dead_letter_days * 86400), transport=transport,
+                   max_connections=max(32, settings.worker_concurrency))
 
     @property
     def limit(self) -> int:
@@ -221,10 +236,14 @@ class Gateway:
 
     def door(self, cred: Credential) -> Door:
         """The door of a credential (one per credential per process, with its pooled connections)."""
+        door = self._by_cred.get(cred)  # a worker asks for every row: no hashing then
+        if door is not None:
+            return door
         key = credential_key(cred.api_url, cred.host, cred.token)
         with self._lock:
             if key not in self._doors:
                 self._doors[key] = Door(self, cred)
+            self._by_cred[cred] = self._doors[key]
             return self._doors[key]
 
     def close(self) -> None:
@@ -232,3 +251,4 @@ class Gateway:
             for door in self._doors.values():
                 door.close()
             self._doors.clear()
+            self._by_cred.clear()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import NamedTuple
 
 import redis
-
 
 #: Ids in a row's result that the row owns (so adoption never hands them to another row).
 OWNED_IDS = ("course_id", "module_id", "chapter_id")
@@ -27,6 +27,17 @@ def target_id(api_url: str, host: str) -> str:
     return hashlib.sha256(f"{api_url.rstrip('/')}|{host.lower()}".encode()).hexdigest()[:16]
 
 
+class LedgerWrite(NamedTuple):
+    """One ledger entry, to be written together with the row's success (``RowStore.finish``): the hash, the field,
+    the entry as JSON, the set of claimed object ids and the ids the row owns."""
+
+    key: str
+    field: str
+    entry: str
+    claimed_key: str
+    owned: tuple[str, ...]
+
+
 class Ledger:
     def __init__(self, client: redis.Redis, api_url: str, host: str) -> None:
         self.r = client
@@ -36,13 +47,18 @@ class Ledger:
         raw = self.r.hget(self.key, row_key)
         return json.loads(raw) if raw else None
 
-    def record(self, row_key: str, ids: dict, body: dict, job_id: str, row_id: str) -> None:
+    def write(self, row_key: str, ids: dict, body: dict, job_id: str, row_id: str) -> LedgerWrite:
+        """The entry ``record`` writes, not written yet."""
         entry = {"ids": ids, "content": content_hash(body), "job": job_id, "row": row_id}
-        owned = [ids[k] for k in OWNED_IDS if ids.get(k)]
+        owned = tuple(str(ids[k]) for k in OWNED_IDS if ids.get(k))
+        return LedgerWrite(self.key, row_key, json.dumps(entry), f"{self.key}:claimed", owned)
+
+    def record(self, row_key: str, ids: dict, body: dict, job_id: str, row_id: str) -> None:
+        write = self.write(row_key, ids, body, job_id, row_id)
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.key, row_key, json.dumps(entry))
-        if owned:
-            pipe.sadd(f"{self.key}:claimed", *owned)
+        pipe.hset(self.key, row_key, write.entry)
+        if write.owned:
+            pipe.sadd(write.claimed_key, *write.owned)
         pipe.execute()
 
     def claim(self, object_id: str) -> bool:
@@ -51,3 +67,25 @@ class Ledger:
 
     def is_claimed(self, course_id: str) -> bool:
         return bool(self.r.sismember(f"{self.key}:claimed", course_id))
+
+
+class PendingLedger(Ledger):
+    """A row run's ledger: ``record`` keeps the entry in ``pending`` and the runner writes it in the same Lua script
+    as the row's success (``RowStore.finish``), one round trip and atomic with it; reads and claims go to Redis."""
+
+    def __init__(self, client: redis.Redis, api_url: str, host: str) -> None:
+        super().__init__(client, api_url, host)
+        self.pending: list[LedgerWrite] = []
+
+    def record(self, row_key: str, ids: dict, body: dict, job_id: str, row_id: str) -> None:
+        self.pending.append(self.write(row_key, ids, body, job_id, row_id))
+
+    def flush(self) -> None:
+        """Write what is pending now (a run that ends without ``finish``)."""
+        pending, self.pending = self.pending, []
+        for write in pending:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hset(write.key, write.field, write.entry)
+            if write.owned:
+                pipe.sadd(write.claimed_key, *write.owned)
+            pipe.execute()

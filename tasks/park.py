@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from tasks.job import Job
 from tasks.rows import Row
+from tasks.rowscripts import LaterWrite
 from tasks.rowstore import RowStore
 
 TARGETS = "tm:park:targets"
@@ -62,15 +63,34 @@ def parse(entry: str) -> tuple[str, str, str, str]:
     return op, job_id, row_id, title
 
 
+def later_score(delay: float, now_us: int | None = None) -> int:
+    """The score of a row put back, due after ``delay`` seconds (see ``LATER_OFFSET``)."""
+    now_us = int(time.time() * 1e6) if now_us is None else now_us
+    return now_us + int(max(delay, 0.0) * 1e6) - LATER_OFFSET
+
+
+def target_info(job: Job) -> str:
+    """What ``TARGETS`` holds for the job's target."""
+    return json.dumps({"api_url": job.api_url.rstrip("/"), "host": job.host.lower()})
+
+
+def later_write(job: Job, entry: Entry, delay: float) -> LaterWrite:
+    """What ``park_later`` writes for one row, for a Lua script that parks the row together with the rest of its
+    outcome in one round trip (``RowStore.later``): the same second door, the same keys and score."""
+    op, row_id, title = entry
+    return LaterWrite(park_key(job.target), member(op, job.id, row_id, title), later_score(delay), job.target,
+                      target_info(job), TARGETS, WAKE)
+
+
 def park(store: RowStore, job: Job, rows: Iterable[Entry], delay: float | None = None) -> int:
     """Park rows ``(op, row id, title)`` of a job for its target, in one transaction: new rows (``delay`` None) in
     order, or rows put back, due after ``delay`` seconds. Called by the two doors only: ``producer.publish`` and
-    ``park_later``."""
+    ``park_later`` (whose write a row run's ``later`` makes in its own script: ``later_write``)."""
     now_us = int(time.time() * 1e6)
     if delay is None:
         scores = {member(op, job.id, row_id, title): now_us + i for i, (op, row_id, title) in enumerate(rows)}
     else:
-        due = now_us + int(max(delay, 0.0) * 1e6) - LATER_OFFSET
+        due = later_score(delay, now_us)
         scores = {member(op, job.id, row_id, title): due for op, row_id, title in rows}
     if not scores:
         return 0
@@ -78,7 +98,7 @@ def park(store: RowStore, job: Job, rows: Iterable[Entry], delay: float | None =
     items = list(scores.items())
     for start in range(0, len(items), CHUNK):
         pipe.zadd(park_key(job.target), dict(items[start:start + CHUNK]))
-    pipe.hset(TARGETS, job.target, json.dumps({"api_url": job.api_url.rstrip("/"), "host": job.host.lower()}))
+    pipe.hset(TARGETS, job.target, target_info(job))
     pipe.rpush(WAKE, 1)
     pipe.ltrim(WAKE, 0, 0)
     pipe.execute()

@@ -19,6 +19,7 @@ from celery.exceptions import Retry
 
 from tasks import operations
 from tasks.celery_app import app
+from tasks.defaults import QUEUE
 from tasks.dispatch import Dispatched, Dispatcher, Publisher, PublishRows
 from tasks.operations import Operation
 from tasks.park import Slot, park_later
@@ -54,7 +55,8 @@ def execute(op: Operation, job_id: str, row_id: str, title: str, gen: int, slot:
     outcome = run_row(services, Message(job_id, row_id, gen, slot))
     if isinstance(outcome, Later):
         # Parked until it is due again (tasks.park), not held by this worker; Flower shows a retry.
-        park_later(services.store, job_id, (op.name, row_id, title), outcome.countdown)
+        if not outcome.parked:
+            park_later(services.store, job_id, (op.name, row_id, title), outcome.countdown)
         raise Retry(outcome.reason or None, exc=outcome.error, when=outcome.countdown)
     if isinstance(outcome, Dead):
         raise RowDead(f"{row_id}: {outcome.failure}")
@@ -92,20 +94,65 @@ def task_id(job_id: str, row_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tagmango:{job_id}/{row_id}"))
 
 
+def message_args(row: Dispatched) -> tuple[tuple, dict]:
+    """A dispatched row's task arguments: (job id, row id, title) and {gen, slot_at}; the Slot goes as a list."""
+    return (row.job_id, row.row_id, row.title), {"gen": row.gen, "slot_at": [row.slot.at, row.slot.target]}
+
+
+#: Celery cuts ``argsrepr``/``kwargsrepr`` at this many characters (``AMQP.argsrepr_maxsize``).
+REPR_MAXSIZE = 1024
+
+
+def _chars(text: str) -> str:
+    """A string as Celery's ``saferepr`` writes it (quoted, single quotes escaped, nothing else: not ``repr``)."""
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def message_reprs(args: tuple, kwargs: dict) -> tuple[str, str]:
+    """``argsrepr`` and ``kwargsrepr`` of a row's message, what Flower shows: exactly Celery's ``saferepr`` of them
+    (tests/test_dispatch.py compares), at a small part of its cost; long ones (which ``saferepr`` cuts) by
+    ``saferepr`` itself."""
+    job_id, row_id, title = args
+    argsrepr = f"({_chars(job_id)}, {_chars(row_id)}, {_chars(title)})"
+    at, target = kwargs["slot_at"]
+    kwargsrepr = f"{{'gen': {int(kwargs['gen'])!r}, 'slot_at': [{float(at)!r}, {_chars(target)}]}}"
+    if len(argsrepr) + len(kwargsrepr) >= REPR_MAXSIZE - 100:
+        from celery.utils.saferepr import saferepr
+
+        return saferepr(args, REPR_MAXSIZE), saferepr(kwargs, REPR_MAXSIZE)
+    return argsrepr, kwargsrepr
+
+
 def send(producer: Any, rows: list[Dispatched]) -> None:
-    """Publish dispatched rows as task messages of their operations, by task name."""
-    for row in rows:
-        app.send_task(operations.get(row.op).task_name, args=(row.job_id, row.row_id, row.title),
-                      kwargs={"gen": row.gen, "slot_at": row.slot}, task_id=task_id(row.job_id, row.row_id),
-                      retries=row.attempts, producer=producer, ignore_result=True, add_to_parent=False)
+    """Publish dispatched rows as task messages of their operations, by task name: Celery's own message, built and
+    sent by the two calls ``send_task`` makes (``create_task_message``, protocol 2; ``send_task_message``, with its
+    publish signals) without what ``send_task`` adds around them for a caller that wants a result (routing, a
+    result object); the same message (tests/test_dispatch.py compares them). All the rows of one tick go out in one
+    Redis pipeline (kombu's publish batch; where the transport cannot batch safely, kombu publishes each at once),
+    without retries (a failed publish is the dispatcher's to handle: it parks the rows again), the reprs Flower shows
+    made ahead (``message_reprs``), and the queue not declared again for every message (``celery_publisher``
+    declares it once)."""
+    amqp = app.amqp
+    with producer.batch():
+        for row in rows:
+            name = operations.get(row.op).task_name
+            args, kwargs = message_args(row)
+            argsrepr, kwargsrepr = message_reprs(args, kwargs)
+            message = amqp.create_task_message(task_id(row.job_id, row.row_id), name, args, kwargs,
+                                               retries=row.attempts, reply_to=app.thread_oid, ignore_result=True,
+                                               argsrepr=argsrepr, kwargsrepr=kwargsrepr)
+            amqp.send_task_message(producer, name, message, queue=QUEUE, declare=[], retry=False)
 
 
 def celery_publisher(broker_url: str) -> Publisher:
-    """The dispatcher's publisher: one broker connection and producer for each spell as the leader."""
+    """The dispatcher's publisher: one broker connection and producer for each spell as the leader. The queue is
+    declared once at the start of a spell (workers declare it too when they start consuming), not with every
+    message as Celery would."""
 
     @contextmanager
     def connect() -> Iterator[PublishRows]:
         with app.connection_for_write(broker_url) as conn, conn.Producer() as producer:
+            producer.maybe_declare(app.amqp.queues[QUEUE])
             yield lambda rows: send(producer, rows)
 
     return connect
@@ -142,3 +189,45 @@ class BackgroundThreads(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(BackgroundThreads)
+
+
+# -- task events in batches -------------------------------------------------------------------------
+
+#: A worker publishes the task events of this long at once (one Redis PUBLISH of a list of events, which Flower and
+#: every Celery event receiver take apart); Flower sees a task's events at most this much later.
+EVENTS_FLUSH_S = 0.1
+
+
+class EventBatches(bootsteps.StartStopStep):
+    """Task events (received, started, succeeded, retried, failed: three or more per row) go out in batches.
+
+    With the threads pool Celery buffers task events and publishes the buffer as one message, but schedules that on
+    the next turn of the event loop for every event, waking the loop from another thread each time: under load
+    about one publish and one wake-up per event, over a tenth of a worker's CPU (py-spy, tests/bench ``profile16``).
+    Here the first event of a batch wakes the loop once, which flushes ``EVENTS_FLUSH_S`` later; Celery still
+    flushes at once when its buffer is full (24 events), and on shutdown. Without an event loop (other pools)
+    nothing changes."""
+
+    requires = ("celery.worker.consumer.events:Events",)
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        super().__init__(c, **kwargs)
+        self.pending = False
+        if c.hub is not None:
+            c.on_send_event_buffered = lambda: self.buffered(c)  # the Events step builds each dispatcher with it
+
+    def start(self, c: Any) -> None:
+        self.pending = False  # the consumer (re)starts, after a lost connection with a new loop: schedule afresh
+
+    def buffered(self, c: Any) -> None:
+        """An event was buffered (any thread): make sure a flush is scheduled."""
+        if not self.pending:
+            self.pending = True
+            c.hub.call_soon(lambda: c.hub.call_later(EVENTS_FLUSH_S, self.flush, c))
+
+    def flush(self, c: Any) -> None:
+        self.pending = False  # an event buffered from now on schedules the next flush
+        c._flush_events()
+
+
+app.steps["consumer"].add(EventBatches)

@@ -19,6 +19,9 @@ is dropped by the runner. Keys (``{j}`` = job id)::
     tm:job:{j}:timeline      hash   "<event>:<epoch second>" -> requests sent, 429s, retries (tasks.timeline)
     tm:job:{j}:notices       hash   kind -> what was said once about the job (tasks.timeline)
     tm:lease:{j}:{r}         string the lock token of the task working on row r (expires)
+
+A row run (tasks.runner) touches these keys in one round trip per step: ``begin``, ``before_request``, ``finish``
+and ``later`` (from ``RowRunSteps``, tasks.rowscripts), whose Lua scripts call ``_TRANSITION`` as a function.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from redis.lock import Lock
 
 from tasks.job import Blocked, Job
 from tasks.rows import ACTIVE, STATES, Row, RowState, sources_of
+from tasks.rowscripts import IllegalTransition, RowRunSteps
 
 _TRANSITION = """
 -- KEYS: state, counts, rows, dead ; ARGV: row id, new state, record json, allowed old states (csv), now, kind
@@ -54,10 +58,6 @@ return 'OK'
 """
 
 
-class IllegalTransition(RuntimeError):
-    """A save asked for a state change the TRANSITIONS table forbids (a bug, or a row deleted under us)."""
-
-
 def now() -> float:
     return time.time()
 
@@ -77,8 +77,9 @@ def new_job_id() -> str:
     return time.strftime("imp-%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
 
 
-class RowStore:
-    """All reads and writes of job and row records. Thread-safe (redis-py pools connections)."""
+class RowStore(RowRunSteps):
+    """All reads and writes of job and row records. Thread-safe (redis-py pools connections). The steps of a row run,
+    one round trip each (``begin``, ``before_request``, ``finish``, ``later``), come from ``RowRunSteps``."""
 
     #: ``tm:job:{j}:{part}``; the dispatcher's Lua builds the rows and gen keys from it (``key_around``).
     PREFIX = "tm:job:"
@@ -88,6 +89,11 @@ class RowStore:
         self.url = url
         self.ttl = int(ttl_days * 86400)
         self._transition = client.register_script(_TRANSITION)
+        begin, before_request, finish, later = RowRunSteps.texts(_TRANSITION)
+        self._begin = client.register_script(begin)
+        self._before_request = client.register_script(before_request)
+        self._finish = client.register_script(finish)
+        self._later = client.register_script(later)
 
     @classmethod
     def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:

@@ -20,6 +20,7 @@ real Redis and the sandbox. Each run:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -30,10 +31,10 @@ from tasks import errors, operations, timeline
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
 from tasks.gateway import Call, Door, Pass
-from tasks.job import Blocked
-from tasks.ledger import Ledger
+from tasks.job import Blocked, Job
+from tasks.ledger import PendingLedger
 from tasks.operations import CallContext, Operation, Skip
-from tasks.park import Slot, give_back
+from tasks.park import Slot, give_back, later_write
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
 from tasks.rows import ErrorCode, Row, RowFailure, RowState
@@ -75,6 +76,8 @@ class Later:
     gen: int
     reason: str = ""
     error: Exception | None = None
+    #: Parked already (``RowRun.later``); else the task parks it (tasks.park.park_later).
+    parked: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,14 @@ class RowRun:
         self.door: Door | None = None
         self.admitted_pass: Pass | None = None
         self.lease: Lock | None = None
+        #: Our lease token while we hold the row; the lease was released by the run's last script.
+        self.token = ""
+        self.lease_released = False
+        #: The row as its attempt started, saved with the attempt's first request (``before_request``).
+        self.pending_start: Row | None = None
+        self.ledger: PendingLedger | None = None
+        self.row: Row | None = None
+        self.job: Job | None = None
         self.admitted = self.waiting_for_limit = False
 
     def run(self) -> Outcome:
@@ -125,34 +136,38 @@ class RowRun:
             self.settle_slot()
 
     def run_message(self) -> Outcome:
-        row = self.store.row(self.job_id, self.row_id)
+        # One round trip: the row, its generation, the lease, the delivery count and the job (RowStore.begin).
+        token = os.urandom(16).hex()
+        begun = self.store.begin(self.job_id, self.row_id, self.msg.gen, token, self.settings.lease_seconds)
+        row = begun.row
         if row is None:
             log.warning("row %s of job %s not found (job expired?); message dropped", self.row_id, self.job_id)
             return Finished({"row": self.row_id, "state": "unknown"})
-        if self.store.generation(self.job_id, self.row_id) != self.msg.gen:
+        if begun.status == "stale":
             return Finished({**summary(row), "stale_message": True})
-        if row.is_final:
+        if begun.status == "final":
             self.release(row)
             return Finished(summary(row))
+        if begun.status == "leased":
+            return Later(max(1.0, begun.lease_left), self.msg.gen, reason="another copy of this message holds the row")
         lease = self.lease = self.store.lease(self.job_id, self.row_id, self.settings.lease_seconds)
-        if not lease.acquire():
-            return Later(max(1.0, self.store.lease_left(self.job_id, self.row_id)), self.msg.gen,
-                         reason="another copy of this message holds the row")
+        lease.local.token = token.encode()  # taken by begin: the lock object releases and renews it
+        self.token = token
         try:
-            return self.run_leased(row)
+            return self.run_leased(row, begun.deliveries, begun.job)
         finally:
-            try:
-                lease.release()
-            except LockError:  # expired and maybe taken by another copy: nothing of ours to release
-                pass
+            if not self.lease_released:
+                try:
+                    lease.release()
+                except LockError:  # expired and maybe taken by another copy: nothing of ours to release
+                    pass
 
-    def run_leased(self, row: Row) -> Outcome:
-        deliveries = self.store.count_delivery(self.job_id, self.row_id, self.msg.gen)
+    def run_leased(self, row: Row, deliveries: int, job: Job | None) -> Outcome:
+        self.row, self.job = row, job
         if deliveries > self.settings.max_deliveries:
             return self.dead(row, RowFailure(ErrorCode.WORKER_LOST,
                                              f"the task for this row was delivered {deliveries - 1} times without "
                                              "finishing (a worker died each time); requeue it once the cause is fixed"))
-        job = self.store.job(self.job_id)
         if job is None:
             return Finished({"row": self.row_id, "state": "unknown"})
         if job.blocked:
@@ -165,7 +180,8 @@ class RowRun:
             return self.dead(row, failure)
         self.door = self.services.gateway.door(cred)
         redis = self.services.redis
-        ctx = CallContext(job_id=self.job_id, call=self.send, ledger=Ledger(redis, cred.api_url, cred.host),
+        self.ledger = PendingLedger(redis, cred.api_url, cred.host)
+        ctx = CallContext(job_id=self.job_id, call=self.send, ledger=self.ledger,
                           listings=Listings(redis, self.door.key))
         try:
             return self.call(operations.get(row.op), ctx, row)
@@ -182,17 +198,18 @@ class RowRun:
         later = self.wait_for_slot()
         if later is not None:
             return later
+        may_have_committed = op.creates and bool(row.sent_at)
         self.start_attempt(row)
         result = None
-        if op.creates and row.sent_at:
+        if may_have_committed:
             result = op.find_committed(ctx, row)
             if result is not None:
                 row.adopted = True
                 self.store.tally(self.job_id, "adopted")
         if result is None:
-            if op.creates:
-                row.sent_at = row.sent_at or now()
-                self.store.save(self.job_id, row)  # durable before the request leaves: a crash now means "look first"
+            if op.creates and not row.sent_at:
+                # Saved with the start of the attempt, before the request leaves: a crash now means "look first".
+                row.sent_at = now()
             result = op.call(ctx, row)
             if isinstance(result, Skip):  # the call found the work cannot be done, and that is no failure
                 return self.skipped(row, result)
@@ -226,18 +243,24 @@ class RowRun:
             time.sleep(got.seconds)
 
     def send(self, fn: Call) -> object:
-        """One request of this row, through the credential's door: the row's lease is checked and renewed first (a
-        run that outlived it, e.g. waiting for another row's lookup, must not send what the copy that took the
-        row over may send); the admission ``wait_for_slot`` got is used if still fresh, else the door admits
-        the request (waiting if the budget is full or out a cool-down)."""
-        if self.lease is not None:  # still ours, for a full lease from now; else another copy has the row
-            try:
-                self.lease.reacquire()
-            except LockError:
-                raise LeaseLost from None
+        """One request of this row, through the credential's door: the admission ``wait_for_slot`` got is used if
+        still fresh, else the door admits the request (waiting if the budget is full or out a cool-down); then,
+        just before it leaves, ``before_request``."""
         admitted, self.admitted_pass = self.admitted_pass, None
         self.admitted = True
-        return self.door.send(fn, admitted=admitted, job_id=self.job_id, max_wait=MAX_SEND_WAIT_S)
+        return self.door.send(fn, admitted=admitted, job_id=self.job_id, max_wait=MAX_SEND_WAIT_S,
+                              before=self.before_request)
+
+    def before_request(self) -> None:
+        """In one round trip before each request (``RowStore.before_request``): the row's lease is checked and renewed
+        (a run that outlived it, e.g. waiting for another row's lookup, must not send what the copy that took the
+        row over may send: ``LeaseLost``, and the door gives the admission back), the start of the attempt is saved
+        with the first request (RUNNING, attempts, ``sent_at`` of a create: durable before the request leaves), and
+        the request is counted in the job's tallies and timeline."""
+        row, self.pending_start = self.pending_start, None
+        if not self.store.before_request(self.job_id, self.row_id, self.token, self.settings.lease_seconds,
+                                         timeline.key(self.job_id), timeline.field("sent"), self.store.ttl, row=row):
+            raise LeaseLost
 
     def settle_slot(self) -> None:
         """After the run: give back an admission not used, and the dispatcher's slot if nothing was sent."""
@@ -252,32 +275,57 @@ class RowRun:
         release_dependents(self.store, self.job_id, row)
 
     def start_attempt(self, row: Row) -> None:
+        """The attempt starts: saved with its first request (``before_request``), or by ``flush_start`` before the
+        row's next save when it ends without one."""
         row.state = RowState.RUNNING
         row.attempts += 1
         row.round_attempts += 1
         row.next_attempt_at = None
-        self.store.save(self.job_id, row)
+        self.pending_start = row
+
+    def flush_start(self) -> None:
+        if self.pending_start is not None:
+            row, self.pending_start = self.pending_start, None
+            self.store.save(self.job_id, row)
+
+    def finish(self, row: Row) -> None:
+        """Save the row's final state with the ledger entries its operation recorded and release the lease, in one
+        round trip (``RowStore.finish``); then release the rows waiting for it, if any."""
+        self.flush_start()
+        pending = self.ledger.pending if self.ledger is not None else []
+        try:
+            _, waiting = self.store.finish(self.job_id, row, token=self.token, ledger=pending)
+        finally:
+            self.lease_released = True
+            if self.ledger is not None:
+                self.ledger.pending = []
+        if waiting:
+            self.release(row)
 
     def succeeded(self, row: Row, result: dict) -> Finished:
         row.state, row.result, row.error, row.finished_at = RowState.SUCCEEDED, result, None, now()
-        self.store.save(self.job_id, row)
+        self.finish(row)
         log.info("%s %s succeeded: %s", self.job_id, self.row_id, result)
-        self.release(row)
         return Finished(summary(row))
 
     def skipped(self, row: Row, skip: Skip) -> Finished:
         row.state, row.result, row.reason, row.error, row.finished_at = (RowState.SKIPPED, skip.result, skip.reason,
                                                                          None, now())
         row.outcome = skip.outcome
-        self.store.save(self.job_id, row)
-        self.release(row)
+        self.finish(row)
         return Finished(summary(row))
 
     def dead(self, row: Row, failure: RowFailure) -> Dead:
+        self.pending_start = None  # the dead row's save carries the attempt
+        if self.ledger is not None:
+            self.ledger.flush()
         mark_dead(self.store, self.job_id, row, failure)
         return Dead(summary(row), failure)
 
     def failed(self, row: Row, exc: errors.ApiError) -> Outcome:
+        self.flush_start()
+        if self.ledger is not None:
+            self.ledger.flush()
         failure = failure_of(exc)
         row.history = [*row.history, {**failure.as_dict(), "at": now(), "attempt": row.attempts}][-20:]
         decision = decide(exc, row, self.settings)
@@ -286,14 +334,19 @@ class RowRun:
                 self.store.set_job(self.job_id, blocked=Blocked(decision.failure, self.row_id))
             return self.dead(row, decision.failure)
         row.state, row.next_attempt_at, row.error = RowState.RETRYING, now() + decision.seconds, failure
-        timeline.count_event(self.services.redis, self.job_id, "retry", "retries", self.store.ttl)
         log.info("%s %s: %s; retry in %.1fs", self.job_id, self.row_id, failure, decision.seconds)
         return self.later(decision.seconds, row=row, error=exc)
 
     def later(self, countdown: float, *, row: Row | None = None, reason: str = "",
               error: Exception | None = None) -> Later:
-        """Hand the row to a new message (a new generation) after ``countdown`` seconds."""
-        gen = self.store.next_generation(self.job_id, self.row_id)
-        if row is not None:
-            self.store.save(self.job_id, row)
-        return Later(countdown, gen, reason, error)
+        """Hand the row to a new message (a new generation) after ``countdown`` seconds, in one round trip
+        (``RowStore.later``): the generation goes up, ``row`` (a retry) is saved and counted in the job's retries and
+        timeline, the lease released, and the row parked until then as ``park_later`` parks it (tasks.park)."""
+        entry = (self.row.op, self.row.row_id, self.row.title)
+        try:
+            gen = self.store.later(self.job_id, self.row_id, later_write(self.job, entry, countdown), row=row,
+                                   token=self.token, retry_field=timeline.field("retry") if row is not None else "",
+                                   ttl_s=self.store.ttl)
+        finally:
+            self.lease_released = True
+        return Later(countdown, gen, reason, error, parked=True)

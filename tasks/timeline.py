@@ -22,6 +22,11 @@ def key(job_id: str) -> str:
     return f"tm:job:{job_id}:timeline"
 
 
+def field(event: str, at: float | None = None) -> str:
+    """The timeline field of ``event`` in the second ``at`` (now by default)."""
+    return f"{event}:{int(at if at is not None else time.time())}"
+
+
 def record(redis_client: redis.Redis, job_id: str, event: str, n: int = 1, at: float | None = None,
            ttl_s: int = DEFAULT_TTL_S) -> None:
     """Count ``n`` ``event``s of ``job_id`` in the current second (one round trip)."""

@@ -94,3 +94,81 @@ def test_only_the_lock_owner_dispatches(dispatcher):
     assert not other.take_lock()
     park(store, job("job", A), [("create_course", "c:1", "T")])
     assert other.tick(lambda rows: None) is None and r.zcard(park_key(target_id(*A))) == 1
+
+
+def test_a_ticks_rows_go_out_as_celery_messages_in_one_round_trip(redis_url, monkeypatch):
+    """What the dispatcher publishes (tasks.row_tasks.send): Celery's own task messages, one per row, by task name,
+    with the task id of the row, its attempts as Celery's retries, and argsrepr/kwargsrepr exactly as Celery's
+    saferepr would make them (Flower shows those); all the rows of one tick in one Redis round trip."""
+    import json
+
+    import redis.connection
+    from celery.utils.saferepr import saferepr
+
+    from tasks.dispatch import Dispatched
+    from tasks.park import Slot
+    from tasks.recovery import _row_message
+    from tasks.row_tasks import celery_publisher, message_args, task_id
+
+    titles = ["Plain", "Quotes ' and \" and \\\\", "Ünïcode — 日本語\n\tx", "x" * 120]
+    rows = [Dispatched("create_course", "imp-1", f"courses:{n}", title, n, Slot(1.5 + n, "t" * 16), n - 2)
+            for n, title in enumerate(titles, start=2)]
+    rows.append(rows[0]._replace(row_id="r" * 1000))  # a repr Celery cuts
+    sent: list = []
+    original = redis.connection.AbstractConnection.send_packed_command
+    with celery_publisher(redis_url)() as publish:
+        publish(rows[:1])  # the queue declared, the exchange's bindings read
+
+        def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
+            sent.append(command)
+            return original(self, command, check_health)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        publish(rows[1:])
+        monkeypatch.undo()
+    assert len(sent) == 1
+    client = RowStore.from_url(redis_url).r
+    messages = [json.loads(raw) for raw in reversed(client.lrange("tagmango", 0, -1))]
+    assert len(messages) == 5
+    # The very message Celery's send_task makes of the same row (as the dispatcher sent them before).
+    from tasks.celery_app import app
+
+    client.delete("tagmango")
+    row = rows[1]
+    args, kwargs = message_args(row)
+    with app.connection_for_write(redis_url) as conn, conn.Producer() as producer:
+        app.send_task("tagmango.create_course", args=args, kwargs=kwargs, task_id=task_id(row.job_id, row.row_id),
+                      retries=row.attempts, producer=producer, ignore_result=True, add_to_parent=False)
+    [theirs] = [json.loads(raw) for raw in client.lrange("tagmango", 0, -1)]
+    ours = messages[1]
+    assert ours["headers"] == theirs["headers"] and ours["body"] == theirs["body"]
+    assert ours["content-type"] == theirs["content-type"] and ours["content-encoding"] == theirs["content-encoding"]
+    skip = {"delivery_tag"}  # kombu's random tag of each message
+    assert {k: v for k, v in ours["properties"].items() if k not in skip} == {
+        k: v for k, v in theirs["properties"].items() if k not in skip}
+    for row, message in zip(rows, messages, strict=True):
+        headers = message["headers"]
+        args, kwargs = message_args(row)
+        assert headers["task"] == "tagmango.create_course" and headers["id"] == task_id(row.job_id, row.row_id)
+        assert headers["retries"] == row.attempts
+        assert headers["argsrepr"] == saferepr(args, 1024) and headers["kwargsrepr"] == saferepr(kwargs, 1024)
+        assert _row_message(message, {"tagmango.create_course"}) == (row.job_id, row.row_id, row.gen)
+        assert "token" not in json.dumps(message).lower()
+
+
+def test_rows_whose_publish_failed_are_parked_again(dispatcher):
+    import redis
+
+    store, d = dispatcher
+    store.create_job(job("job-a", A), [])
+    park(store, job("job-a", A), [("create_course", f"c:{i}", f"A{i}") for i in range(3)])
+    handed: list = []
+
+    def failing(rows: list) -> None:
+        handed.extend(rows)
+        raise redis.ConnectionError("Redis went away mid-publish")
+
+    d._targets_read = 0
+    with pytest.raises(redis.ConnectionError):
+        d.tick(failing)
+    assert handed and store.r.zcard(park_key(target_id(*A))) == 3  # every row taken out is back in the park

@@ -135,3 +135,146 @@ def test_the_dispatchers_view_of_the_keys_is_the_stores(store):
     for part in ("rows", "gen"):
         prefix, suffix = RowStore.key_around(part)
         assert prefix + "imp-1" + suffix == store.k("imp-1", part)
+
+
+# -- one round trip per step of a row run (begin, before_request, finish) -------------------------------------------
+
+
+def lease_token(store: RowStore, job_id: str, row_id: str) -> str | None:
+    return store.r.get(store.lease_key(job_id, row_id))
+
+
+def test_begin_takes_the_lease_counts_the_delivery_and_reads_row_and_job(store):
+    store.create_job(Job("j", created_at=1.0, host="h.example.com"), [make()])
+    begun = store.begin("j", "courses:2", 0, "tok-1", 30)
+    assert begun.status == "ok" and begun.row.row_id == "courses:2" and begun.deliveries == 1
+    assert begun.job.host == "h.example.com" and lease_token(store, "j", "courses:2") == "tok-1"
+    assert 29_000 < store.r.pttl(store.lease_key("j", "courses:2")) <= 30_000
+    again = store.begin("j", "courses:2", 0, "tok-2", 30)  # another copy: the lease is taken
+    assert again.status == "leased" and 29 < again.lease_left <= 30 and again.row.row_id == "courses:2"
+    assert store.count_delivery("j", "courses:2", 0) == 2  # the copy that found the row leased counted nothing
+    store.r.delete(store.lease_key("j", "courses:2"))
+    assert store.begin("j", "courses:2", 0, "tok-3", 30).deliveries == 3
+
+
+def test_begin_drops_stale_messages_and_final_rows_without_taking_the_lease(store):
+    store.create_job(Job("j", created_at=1.0), [make(), make("courses:3", state=RowState.SUCCEEDED)])
+    assert store.begin("j", "courses:2", 5, "tok", 30).status == "stale"
+    assert store.begin("j", "courses:3", 0, "tok", 30).status == "final"
+    assert store.begin("j", "courses:9", 0, "tok", 30) == ("missing", None, 0, None, 0.0)
+    assert lease_token(store, "j", "courses:2") is None and lease_token(store, "j", "courses:3") is None
+    assert store.r.hlen(store.k("j", "deliveries")) == 0
+    store.next_generation("j", "courses:2")
+    assert store.begin("j", "courses:2", 1, "tok", 30).status == "ok"  # the current generation
+
+
+def test_before_request_renews_our_lease_saves_the_start_and_counts_the_request(store):
+    store.create_job(Job("j", created_at=1.0), [make()])
+    assert store.begin("j", "courses:2", 0, "tok", 5).status == "ok"
+    row = store.row("j", "courses:2")
+    row.state, row.attempts, row.sent_at = RowState.RUNNING, 1, 123.0
+    assert store.before_request("j", "courses:2", "tok", 60, "tm:job:j:timeline", "sent:100", 3600, row=row)
+    assert store.row("j", "courses:2").sent_at == 123.0 and store.states("j") == {"courses:2": "running"}
+    assert 59_000 < store.r.pttl(store.lease_key("j", "courses:2")) <= 60_000
+    assert store.before_request("j", "courses:2", "tok", 60, "tm:job:j:timeline", "sent:101", 3600)  # no save
+    assert store.counts("j")["n_requests"] == 2 and store.r.hgetall("tm:job:j:timeline") == {"sent:100": "1",
+                                                                                               "sent:101": "1"}
+    counts_match_states(store, "j")
+
+
+def test_before_request_with_a_lost_lease_writes_nothing(store):
+    store.create_job(Job("j", created_at=1.0), [make()])
+    store.begin("j", "courses:2", 0, "mine", 30)
+    store.r.set(store.lease_key("j", "courses:2"), "theirs")  # expired and taken by another copy
+    row = store.row("j", "courses:2")
+    row.state = RowState.RUNNING
+    assert not store.before_request("j", "courses:2", "mine", 60, "tm:job:j:timeline", "sent:1", 3600, row=row)
+    assert store.states("j") == {"courses:2": "queued"} and "n_requests" not in store.counts("j")
+    assert lease_token(store, "j", "courses:2") == "theirs" and not store.r.exists("tm:job:j:timeline")
+
+
+def test_before_request_refuses_a_change_the_table_forbids(store):
+    store.create_job(Job("j", created_at=1.0), [make(state=RowState.SUCCEEDED)])
+    store.r.set(store.lease_key("j", "courses:2"), "tok")
+    row = store.row("j", "courses:2")
+    row.state = RowState.RUNNING
+    with pytest.raises(IllegalTransition, match="succeeded -> running"):
+        store.before_request("j", "courses:2", "tok", 60, "tm:job:j:timeline", "sent:1", 3600, row=row)
+    assert "n_requests" not in store.counts("j")
+
+
+def test_finish_writes_ledger_and_row_releases_only_our_lease_and_names_the_waiting_rows(store):
+    from tasks.ledger import Ledger, PendingLedger
+
+    store.create_job(Job("j", created_at=1.0), [make(state=RowState.RUNNING), make("chapters:2", kind="chapter",
+                                                                                   parent="courses:2")])
+    store.r.set(store.lease_key("j", "courses:2"), "tok")
+    ledger = PendingLedger(store.r, "http://api", "h.example.com")
+    ledger.record("K1", {"course_id": "c1", "first_chapter": "x"}, {"title": "T"}, "j", "courses:2")
+    assert ledger.get("K1") is None and ledger.pending  # nothing written yet
+    row = store.row("j", "courses:2")
+    row.state, row.result = RowState.SUCCEEDED, {"course_id": "c1"}
+    assert store.finish("j", row, token="tok", ledger=ledger.pending) == (True, ["chapters:2"])
+    plain = Ledger(store.r, "http://api", "h.example.com")
+    assert plain.get("K1")["ids"] == {"course_id": "c1", "first_chapter": "x"} and plain.is_claimed("c1")
+    assert not plain.is_claimed("x")  # only the ids a row owns are claimed
+    assert store.row("j", "courses:2").state is RowState.SUCCEEDED and lease_token(store, "j", "courses:2") is None
+    counts_match_states(store, "j")
+    other = make("courses:3", state=RowState.RUNNING)
+    store.create_job(Job("k", created_at=1.0), [other])
+    store.r.set(store.lease_key("k", "courses:3"), "theirs")
+    other.state = RowState.RETRYING
+    assert store.finish("k", other, token="mine") == (True, [])
+    assert lease_token(store, "k", "courses:3") == "theirs"
+
+
+def test_finish_with_expect_is_compare_and_set_and_the_ledger_is_written_anyway(store):
+    from tasks.ledger import Ledger
+
+    store.create_job(Job("j", created_at=1.0), [make(state=RowState.DEAD)])
+    row = store.row("j", "courses:2")
+    row.state = RowState.SKIPPED
+    write = Ledger(store.r, "http://api", "h").write("K", {"course_id": "c9"}, {}, "j", "courses:2")
+    assert store.finish("j", row, ledger=[write], expect=[RowState.QUEUED]) == (False, [])
+    assert store.row("j", "courses:2").state is RowState.DEAD and Ledger(store.r, "http://api", "h").get("K")
+    row.state = RowState.SUCCEEDED  # dead -> succeeded is not in the table
+    with pytest.raises(IllegalTransition, match="dead -> succeeded"):
+        store.finish("j", row)
+
+
+def test_later_bumps_the_generation_saves_counts_releases_and_parks_as_park_later_does(store):
+    from tasks.park import LATER_OFFSET, TARGETS, later_write, park_key, park_later
+
+    job = Job("j", created_at=1.0, api_url="http://api", host="h.example.com")
+    store.create_job(job, [make(state=RowState.RUNNING), make("courses:3")])
+    store.r.set(store.lease_key("j", "courses:2"), "tok")
+    row = store.row("j", "courses:2")
+    row.state = RowState.RETRYING
+    gen = store.later("j", "courses:2", later_write(job, ("create_course", "courses:2", "T"), 30.0), row=row,
+                      token="tok", retry_field="retry:100", ttl_s=3600)
+    assert gen == 1 == store.generation("j", "courses:2") and store.states("j")["courses:2"] == "retrying"
+    assert store.counts("j")["n_retries"] == 1 and store.r.hget("tm:job:j:timeline", "retry:100") == "1"
+    assert lease_token(store, "j", "courses:2") is None
+    park_later(store, "j", make("courses:3"), 30.0)  # the other door, for comparison
+    (ours, our_score), (theirs, their_score) = store.r.zrange(park_key(job.target), 0, -1, withscores=True)
+    assert ours.split("\x1f")[2] == "courses:2" and theirs.split("\x1f")[2] == "courses:3"
+    assert abs(our_score - their_score) < 1e6 and our_score < -LATER_OFFSET + 2e15  # due in 30 s, ahead of new rows
+    assert store.r.hget(TARGETS, job.target) and store.r.llen("tm:park:wake") == 1
+    # A limiter wait: no row to save, nothing counted, the generation still goes up.
+    assert store.later("j", "courses:3", later_write(job, ("create_course", "courses:3", "T"), 0.5)) == 1
+    assert store.counts("j")["n_retries"] == 1 and store.states("j")["courses:3"] == "queued"
+
+
+def test_later_with_a_refused_save_parks_and_counts_nothing(store):
+    from tasks.park import later_write, park_key
+
+    job = Job("j", created_at=1.0, api_url="http://api", host="h.example.com")
+    store.create_job(job, [make(state=RowState.SUCCEEDED)])
+    store.r.set(store.lease_key("j", "courses:2"), "tok")
+    row = store.row("j", "courses:2")
+    row.state = RowState.RETRYING
+    with pytest.raises(IllegalTransition, match="succeeded -> retrying"):
+        store.later("j", "courses:2", later_write(job, ("create_course", "courses:2", "T"), 1.0), row=row,
+                    token="tok", retry_field="retry:1", ttl_s=60)
+    assert not store.r.exists(park_key(job.target)) and "n_retries" not in store.counts("j")
+    assert lease_token(store, "j", "courses:2") is None  # released, as the run's end would

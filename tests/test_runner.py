@@ -188,3 +188,77 @@ def test_a_row_done_in_an_earlier_job_is_skipped(start, sandbox, tmp_path):
     outcome = run(services, again, "cat.courses:2")
     assert isinstance(outcome, Finished) and outcome.summary["state"] == "skipped"
     assert "already created by" in store.row(again, "cat.courses:2").reason and sandbox.stats()["requests"] == 1
+
+
+def test_a_row_that_succeeds_takes_six_round_trips_to_redis(start, sandbox, tmp_path, monkeypatch):
+    """begin (row, generation, lease, delivery, job), the ledger, the limiter's admission, before the request (lease,
+    start of the attempt, request counts), the limiter's done, finish (ledger, row, lease, waiting rows)."""
+    import redis.connection
+
+    services, store, job = start(write_catalog(tmp_path / "cat", 2))
+    assert isinstance(run(services, job, "cat.courses:2"), Finished)  # scripts loaded, connections made
+    sent: list = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    outcome = run(services, job, "cat.courses:3", gen=0)
+    monkeypatch.undo()
+    assert isinstance(outcome, Finished) and outcome.summary["state"] == "succeeded"
+    assert len(sent) == 6
+    row = store.row(job, "cat.courses:3")
+    assert row.attempts == 1 and row.sent_at and store.counts(job)["n_requests"] == 2
+    assert not store.r.exists(store.lease_key(job, "cat.courses:3"))
+
+
+def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path, monkeypatch):
+    """The lease is checked just before the request leaves: a run that outlived it (another copy of the message
+    took the row) stops there, gives its admission back and writes nothing."""
+    from tasks.limiter import keys
+    from tasks.rowstore import RowStore
+
+    services, store, job = start(write_catalog(tmp_path / "cat", 1))
+    original = RowStore.before_request
+
+    def taken_over(self, job_id, row_id, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        self.r.set(self.lease_key(job_id, row_id), "another-copy")
+        return original(self, job_id, row_id, *args, **kwargs)
+
+    monkeypatch.setattr(RowStore, "before_request", taken_over)
+    outcome = run(services, job, "cat.courses:2")
+    assert isinstance(outcome, Finished) and outcome.summary["lease_lost"]
+    assert sandbox.stats()["requests"] == 0 and store.states(job)["cat.courses:2"] == "queued"
+    assert "n_requests" not in store.counts(job)
+    door = services.gateway.door(services.credentials.resolve(HOST, sandbox.url))
+    assert store.r.zcard(keys(door.key)["log"]) == 0  # the admission was given back
+    assert store.r.get(store.lease_key(job, "cat.courses:2")) == "another-copy"  # theirs, untouched
+
+
+def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(start, sandbox, tmp_path, monkeypatch):
+    import redis.connection
+
+    from tasks.park import parked_entries
+
+    sandbox.configure(error_rate=1.0)
+    services, store, job = start(write_catalog(tmp_path / "cat", 2))
+    run(services, job, "cat.courses:2")  # scripts loaded, connections made
+    sent: list = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    outcome = run(services, job, "cat.courses:3", gen=0)
+    monkeypatch.undo()
+    # begin, ledger, admission, before the request, the limiter's done, later (generation, save, count, lease, park)
+    assert isinstance(outcome, Later) and outcome.parked and outcome.gen == 1 and len(sent) == 6
+    row = store.row(job, "cat.courses:3")
+    assert row.state is RowState.RETRYING and store.generation(job, "cat.courses:3") == 1
+    assert store.counts(job)["n_retries"] == 2 and not store.r.exists(store.lease_key(job, "cat.courses:3"))
+    parked = {row_id for _op, j, row_id, _title in parked_entries(store, store.job(job).target) if j == job}
+    assert {"cat.courses:2", "cat.courses:3"} <= parked

@@ -40,12 +40,15 @@ def flower(config: Config, port: int, address: str, allow_remote: bool = False) 
         session.close()
 
 
-def worker(config: Config, concurrency: int, loglevel: str) -> int:
+def worker(config: Config, concurrency: int | None, loglevel: str) -> int:
+    """``celery -A tasks worker`` for the import queue (exec'd: its pid is the worker's); ``concurrency`` None takes
+    ``TAGMANGO_WORKER_CONCURRENCY`` (the settings' default when unset)."""
     if not config.redis_url:
         raise CommandError("set TAGMANGO_REDIS_URL (or REDIS_URL) to the Redis the importer uses")
     if not config.has_token:
         raise CommandError("set TAGMANGO_API_TOKEN or TAGMANGO_CREDENTIALS_FILE in the worker's environment")
     # Its own node name: two workers on one machine are two nodes for Flower and `celery inspect`.
-    argv = worker_argv(concurrency=concurrency, loglevel=loglevel, hostname=f"tagmango-{os.getpid()}@%h")
+    argv = worker_argv(concurrency=concurrency or config.settings.worker_concurrency, loglevel=loglevel,
+                       hostname=f"tagmango-{os.getpid()}@%h")
     os.execvp(sys.executable, [sys.executable, *argv])
     return EXIT_OK  # not reached

@@ -21,7 +21,7 @@ from importer.config import Config
 from importer.exitcodes import CommandError
 from importer.local import state, stop
 from importer.local.embedded import EmbeddedRedis, free_port
-from tasks.defaults import QUEUE
+from tasks.defaults import DEFAULT_WORKER_CONCURRENCY, QUEUE, WORKER_POOL
 
 SANDBOX_HOST = "academy.sandbox.local"
 #: Mild faults for the demo, so that retries and adoption of committed-but-failed creates are visible.
@@ -34,10 +34,12 @@ SANDBOX_HTTP_TIMEOUT = "8"
 WAITING = "note: waiting for another command of this folder to finish starting or stopping the local services"
 
 
-def worker_argv(*, concurrency: int = 8, loglevel: str = "WARNING", hostname: str | None = None) -> list[str]:
+def worker_argv(*, concurrency: int = DEFAULT_WORKER_CONCURRENCY, loglevel: str = "WARNING",
+                hostname: str | None = None) -> list[str]:
     """``-m celery ...`` for a worker of the import queue, as every starter runs it (run, `worker`, the tests):
-    threads pool, events on for Flower, no gossip or mingle (workers share nothing but Redis)."""
-    argv = ["-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency", str(concurrency), "-Q",
+    WORKER_POOL, ``concurrency`` rows in flight, events on for Flower, no gossip or mingle (workers share nothing but
+    Redis)."""
+    argv = ["-m", "celery", "-A", "tasks", "worker", "--pool", WORKER_POOL, "--concurrency", str(concurrency), "-Q",
             QUEUE, "-E", "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
     return argv + (["--hostname", hostname] if hostname else [])
 
@@ -132,7 +134,7 @@ class LocalStack:
         found = self.registry.services("worker")
         return {"pid": found[0].pid, **found[0].info} if found else None
 
-    def start_worker(self, redis_url: str, api_url: str, token: str, concurrency: int = 8) -> bool:
+    def start_worker(self, redis_url: str, api_url: str, token: str, concurrency: int | None = None) -> bool:
         """A Celery worker process, unless one is running (True: started now). Its token and the Redis URL reach it
         through its environment only."""
         with self.lock.held(WAITING):
@@ -152,7 +154,8 @@ class LocalStack:
                 env["TAGMANGO_CREDENTIALS_FILE"] = self.config.environ["TAGMANGO_CREDENTIALS_FILE"]
             with state.log_file(self.dir / "worker.log") as log:
                 proc = subprocess.Popen(
-                    [sys.executable, *worker_argv(concurrency=concurrency, hostname=f"local-{os.getpid()}@%h")],
+                    [sys.executable, *worker_argv(concurrency=concurrency or self.config.settings.worker_concurrency,
+                                                  hostname=f"local-{os.getpid()}@%h")],
                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=state.CHILD_UMASK)
             self.registry.add("worker", proc.pid, api_url=api_url)
             return True

@@ -101,8 +101,8 @@ class Proc:
 
 
 def cli_worker(env: dict[str, str], log_path: Path, *options: str) -> Proc:
-    """``tagmango-import worker`` (it execs ``celery -A tasks worker --pool threads --concurrency 8 -Q tagmango -E
-    --loglevel WARNING``, so the pid is the worker's)."""
+    """``tagmango-import worker`` (it execs ``celery -A tasks worker --pool threads --concurrency N -Q tagmango -E
+    --loglevel WARNING``, N from TAGMANGO_WORKER_CONCURRENCY or its default, so the pid is the worker's)."""
     return Proc([sys.executable, "-m", "importer", "worker", *options], env, log_path).start()
 
 

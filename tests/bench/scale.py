@@ -1,11 +1,12 @@
 """Many creators at once: 16 keys × 120 course rows each, queued at once, two workers.
 
 * ``keys16``: the workers as a user starts them, ``python -m importer worker`` with its defaults (threads pool,
-  8 threads, events on), environment TAGMANGO_REDIS_URL, TAGMANGO_CREDENTIALS_FILE, TAGMANGO_API_URL only.
+  TAGMANGO_WORKER_CONCURRENCY's default of threads, events on), environment TAGMANGO_REDIS_URL,
+  TAGMANGO_CREDENTIALS_FILE, TAGMANGO_API_URL only.
 * ``pools``: the same load with workers started as ``python -m celery -A tasks worker -Q tagmango -E --loglevel
   WARNING --without-gossip --without-mingle --pool P --concurrency N`` for each P:N of ``--pools`` (default
-  threads:8, threads:16, threads:32, gevent:64, gevent:200; gevent only if it is installed). Research only: the
-  product's defaults stay as they are. Worker log lines that look like trouble are printed below the table.
+  threads:8, threads:16, threads:32, gevent:64, gevent:200; gevent only if it is installed): how the product's
+  default was chosen (README, Performance). Worker log lines that look like trouble are printed below the table.
 * ``profile16``: ``keys16`` with ``py-spy record --gil`` on worker 0 (``pip install py-spy``), its busiest frames.
 """
 

@@ -1,0 +1,70 @@
+"""What Flower sees: every row's task events reach an event receiver from a real worker (received with job, row and
+title, started, retried, succeeded), one task id per row across its retries, and they travel in batches
+(tasks.row_tasks.EventBatches), not one Redis message per event."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import time
+from collections import defaultdict
+
+import redis
+
+from tasks.enqueue import enqueue
+from tasks.row_tasks import task_id
+from tasks.rowstore import RowStore
+from tests.helpers import HOST, plan_of, wait_final, write_catalog
+
+
+def events_of(message: dict) -> list[dict]:
+    """The Celery events in one message published on Redis (a batch is a list of events)."""
+    envelope = json.loads(message["data"])
+    body = envelope["body"]
+    if envelope.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    decoded = json.loads(body)
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+def test_every_rows_task_events_reach_a_receiver_in_batches(sandbox_factory, make_env, workers, redis_url, tmp_path):
+    sandbox = sandbox_factory(error_rate=0.25, seed=3)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*celeryev*")
+    workers.start(make_env(sandbox), 1, concurrency=8)
+    store = RowStore.from_url(redis_url)
+    job_id = enqueue(store, plan_of(*write_catalog(tmp_path / "cat", 24)), sandbox.url, HOST)
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    messages = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+        if message is None:
+            if store.is_final(job_id) and all(any(e["type"] == "task-succeeded" for e in by_task[task_id(job_id, r)])
+                                              for r in store.states(job_id)):
+                break
+            continue
+        events = [e for e in events_of(message) if str(e.get("type", "")).startswith("task-")]
+        if events:
+            messages += 1
+        for event in events:
+            by_task[event["uuid"]].append(event)
+    pubsub.close()
+    wait_final(store, job_id)
+    rows = {r.row_id: r for r in store.rows(job_id)}
+    assert {task_id(job_id, r) for r in rows} == set(by_task)  # one task per row, whatever its retries
+    retried = 0
+    for row_id, row in rows.items():
+        events = by_task[task_id(job_id, row_id)]
+        types = [e["type"] for e in events]
+        assert types.count("task-succeeded") == 1 and row.state.value == "succeeded"
+        received = [e for e in events if e["type"] == "task-received"]
+        assert ast.literal_eval(received[0]["args"]) == (job_id, row_id, row.title)
+        assert len(received) == row.attempts and types.count("task-retried") == row.attempts - 1
+        assert sorted(e["retries"] for e in received) == list(range(row.attempts))  # Flower's retries column
+        retried += row.attempts > 1
+    total = sum(len(v) for v in by_task.values())
+    assert retried and total >= 3 * len(rows)
+    assert messages <= total / 3, (messages, total)  # in batches, not one message per event
