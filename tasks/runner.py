@@ -11,10 +11,8 @@ real Redis and the sandbox. Each run:
 4. dead-letters the row unsent if the job's credential was refused or this process has none;
 5. lets the operation resolve ids it looks up (COURSE_REF_NOT_FOUND) and skip work the ledger says is done;
 6. is admitted by the global rate limiter (short waits sleep, long ones park the row without spending an attempt);
-7. calls TagMango through the credential's door (``tasks.gateway``): a call that is not idempotent and may
-   already have happened first looks for what it made;
-8. records success in the ledger and the row and releases the rows waiting for it; or hands the failure to
-   the retry decision (tasks.retry): retry later with a fresh generation, or dead-letter with the reason.
+7. calls TagMango through the credential's door (``tasks.gateway``); a create that may have happened looks first;
+8. records success (ledger, row) and releases the rows waiting for it, or lets ``tasks.retry`` decide the failure.
 """
 
 from __future__ import annotations
