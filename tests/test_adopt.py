@@ -93,17 +93,27 @@ def test_rows_looking_at_the_same_time_share_one_scan(redis_server, redis_url):
         return [{"_id": f"c{len(scans)}", "title": "Watercolour", "d": "", "c": None}]
 
     results: list[list[dict]] = []
+    clock_read = threading.Semaphore(0)
 
-    def row() -> None:
-        results.append(Listings(client, "cred", poll_s=0.02).fresh(BODY["mangoes"], scan))
+    class Watched(Listings):
+        """Says when a row has read the clock (the moment after which it needs a scan to have started)."""
 
-    first = threading.Thread(target=row)
+        def now(self) -> float:
+            t = super().now()
+            clock_read.release()
+            return t
+
+    def row(listings: Listings) -> None:
+        results.append(listings.fresh(BODY["mangoes"], scan))
+
+    first = threading.Thread(target=row, args=(Listings(client, "cred", poll_s=0.02),))
     first.start()
     assert first_started.wait(10)
-    later = [threading.Thread(target=row) for _ in range(3)]
+    later = [threading.Thread(target=row, args=(Watched(client, "cred", poll_s=0.02),)) for _ in range(3)]
     for t in later:
         t.start()
-    time.sleep(0.5)  # they have read the clock and are waiting for the lock
+    for _ in later:  # every later row has read the clock while the first scan runs
+        assert clock_read.acquire(timeout=10)
     others_waiting.set()
     for t in [first, *later]:
         t.join()
