@@ -83,7 +83,7 @@ def parse_rows(text: str | None) -> set[int] | None:
     return rows
 
 
-def input_options(func):  # noqa: ANN001, ANN201
+def input_options(func):  # noqa: ANN201
     """--mapping and --set, shared by validate, run and requeue --from."""
     func = click.option("--set", "sets", multiple=True, metavar="COLUMN=VALUE",
                         help="Constant for a column the file lacks, e.g. mangoes=66c4964c11e7fef26751f3a7.")(func)
@@ -91,7 +91,7 @@ def input_options(func):  # noqa: ANN001, ANN201
                         help="YAML/JSON file mapping your headers to our columns.")(func)
 
 
-def mode_option(func):  # noqa: ANN001, ANN201
+def mode_option(func):  # noqa: ANN201
     return click.option("--mode", type=click.Choice(MODES), default=None,
                         help="create (default): create what TagMango lacks; merge: also update what changed; "
                              "update: only update; replace: merge, then delete lessons the file no longer has.")(func)
@@ -107,7 +107,7 @@ def mode_option(func):  # noqa: ANN001, ANN201
               help="Write all problems (with --mode: every row's change) to .csv/.xlsx.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and problems as JSON.")
 @pass_config
-def validate(config, files, mapping, sets, mode, sandbox, host, report, as_json) -> None:  # noqa: ANN001
+def validate(config, files, mapping, sets, mode, sandbox, host, report, as_json) -> None:
     """Check FILES (CSV/Excel) and show the import plan, sending nothing. With --mode, also read TagMango and
     show per course what would be created, updated, deleted and left alone."""
     from importer.commands.validate import parse_options, run_validate
@@ -136,7 +136,7 @@ def validate(config, files, mapping, sets, mode, sandbox, host, report, as_json)
 @click.option("--results", type=click.Path(dir_okay=False), default=None,
               help="Results file (default: <input>.results.xlsx|.csv next to the input).")
 @pass_config
-def run(config, files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, mode, keep_running,  # noqa: ANN001
+def run(config, files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run, mode, keep_running,
         flower, as_json, results) -> None:
     """Validate FILES and import them: enqueue one task per row and follow the job."""
     from importer.commands import run as command
@@ -152,7 +152,7 @@ def run(config, files, mapping, sets, sandbox, host, wait, skip_invalid, dry_run
 @click.option("--watch", is_flag=True, help="Follow until the job is final.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_config
-def status(config, job, watch, as_json) -> None:  # noqa: ANN001
+def status(config, job, watch, as_json) -> None:
     """Progress of JOB (default: the latest job)."""
     from importer.commands import inspect
 
@@ -162,7 +162,7 @@ def status(config, job, watch, as_json) -> None:  # noqa: ANN001
 @cli.command()
 @click.option("--limit", default=20, show_default=True)
 @pass_config
-def jobs(config, limit) -> None:  # noqa: ANN001
+def jobs(config, limit) -> None:
     """Recent jobs."""
     from importer.commands import inspect
 
@@ -176,7 +176,7 @@ def jobs(config, limit) -> None:  # noqa: ANN001
 @click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write them to .csv/.xlsx.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_config
-def dead(config, job, error_code, http_status, export, as_json) -> None:  # noqa: ANN001
+def dead(config, job, error_code, http_status, export, as_json) -> None:
     """List or export the dead letters of JOB: row, error, message and the exact request body."""
     from importer.commands import inspect
 
@@ -196,7 +196,7 @@ def dead(config, job, error_code, http_status, export, as_json) -> None:  # noqa
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--results", type=click.Path(dir_okay=False), default=None)
 @pass_config
-def requeue(config, job, everything, error_code, rows, from_files, mapping, sets, mode, wait, as_json,  # noqa: ANN001
+def requeue(config, job, everything, error_code, rows, from_files, mapping, sets, mode, wait, as_json,
             results) -> None:
     """Send dead rows of JOB again (through the same duplicate checks as a first run)."""
     from importer.commands import requeue as command
@@ -211,7 +211,7 @@ def requeue(config, job, everything, error_code, rows, from_files, mapping, sets
 @click.argument("job", required=False)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="results.xlsx or .csv")
 @pass_config
-def report(config, job, output) -> None:  # noqa: ANN001
+def report(config, job, output) -> None:
     """Write the per-row results file of JOB."""
     from importer.commands import inspect
 
@@ -226,7 +226,7 @@ REMOTE_HELP = "Allow an --address other machines can reach (plain HTTP with basi
 @click.option("--address", default="127.0.0.1", show_default=True)
 @click.option("--allow-remote", is_flag=True, help=REMOTE_HELP)
 @pass_config
-def flower(config, port, address, allow_remote) -> None:  # noqa: ANN001
+def flower(config, port, address, allow_remote) -> None:
     """Start Flower on the importer's Redis, with basic auth (TAGMANGO_FLOWER_BASIC_AUTH)."""
     from importer.commands import services
 
@@ -240,7 +240,7 @@ def flower(config, port, address, allow_remote) -> None:  # noqa: ANN001
               "or `flower` started, or TAGMANGO_FLOWER_URL).")
 @click.option("--allow-remote", is_flag=True, help=REMOTE_HELP)
 @pass_config
-def dashboard(config, port, address, flower_url, allow_remote) -> None:  # noqa: ANN001
+def dashboard(config, port, address, flower_url, allow_remote) -> None:
     """A web page per import (progress, request rate, dead letters, requeue), basic auth
     (TAGMANGO_DASHBOARD_BASIC_AUTH)."""
     from importer.dashboard.server import serve
@@ -250,7 +250,7 @@ def dashboard(config, port, address, flower_url, allow_remote) -> None:  # noqa:
 
 @cli.command()
 @pass_config
-def stop(config) -> None:  # noqa: ANN001
+def stop(config) -> None:
     """Stop every process this state folder started: dashboards, Flower, the worker, the sandbox, Redis (and
     commands using them, as with Ctrl-C)."""
     from importer.local.stop import stop_all
@@ -268,7 +268,7 @@ def stop(config) -> None:  # noqa: ANN001
 @click.option("--loglevel", default="WARNING", show_default=True,
               help="INFO also logs every task received and finished (costs CPU on big imports).")
 @pass_config
-def worker(config, concurrency, loglevel) -> None:  # noqa: ANN001
+def worker(config, concurrency, loglevel) -> None:
     """Run a Celery worker for the import queue (threads pool, events on)."""
     from importer.commands import services
 

@@ -264,7 +264,7 @@ class Dispatcher:
                 log.info("dispatcher paused, Redis unavailable: %s", exc)
                 leader = False
                 self._stop.wait(IDLE_S)
-            except Exception:  # noqa: BLE001 - a bug must not stop the dispatcher; say what it was
+            except Exception:
                 log.exception("dispatcher tick failed")
                 leader = False
                 self._stop.wait(IDLE_S)

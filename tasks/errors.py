@@ -53,7 +53,7 @@ class TransientApiError(ApiError):
 
 
 class RateLimited(TransientApiError):
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
         super().__init__(message, status=429, **kw)
         self.retry_after = retry_after
 

@@ -32,7 +32,8 @@ window was full of someone else's requests: the first time, the limit is kept an
 Keys (``{c}`` = ``sha256(api url | host | sha256(token))``, never the token): ``tm:rate:{c}`` next free
 slot (us); ``:log`` the flight log (zset, member ``<admitted us>:<id>`` or ``r:...`` once refused, score =
 end us, or admission + max flight while in flight); ``:limit`` the learned limit; ``:paused`` paused
-until (us); ``:cooled`` time of the last 429 (us); ``:flight`` typical flight (us); ``:unsure`` a 429 taught nothing once.
+until (us); ``:cooled`` time of the last 429 (us); ``:flight`` typical flight (us); ``:unsure`` a 429 taught
+nothing once.
 """
 
 from __future__ import annotations

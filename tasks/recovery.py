@@ -203,7 +203,7 @@ class Sweeper:
                 self.sweep_if_mine()
             except redis.ConnectionError as exc:  # Redis restarting: try again next round
                 log.info("recovery sweep skipped, Redis unavailable: %s", exc)
-            except Exception:  # noqa: BLE001 - a bug must not stop the sweeper; say what it was
+            except Exception:
                 log.exception("recovery sweep failed")
 
     def start(self) -> threading.Thread:

@@ -28,7 +28,7 @@ def require_chromium() -> None:
     pytest.skip(message)
 
 
-def chrome(basic_auth: tuple[str, str] | None = None):  # noqa: ANN201 - selenium's WebDriver
+def chrome(basic_auth: tuple[str, str] | None = None):
     """A headless Chromium; with ``basic_auth`` every request it makes carries that Authorization header."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -45,18 +45,18 @@ def chrome(basic_auth: tuple[str, str] | None = None):  # noqa: ANN201 - seleniu
         token = base64.b64encode(":".join(basic_auth).encode()).decode()
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
-    driver._tm_profile = profile  # noqa: SLF001 - removed in quit()
+    driver._tm_profile = profile
     return driver
 
 
-def quit_chrome(driver) -> None:  # noqa: ANN001
+def quit_chrome(driver) -> None:
     try:
         driver.quit()
     finally:
         shutil.rmtree(getattr(driver, "_tm_profile", ""), ignore_errors=True)
 
 
-def screenshot(driver, name: str, folder: Path) -> Path:  # noqa: ANN001
+def screenshot(driver, name: str, folder: Path) -> Path:
     """A full-page PNG: the window is grown to the page's height first."""
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1200, min(max(int(height) + 20, 600), 4000))

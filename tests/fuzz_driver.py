@@ -27,7 +27,7 @@ class Hang(Exception):
     pass
 
 
-def _alarm(signum, frame):  # noqa: ANN001, ANN202
+def _alarm(signum, frame):
     raise Hang
 
 

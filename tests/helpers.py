@@ -65,7 +65,7 @@ def settle(store: RowStore, job_id: str, row_id: str, result: dict | None = None
     return row
 
 
-def plan_of(*files: Path, options: Options | None = None):  # noqa: ANN201
+def plan_of(*files: Path, options: Options | None = None):
     plan = build_plan(list(files), options or Options())
     assert plan.ok, plan.errors[:5]
     return plan
@@ -89,7 +89,7 @@ def assert_consistent(store: RowStore, job_id: str, final: bool = True) -> Count
 # -- running a job in the test process ---------------------------------------------------------------
 
 
-def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:  # noqa: ANN001
+def run_in_process(services, job_id: str, timeout: float = 120.0) -> dict:
     """Run a job's rows in this process until it is final, like rq's burst worker: the dispatcher hands out
     parked rows at their rate-limit slots (tasks.dispatch) and each is run here; a row the runner re-schedules
     (``Later``) is parked again through ``park_later``, as the Celery task does. Returns the job's counts."""

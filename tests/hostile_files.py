@@ -98,7 +98,7 @@ def write_ods(path: Path, tables: dict[str, list[list[str]]], far: tuple[int, in
     return path
 
 
-def rewrite_zip(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001 - edit(name, bytes) -> bytes
+def rewrite_zip(src: Path, dst: Path, edit) -> Path:
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():
             zout.writestr(info.filename, edit(info.filename, zin.read(info.filename)))

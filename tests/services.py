@@ -84,7 +84,7 @@ def worker_env(redis_url: str, api_url: str, token: str, **extra: str) -> dict[s
     return env
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):  # noqa: ANN001, ANN201
+def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

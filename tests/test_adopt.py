@@ -33,7 +33,7 @@ class FakeApi:
         return {**course, "firstChapter": f"{course_id}-1", "secondChapter": f"{course_id}-2"}
 
 
-def _via(api: FakeApi):  # noqa: ANN202 - what a door's call does, without the door: fn(client)
+def _via(api: FakeApi):
     return lambda fn: fn(api)
 
 

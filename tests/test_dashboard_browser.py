@@ -40,7 +40,7 @@ def start_dashboard(env: dict, port: int, log: Path) -> subprocess.Popen:
     return proc
 
 
-def number(driver, element_id: str) -> int:  # noqa: ANN001
+def number(driver, element_id: str) -> int:
     """The integer shown in an element; re-found each time, since the page reloads itself (an element can
     vanish between finding and reading it: stale, or "node does not belong to the document")."""
     from selenium.common.exceptions import WebDriverException
@@ -53,7 +53,7 @@ def number(driver, element_id: str) -> int:  # noqa: ANN001
     raise AssertionError(f"#{element_id} not on the page:\n{driver.page_source[:2000]}")
 
 
-def text_of(driver) -> str:  # noqa: ANN001
+def text_of(driver) -> str:
     from selenium.common.exceptions import WebDriverException
 
     for _ in range(10):
@@ -64,7 +64,7 @@ def text_of(driver) -> str:  # noqa: ANN001
     return ""
 
 
-def _try_screenshot(driver, name: str, folder: Path) -> None:  # noqa: ANN001
+def _try_screenshot(driver, name: str, folder: Path) -> None:
     """A screenshot of a page that may reload meanwhile: nice to have, not part of the test."""
     from selenium.common.exceptions import WebDriverException
 

@@ -119,7 +119,7 @@ def test_a_ticks_rows_go_out_as_celery_messages_in_one_round_trip(redis_url, mon
     with celery_publisher(redis_url)() as publish:
         publish(rows[:1])  # the queue declared, the exchange's bindings read
 
-        def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
+        def counting(self, command, check_health=True):
             sent.append(command)
             return original(self, command, check_health)
 

@@ -233,7 +233,7 @@ def any_xlsx(rng: random.Random, rows: list[list[str]]) -> tuple[str, bytes, str
     return ".xlsx", _edit_zip(data, damage), "any"
 
 
-def _edit_zip(data: bytes, edit) -> bytes:  # noqa: ANN001
+def _edit_zip(data: bytes, edit) -> bytes:
     src, out = io.BytesIO(data), io.BytesIO()
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():
@@ -332,9 +332,8 @@ def test_fuzzed_spreadsheets_never_crash_hang_or_pass_with_changed_rows(tmp_path
         if "Traceback" in record["stdout"] + record["stderr"] or record["code"] not in (0, 2):
             failures.append(f"{name}: exit {record['code']}: {record['stderr'][-300:]}")
             continue
-        if record["code"] == 2 and record["stderr"]:
-            if record["stderr"].count("\n") != 1:
-                failures.append(f"{name}: more than one line on stderr: {record['stderr']!r}")
+        if record["code"] == 2 and record["stderr"] and record["stderr"].count("\n") != 1:
+            failures.append(f"{name}: more than one line on stderr: {record['stderr']!r}")
         if expectation == "same":
             want = sorted((r[0].strip(), json.dumps(body_of(r), sort_keys=True)) for r in rows)
             got = sorted((i["key"], json.dumps(i["body"], sort_keys=True)) for i in record.get("items", []))

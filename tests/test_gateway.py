@@ -47,17 +47,17 @@ def low_limit(sandbox_factory):
     return sandbox_factory(rate_limit=20, rate_window_s=5.0)
 
 
-def ours(sandbox, before: int) -> int:  # noqa: ANN001
+def ours(sandbox, before: int) -> int:
     """429s the importer got since ``before``."""
     return sandbox.stats()["rate_limited"] - before
 
 
-def another_client(sandbox, after: int) -> None:  # noqa: ANN001
+def another_client(sandbox, after: int) -> None:
     """Someone else used the key's budget: TagMango refuses the importer's request after the next ``after``."""
     sandbox.configure(refuse_429={"after": after, "count": 1})
 
 
-def command(folder, sandbox, *args: str):  # noqa: ANN001, ANN201
+def command(folder, sandbox, *args: str):
     env = env_for(folder, TAGMANGO_API_URL=sandbox.url, TAGMANGO_API_TOKEN=TOKEN, TAGMANGO_RATE_WINDOW=WINDOW)
     return cli(folder, *args, env=env, timeout=240)
 

@@ -16,9 +16,9 @@ import pytest
 
 from importer.ingest import csv_read
 from importer.ingest import extent as xlsx_bounds
+from importer.ingest.columns import known_headers
 from importer.ingest.limits import LIMITS
 from importer.ingest.problems import InputError
-from importer.ingest.columns import known_headers
 from importer.ingest.reader import read_file
 from importer.ingest.validate import build_plan
 from importer.report.tables import write_sheets, write_table
@@ -300,7 +300,7 @@ def test_calamine_password_error_says_password_protected(tmp_path, monkeypatch):
 
     from importer.ingest import workbook
 
-    def locked(_filelike):  # noqa: ANN001, ANN202
+    def locked(_filelike):
         raise python_calamine.PasswordError("Workbook is password protected")
 
     monkeypatch.setattr(workbook.CalamineWorkbook, "from_filelike", locked)
@@ -405,7 +405,7 @@ def test_csv_row_wider_than_its_header_is_refused_not_shifted(tmp_path, quoted):
 
 def test_utf8_with_one_damaged_byte_is_not_read_as_windows_1252(tmp_path):
     f = tmp_path / "mixed.csv"
-    f.write_bytes(f"title,mangoes\nCafé,{MANGO}\nNa\xefve,{MANGO}\n".encode("utf-8").replace(b"\xc3\xaf", b"\xef"))
+    f.write_bytes(f"title,mangoes\nCafé,{MANGO}\nNa\xefve,{MANGO}\n".encode().replace(b"\xc3\xaf", b"\xef"))
     refused(validate_cli(str(f)), "mixed.csv", "line 3, column A", "not UTF-8")
     g = tmp_path / "cp1252.csv"
     g.write_bytes(f"title,mangoes\nCafé “x”,{MANGO}\n".encode("cp1252"))

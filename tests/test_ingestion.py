@@ -81,7 +81,8 @@ def test_additional_contents(cell, expected):
     assert rules.urls_or_clear(cell) == expected
 
 
-@pytest.mark.parametrize("value,expected", [(12345.0, "12345"), (1e23, "1E+23"), (1234567890123456789.0, "1.23456789012346E+18"), (7, "7"),
+@pytest.mark.parametrize("value,expected", [(12345.0, "12345"), (1e23, "1E+23"),
+                                            (1234567890123456789.0, "1.23456789012346E+18"), (7, "7"),
                                             ("  padded  ", "padded"), ("", None), (None, None), (True, "TRUE"),
                                             (float("nan"), None)])
 def test_cell_text_keeps_ids_as_typed(value, expected):

@@ -36,7 +36,7 @@ def importer(redis_server, services_factory, sandbox):
             self.store = self.services.store
             self.cred = Credential(sandbox.url, HOST, TOKEN)
 
-        def plan(self, files: list[Path], mode: str = "create", options: Options | None = None):  # noqa: ANN201
+        def plan(self, files: list[Path], mode: str = "create", options: Options | None = None):
             plan = build_plan(files, options or Options())
             assert plan.ok, plan.errors[:3]
             return plan, match_live(self.services.gateway.door(self.cred), self.store, plan, mode, quiet=True)
@@ -59,7 +59,7 @@ def write(tmp_path: Path, rows: list[str], name: str = "tree.csv") -> Path:
     return path
 
 
-def tree_of(sandbox) -> list:  # noqa: ANN001
+def tree_of(sandbox) -> list:
     return [(c["title"], c["description"], [(m["title"], [(ch["title"], ch["description"]) for ch in m["chapters"]])
                                             for m in c["modules"]]) for c in sandbox.tree(HOST)]
 
@@ -165,7 +165,7 @@ def test_two_courses_with_the_same_title_are_ambiguous_until_a_course_id_picks_o
 GALLERY = [f"K1,Watercolour,About,{MANGO},Gallery,One,o", f"K1,Watercolour,About,{MANGO},Gallery,Two,t"]
 
 
-def writes_since(sandbox, before: dict) -> dict:  # noqa: ANN001
+def writes_since(sandbox, before: dict) -> dict:
     writes = {k: v - before["writes_by_route"].get(k, 0) for k, v in sandbox.stats()["writes_by_route"].items()}
     return {k: v for k, v in writes.items() if v}
 

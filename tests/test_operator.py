@@ -157,7 +157,7 @@ def test_flower_shows_rows_without_the_token_and_can_requeue(sandbox, make_env, 
         flower.wait(timeout=20)
 
 
-def _get(url: str, auth: tuple[str, str]):  # noqa: ANN202
+def _get(url: str, auth: tuple[str, str]):
     try:
         r = httpx.get(url, auth=auth, timeout=5)
         return r.json() if r.status_code == 200 else None

@@ -177,7 +177,7 @@ def test_requeue_with_a_corrected_row(sandbox, make_env, workers, redis_url, tmp
     workers.start(make_env(sandbox), 1)
     store = RowStore.from_url(redis_url)
     csv = tmp_path / "cat.csv"
-    csv.write_text("external_id,title,mangoes\nK1,Good,%s\nK2,Bad mango,ffffffffffffffffffffffff\n" % MANGO)
+    csv.write_text(f"external_id,title,mangoes\nK1,Good,{MANGO}\nK2,Bad mango,ffffffffffffffffffffffff\n")
     chapters = tmp_path / "ch.csv"
     chapters.write_text("course_ref,chapter_slot,title\nK2,first,Intro\nK2,second,Outro\n")
     job_id = enqueue(store, plan_of(csv, chapters), sandbox.url, HOST)

@@ -13,8 +13,7 @@ from importer.matching import preflight
 from tasks.credentials import Credential
 from tasks.gateway import Gateway
 from tasks.settings import Settings
-from tests.helpers import HOST, TOKEN
-from tests.helpers import cli, env_for
+from tests.helpers import HOST, TOKEN, cli, env_for
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -63,7 +62,7 @@ def test_run_finds_the_token_in_the_credentials_file(sandbox, redis_url, tmp_pat
 @pytest.fixture
 def check(redis_server, redis_url):
     """The token check through a door whose transport is ``handler`` (the suite's Redis holds the limiter)."""
-    def run(handler) -> preflight.Verdict:  # noqa: ANN001
+    def run(handler) -> preflight.Verdict:
         gateway = Gateway.from_settings(redis_server.client(), Settings(), transport=httpx.MockTransport(handler))
         try:
             return preflight.check(gateway.door(Credential("https://api.test", HOST, "secret-token")))

@@ -41,7 +41,7 @@ def flat(store, tmp_path) -> str:
     return job_id
 
 
-def chosen(store: RowStore, job_id: str, **how) -> list[str]:  # noqa: ANN003
+def chosen(store: RowStore, job_id: str, **how) -> list[str]:
     return sorted(r.row_id for r in select_dead(store, job_id, **how))
 
 

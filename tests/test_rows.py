@@ -3,7 +3,6 @@ it is tests/test_rowstore.py)."""
 
 from __future__ import annotations
 
-
 from tasks.rows import FINAL, TRANSITIONS, ErrorCode, Place, Row, RowFailure, RowState, sources_of
 
 

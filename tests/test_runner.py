@@ -31,7 +31,7 @@ def start(services_factory, sandbox):
     return start
 
 
-def run(services: Services, job_id: str, row_id: str, gen: int | None = None):  # noqa: ANN201
+def run(services: Services, job_id: str, row_id: str, gen: int | None = None):
     gen = services.store.generation(job_id, row_id) if gen is None else gen
     return run_row(services, Message(job_id, row_id, gen))
 
@@ -200,7 +200,7 @@ def test_a_row_that_succeeds_takes_six_round_trips_to_redis(start, sandbox, tmp_
     sent: list = []
     original = redis.connection.AbstractConnection.send_packed_command
 
-    def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
+    def counting(self, command, check_health=True):
         sent.append(command)
         return original(self, command, check_health)
 
@@ -223,7 +223,7 @@ def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path
     services, store, job = start(write_catalog(tmp_path / "cat", 1))
     original = RowStore.before_request
 
-    def taken_over(self, job_id, row_id, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def taken_over(self, job_id, row_id, *args, **kwargs):
         self.r.set(self.lease_key(job_id, row_id), "another-copy")
         return original(self, job_id, row_id, *args, **kwargs)
 
@@ -248,7 +248,7 @@ def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(st
     sent: list = []
     original = redis.connection.AbstractConnection.send_packed_command
 
-    def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
+    def counting(self, command, check_health=True):
         sent.append(command)
         return original(self, command, check_health)
 

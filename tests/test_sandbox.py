@@ -292,7 +292,8 @@ def test_create_module_answers_the_documented_module_and_appends_in_order(sandbo
 
 def test_create_module_in_an_unknown_or_foreign_course_is_course_not_found(sandbox):
     course = create(sandbox).json()
-    for course_id, host in (("0123456789abcdef01234567", HOST), ("not-an-id", HOST), (course["_id"], "other.example.com")):
+    unknown = (("0123456789abcdef01234567", HOST), ("not-an-id", HOST), (course["_id"], "other.example.com"))
+    for course_id, host in unknown:
         r = new_module(sandbox, course_id, host=host)
         assert r.status_code == 404 and r.json() == not_found("COURSE_NOT_FOUND")
     assert read_course(sandbox, course["_id"])["modules"] == course["modules"]

@@ -14,8 +14,8 @@ import time
 import pandas as pd
 import pytest
 
-from importer.report.results import write_results
 from importer.ingest.validate import build_plan
+from importer.report.results import write_results
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
 from tests.helpers import HOST, assert_consistent, write_catalog
@@ -81,6 +81,7 @@ def test_soak(sandbox_factory, make_env, workers, redis_server, redis_url, tmp_p
     courses = {c["_id"]: c for c in data["course"]}
     chapters = {c["_id"]: c for c in data["chapter"]}
     made = results[results["course_id"] != ""]
-    assert len(made) == 1000 and all(courses[i]["title"] == t for i, t in zip(made["course_id"], made["title"]))
+    assert len(made) == 1000
+    assert all(courses[i]["title"] == t for i, t in zip(made["course_id"], made["title"], strict=True))
     patched = results[results["course_id"] == ""]
-    assert all(chapters[i]["content"] == c for i, c in zip(patched["chapter_id"], patched["content"]))
+    assert all(chapters[i]["content"] == c for i, c in zip(patched["chapter_id"], patched["content"], strict=True))

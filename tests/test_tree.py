@@ -27,7 +27,7 @@ def write(tmp_path: Path, text: str, name: str = "tree.csv") -> Path:
     return path
 
 
-def reasons(plan, column: str | None = None) -> list[str]:  # noqa: ANN001
+def reasons(plan, column: str | None = None) -> list[str]:
     return [f"{p.row}:{p.reason}" for p in plan.errors if column is None or p.column == column]
 
 
@@ -138,7 +138,7 @@ def services(services_factory):
     return services_factory(rate_limit=1000, max_attempts=8, backoff_base=0.05, backoff_max=0.2)
 
 
-def tree_of(sandbox, host: str = HOST) -> list[dict]:  # noqa: ANN001
+def tree_of(sandbox, host: str = HOST) -> list[dict]:
     """The host's courses as (title, [(module title, [lesson titles])])."""
     return [(c["title"], [(m["title"], [ch["title"] for ch in m["chapters"]]) for m in c["modules"]])
             for c in sandbox.tree(host)]

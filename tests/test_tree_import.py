@@ -38,7 +38,7 @@ def expected_trees() -> list[tuple]:
     return sorted(trees.values())
 
 
-def trees_in(sandbox) -> list[tuple]:  # noqa: ANN001
+def trees_in(sandbox) -> list[tuple]:
     return sorted((c["title"], [(m["title"], [ch["title"] for ch in m["chapters"]]) for m in c["modules"]])
                   for c in sandbox.tree(HOST))
 

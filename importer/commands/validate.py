@@ -10,8 +10,8 @@ import click
 from importer.exitcodes import EXIT_INVALID_INPUT, EXIT_OK, CommandError
 from importer.ingest.plan import Plan
 from importer.ingest.problems import PROBLEM_COLUMNS, InputError, Problem
-from importer.report.tables import write_table
 from importer.ingest.validate import Options, build_plan, load_mapping
+from importer.report.tables import write_table
 
 #: Problems printed to the terminal; the report file always has all of them.
 SHOWN_PROBLEMS = 40

@@ -224,7 +224,8 @@ def _check_multiline(name: str, lines: list[str], record: list[str], row: int, s
             continue
         for piece in re.split(r"\r\n|\r|\n", cell)[1:]:
             if piece.count(delimiter) >= width - 1:
-                raise InputError(name, f"row {row} (line {start}), column {column_letter(index)}: a quoted cell runs over "
+                where = f"row {row} (line {start}), column {column_letter(index)}"
+                raise InputError(name, f"{where}: a quoted cell runs over "
                                        f"lines {start}–{end} and holds what looks like a whole row "
                                        f"({shorten(piece, 50)!r}); a quote is probably not closed")
 

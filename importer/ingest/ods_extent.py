@@ -8,7 +8,6 @@ from xml.parsers import expat
 
 from importer.ingest.extent import CHUNK, Extent, col_letters
 
-
 _TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
 _OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
 _TEXT = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"

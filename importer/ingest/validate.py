@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from importer.ingest import limits
-from importer.ingest.columns import canonical_lookup, closest, kind_from_headers, kind_from_sheet_name, normalise_header
+from importer.ingest.columns import (
+    canonical_lookup,
+    closest,
+    kind_from_headers,
+    kind_from_sheet_name,
+    known_headers,
+    normalise_header,
+)
 from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, WARNING, Problem, shorten
-from importer.ingest.columns import known_headers
 from importer.ingest.reader import Sheet, read_file
 from importer.ingest.records import SheetRow
 from importer.ingest.tree import plan_tree

@@ -12,6 +12,7 @@ from xml.parsers import expat
 
 from importer.ingest.extent import CHUNK, MAX_SMALL_PART, Extent, col_index, col_letters
 
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
@@ -38,11 +39,9 @@ def sheet_parts(zf: zipfile.ZipFile) -> dict[str, str]:
     targets = {}
     for rel in rels:
         target = rel.get("Target") or ""
-        if target.startswith("/"):
-            path = target.lstrip("/")
-        else:
-            path = posixpath.normpath(posixpath.join("xl", target))
-        targets[rel.get("Id")] = path
+        # An absolute target is from the package root; a relative one from xl/.
+        targets[rel.get("Id")] = (target.lstrip("/") if target.startswith("/")
+                                  else posixpath.normpath(posixpath.join("xl", target)))
     parts = {}
     for element in book.iter():
         if _local(element.tag) != "sheet":

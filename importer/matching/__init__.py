@@ -13,8 +13,8 @@ import time
 import click
 
 from importer.exitcodes import EXIT_CONFIG, CommandError
-from importer.matching.live import LiveCatalog
 from importer.ingest.plan import Plan
+from importer.matching.live import LiveCatalog
 from importer.matching.reconcile import Reconciled, reconcile
 from tasks import errors
 from tasks.gateway import Door

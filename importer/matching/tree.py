@@ -46,8 +46,8 @@ class TreeMatcher:
             if index >= len(live_modules):
                 if not self.policy.creates:
                     for row in (module, *own):
-                        row.die(ErrorCode.NOT_IN_TAGMANGO, f"module {position} of {course_row.key!r} is not in TagMango "
-                                                      "(update mode creates nothing)")
+                        row.die(ErrorCode.NOT_IN_TAGMANGO, f"module {position} of {course_row.key!r} is not in "
+                                                           "TagMango (update mode creates nothing)")
                 continue
             module_id = live_modules[index]
             live = self.catalog.module(module_id) or {"_id": module_id, "chapters": []}
@@ -66,8 +66,8 @@ class TreeMatcher:
         for index, lesson in enumerate(lessons):
             if index >= len(live_chapters):
                 if not self.policy.creates:
-                    lesson.die(ErrorCode.NOT_IN_TAGMANGO, f"lesson {index + 1} of module {lesson.place.module_position} "
-                                                     "is not in TagMango")
+                    lesson.die(ErrorCode.NOT_IN_TAGMANGO,
+                               f"lesson {index + 1} of module {lesson.place.module_position} is not in TagMango")
                 continue
             chapter_id = live_chapters[index]
             result = {**{k: v for k, v in module_result.items() if k != "placeholder_chapters"},

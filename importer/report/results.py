@@ -14,8 +14,8 @@ from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, iso
 
 #: status, then every operation's result columns (in registry order), then what happened.
-RESULT_COLUMNS = ["status", "outcome", *operations.result_columns(), "http_status", "error_code", "error_message", "attempts",
-                  "finished_at", "sheet", "row"]
+RESULT_COLUMNS = ["status", "outcome", *operations.result_columns(), "http_status", "error_code", "error_message",
+                  "attempts", "finished_at", "sheet", "row"]
 
 
 def result_row(row: Row, duplicate: dict | None = None) -> dict:

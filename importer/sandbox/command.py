@@ -53,7 +53,7 @@ def _rate(value: str) -> float:
               help="Answer DELETE /api/v1/external/modules/{id}, which TagMango does NOT document "
                    "(off: a plain 404, as for any unknown path).")
 @click.pass_obj
-def sandbox(config, bind, port, tokens, token_file, not_creator, video_disabled, mangoes, cdn_prefix,  # noqa: ANN001
+def sandbox(config, bind, port, tokens, token_file, not_creator, video_disabled, mangoes, cdn_prefix,
             strict_assets, assets, envelope, rate_limit, latency, error_rate, hang_rate, hang_seconds, drop_rate,
             commit_fail_rate, count_after_latency, stall_seconds, stall_every, seed, state_dir,
             delete_module) -> None:

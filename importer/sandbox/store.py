@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 KINDS = ("course", "module", "chapter", "asset")
@@ -23,11 +23,11 @@ KINDS = ("course", "module", "chapter", "asset")
 
 def new_object_id() -> str:
     """A 24-hex id shaped like a Mongo ObjectId (timestamp prefix, random rest)."""
-    return f"{int(datetime.now(timezone.utc).timestamp()):08x}{secrets.token_hex(8)}"
+    return f"{int(datetime.now(UTC).timestamp()):08x}{secrets.token_hex(8)}"
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def creator_id(host: str) -> str:

@@ -23,9 +23,8 @@ def check_course(body: object, *, partial: bool, known_mangoes: set[str]) -> dic
     unknown = set(body) - COURSE_FIELDS
     if unknown:
         raise Invalid(f"unknown fields {sorted(unknown)}")
-    if not partial or "title" in body:
-        if not isinstance(body.get("title"), str) or not body["title"].strip():
-            raise Invalid("title is required")
+    if (not partial or "title" in body) and (not isinstance(body.get("title"), str) or not body["title"].strip()):
+        raise Invalid("title is required")
     if not partial or "mangoes" in body:
         mangoes = body.get("mangoes")
         if not isinstance(mangoes, list) or not mangoes:
@@ -69,9 +68,8 @@ def check_module(body: object, *, partial: bool) -> dict:
         raise Invalid("body is not an object")
     if set(body) - MODULE_FIELDS:
         raise Invalid("unknown fields")
-    if not partial or "title" in body:
-        if not isinstance(body.get("title"), str) or not body["title"].strip():
-            raise Invalid("title is required")
+    if (not partial or "title" in body) and (not isinstance(body.get("title"), str) or not body["title"].strip()):
+        raise Invalid("title is required")
     return body
 
 

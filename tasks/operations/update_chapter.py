@@ -47,8 +47,9 @@ class UpdateChapter(PartialUpdate):
         course = ctx.ledger.get(ref) if ref else None
         chapter_id = (course or {}).get("ids", {}).get(f"{row.params.get('chapter_slot')}_chapter")
         if not chapter_id:
-            return RowFailure(ErrorCode.COURSE_REF_NOT_FOUND, f"course_ref {ref.removeprefix('title:')!r} is not a course "
-                                                         "of this import or an earlier import to this host")
+            name = ref.removeprefix("title:")
+            return RowFailure(ErrorCode.COURSE_REF_NOT_FOUND,
+                              f"course_ref {name!r} is not a course of this import or an earlier import to this host")
         row.ids["chapter_id"] = chapter_id
         return None
 

@@ -51,8 +51,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from importer.sandbox import SandboxConfig, serve_in_thread
 from importer.ingest.validate import Options, build_plan
+from importer.sandbox import SandboxConfig, serve_in_thread
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
 from tests.services import RedisServer, Worker, wait_until, worker_env
@@ -71,16 +71,16 @@ def window_stats(arrivals: list[float]) -> tuple[float, int]:
     return (len(arrivals) - 1) / span, best
 
 
-def fresh_sandbox():  # noqa: ANN201
+def fresh_sandbox():
     return serve_in_thread(SandboxConfig(tokens={TOKEN: None}, latency_s=(0.05, 0.4), seed=1))
 
 
-def arrivals(sandbox) -> list[float]:  # noqa: ANN001
+def arrivals(sandbox) -> list[float]:
     data = httpx.get(sandbox.url + "/_sandbox/arrivals").json()
     return [t for ts in data.values() for t in ts]
 
 
-def result(name: str, rows: int, sandbox, seconds: float) -> dict:  # noqa: ANN001
+def result(name: str, rows: int, sandbox, seconds: float) -> dict:
     rate, peak = window_stats(arrivals(sandbox))
     stats = sandbox.stats()
     return {"approach": name, "rows": rows, "seconds": round(seconds, 1), "req/s": round(rate, 2),
@@ -404,7 +404,8 @@ def bench_enqueue(work: Path, redis: RedisServer, rows: int) -> list[dict]:
     bare = time.perf_counter() - t0
     return [{"what": f"enqueue {rows} rows (job + row records + messages)", "seconds": round(ours, 2),
              "rows/s": round(rows / ours)},
-            {"what": f"plain apply_async loop, {rows} messages", "seconds": round(bare, 2), "rows/s": round(rows / bare)}]
+            {"what": f"plain apply_async loop, {rows} messages", "seconds": round(bare, 2),
+             "rows/s": round(rows / bare)}]
 
 
 def bench_footprint(work: Path, redis: RedisServer, rows: int) -> list[dict]:

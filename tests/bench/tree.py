@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from importer.sandbox import SandboxConfig, serve_in_thread
 from importer.ingest.validate import build_plan
+from importer.sandbox import SandboxConfig, serve_in_thread
 from tasks.enqueue import enqueue
 from tasks.rowstore import RowStore
 from tests.bench.run import window_stats
