@@ -275,7 +275,16 @@ def worker(config, concurrency, loglevel) -> None:
     sys.exit(services.worker(config, concurrency, loglevel))
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a container stopping, a CI timeout) ends a command the way Ctrl-C does: the job keeps its
+    state for a rerun and a stack the command started is shut down, instead of orphaned."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     from importer.config import invoked_as
 
+    signal.signal(signal.SIGTERM, _terminated)  # the worker command's Celery installs its own handlers over it
     return cli.main(args=argv, prog_name=invoked_as()) or 0

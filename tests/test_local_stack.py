@@ -231,6 +231,34 @@ def test_a_killed_run_holds_nothing(kept):
     assert stats["courses_by_host"] == {"academy.sandbox.local": 60} and not stats["duplicate_titles"]
 
 
+def test_a_terminated_run_stops_the_stack_it_started(kept):
+    """SIGTERM (kill, a container stopping) ends a run as Ctrl-C does: exit 130, the rerun hint, and the Redis,
+    worker and sandbox it started are stopped, not orphaned; the same command again finishes the job."""
+    tmp_path = kept
+    state = tmp_path / "state"
+    lines = ["external_id,title,mangoes"] + [f"T{i:03d},Terminated course {i},{MANGO}" for i in range(60)]
+    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
+    env = env_for(tmp_path, TAGMANGO_RATE_LIMIT="60")
+    proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "big.csv", "--sandbox"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        store = wait_until(lambda: embedded_store(tmp_path), 60, 0.05, "the embedded Redis")
+        job_id = wait_until(store.latest_job, 60, 0.05, "the job")
+        wait_until(lambda: store.counts(job_id).get("succeeded", 0) >= 5, 60, 0.05, "rows done")
+        started = Registry(state).entries()
+        assert {"redis", "worker", "sandbox"} <= {e.role for e in started}
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "run the same command again" in out.lower()
+    assert Registry(state).entries() == [] and not any(entry.alive for entry in started)
+    again = cli(tmp_path, "run", "big.csv", "--sandbox", "--json", env=env, timeout=240)
+    assert again.returncode == 0 and '"succeeded": 60' in again.stdout, again.stdout + again.stderr
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code in (200, 401)
