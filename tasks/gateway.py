@@ -180,6 +180,7 @@ class Door:
                                         max(exc.retry_after or 0.0, self._limiter.window / 2))
         if job_id is not None:
             timeline.count_event(self._gateway.r, job_id, "429", "rate_limited", self._gateway.ttl_s)
+            timeline.set_limit(self._gateway.r, job_id, refusal.learned / self._limiter.window, self._gateway.ttl_s)
         if refusal.counted >= refusal.limit_before:
             return
         text = (f"TagMango answered 429 for {self.cred.host} while only {refusal.counted} of our requests were in "

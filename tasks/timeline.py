@@ -64,6 +64,21 @@ def read(redis_client: redis.Redis, job_id: str) -> dict[str, dict[int, int]]:
     return out
 
 
+def limit_key(job_id: str) -> str:
+    return f"tm:job:{job_id}:limit"
+
+
+def set_limit(redis_client: redis.Redis, job_id: str, per_s: float, ttl_s: int = DEFAULT_TTL_S) -> None:
+    """The rate the job's credential was last held to (after a 429 taught the limiter a lower limit)."""
+    redis_client.set(limit_key(job_id), f"{per_s:.3f}", ex=ttl_s)
+
+
+def limit(redis_client: redis.Redis, job_id: str) -> float | None:
+    """Requests per second the job's credential was last held to; None while no 429 taught a limit."""
+    raw = redis_client.get(limit_key(job_id))
+    return float(raw) if raw else None
+
+
 def notices_key(job_id: str) -> str:
     return f"tm:job:{job_id}:notices"
 

@@ -32,7 +32,7 @@ def test_kinds_limit_and_the_credential_timeline(redis_url):
 
     summary = data.job(job_a)
     assert data.limit_per_s(summary) == 6.0 and data.eta_s(summary) == 50 / 6.0
-    store.set_job(job_a, effective_limit_per_s=3.0)
+    timeline.set_limit(store.r, job_a, 3.0)  # what the gateway writes when a 429 taught a lower limit
     assert data.limit_per_s(data.job(job_a)) == 3.0
 
     for job, n in ((job_a, 2), (job_b, 3), (other, 7)):

@@ -188,6 +188,7 @@ def test_a_429_with_room_is_noticed_once_per_job_and_the_limit_is_learned(gatewa
     notes = timeline.notices(gateway.r, "job-1")
     assert list(notes) == ["shared_key"] and "only 4 of our requests" in notes["shared_key"]
     assert timeline.read(gateway.r, "job-1")["429"]  # the job's chart shows it
+    assert timeline.limit(gateway.r, "job-1") == 2.0  # 4 per 2 s: the dashboard's budget line and ETA use it
     assert door.read(lambda api: api.get_courses(limit=1)).total == 0  # waited out the cool-down, then answered
     assert not timeline.add_notice(gateway.r, "job-1", "shared_key", "again")  # said once
 

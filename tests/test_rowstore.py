@@ -115,10 +115,10 @@ def test_a_job_record_round_trips_as_a_job(store):
     assert store.job("j") == job and store.job("nope") is None
     assert store.job_for_fingerprint("fp") == "j" and store.jobs() == ["j"] and store.latest_job() == "j"
     blocked = Blocked(RowFailure("COURSE_USER_NOT_CREATOR", "not a creator", 403, "PermanentApiError"), "courses:2")
-    store.set_job("j", blocked=blocked, published=True, effective_limit_per_s=3.5)
+    store.set_job("j", blocked=blocked, published=True, paused_by="ops")
     again = store.job("j")
     assert again.blocked == blocked and again.published and again.target == job.target
-    assert again.get("effective_limit_per_s") == 3.5 and again.get("enqueued_from") == "box"
+    assert again.get("paused_by") == "ops" and again.get("enqueued_from") == "box"
     assert again.get("mode") == "merge" and again.get("nothing here", "default") == "default"
     store.set_job("j", blocked=None)
     assert store.job("j").blocked is None

@@ -86,11 +86,11 @@ class JobData:
         raw = self.store.counts(job_id)
         counts = {s: int(raw.get(s, 0)) for s in STATES}
         tallies = {k[2:]: int(v) for k, v in raw.items() if k.startswith("n_")}
-        limit = meta.get("effective_limit_per_s")
+        limit = timeline.limit(self.store.r, job_id)
         return JobSummary(id=job_id, label=meta.label, host=meta.host, api_url=meta.api_url,
                           created_at=float(meta.created_at), total=int(meta.total), counts=counts, tallies=tallies,
                           final=not any(counts[s.value] for s in ACTIVE), blocked=meta.blocked,
-                          effective_limit_per_s=float(limit) if limit else None,
+                          effective_limit_per_s=limit,
                           notices=timeline.notices(self.store.r, job_id), duplicates=meta.duplicates)
 
     def limit_per_s(self, job: JobSummary) -> float:
