@@ -218,6 +218,20 @@ def report(config, job, output) -> None:  # noqa: ANN001
     sys.exit(inspect.report(config, job, output))
 
 
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="catalog.xlsx or .csv")
+@click.option("--mangoes", multiple=True, metavar="ID,...", help="Only the courses under these mangoes.")
+@click.option("--course-id", "course_ids", multiple=True, metavar="ID", help="Only this course (repeatable).")
+@click.option("--sandbox", is_flag=True, help="Export from the local sandbox.")
+@click.option("--host", default=None, help="Whitelabel host of the creator (default: TAGMANGO_HOST).")
+@pass_config
+def export(config, output, mangoes, course_ids, sandbox, host) -> None:  # noqa: ANN001
+    """Write the host's courses, modules and lessons, in order, as the curriculum workbook `run` reads."""
+    from importer.commands import export as command
+
+    sys.exit(command.export(config, output, mangoes=mangoes, course_ids=course_ids, sandbox=sandbox, host=host))
+
+
 REMOTE_HELP = "Allow an --address other machines can reach (plain HTTP with basic auth: a warning is printed)."
 
 

@@ -13,12 +13,15 @@ import pytest
 from importer.ingest.validate import Options, build_plan
 from importer.matching import match_live
 from importer.matching.corrections import corrections_from
+from importer.matching.export import CURRICULUM_COLUMNS, read_catalog
+from importer.matching.live import LiveCatalog
 from importer.report.results import write_results
+from importer.report.tables import write_sheets, write_table
 from tasks.credentials import Credential
 from tasks.enqueue import enqueue
 from tasks.requeue import requeue_rows
 from tasks.rows import RowState
-from tests.helpers import HOST, MANGO, SAMPLES, TOKEN, run_in_process
+from tests.helpers import HOST, MANGO, SAMPLES, SHARED, TOKEN, cli, env_for, run_in_process
 
 OTHER = "other-academy.example.com"
 
@@ -81,3 +84,66 @@ def test_a_cell_this_tool_defused_reads_back_as_it_was(tmp_path):
     assert plan.ok
     assert plan.rows[0].body["title"] == "=Sum of parts" and plan.rows[0].body["description"] == "-1 and more"
     assert RowState.QUEUED is plan.rows[0].state
+
+
+# -- issue 22: export, and the export as input -------------------------------------------------------------
+
+TREES = SHARED / "course_trees"
+TREE_OPTIONS = Options(constants={"mangoes": MANGO, "chapter_description": "See the lesson."})
+needs_trees = pytest.mark.skipif(not TREES.exists(), reason="shared data not present")
+
+
+def tree_of(sandbox, host: str = HOST) -> list:  # noqa: ANN001
+    """Every course of the host in creation order: title, description, modules and lessons in order."""
+    return [(c["title"], c["description"], [(m["title"], [(ch["title"], ch["description"]) for ch in m["chapters"]])
+                                            for m in c["modules"]]) for c in sandbox.tree(host)]
+
+
+def export_to(importer, path: Path, host: str = HOST, **filters) -> Path:  # noqa: ANN001
+    exported = read_catalog(LiveCatalog(importer.door(host)), **filters)
+    if path.suffix == ".csv":
+        write_table(path, CURRICULUM_COLUMNS, exported.table())
+    else:
+        write_sheets(path, exported.sheets())
+    return path
+
+
+@needs_trees
+def test_an_export_merged_back_writes_nothing_and_builds_the_same_trees_on_another_host(importer, sandbox,
+                                                                                        tmp_path):
+    importer.run([TREES / "openedx_demox.csv", TREES / "jyu_percent_fi.csv"], options=TREE_OPTIONS)
+    tree = tree_of(sandbox)
+    assert len(tree) == 2 and sum(len(m[1]) for c in tree for m in c[2]) == 17 + 21
+    requests = sandbox.stats()["requests"]
+    book = export_to(importer, tmp_path / "catalog.xlsx")
+    reads = sandbox.stats()["requests"] - requests
+    modules = sum(len(c[2]) for c in tree)
+    assert reads == 1 + 2 + modules + 38  # one Get Courses page, then each course, module and lesson once
+    plan = build_plan([book], Options())
+    assert plan.ok and not plan.problems, [str(p) for p in plan.problems[:5]]
+
+    importer.lose_redis()  # merged back into the same host from an empty Redis: nothing to write
+    writes = sandbox.stats()["writes"]
+    job = importer.run([book], "merge")
+    assert sandbox.stats()["writes"] == writes and tree_of(sandbox) == tree
+    assert {r.state for r in importer.store.rows(job)} == {RowState.SKIPPED}
+
+    plan, reconciled = importer.plan([book], "create", host=OTHER)  # another account: the ids are foreign
+    assert any("foreign ids: 2 course_id(s)" in text for _row, text in reconciled.warnings), reconciled.warnings
+    job = importer.run([book], host=OTHER)
+    assert {r.state for r in importer.store.rows(job)} == {RowState.SUCCEEDED}
+    assert tree_of(sandbox, OTHER) == tree
+
+
+@needs_trees
+def test_export_as_csv_and_by_course_id_from_the_command_line(importer, sandbox, redis_url, tmp_path):
+    importer.run([TREES / "openedx_demox.csv", TREES / "jyu_percent_fi.csv"], options=TREE_OPTIONS)
+    first = sandbox.tree(HOST)[0]["_id"]
+    env = env_for(tmp_path, TAGMANGO_REDIS_URL=redis_url, TAGMANGO_API_URL=sandbox.url, TAGMANGO_API_TOKEN=TOKEN)
+    done = cli(tmp_path, "export", "-o", "one.csv", "--course-id", first, "--host", HOST, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Exported 1 course(s)" in done.stdout and "requests in" in done.stdout
+    plan = build_plan([tmp_path / "one.csv"], Options())
+    assert plan.ok and {r.ids.get("course_id") for r in plan.rows if r.ids.get("course_id")} == {first}
+    bad = cli(tmp_path, "export", "-o", "x.csv", "--course-id", "0" * 24, "--host", HOST, env=env)
+    assert bad.returncode == 2 and "is not a course of" in bad.stderr
