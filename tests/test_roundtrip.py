@@ -6,8 +6,10 @@ the sandbox's stats count what reached TagMango.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from importer.ingest.validate import Options, build_plan
@@ -15,6 +17,7 @@ from importer.matching import match_live
 from importer.matching.corrections import corrections_from
 from importer.matching.export import CURRICULUM_COLUMNS, read_catalog
 from importer.matching.live import LiveCatalog
+from importer.matching.undo import plan_undo
 from importer.report.results import write_results
 from importer.report.tables import write_sheets, write_table
 from tasks.credentials import Credential
@@ -147,3 +150,110 @@ def test_export_as_csv_and_by_course_id_from_the_command_line(importer, sandbox,
     assert plan.ok and {r.ids.get("course_id") for r in plan.rows if r.ids.get("course_id")} == {first}
     bad = cli(tmp_path, "export", "-o", "x.csv", "--course-id", "0" * 24, "--host", HOST, env=env)
     assert bad.returncode == 2 and "is not a course of" in bad.stderr
+
+
+# -- snapshot and undo ------------------------------------------------------------------------------------
+
+SMALL = ("course_ref,course_title,course_description,mangoes,module_title,chapter_title,chapter_description\n"
+         f"S1,Small,About small,{MANGO},Only,One,o\nS1,Small,About small,{MANGO},Only,Two,t\n")
+
+
+def writes_since(sandbox, before: dict) -> dict:  # noqa: ANN001
+    now = sandbox.stats()["writes_by_route"]
+    return {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
+
+
+def undo_job(importer, job: str) -> tuple[str | None, object]:  # noqa: ANN001
+    """Plan the undo of ``job`` (reads) and, unless refused, run it as a job; (undo job id or None, the plan)."""
+    plan = plan_undo(importer.store, job, LiveCatalog(importer.door()))
+    if plan.conflicts or not plan.rows:
+        return None, plan
+    undo_id = enqueue(importer.store, plan, importer.door().cred.api_url, HOST, mode="merge")
+    run_in_process(importer.services, undo_id)
+    return undo_id, plan
+
+
+def edited_export(importer, tmp_path: Path) -> Path:  # noqa: ANN001
+    """The export with 3 course descriptions and 2 lesson titles changed."""
+    book = export_to(importer, tmp_path / "catalog.csv")
+    frame = pd.read_csv(book, dtype=str, keep_default_na=False)
+    for n, ref in enumerate(dict.fromkeys(frame["course_ref"])):
+        frame.loc[frame["course_ref"] == ref, "course_description"] = f"Edited description {n}"
+    frame.loc[0, "chapter_title"] = "Edited lesson A"
+    frame.loc[len(frame) - 1, "chapter_title"] = "Edited lesson B"
+    edited = tmp_path / "edited.csv"
+    frame.to_csv(edited, index=False)
+    return edited
+
+
+@needs_trees
+def test_an_edited_export_merged_is_five_writes_and_undo_is_five_writes_back(importer, sandbox, tmp_path):
+    small = tmp_path / "small.csv"
+    small.write_text(SMALL)
+    importer.run([TREES / "openedx_demox.csv", TREES / "jyu_percent_fi.csv", small], options=TREE_OPTIONS)
+    original = tree_of(sandbox)
+    edited = edited_export(importer, tmp_path)
+    importer.lose_redis()
+    before = sandbox.stats()["writes_by_route"]
+    job = importer.run([edited], "merge")
+    assert writes_since(sandbox, before) == {"update_course": 3, "update_chapter": 2}
+    changed = tree_of(sandbox)
+    snap = [r for r in importer.store.rows(job) if r.before]
+    assert len(snap) == 5 and all(not k.startswith("Edited") for r in snap for k in map(str, r.before.values()))
+    results = write_results(importer.store, job, tmp_path / "edited.results.csv")
+    frame = pd.read_csv(results, dtype=str, keep_default_na=False)
+    snaps = [json.loads(v) for v in frame["before"] if v]  # the 2 lessons, and each course on its first line
+    assert sum(len(v) for v in snaps) == 5 and {"course.description": "About small"} in snaps
+    assert {"title": "Two"} in snaps  # the last lesson's title before the edit
+
+    before = sandbox.stats()["writes_by_route"]
+    undo_id, plan = undo_job(importer, job)
+    assert undo_id and not plan.cannot and len(plan.rows) == 5
+    assert writes_since(sandbox, before) == {"update_course": 3, "update_chapter": 2}
+    assert tree_of(sandbox) == original
+
+    before = sandbox.stats()["writes_by_route"]
+    again, _ = undo_job(importer, undo_id)  # the undo is a job with its own snapshot: it can be undone
+    assert again and writes_since(sandbox, before) == {"update_course": 3, "update_chapter": 2}
+    assert tree_of(sandbox) == changed
+
+
+def test_undo_deletes_the_lessons_a_job_created_and_lists_what_it_cannot(importer, sandbox, tmp_path):
+    small = tmp_path / "small.csv"
+    small.write_text(SMALL)
+    importer.run([small])
+    original = tree_of(sandbox)
+    grown = tmp_path / "grown.csv"
+    grown.write_text(SMALL + f"S1,Small,About small,{MANGO},Only,Three,3\nS1,Small,About small,{MANGO},Next,Four,4\n")
+    job = importer.run([grown], "merge")
+    before = sandbox.stats()["writes_by_route"]
+    undo_id, plan = undo_job(importer, job)
+    assert writes_since(sandbox, before) == {"delete_chapter": 2}
+    assert len(plan.cannot) == 1 and "module 'Next'" in plan.cannot[0] and "by hand" in plan.cannot[0]
+    assert [(m[0], m[1]) for m in tree_of(sandbox)[0][2]] == [*[(m[0], m[1]) for m in original[0][2]], ("Next", [])]
+    deleted = [r for r in importer.store.rows(undo_id) if r.before]
+    assert sorted(r.before["title"] for r in deleted) == ["Four", "Three"]  # what was deleted is in the snapshot
+
+
+def test_undo_refuses_when_a_value_changed_since_the_job_and_force_puts_it_back(importer, sandbox, redis_url,
+                                                                                 tmp_path):
+    small = tmp_path / "small.csv"
+    small.write_text(SMALL)
+    importer.run([small])
+    small.write_text(SMALL.replace("About small", "About it"))
+    job = importer.run([small], "merge")
+    course_id = sandbox.tree(HOST)[0]["_id"]
+    importer.door().send(lambda api: api.update_course(course_id, {"description": "By hand"}))
+    env = env_for(tmp_path, TAGMANGO_REDIS_URL=redis_url, TAGMANGO_API_URL=sandbox.url, TAGMANGO_API_TOKEN=TOKEN)
+    writes = sandbox.stats()["writes"]
+    refused = cli(tmp_path, "undo", job, env=env)
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "changed in TagMango since the job" in refused.stderr and "'By hand'" in refused.stderr
+    dry = cli(tmp_path, "undo", job, "--dry-run", "--force", env=env)
+    assert dry.returncode == 0 and "put back course 'Small'" in dry.stdout and "Dry run" in dry.stdout
+    assert sandbox.stats()["writes"] == writes
+    forced = cli(tmp_path, "undo", job, "--force", "--no-wait", env=env)
+    assert forced.returncode == 0, forced.stderr
+    undo_id = importer.store.job(job).get("undone_by")
+    run_in_process(importer.services, undo_id)
+    assert sandbox.tree(HOST)[0]["description"] == "About small"

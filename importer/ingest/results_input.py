@@ -1,7 +1,7 @@
 """A results file (or a ``report``, or an ``export``) read back as input (issue 21, 22).
 
 The results file is the input's own columns followed by what happened (``status``, ``outcome``, the ids, the
-error, ``sheet`` and ``row``, the ``before_*`` snapshot). Read back, those columns are output, not input:
+error, ``sheet`` and ``row``, the ``before`` snapshot). Read back, those columns are output, not input:
 
 * a sheet whose headers hold ``status``, ``sheet`` and ``row`` is a results sheet; its output-only columns are
   dropped silently (no "unknown column" warnings);
@@ -18,10 +18,9 @@ from importer.ingest.columns import normalise_header
 from importer.ingest.grid import Sheet
 from tasks import operations
 
-#: Columns only the results file has (never read as input); ``before_*`` columns are output too.
-STATUS_COLUMNS = ("status", "outcome", "http_status", "error_code", "error_message", "attempts", "finished_at",
-                  "sheet", "row")
-BEFORE_PREFIX = "before_"
+#: Columns only the results file has (never read as input).
+STATUS_COLUMNS = ("status", "outcome", "before", "http_status", "error_code", "error_message", "attempts",
+                  "finished_at", "sheet", "row")
 _MARKS = {"status", "sheet", "row"}
 
 
@@ -83,8 +82,7 @@ def _split(sheet: Sheet) -> list[Sheet]:
 
 def _strip(sheet: Sheet) -> Sheet:
     drop = output_only()
-    keep = [h for h in sheet.headers if normalise_header(h) not in drop
-            and not normalise_header(h).startswith(normalise_header(BEFORE_PREFIX))]
+    keep = [h for h in sheet.headers if normalise_header(h) not in drop]
     return Sheet(file=sheet.file, name=sheet.name, headers=keep, columns={h: sheet.columns[h] for h in keep},
                  row_numbers=sheet.row_numbers, notes=sheet.notes, original=sheet.original,
                  header_note=sheet.header_note, from_results=True)
