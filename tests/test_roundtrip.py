@@ -42,7 +42,8 @@ def importer(redis_server, services_factory, sandbox):
         def door(self, host: str = HOST):  # noqa: ANN201
             return self.services.gateway.door(Credential(sandbox.url, host, TOKEN))
 
-        def plan(self, files: list[Path], mode: str = "create", options: Options | None = None, host: str = HOST):  # noqa: ANN201
+        def plan(self, files: list[Path], mode: str = "create", options: Options | None = None,  # noqa: ANN201
+                 host: str = HOST):
             plan = build_plan(files, options or Options())
             assert plan.ok, plan.errors[:3]
             return plan, match_live(self.door(host), self.store, plan, mode, quiet=True)

@@ -16,8 +16,8 @@ from tasks.rowstore import RowStore, iso
 
 #: status, what was done and the snapshot of what it overwrote or deleted (``before``: JSON of the old values,
 #: TagMango's field names), then every operation's result columns (in registry order), then what happened.
-RESULT_COLUMNS = ["status", "outcome", "before", *operations.result_columns(), "http_status", "error_code", "error_message", "attempts",
-                  "finished_at", "sheet", "row"]
+RESULT_COLUMNS = ["status", "outcome", "before", *operations.result_columns(), "http_status", "error_code",
+                  "error_message", "attempts", "finished_at", "sheet", "row"]
 
 
 def result_row(row: Row, duplicate: dict | None = None, derived_before: dict | None = None) -> dict:
