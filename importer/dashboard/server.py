@@ -99,7 +99,7 @@ def run_undo(config: Config, store, state: Path, job_id: str) -> tuple[str | Non
     text = check.stdout
     info = json.loads(text[text.index("{"):]) if "{" in text else {}
     if check.returncode == EXIT_CHANGED_SINCE:
-        return None, "Undo refused: changed in TagMango since the job: " + "; ".join(info.get("conflicts", [])) + \
+        return None, "Undo refused: " + "; ".join(info.get("conflicts", [])) + \
             ". Nothing was undone; check those values (the command line's --force puts the old values back).", True
     cannot = f" {info['cannot']} thing(s) TagMango cannot undo: see `undo {job_id} --dry-run`." if info.get("cannot") \
         else ""

@@ -32,6 +32,7 @@ class ReadProgress:
         self.door, self.quiet = door, quiet
         self.started = self.shown = time.monotonic()
         self.noticed = False
+        self.waited_shown = 0.0
 
     def _echo(self, text: str) -> None:
         if not self.quiet:
@@ -46,7 +47,11 @@ class ReadProgress:
                        f"{self.door.window:g} s)")
 
     def wait(self, seconds: float, why: str) -> None:
-        self._echo(f"Reading TagMango: waiting {seconds:.0f} s ({why})")
+        """Said at most every few seconds: several threads may wait at once (the export reads 16 at a time)."""
+        now = time.monotonic()
+        if now - self.waited_shown >= PROGRESS_EVERY_S:
+            self.waited_shown = now
+            self._echo(f"Reading TagMango: waiting {max(seconds, 1):.0f} s ({why})")
 
     def notice(self, text: str) -> None:
         if not self.noticed:

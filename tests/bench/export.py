@@ -70,7 +70,10 @@ def bench_export(work: Path, redis: RedisServer, *, trees_folder: Path | None = 
         merge_writes = sandbox.stats()["writes"] - writes
         other = run_command(importer_cmd("run", str(folder / "catalog.xlsx"), "--host", OTHER, "--results",
                                          str(folder / "other.results.xlsx")), env, folder, "export-other")
-        same = trees(sandbox, OTHER) == source
+        copy = trees(sandbox, OTHER)
+        same = sorted(copy) == sorted(source)  # every course alike, its modules and lessons in order
+        same_order = [c[0] for c in copy] == [c[0] for c in source]  # courses are created side by side
+        differ = next((f"{a[0]!r}" for a, b in zip(sorted(copy), sorted(source), strict=False) if a != b), "")
     finally:
         if worker is not None:
             worker.stop()
@@ -83,6 +86,7 @@ def bench_export(work: Path, redis: RedisServer, *, trees_folder: Path | None = 
             "bound s": round(bound, 1), "within bound": exported["rc"] == 0 and exported["seconds"] <= bound,
             "429s": after["rate_limited"] - before["rate_limited"],
             "merge back: exit, writes": f"{merged['rc']}, {merge_writes}",
-            "other host: exit, same trees": f"{other['rc']}, {same}",
+            "other host: exit, same trees": f"{other['rc']}, {same}{' (first differing: ' + differ + ')' if differ else ''}",
+            "same course order": same_order,
             "export stdout": last_line(exported["stdout"])[:160],
             "load before import": load0, "load before export": load1, "load after": load()}
