@@ -106,7 +106,7 @@ def tree_of(sandbox, host: str = HOST) -> list:  # noqa: ANN001
 def export_to(importer, path: Path, host: str = HOST, **filters) -> Path:  # noqa: ANN001
     exported = read_catalog(LiveCatalog(importer.door(host)), **filters)
     if path.suffix == ".csv":
-        write_table(path, CURRICULUM_COLUMNS, exported.table())
+        write_table(path, [*CURRICULUM_COLUMNS, *exported.read_only], exported.table())
     else:
         write_sheets(path, exported.sheets())
     return path
@@ -124,7 +124,9 @@ def test_an_export_merged_back_writes_nothing_and_builds_the_same_trees_on_anoth
     modules = sum(len(c[2]) for c in tree)
     assert reads == 1 + 2 + modules + 38  # one Get Courses page, then each course, module and lesson once
     plan = build_plan([book], Options())
-    assert plan.ok and not plan.problems, [str(p) for p in plan.problems[:5]]
+    assert plan.ok and not plan.problems, [str(p) for p in plan.problems[:5]]  # read-only columns: silent
+    sheet = pd.read_excel(book, sheet_name="curriculum", dtype=str)
+    assert {"tagmango_course_isPublished", "tagmango_chapter_totalDuration", "module_id", "chapter_id"} <= set(sheet)
 
     importer.lose_redis()  # merged back into the same host from an empty Redis: nothing to write
     writes = sandbox.stats()["writes"]

@@ -56,7 +56,7 @@ def export(config: Config, output: str, *, mangoes: tuple[str, ...], course_ids:
             if path.suffix.lower() == ".xlsx":
                 write_sheets(tmp, exported.sheets())
             else:
-                write_table(tmp, CURRICULUM_COLUMNS, exported.table())
+                write_table(tmp, [*CURRICULUM_COLUMNS, *exported.read_only], exported.table())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ error, ``sheet`` and ``row``, the ``before`` snapshot). Read back, those columns
 * a results CSV holds every sheet of the job in one table: its rows are split by the ``sheet`` column into one
   sheet each (``courses``, ``chapters``, ``curriculum``), and each row keeps the row number of its ``row``
   column, so that messages and ``requeue --from`` name the row of the original input;
+* an export's read-only columns (``tagmango_course_isPublished``...) are dropped silently too;
 * ids the job filled in beside the row's own reference (a chapter found by ``course_ref`` + ``chapter_slot``
   gets its ``chapter_id``) are output too: the sheet kind says which (``SheetKind.from_results``).
 """
@@ -22,6 +23,8 @@ from tasks import operations
 STATUS_COLUMNS = ("status", "outcome", "before", "http_status", "error_code", "error_message", "attempts",
                   "finished_at", "sheet", "row")
 _MARKS = {"status", "sheet", "row"}
+#: The export's read-only columns (importer.matching.export.READ_ONLY_PREFIX), normalised.
+READ_ONLY = "tagmango"
 
 
 def output_only() -> frozenset[str]:
@@ -43,6 +46,7 @@ def prepare(sheets: list[Sheet]) -> list[Sheet]:
     """The sheets as input: results sheets split by their ``sheet`` column and stripped of output columns."""
     out: list[Sheet] = []
     for sheet in sheets:
+        sheet = _without_read_only(sheet)
         if not is_results_sheet(sheet):
             out.append(sheet)
             continue
@@ -78,6 +82,17 @@ def _split(sheet: Sheet) -> list[Sheet]:
                            row_numbers=rows, notes=list(sheet.notes), original=dict(sheet.original),
                            from_results=True))
     return parts
+
+
+def _without_read_only(sheet: Sheet) -> Sheet:
+    """An export's read-only columns (``tagmango_<object>_<field>``: what TagMango returns and no column imports)
+    are dropped silently."""
+    keep = [h for h in sheet.headers if not normalise_header(h).startswith(READ_ONLY)]
+    if len(keep) == len(sheet.headers):
+        return sheet
+    return Sheet(file=sheet.file, name=sheet.name, headers=keep, columns={h: sheet.columns[h] for h in keep},
+                 row_numbers=sheet.row_numbers, notes=sheet.notes, original=sheet.original,
+                 header_note=sheet.header_note, from_results=sheet.from_results)
 
 
 def _strip(sheet: Sheet) -> Sheet:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from importer.matching.live import LiveCatalog
-from tasks.operations import curriculum
+from tasks.operations import CHAPTER, COURSE, MODULE, curriculum
 from tasks.operations.base import object_ids
 
 #: Reads in flight at once: enough to fill the budget at TagMango's latency (the limiter spaces them).
@@ -41,6 +41,20 @@ _CHAPTER = {"chapter_title": "title", "chapter_description": "description", "con
             "additional_contents": "additionalContents"}
 
 
+#: What the reads return that cannot be imported goes into read-only columns ``tagmango_<object>_<field>``
+#: (``tagmango_course_isPublished``, ``tagmango_chapter_totalDuration``...), which reading ignores
+#: (importer.ingest.results_input); ids of other objects and the tree's own lists are left out.
+READ_ONLY_PREFIX = "tagmango_"
+_NOT_SHOWN = {"_id", "id", "_host", "_how", "modules", "chapters", "creator", COURSE, MODULE}  # a chapter's parents
+_IMPORTED = {"title", "description", "mangoes", "coverImage", "settings", *_CHAPTER.values()}
+
+
+def read_only(obj: dict, what: str) -> dict:
+    """The object's fields that no column imports, as read-only columns."""
+    return {f"{READ_ONLY_PREFIX}{what}_{k}": _text(v if not isinstance(v, dict) else json.dumps(v, default=str))
+            for k, v in obj.items() if k not in _NOT_SHOWN and k not in _IMPORTED}
+
+
 class NotFound(Exception):
     """A ``--course-id`` that is not a course of this host."""
 
@@ -48,6 +62,7 @@ class NotFound(Exception):
 @dataclass
 class Exported:
     lessons: list[dict] = field(default_factory=list)  # curriculum rows
+    read_only: list[str] = field(default_factory=list)  # the read-only columns, in the order first seen
     bare_courses: list[dict] = field(default_factory=list)  # courses without modules: courses-sheet rows
     courses: int = 0
     modules: int = 0
@@ -55,17 +70,18 @@ class Exported:
 
     def sheets(self) -> list[tuple[str, list[str], list[dict]]]:
         """(name, columns, rows) of the workbook: the curriculum, and a courses sheet if a course has no modules."""
-        out = [("curriculum", CURRICULUM_COLUMNS, self.lessons)]
+        out = [("curriculum", [*CURRICULUM_COLUMNS, *self.read_only], self.lessons)]
         if self.bare_courses:
-            out.append(("courses", COURSES_COLUMNS, self.bare_courses))
+            extra = [c for c in self.read_only if c.startswith(f"{READ_ONLY_PREFIX}{COURSE}_")]
+            out.append(("courses", [*COURSES_COLUMNS, *extra], self.bare_courses))
         return out
 
     def table(self) -> list[dict]:
         """Every row in one table (a CSV): a course without modules is a curriculum row with its course columns."""
         rows = list(self.lessons)
         for course in self.bare_courses:
-            rows.append({**{c: course.get(curriculum.COURSE_COLUMNS.get(c, c)) for c in COURSE_FIELDS[1:]},
-                         "course_ref": course["external_id"], SOURCE_HOST: course[SOURCE_HOST]})
+            rows.append({**course, **{c: course.get(curriculum.COURSE_COLUMNS.get(c, c)) for c in COURSE_FIELDS[1:]},
+                         "course_ref": course["external_id"]})
         return rows
 
 
@@ -125,19 +141,23 @@ def read_catalog(catalog: LiveCatalog, *, mangoes: list[str] | None = None, cour
         chapters = dict(zip(chapter_ids, pool.map(catalog.chapter, chapter_ids), strict=True))
     out = Exported(courses=len(courses), modules=len(modules), chapters=len(chapters))
     for course in courses:
-        head = course_columns(course, host)
+        head = {**course_columns(course, host), **read_only(course, COURSE)}
         ids = object_ids(course.get("modules"))
         if not ids:
-            out.bare_courses.append({"external_id": head["course_ref"], SOURCE_HOST: host,
+            out.bare_courses.append({**head, "external_id": head["course_ref"],
                                      **{curriculum.COURSE_COLUMNS[c]: head[c] for c in COURSE_FIELDS[1:]}})
             continue
         for m_pos, module_id in enumerate(ids, start=1):
             module = modules.get(module_id) or {}
-            row = {**head, "module_id": module_id, "module_position": m_pos, "module_title": _text(module.get("title"))}
+            row = {**head, "module_id": module_id, "module_position": m_pos, "module_title": _text(module.get("title")),
+                   **read_only(module, MODULE)}
             lessons = [c for c in object_ids(module.get("chapters")) if chapters.get(c) is not None]
             if not lessons:
                 out.lessons.append(row)
             for c_pos, chapter_id in enumerate(lessons, start=1):
+                chapter = chapters[chapter_id]
                 out.lessons.append({**row, "chapter_id": chapter_id, "chapter_position": c_pos,
-                                    **chapter_columns(chapters[chapter_id])})
+                                    **chapter_columns(chapter), **read_only(chapter, CHAPTER)})
+    known = set(CURRICULUM_COLUMNS) | set(COURSES_COLUMNS)
+    out.read_only = list(dict.fromkeys(c for r in [*out.lessons, *out.bare_courses] for c in r if c not in known))
     return out
