@@ -151,6 +151,10 @@ def test_export_as_csv_and_by_course_id_from_the_command_line(importer, sandbox,
     assert "Exported 1 course(s)" in done.stdout and "requests in" in done.stdout
     plan = build_plan([tmp_path / "one.csv"], Options())
     assert plan.ok and {r.ids.get("course_id") for r in plan.rows if r.ids.get("course_id")} == {first}
+    both = cli(tmp_path, "export", "-o", "both.xlsx", "--mangoes", MANGO, "--host", HOST, env=env)
+    assert both.returncode == 0 and "Exported 2 course(s)" in both.stdout, both.stderr
+    none = cli(tmp_path, "export", "-o", "none.xlsx", "--mangoes", "66c4964c11e7fef26751f3a9", "--host", HOST, env=env)
+    assert none.returncode == 0 and "Exported 0 course(s)" in none.stdout, none.stderr
     bad = cli(tmp_path, "export", "-o", "x.csv", "--course-id", "0" * 24, "--host", HOST, env=env)
     assert bad.returncode == 2 and "is not a course of" in bad.stderr
 

@@ -33,6 +33,10 @@ def undo(config: Config, job: str | None, *, dry_run: bool, force: bool, wait: b
         if not store.is_final(job_id):
             raise CommandError(f"{job_id} is not finished: undo it once every row is final (status {job_id} "
                                "--watch), or stop it first", EXIT_CONFIG)
+        running = record.get("undone_by")
+        if running and store.job(running) is not None and not store.is_final(running):
+            raise CommandError(f"{job_id} is being undone by {running}: wait for it (status {running} --watch)",
+                               EXIT_CONFIG)
         door = session.door(session.credential_for(record))
         gate(door, quiet=as_json)
         shown = ReadProgress(door, as_json)

@@ -81,9 +81,8 @@ def plan_undo(store: RowStore, job_id: str, catalog: LiveCatalog) -> UndoPlan:
         elif row.kind == CHAPTER and op.verb in (CREATED, UPDATED):  # made by the job, or a placeholder it filled
             _delete(plan, catalog, row, object_id, result)
         elif op.verb == DELETED:
-            plan.cannot.append(f"{_name(row, object_id)} was deleted by the job: TagMango cannot put a lesson back "
-                               "in its place (no reorder); its values are in the job's results file (column "
-                               "before)")
+            plan.cannot.append(f"{_name(row, object_id)} was deleted by the job: TagMango cannot put it back in its "
+                               "place (no reorder); its values are in the job's results file (column before)")
         elif row.kind in BY_HAND and (row.kind == COURSE or not in_made_course):
             plan.cannot.append(f"{_name(row, object_id)} was created by the job: {BY_HAND[row.kind]}")
     plan.reads = catalog.reads
