@@ -218,6 +218,36 @@ def report(config, job, output) -> None:
     sys.exit(inspect.report(config, job, output))
 
 
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="catalog.xlsx or .csv")
+@click.option("--mangoes", multiple=True, metavar="ID,...", help="Only the courses under these mangoes.")
+@click.option("--course-id", "course_ids", multiple=True, metavar="ID", help="Only this course (repeatable).")
+@click.option("--sandbox", is_flag=True, help="Export from the local sandbox.")
+@click.option("--host", default=None, help="Whitelabel host of the creator (default: TAGMANGO_HOST).")
+@pass_config
+def export(config, output, mangoes, course_ids, sandbox, host) -> None:
+    """Write the host's courses, modules and lessons, in order, as the curriculum workbook `run` reads."""
+    from importer.commands import export as command
+
+    sys.exit(command.export(config, output, mangoes=mangoes, course_ids=course_ids, sandbox=sandbox, host=host))
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--dry-run", is_flag=True, help="Show what would be put back, deleted and left; write nothing.")
+@click.option("--force", is_flag=True, help="Put the old values back even where they changed since the job.")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--results", type=click.Path(dir_okay=False), default=None)
+@pass_config
+def undo(config, job, dry_run, force, wait, as_json, results) -> None:
+    """Put back every value JOB changed (from its snapshot), delete the lessons it created, and list what TagMango
+    cannot undo. Refuses (exit 4) when a value changed since the job, unless --force."""
+    from importer.commands import undo as command
+
+    sys.exit(command.undo(config, job, dry_run=dry_run, force=force, wait=wait, as_json=as_json, results=results))
+
+
 REMOTE_HELP = "Allow an --address other machines can reach (plain HTTP with basic auth: a warning is printed)."
 
 

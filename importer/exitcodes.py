@@ -8,6 +8,8 @@ EXIT_ROWS_FAILED = 1
 EXIT_INVALID_INPUT = 2
 #: A configuration or connection problem (missing token, Redis unreachable, unreadable file...).
 EXIT_CONFIG = 3
+#: ``undo`` refused: a value the job wrote changed in TagMango since (``--force`` puts the old values back anyway).
+EXIT_CHANGED_SINCE = 4
 #: Interrupted (Ctrl-C).
 EXIT_INTERRUPTED = 130
 

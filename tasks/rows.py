@@ -137,6 +137,10 @@ class Row:
     place: Place | None = None
     #: What matching found changed, ``{field: [old, new]}``: the body of an update, the dry run's diff.
     diff: dict | None = None
+    #: The snapshot: the live values this row overwrites or deletes, as matching read them (``{field: old}``,
+    #: API names), kept with the row (so it expires with the job) for the results file and ``undo``. Bounded by
+    #: ``SNAPSHOT_MAX_CHARS``; fields that did not fit are listed under ``"_missing"``.
+    before: dict | None = None
     #: Ids the call needs (the chapter to patch, the course it belongs to): from the sheet or from the parent.
     ids: dict = field(default_factory=dict)
     parent: str | None = None  # the row this one waits for
@@ -204,6 +208,7 @@ class Row:
         """Run as a partial update (``op``, ``body``: what changed) of an object that exists, known by ``ids``:
         right away, needing nothing from a parent (its place, if any, is no longer the parent's to decide)."""
         self.op, self.ids, self.body, self.diff, self.released, self.outcome = op, ids, body, diff, True, "update"
+        self.before = snapshot({name: change[0] for name, change in diff.items()})
         if self.place is not None:
             self.place.by_parent = self.place.takeover = False
 
@@ -233,6 +238,24 @@ class Row:
     @classmethod
     def from_json(cls, raw: str) -> Row:
         return cls.from_dict(json.loads(raw))
+
+
+#: At most this many characters of JSON per row's snapshot (a description may be long; 50,000 is the file's limit).
+SNAPSHOT_MAX_CHARS = 120_000
+
+
+def snapshot(values: dict) -> dict:
+    """``values`` as a row keeps them (``Row.before``): whole, or the fields that fit in ``SNAPSHOT_MAX_CHARS``
+    with the others named under ``"_missing"`` (undo cannot put those back, and says so)."""
+    kept: dict = {}
+    size = 0
+    for name, value in values.items():
+        size += len(json.dumps(value, ensure_ascii=False, default=str)) + len(name) + 6
+        if size > SNAPSHOT_MAX_CHARS:
+            kept.setdefault("_missing", []).append(name)
+        else:
+            kept[name] = value
+    return kept
 
 
 _PLACE_PARAMS = ("course_key", "course_ref", "index", "module_position", "chapter_position", "lessons", "takeover")

@@ -186,3 +186,61 @@ def test_actions_need_post_auth_and_a_token_from_the_page(redis_url, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_undo_from_the_job_page_in_chromium(sandbox, services_factory, make_env, workers, redis_url, tmp_path):
+    """A merge that changed a course description and a lesson title: the job page shows its snapshot, and the Undo
+    button (POST + CSRF) puts both values back through a real worker; the undo's page links back to the job."""
+    require_chromium()
+    from importer.ingest.validate import build_plan
+    from importer.matching import match_live
+    from tasks.credentials import Credential
+    from tasks.enqueue import enqueue
+    from tests.helpers import MANGO, run_in_process
+
+    services = services_factory(rate_limit=1000)
+    store, door = services.store, services.gateway.door(Credential(sandbox.url, HOST, TOKEN))
+    header = "course_ref,course_title,course_description,mangoes,module_title,chapter_title,chapter_description\n"
+    tree = tmp_path / "tree.csv"
+    jobs = []
+    for description, title in (("About", "Paper"), ("About watercolour", "Good paper")):
+        tree.write_text(header + f"K1,Watercolour,{description},{MANGO},Materials,{title},p\n"
+                                 f"K1,Watercolour,{description},{MANGO},Materials,Brushes,b\n")
+        plan = build_plan([tree])
+        match_live(door, store, plan, "merge", quiet=True)
+        jobs.append(enqueue(store, plan, sandbox.url, HOST, mode="merge"))
+        run_in_process(services, jobs[-1])
+    job_id = jobs[-1]
+    course = sandbox.tree(HOST)[0]
+    assert course["description"] == "About watercolour" and course["modules"][0]["chapters"][0]["title"] == "Good paper"
+
+    env = make_env(sandbox, TAGMANGO_STATE_DIR=str(tmp_path / "state"))
+    workers.start(env, 1)
+    port = free_port()
+    dashboard = start_dashboard(env, port, tmp_path / "dashboard.log")
+    driver = chrome(basic_auth=AUTH)
+    shots = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or tmp_path / "shots")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/jobs/{job_id}")
+        assert number(driver, "snapshot-rows") == 2 and "characters" in text_of(driver)
+        screenshot(driver, "dashboard-undo.png", shots)
+        driver.find_element("id", "undo-button").click()
+        wait_until(lambda: "/jobs/imp-" in driver.current_url and job_id not in driver.current_url, 60,
+                   message="the undo's page")
+        # the flash ("Undo of … started: 2 value(s) to put back") shows until the running page reloads itself
+        assert f"This job undoes {job_id}" in text_of(driver)
+        wait_until(lambda: "finished" in text_of(driver), 60, interval=0.5, message="the undo to finish")
+        course = sandbox.tree(HOST)[0]
+        assert course["description"] == "About" and course["modules"][0]["chapters"][0]["title"] == "Paper"
+        assert number(driver, "snapshot-rows") == 2  # the undo kept what it overwrote: it can be undone too
+        screenshot(driver, "dashboard-undone.png", shots)
+        driver.get(f"http://127.0.0.1:{port}/jobs/{job_id}")
+        assert "Undone by" in text_of(driver)
+        driver.find_element("id", "undo-button").click()  # again: the values changed since the job, refused
+        wait_until(lambda: "Undo refused" in text_of(driver), 60, message="the refusal")
+        assert driver.find_element("id", "flash").get_attribute("class") == "card error"
+        screenshot(driver, "dashboard-undo-refused.png", shots)
+    finally:
+        quit_chrome(driver)
+        dashboard.terminate()
+        dashboard.wait(timeout=20)

@@ -130,6 +130,20 @@ class JobData:
             return requeue_rows(self.store, job_id, http_status=int(code))
         return requeue_rows(self.store, job_id, error_code=code)
 
+    # -- snapshot and undo -----------------------------------------------------------------------
+    def snapshot(self, job_id: str) -> tuple[int, int]:
+        """Rows that kept the old values they overwrite or delete (``Row.before``), and the snapshot's size in
+        characters of JSON."""
+        import json
+
+        kept = [r.before for r in self.store.rows(job_id) if r.before]
+        return len(kept), sum(len(json.dumps(b, ensure_ascii=False, default=str)) for b in kept)
+
+    def undo_links(self, job_id: str) -> tuple[str | None, str | None]:
+        """(the job this one undoes, the job that undid this one)."""
+        meta = self.store.job(job_id)
+        return (meta.get("undo_of"), meta.get("undone_by")) if meta else (None, None)
+
     # -- requests over time ----------------------------------------------------------------------
     def timeline(self, job_id: str) -> dict[str, dict[int, int]]:
         return timeline.read(self.store.r, job_id)

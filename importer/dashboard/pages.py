@@ -109,7 +109,7 @@ def jobs_page(jobs: list[JobSummary], flower_url: str | None) -> str:
 
 def job_page(job: JobSummary, *, kinds: dict[str, dict[str, int]], groups: list[DeadGroup], chart_svg: str,
              eta_s: float, limit_per_s: float, other_jobs: int, csrf: str, results_name: str,
-             flower_url: str | None, flash: str = "", flash_kind: str = "flash") -> str:
+             flower_url: str | None, flash: str = "", flash_kind: str = "flash", undo: str = "") -> str:
     path = f"/jobs/{quote(job.id)}"
     head = (f'<h1 id="job-id">{escape(job.id)} {status_badge(job)}</h1>'
             f'<div class="meta">{escape(job.label)} · host <b>{escape(job.host)}</b> · {escape(job.api_url)} · '
@@ -156,8 +156,34 @@ def job_page(job: JobSummary, *, kinds: dict[str, dict[str, int]], groups: list[
                   f"(search <code>{escape(job.id)}</code>)")
     links += (f"<div class='meta'>From a terminal: <code>tagmango-import status {escape(job.id)}</code>, "
               f"<code>tagmango-import dead {escape(job.id)}</code></div></div>")
-    return layout(f"{job.id} · tagmango-import", head + progress + chart + dead + links,
+    return layout(f"{job.id} · tagmango-import", head + progress + chart + dead + undo + links,
                   refresh_to=None if job.final else path, flower_url=flower_url)
+
+
+def undo_section(job: JobSummary, *, rows: int, chars: int, csrf: str, undo_of: str | None,
+                 undone_by: str | None) -> str:
+    """The job's snapshot (old values kept before each change) and its Undo button (POST, CSRF like requeue)."""
+    path = f"/jobs/{quote(job.id)}"
+    size = f"{chars / 1024:.1f} KB" if chars >= 1024 else f"{chars} characters"
+    out = [f'<h2>Snapshot and undo</h2><div class="card" id="undo"><div id="snapshot">Snapshot: <b class="num" '
+           f'id="snapshot-rows">{rows}</b> row(s) kept the values they overwrote or deleted ({size}); kept with '
+           "the job, in the results file's <code>before</code> column.</div>"]
+    link = lambda j: f'<a href="/jobs/{quote(j)}">{escape(j)}</a>'  # noqa: E731
+    if undo_of:
+        out.append(f"<div>This job undoes {link(undo_of)}.</div>")
+    if undone_by:
+        out.append(f'<div class="meta" id="undone-by">Undone by {link(undone_by)}.</div>')
+    if job.final:
+        out.append(f'<form method="post" action="{path}/undo" style="margin:6px 0">'
+                   f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+                   f'<button type="submit" id="undo-button">Undo this job</button> <span class="meta">puts back '
+                   "every value it changed and deletes the lessons it created; refused if a value changed since "
+                   f"(same as <code>tagmango-import undo {escape(job.id)}</code>; preview with "
+                   "<code>--dry-run</code>)</span></form>")
+    else:
+        out.append('<div class="meta">Undo is offered once every row is final.</div>')
+    out.append("</div>")
+    return "".join(out)
 
 
 def _dead_section(job: JobSummary, groups: list[DeadGroup], csrf: str, path: str) -> str:

@@ -41,15 +41,16 @@ class Guard:
         return user if ok else None
 
     # -- CSRF ------------------------------------------------------------------------------------
-    def csrf_token(self, user: str, job_id: str) -> str:
-        """Bound to this server's secret, the user and their password (a changed password voids it), the job."""
+    def csrf_token(self, user: str, job_id: str, action: str = "requeue") -> str:
+        """Bound to this server's secret, the user and their password (a changed password voids it), the job and
+        the action (requeue, undo)."""
         password_hash = hashlib.sha256(self._password.encode()).hexdigest()
-        message = f"requeue|{user}|{password_hash}|{job_id}".encode()
+        message = f"{action}|{user}|{password_hash}|{job_id}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
-    def check_action(self, request: Request, user: str, job_id: str, token: str) -> str | None:
+    def check_action(self, request: Request, user: str, job_id: str, token: str, action: str = "requeue") -> str | None:
         """None if the POST may act, else why not."""
-        if not hmac.compare_digest(token.encode(), self.csrf_token(user, job_id).encode()):
+        if not hmac.compare_digest(token.encode(), self.csrf_token(user, job_id, action).encode()):
             return "the form is out of date or did not come from this dashboard (CSRF token)"
         own = f"{request.url.scheme}://{request.headers.get('host', '')}"
         origin = request.headers.get("origin")

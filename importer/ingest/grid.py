@@ -35,6 +35,8 @@ class Sheet:
     original: dict[str, str] = field(default_factory=dict)
     #: Where the header was looked for, when no known column name was found (for "cannot tell" messages).
     header_note: str | None = None
+    #: Read back from a results file (importer.ingest.results_input): ids the job filled in are output.
+    from_results: bool = False
 
     def __len__(self) -> int:
         return len(self.row_numbers)

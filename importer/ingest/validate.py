@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from importer.ingest import limits
+from importer.ingest import limits, results_input
 from importer.ingest.columns import (
     canonical_lookup,
     closest,
@@ -68,7 +68,7 @@ def build_plan(paths: list[str | Path], options: Options | None = None) -> Plan:
         plan.files.append({"name": source.path.name, "checksum": source.checksum})
         for sheet_name, reason in source.warnings:  # hidden sheets (issue 16)
             plan.problems.append(Problem(source.path.name, sheet_name, None, None, "", WARNING, reason))
-        sheets.extend(_classify(source.sheets, options, plan))
+        sheets.extend(_classify(results_input.prepare(source.sheets), options, plan))
     used_ids: set[str] = set()
     for sheet_kind in operations.sheet_kinds():  # registry order: parents before the rows that name them
         for sheet in (s for s, k in sheets if k is sheet_kind):
@@ -124,6 +124,8 @@ def _map_headers(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
         target = user.get(normalise_header(written)) or lookup.get(normalise_header(written))
         if target is not None and target not in rules:
             target = None
+        if target is None and sheet.from_results and results_input.is_result_id(header):
+            continue  # an id column of another kind of row, filled by the job: output
         if target is None:
             plan.problems.append(Problem(sheet.file, sheet.name, None, None, shorten(header), WARNING,
                                          f"unknown column {header!r}: not sent to TagMango, kept in the results file"))
@@ -169,7 +171,8 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
     pending: dict[str, Row] = {}
     for record in records:
         number, errors = record.number, record.errors
-        draft = sheet_kind.draft(record.values, present)
+        values = sheet_kind.from_results(record.values) if sheet.from_results else record.values
+        draft = sheet_kind.draft(values, present)
         row = Row(row_id=f"{sheet_label}:{number}", op=op.name, kind=op.kind, file=sheet.file, sheet=sheet.name,
                   row=number, key=draft.key, title=draft.title, body=draft.body, params=draft.params, ids=draft.ids,
                   source=record.source)
@@ -225,6 +228,8 @@ def _convert_row(index: int, by_column: list[tuple[str, list, str | None]], rule
             text = constant
             if text is None:
                 continue
+        if text[:1] == "'" and text[1:2] in _DEFUSED:  # how this tool writes such a cell (report.tables.defuse)
+            text = text[1:]
         cache = caches[column]
         outcome = cache.get(text, _MISSING)
         if outcome is _MISSING:
@@ -242,6 +247,7 @@ def _convert_row(index: int, by_column: list[tuple[str, list, str | None]], rule
 
 
 _MISSING = object()
+_DEFUSED = ("=", "+", "-", "@")
 
 
 def _add_unique(sheet_kind: SheetKind, row: Row, seen: dict[str, Row], pending: dict[str, Row], plan: Plan,

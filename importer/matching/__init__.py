@@ -19,6 +19,7 @@ from importer.matching.reconcile import Reconciled, reconcile
 from tasks import errors
 from tasks.gateway import Door
 from tasks.ledger import Ledger
+from tasks.rows import Row
 from tasks.rowstore import RowStore
 
 PROGRESS_EVERY_S = 3.0
@@ -31,6 +32,7 @@ class ReadProgress:
         self.door, self.quiet = door, quiet
         self.started = self.shown = time.monotonic()
         self.noticed = False
+        self.waited_shown = 0.0
 
     def _echo(self, text: str) -> None:
         if not self.quiet:
@@ -45,7 +47,11 @@ class ReadProgress:
                        f"{self.door.window:g} s)")
 
     def wait(self, seconds: float, why: str) -> None:
-        self._echo(f"Reading TagMango: waiting {seconds:.0f} s ({why})")
+        """Said at most every few seconds: several threads may wait at once (the export reads 16 at a time)."""
+        now = time.monotonic()
+        if now - self.waited_shown >= PROGRESS_EVERY_S:
+            self.waited_shown = now
+            self._echo(f"Reading TagMango: waiting {max(seconds, 1):.0f} s ({why})")
 
     def notice(self, text: str) -> None:
         if not self.noticed:
@@ -58,11 +64,41 @@ def match_live(door: Door, store: RowStore, plan: Plan, mode: str, *, quiet: boo
     shown = ReadProgress(door, quiet)
     catalog = LiveCatalog(door, progress=shown.reads, on_wait=shown.wait, on_notice=shown.notice)
     cred = door.cred
+    foreign = drop_foreign_ids(plan, cred.host)
     try:
-        return reconcile(plan, catalog, mode, Ledger(store.r, cred.api_url, cred.host))
+        reconciled = reconcile(plan, catalog, mode, Ledger(store.r, cred.api_url, cred.host))
+        if foreign:
+            reconciled.warnings.insert(0, (None, foreign))
+        return reconciled
     except errors.PermanentApiError as exc:
         raise CommandError(f"TagMango refused a read ({exc.status} {exc.error_code or ''} {exc.message}); nothing "
                            "was enqueued", EXIT_CONFIG) from None
     except errors.TransientApiError as exc:
         raise CommandError(f"TagMango did not answer the reads ({exc.status or type(exc).__name__}: {exc.message}); "
                            "nothing was enqueued, try again later", EXIT_CONFIG) from None
+
+
+def _source_host(row: Row) -> str:
+    """The ``source_host`` cell of the row (an export names the host its ids belong to), normalised."""
+    for header, value in (row.source or {}).items():
+        if "".join(str(header).split()).replace("_", "").replace("-", "").casefold() == "sourcehost" and value:
+            return str(value).strip().casefold()
+    return ""
+
+
+def drop_foreign_ids(plan: Plan, host: str) -> str | None:
+    """Ids of another host (an export of another account imported here): not sent, said once. The rows are
+    matched as if the file had no ids (courses by title under their mangoes, created if missing)."""
+    here = host.strip().casefold()
+    dropped: dict[str, int] = {}
+    for row in plan.rows:
+        source = _source_host(row)
+        if source and source != here and row.ids.get("course_id"):
+            row.ids.pop("course_id")
+            dropped[source] = dropped.get(source, 0) + 1
+    if not dropped:
+        return None
+    where = ", ".join(f"{n} of {h}" for h, n in dropped.items())
+    return (f"foreign ids: {sum(dropped.values())} course_id(s) of this file belong to another host ({where}, its "
+            f"source_host column), not {host}: they are not sent; those courses are matched by title under their "
+            "mangoes and created if missing (module_id and chapter_id are never sent: positions decide)")

@@ -31,7 +31,8 @@ def corrections_from(store: RowStore, job_id: str, plan: Plan) -> tuple[dict[str
         if target is None or (row.sheet.lower(), row.row) in bad:
             continue
         fix = {"body": row.body, "title": row.title, "key": row.key, "source": row.source, "params": row.params,
-               "place": row.place, "diff": row.diff, "ids": dict(row.ids), "parent": None, "op": row.op}
+               "place": row.place, "diff": row.diff, "before": row.before, "ids": dict(row.ids), "parent": None,
+               "op": row.op}
         if row.is_final or row.released:  # settled or matched against TagMango: nothing to take from a parent
             fix.update(state=row.state, result=row.result, outcome=row.outcome, reason=row.reason,
                        released=row.released)

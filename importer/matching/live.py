@@ -13,6 +13,7 @@ waited out. A 404 answers "not there". ``reads`` counts the requests made.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -28,11 +29,14 @@ class LiveCatalog:
         self.progress = progress or (lambda _reads: None)
         self.on_wait, self.on_notice = on_wait, on_notice
         self.reads = 0
+        self._count = threading.Lock()  # reads may go out from several threads (the export)
         self._listings: dict[tuple[str, ...], list[dict]] = {}
 
     def _read(self, fn: Callable[[Any], Any]) -> Any:
-        self.reads += 1
-        self.progress(self.reads)
+        with self._count:
+            self.reads += 1
+            reads = self.reads
+        self.progress(reads)
         return self.door.read(fn, on_wait=self.on_wait, on_notice=self.on_notice)
 
     def _maybe(self, fn: Callable[[Any], dict]) -> dict | None:

@@ -22,7 +22,7 @@ from tasks import operations
 from tasks.ledger import Ledger, content_hash
 from tasks.operations import CHAPTER, MODULE
 from tasks.operations.base import object_ids
-from tasks.rows import ErrorCode, Place, Row
+from tasks.rows import ErrorCode, Place, Row, snapshot
 
 
 class TreeMatcher:
@@ -118,7 +118,8 @@ class TreeMatcher:
             chapters = object_ids(live.get("chapters"))
             if operations.delete_for(MODULE) is not None:  # its lessons go with it (or, the call says, it is kept)
                 self._delete(course_row, MODULE, module_id, str(live.get("title") or module_id),
-                             {"module_id": module_id, "chapter_ids": chapters})
+                             {"module_id": module_id, "chapter_ids": chapters},
+                             {"title": live.get("title"), "chapters": chapters})
                 continue
             self.warn(course_row, f"module {live.get('title', module_id)!r} of {course_row.key!r} is not in the "
                                   "file: its chapters are deleted, the module itself stays (TagMango documents "
@@ -129,13 +130,15 @@ class TreeMatcher:
         for chapter_id in chapter_ids:
             live = self.catalog.chapter(chapter_id) or {}
             self._delete(course_row, CHAPTER, chapter_id, str(live.get("title") or chapter_id),
-                         {"module_id": module_id, "chapter_id": chapter_id})
+                         {"module_id": module_id, "chapter_id": chapter_id},
+                         {f: live.get(f) for f in operations.update_for(CHAPTER).compared_fields if f in live})
 
-    def _delete(self, course_row: Row, kind: str, object_id: str, title: str, ids: dict) -> None:
+    def _delete(self, course_row: Row, kind: str, object_id: str, title: str, ids: dict, before: dict) -> None:
         """Plan the delete (``delete_for(kind)``) of an object of the course that the file does not have."""
         course_id = course_row.result.get("course_id") if course_row.result else None
         self.plan.rows.append(Row(
             row_id=f"{course_row.sheet}:delete:{object_id}", op=operations.delete_for(kind).name, kind=kind,
             file=course_row.file, sheet=course_row.sheet, row=0, key=f"delete:{object_id}", title=title,
             ids={"course_id": course_id, **ids}, outcome="delete", place=Place(course_row.key, by_parent=False),
-            reason=f"in TagMango, not in the file (course {course_row.key!r}); replace mode deletes it"))
+            reason=f"in TagMango, not in the file (course {course_row.key!r}); replace mode deletes it",
+            before=snapshot(before)))

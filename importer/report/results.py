@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -13,12 +14,13 @@ from tasks.job import Job
 from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, iso
 
-#: status, then every operation's result columns (in registry order), then what happened.
-RESULT_COLUMNS = ["status", "outcome", *operations.result_columns(), "http_status", "error_code", "error_message",
-                  "attempts", "finished_at", "sheet", "row"]
+#: status, what was done and the snapshot of what it overwrote or deleted (``before``: JSON of the old values,
+#: TagMango's field names), then every operation's result columns (in registry order), then what happened.
+RESULT_COLUMNS = ["status", "outcome", "before", *operations.result_columns(), "http_status", "error_code",
+                  "error_message", "attempts", "finished_at", "sheet", "row"]
 
 
-def result_row(row: Row, duplicate: dict | None = None) -> dict:
+def result_row(row: Row, duplicate: dict | None = None, derived_before: dict | None = None) -> dict:
     """One line of the results file; ``duplicate``: what ``importer.matching.duplicates`` found for the row, if anything
     (the row succeeded, and TagMango also holds another course like it)."""
     error = row.error
@@ -28,7 +30,9 @@ def result_row(row: Row, duplicate: dict | None = None) -> dict:
         code, message = DUPLICATE_CODE, duplicate["message"]
     result = {**row.ids, **(row.result or {})}  # what it made, else at least where it was to go
     own = {k: v for k, v in operations.get(row.op).results(row).items() if v is not None}
-    return {**row.source, "status": row.state.value, "outcome": row.outcome,
+    snap = {**(derived_before or {}), **(row.before or {})}
+    before = json.dumps(snap, ensure_ascii=False, default=str) if snap else None
+    return {**row.source, "status": row.state.value, "outcome": row.outcome, "before": before,
             **{c: result.get(c) for c in operations.result_columns()}, **own,
             "http_status": error.http_status if error else None, "error_code": code,
             "error_message": message, "attempts": row.attempts, "finished_at": iso(row.finished_at),
@@ -48,7 +52,13 @@ def default_path(job: Job | None, base: Path | None = None) -> Path:
 
 def write_results(store: RowStore, job_id: str, path: Path) -> Path:
     job = store.job(job_id) or Job(job_id)
-    records = [r for r in store.rows(job_id) if not r.derived]  # one line per spreadsheet row
+    every = list(store.rows(job_id))
+    records = [r for r in every if not r.derived]  # one line per spreadsheet row
+    # A tree's course and module rows have no line: their snapshot shows on the line they were made from.
+    extra: dict[tuple[str, int], dict] = {}
+    for rec in every:
+        if rec.derived and rec.before:
+            extra.setdefault((rec.sheet, rec.row), {}).update({f"{rec.kind}.{k}": v for k, v in rec.before.items()})
     # A course TagMango holds twice is said on the first line of that course (a tree's course has no line).
     by_course = {d["course_id"]: d for d in job.duplicates}
     duplicates = {}
@@ -62,12 +72,14 @@ def write_results(store: RowStore, job_id: str, path: Path) -> Path:
         by_sheet.setdefault(rec.sheet, []).append(rec)
     if path.suffix.lower() == ".xlsx" and len(by_sheet) > 1:
         return write_sheets(path, [(sheet, _columns(headers, sheet, recs),
-                                    [result_row(r, duplicates.get(r.row_id)) for r in recs])
+                                    [result_row(r, duplicates.get(r.row_id), extra.get((r.sheet, r.row)))
+                                     for r in recs])
                                    for sheet, recs in by_sheet.items()])
     columns: list[str] = []
     for sheet, recs in by_sheet.items():
         columns += [c for c in _columns(headers, sheet, recs) if c not in columns]
-    return write_table(path, columns, [result_row(r, duplicates.get(r.row_id)) for r in records])
+    return write_table(path, columns, [result_row(r, duplicates.get(r.row_id), extra.get((r.sheet, r.row)))
+                                       for r in records])
 
 
 def _columns(headers: dict, sheet: str, recs: list[Row]) -> list[str]:

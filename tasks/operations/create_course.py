@@ -89,6 +89,7 @@ class CoursesSheet(SheetKind):
         Column("enable_drm", cells.boolean),
         Column("disable_qna", cells.boolean),
         Column("disable_comments", cells.boolean),
+        Column("source_host"),  # the host the course_id belongs to (an export's); see importer.matching
     )
 
     def draft(self, v: dict[str, Any], present: set[str]) -> Draft:

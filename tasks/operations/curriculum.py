@@ -45,6 +45,11 @@ class Curriculum(SheetKind):
         Column("is_free", cells.boolean),
         Column("embedded_link", cells.url),
         Column("additional_contents", cells.urls_or_clear),
+        # what ``export`` writes besides: the ids (positions decide, the ids are for the reader) and the host they
+        # belong to (imported into another host, they are foreign: importer.matching)
+        Column("module_id", cells.object_id),
+        Column("chapter_id", cells.object_id),
+        Column("source_host"),
     )
 
 

@@ -79,6 +79,11 @@ class SheetKind:
     def draft(self, values: dict[str, Any], present: set[str]) -> Draft:
         raise NotImplementedError
 
+    def from_results(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A row read back from a results file: drop the ids the job filled in beside the row's own reference
+        (they are output, not input). By default every value is input."""
+        return values
+
     def key_column(self, row: Row) -> str:
         """The column a duplicate key is reported on."""
         return "key"

@@ -116,6 +116,13 @@ class ChaptersSheet(SheetKind):
         ids = {"chapter_id": chapter_id} if chapter_id else {}
         return Draft(key=key, title=title, body=body, params=params, ids=ids, errors=errors)
 
+    def from_results(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A chapter named by course_ref + chapter_slot got its chapter_id in the results file: the reference is
+        the input (the same key as the first run), the id the output."""
+        if values.get("course_ref") and values.get("chapter_slot") and values.get("chapter_id"):
+            return {k: v for k, v in values.items() if k != "chapter_id"}
+        return values
+
     def key_column(self, row: Row) -> str:
         return "chapter_id"
 

@@ -28,6 +28,9 @@ defaults; see tests/bench/cli.py and tests/bench/scale.py). Every table row carr
                                                    #   worker, Redis flushed, then `validate --mode merge` timed
                                                    #   against 1.25 x requests / 12 + 4 s (limit 60: 1.3 x
                                                    #   requests / 6 + 6 s)
+    python -m tests.bench.run --only export        # six real course trees imported with `run`, then `export`
+                                                   #   timed against 1.25 x requests / 12 + 5 s, merged back
+                                                   #   (0 writes) and run into another host (same trees)
     python -m tests.bench.run --only twomachines   # one 60-course file run at once from two folders, two Redis
                                                    #   servers: exit codes, courses, duplicated titles, 429s
     python -m tests.bench.run --only pools         # research: keys16 with celery --pool threads/gevent x N
@@ -517,6 +520,10 @@ def main() -> None:
                     row, out = scale.bench_profile16(work, redis)
                     show([row])
                     profile_summary(out, 15)
+            if "export" in only:
+                from tests.bench.export import bench_export
+
+                show([bench_export(work, redis, trees_folder=args.course_trees)])
             if only & {"nowait", "validate", "match6", "match6-60", "twomachines"}:
                 from tests.bench import cli
 
