@@ -40,15 +40,19 @@ def records(sheet: Sheet, sheet_kind: SheetKind, mapped: dict[str, str], constan
         plain.append(simple)
     headers = list(sheet.headers)
     sources = _rows([sheet.columns[h] for h in headers], size)
-    if all(plain):  # no error, no list, no empty cell: each row's values are its outcomes
-        for number, source, outs in zip(sheet.row_numbers, sources, _rows(outcomes, size)):
-            yield SheetRow(number, dict(zip(names, outs)), [], dict(zip(headers, source)))
-        return
-    for number, source, outs, cell_texts in zip(sheet.row_numbers, sources, _rows(outcomes, size),
-                                                _rows(texts, size)):
-        values: dict[str, object] = {}
+    # Columns whose every outcome is a plain value (no error, no list, no empty cell) go into a row's values as they
+    # are; only the others are looked at cell by cell. (Nothing reads a row's values in column order.)
+    plain_names = [n for n, p in zip(names, plain) if p]
+    plain_rows = _rows([o for o, p in zip(outcomes, plain) if p], size)
+    other = [i for i, p in enumerate(plain) if not p]
+    other_names = [names[i] for i in other]
+    other_rows = _rows([outcomes[i] for i in other], size)
+    text_rows = _rows([texts[i] for i in other], size)
+    for number, source, plain_outs, outs, cell_texts in zip(sheet.row_numbers, sources, plain_rows, other_rows,
+                                                            text_rows):
+        values: dict[str, object] = dict(zip(plain_names, plain_outs))
         errors: list[tuple[str | None, str, str]] = []
-        for column, outcome, text in zip(names, outs, cell_texts):
+        for column, outcome, text in zip(other_names, outs, cell_texts):
             if outcome is _MISSING:
                 continue
             if isinstance(outcome, list):

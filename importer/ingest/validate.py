@@ -173,23 +173,26 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
         return
     seen: dict[str, Row] = {}
     pending: dict[str, Row] = {}
-    for record in records:
+    draft_of, op_name, kind, file, name = sheet_kind.draft, op.name, op.kind, sheet.file, sheet.name
+    for record in records:  # (100,000 rows are the norm: the common path is kept short)
         number, errors = record.number, record.errors
-        draft = sheet_kind.draft(record.values, present)
-        row = Row(row_id=f"{sheet_label}:{number}", op=op.name, kind=op.kind, file=sheet.file, sheet=sheet.name,
-                  row=number, key=draft.key, title=draft.title, body=draft.body, params=draft.params, ids=draft.ids,
-                  source=record.source)
-        failed_columns = {c for c, _, _ in errors}
-        errors.extend(e for e in draft.errors if e[0] not in failed_columns)
+        draft = draft_of(record.values, present)
+        row = Row(f"{sheet_label}:{number}", op_name, kind, file, name, number, draft.key, draft.title, draft.body,
+                  params=draft.params, ids=draft.ids, source=record.source)
+        if draft.errors:
+            failed_columns = {c for c, _, _ in errors}
+            errors.extend(e for e in draft.errors if e[0] not in failed_columns)
         for column, value, reason in draft.warnings:
-            plan.problems.append(Problem(sheet.file, sheet.name, number, column, shorten(value), WARNING, reason))
-        for column, value, reason in errors:
-            plan.problems.append(Problem(sheet.file, sheet.name, number, column, shorten(value), ERROR, reason))
+            plan.problems.append(Problem(file, name, number, column, shorten(value), WARNING, reason))
         if errors:
+            for column, value, reason in errors:
+                plan.problems.append(Problem(file, name, number, column, shorten(value), ERROR, reason))
             _unsend(row, RowState.INVALID, "; ".join(f"{c}: {r}" if c else r for c, _, r in errors))
             plan.unsent.append(row)
-            continue
-        _add_unique(sheet_kind, row, seen, pending, plan, sheet)
+        elif row.key not in seen:
+            seen[row.key] = pending[row.row_id] = row
+        else:
+            _add_unique(sheet_kind, row, seen, pending, plan, sheet)
     for row in pending.values():
         (plan.unsent if row.is_final else plan.rows).append(row)
     plan.unsent.sort(key=lambda u: (u.sheet, u.row))
