@@ -74,13 +74,18 @@ def _column(cells: Sequence[str | None], constant: str | None,
     ``_MISSING``), and whether every outcome is a value that is not a list."""
     texts = cells if constant is None else [constant if t is None else t for t in cells]
     table: dict[str | None, object] = {}
+    simple = True
     for text in dict.fromkeys(texts):
         if text is None:
             table[None] = _MISSING
+            simple = False
             continue
         try:
-            table[text] = rule(text)
+            outcome = table[text] = rule(text)
         except CellError as exc:
             table[text] = exc
-    simple = not any(o is _MISSING or type(o) is list or isinstance(o, CellError) for o in table.values())
+            simple = False
+        else:
+            if simple and isinstance(outcome, list):
+                simple = False
     return texts, list(map(table.__getitem__, texts)), simple
