@@ -315,3 +315,14 @@ def test_an_enqueue_cut_off_half_way_leaves_no_job(store):
     assert store.job("cut") is None and "cut" not in store.jobs(100)  # ...there is no job
     assert store.job_for_fingerprint("fp-cut") is None
     assert 0 < store.r.ttl(store.k("cut", "rows")) <= 86400  # and they expire
+
+
+def test_the_ledger_read_ahead_answers_each_key_once_then_reads_redis_again(store):
+    from tasks.ledger import Ledger
+
+    ledger = Ledger(store.r, "http://api", "h.example.com")
+    ledger.record("K1", {"course_id": "c1"}, {"title": "T"}, "j", "courses:2")
+    ledger.read_ahead(["K1", "K2", "K1"], chunk=1)
+    ledger.record("K2", {"course_id": "c2"}, {"title": "U"}, "j", "courses:3")  # written after the read ahead
+    assert ledger.get("K1")["ids"] == {"course_id": "c1"} and ledger.get("K2") is None  # as read ahead
+    assert ledger.get("K2")["ids"] == {"course_id": "c2"}  # the next get reads Redis
