@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import redis
+if TYPE_CHECKING:
+    import redis
 
 #: Ids in a row's result that the row owns (so adoption never hands them to another row).
 OWNED_IDS = ("course_id", "module_id", "chapter_id")

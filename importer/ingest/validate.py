@@ -235,6 +235,10 @@ def _link_parents(plan: Plan) -> None:
     A parent that is invalid makes the row invalid; a parent that is not in this import must come from an
     earlier import to the same host, which the worker checks when the row runs.
     """
+    kinds = {op: operations.sheet_for(op) for op in {row.op for row in plan.rows}}
+    if not any(k is not None and k.parent_op for k in kinds.values()):  # no row can name a parent (a flat sheet)
+        plan.unsent.sort(key=lambda u: (u.sheet, u.row))
+        return
     by_op: dict[str, dict[str, Row]] = {}
     invalid_by_op: dict[str, dict[str, Row]] = {}
     for row in plan.rows:
@@ -244,7 +248,7 @@ def _link_parents(plan: Plan) -> None:
             invalid_by_op.setdefault(row.op, {})[row.key] = row
     keep = []
     for row in plan.rows:
-        sheet_kind = operations.sheet_for(row.op)
+        sheet_kind = kinds[row.op]
         ref = sheet_kind.parent_key(row) if sheet_kind is not None and sheet_kind.parent_op else None
         if not ref:
             keep.append(row)

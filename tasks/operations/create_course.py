@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import errors
-from tasks.client import COURSES_PATH
+from tasks.paths import COURSES_PATH
 from tasks.ledger import content_hash
 from tasks.operations import cells
 from tasks.operations.base import COURSE, CallContext, Operation, Skip, object_ids

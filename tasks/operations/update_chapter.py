@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.client import CHAPTERS_PATH
+from tasks.paths import CHAPTERS_PATH
 from tasks.operations import cells, create_course
 from tasks.operations.base import CHAPTER, CallContext, PartialUpdate
 from tasks.operations.sheets import Column, Draft, SheetKind
