@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Protocol
 
 from tasks import operations
@@ -64,23 +64,16 @@ def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, labe
 def publish_ready(store: RowStore, job_id: str, rows: Iterable[Row] | None = None) -> int:
     """Publish every queued row that is not waiting for a parent; then mark the job published. ``rows``: the job's
     rows as just recorded (``create_job``), sparing a read of them all."""
-    if rows is None:
-        gens = store.generations(job_id)  # one round trip, not one per row
-        rows = store.rows(job_id)
-    else:
-        gens = None
-    finished = []
-
-    def ready() -> Iterator[Row]:
-        for row in rows:
-            if row.state is RowState.QUEUED and not row.waiting_for_parent:
-                if gens is not None:
-                    row.gen = gens.get(row.row_id, 0)
-                yield row
-            elif row.is_final and operations.has_dependents(row.op) and store.waiting_on(job_id, row.row_id):
-                finished.append(row)
-
-    sent = publish(store, job_id, ready())
+    gens = store.generations(job_id) if rows is None else None  # one round trip, not one per row
+    ready, finished = [], []
+    for row in store.rows(job_id) if rows is None else rows:
+        if row.state is RowState.QUEUED and not row.waiting_for_parent:
+            if gens is not None:
+                row.gen = gens.get(row.row_id, 0)
+            ready.append(row)
+        elif row.is_final and operations.has_dependents(row.op) and store.waiting_on(job_id, row.row_id):
+            finished.append(row)
+    sent = publish(store, job_id, ready)
     for row in finished:  # rows settled before the run (already in TagMango) hand their ids on now
         sent += release_dependents(store, job_id, row)
     store.set_job(job_id, published=True)
