@@ -16,6 +16,7 @@ from importer.ingest.records import SheetRow
 from importer.ingest.grid import Sheet
 from tasks.operations import SheetKind
 from tasks.operations.cells import CellError
+from tasks.operations.cells import text as text_rule
 
 _MISSING = object()  # an empty cell without a constant: the column is left out of the row's values
 
@@ -73,6 +74,9 @@ def _column(cells: Sequence[str | None], constant: str | None,
     """The column's texts (a constant in its empty cells), each cell's outcome (a value, a ``CellError`` or
     ``_MISSING``), and whether every outcome is a value that is not a list."""
     texts = cells if constant is None else [constant if t is None else t for t in cells]
+    if rule is text_rule:  # a free-text column whose texts all fit: each cell is its own value
+        full = None not in texts
+        return texts, list(texts) if full else [_MISSING if t is None else t for t in texts], full
     table: dict[str | None, object] = {}
     simple = True
     for text in dict.fromkeys(texts):
