@@ -106,7 +106,8 @@ def decode(row_id: str, raw: str, templates: Templates | None = None) -> Row:
         data.update(op=op, kind=kind, file=file, sheet=sheet)
         source = data.get("source")
         data["source"] = dict(zip(headers, source, strict=True)) if source else {}
+    if "row_id" not in data:  # compact (a plain Row dict always has its id, and every field)
+        data.setdefault("state", RowState.QUEUED.value)
+        data.setdefault("place", None)  # (absent from a plain dict means "older than places" to Row.from_dict)
     data["row_id"] = row_id
-    data.setdefault("state", RowState.QUEUED.value)
-    data.setdefault("place", None)  # (absent means "a record older than places" to Row.from_dict)
     return Row.from_dict(data)

@@ -59,6 +59,14 @@ def test_records_written_before_the_codec_still_read():
     assert rowcodec.decode(row.row_id, row.to_json(), None) == row
 
 
+def test_a_record_from_before_places_still_moves_them_out_of_params():
+    old = make().to_dict()
+    del old["place"], old["diff"]
+    old["params"] = {"diff": {"title": ["a", "b"]}, "course_key": "K1", "index": 1, "place": "chapter"}
+    row = rowcodec.decode("courses:2", json.dumps(old), Templates())
+    assert row.diff == {"title": ["a", "b"]} and row.place == Place("K1", index=1, by_parent=True) and not row.params
+
+
 def test_attempts_keeps_its_name_for_the_dispatchers_lua():
     assert json.loads(rowcodec.encode(make(attempts=2), None))["attempts"] == 2
     assert "attempts" not in json.loads(rowcodec.encode(make(), None))
