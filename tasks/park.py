@@ -31,7 +31,7 @@ SEP = "\x1f"
 LATER_OFFSET = 4_000_000_000_000_000
 #: Flower shows this much of a row's title (the task's third argument).
 TITLE_IN_MESSAGE = 120
-#: ZADD this many rows per command (a 100,000-row job is parked in 20 commands, one transaction).
+#: ZADD this many rows per command; ``producer.publish`` parks a job's rows this many per transaction.
 CHUNK = 5000
 
 Entry = tuple[str, str, str]  # (op, row id, title)
