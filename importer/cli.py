@@ -8,8 +8,8 @@ import click
 
 from importer import __version__
 from importer.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, CommandError
-from importer.matching.reconcile import MODES
 from tasks.defaults import DEFAULT_WORKER_CONCURRENCY
+from tasks.job import MODES
 
 
 class Group(click.Group):

@@ -16,13 +16,11 @@ from typing import Any
 import httpx
 
 from tasks import errors
+from tasks.paths import CHAPTERS_PATH, COURSES_PATH, MODULES_PATH
 
 DEFAULT_API_URL = "https://api-prod-new.tagmango.com"
 #: Seconds. Connect fails fast; read allows for slow creates; pool waits for a free connection.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=10.0)
-COURSES_PATH = "/api/v1/external/courses"
-MODULES_PATH = "/api/v1/external/modules"
-CHAPTERS_PATH = "/api/v1/external/chapters"
 #: Delete Chapter's documented success body is "Empty": no body, or that word, is success.
 _EMPTY_BODIES = {"", "empty", '"empty"', "null"}
 

@@ -1,9 +1,10 @@
 """Turning a validated plan into a job: every row recorded first, then one task message per ready row.
 
-The job and all its row records are written in one Redis transaction before anything is published,
-so a crash while publishing never loses a row: unpublished rows stay ``queued`` and the job's
-``published`` flag stays false until every message is out; ``resume`` publishes them (again; a
-duplicate message is dropped by the row's generation check or serialised by its lease).
+All row records are written (a few thousand per round trip) before the job record, which is written last in one
+transaction: a job exists only with all its rows (an enqueue cut off before leaves row keys nobody reads, which
+expire). Nothing is published before that, so a crash while publishing never loses a row: unpublished rows stay
+``queued`` and the job's ``published`` flag stays false until every message is out; ``resume`` publishes them
+(again; a duplicate message is dropped by the row's generation check or serialised by its lease).
 
 A plan is anything with ``files`` ([{"name", "checksum"}]), ``rows`` (rows to send), ``unsent`` (invalid
 or skipped rows, already final) and ``headers`` (the header order per sheet): ``importer.ingest.plan.Plan``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from collections.abc import Iterable
 from typing import Protocol
 
 from tasks import operations
@@ -47,10 +49,10 @@ def rows_for(plan: PlanLike) -> list[Row]:
 
 
 def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None,
-               mode: str = "create") -> str:
-    """Record the job and its rows (nothing is published yet)."""
+               mode: str = "create", rows: list[Row] | None = None) -> str:
+    """Record the job and its rows (nothing is published yet); ``rows``: ``rows_for(plan)`` if already made."""
     job_id = new_job_id()
-    rows = rows_for(plan)
+    rows = rows_for(plan) if rows is None else rows
     job = Job(id=job_id, created_at=now(), files=plan.files, api_url=api_url.rstrip("/"), host=host.lower(),
               total=len(rows), label=label or ", ".join(f["name"] for f in plan.files),
               fingerprint=fingerprint(plan, api_url, host, mode), headers=plan.headers, mode=mode,
@@ -59,13 +61,15 @@ def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, labe
     return job_id
 
 
-def publish_ready(store: RowStore, job_id: str) -> int:
-    """Publish every queued row that is not waiting for a parent; then mark the job published."""
-    gens = store.generations(job_id)  # one round trip, not one per row
+def publish_ready(store: RowStore, job_id: str, rows: Iterable[Row] | None = None) -> int:
+    """Publish every queued row that is not waiting for a parent; then mark the job published. ``rows``: the job's
+    rows as just recorded (``create_job``), sparing a read of them all."""
+    gens = store.generations(job_id) if rows is None else None  # one round trip, not one per row
     ready, finished = [], []
-    for row in store.rows(job_id):
+    for row in store.rows(job_id) if rows is None else rows:
         if row.state is RowState.QUEUED and not row.waiting_for_parent:
-            row.gen = gens.get(row.row_id, 0)
+            if gens is not None:
+                row.gen = gens.get(row.row_id, 0)
             ready.append(row)
         elif row.is_final and operations.has_dependents(row.op) and store.waiting_on(job_id, row.row_id):
             finished.append(row)
@@ -78,6 +82,7 @@ def publish_ready(store: RowStore, job_id: str) -> int:
 
 def enqueue(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None,
             mode: str = "create") -> str:
-    job_id = create_job(store, plan, api_url, host, label=label, mode=mode)
-    publish_ready(store, job_id)
+    rows = rows_for(plan)
+    job_id = create_job(store, plan, api_url, host, label=label, mode=mode, rows=rows)
+    publish_ready(store, job_id, rows)
     return job_id

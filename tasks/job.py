@@ -13,6 +13,10 @@ from typing import Any
 from tasks.ledger import target_id
 from tasks.rows import RowFailure
 
+#: The modes of an import, as the command line offers them (importer.matching.modes gives each its policy; kept
+#: here so that the command line starts without loading matching).
+MODES = ("create", "merge", "update", "replace")
+
 
 @dataclass(frozen=True)
 class Blocked:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
 
-import redis
+if TYPE_CHECKING:
+    import redis
 
 #: Ids in a row's result that the row owns (so adoption never hands them to another row).
 OWNED_IDS = ("course_id", "module_id", "chapter_id")
@@ -42,10 +44,19 @@ class Ledger:
     def __init__(self, client: redis.Redis, api_url: str, host: str) -> None:
         self.r = client
         self.key = f"tm:ledger:{target_id(api_url, host)}"
+        self._read: dict[str, str | None] = {}  # entries read ahead (``read_ahead``)
 
     def get(self, row_key: str) -> dict | None:
-        raw = self.r.hget(self.key, row_key)
+        raw = self._read.pop(row_key, None) if row_key in self._read else self.r.hget(self.key, row_key)
         return json.loads(raw) if raw else None
+
+    def read_ahead(self, row_keys: Iterable[str], chunk: int = 5000) -> None:
+        """Read the entries of ``row_keys`` now, ``chunk`` per round trip: each key's next ``get`` answers from
+        them (matching 100,000 rows made 100,000 round trips, most of an enqueue's time)."""
+        keys = list(dict.fromkeys(row_keys))
+        for start in range(0, len(keys), chunk):
+            part = keys[start:start + chunk]
+            self._read.update(zip(part, self.r.hmget(self.key, part), strict=True))
 
     def write(self, row_key: str, ids: dict, body: dict, job_id: str, row_id: str) -> LedgerWrite:
         """The entry ``record`` writes, not written yet."""

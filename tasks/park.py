@@ -31,7 +31,7 @@ SEP = "\x1f"
 LATER_OFFSET = 4_000_000_000_000_000
 #: Flower shows this much of a row's title (the task's third argument).
 TITLE_IN_MESSAGE = 120
-#: ZADD this many rows per command (a 100,000-row job is parked in 20 commands, one transaction).
+#: ZADD this many rows per command; ``producer.publish`` parks a job's rows this many per transaction.
 CHUNK = 5000
 
 Entry = tuple[str, str, str]  # (op, row id, title)
@@ -82,13 +82,16 @@ def later_write(job: Job, entry: Entry, delay: float) -> LaterWrite:
                       target_info(job), TARGETS, WAKE)
 
 
-def park(store: RowStore, job: Job, rows: Iterable[Entry], delay: float | None = None) -> int:
+def park(store: RowStore, job: Job, rows: Iterable[Entry], delay: float | None = None, *,
+         start_us: int | None = None) -> int:
     """Park rows ``(op, row id, title)`` of a job for its target, in one transaction: new rows (``delay`` None) in
-    order, or rows put back, due after ``delay`` seconds. Called by the two doors only: ``producer.publish`` and
-    ``park_later`` (whose write a row run's ``later`` makes in its own script: ``later_write``)."""
+    order (scores from ``start_us``, default now: a caller parking a job's rows in several calls passes where each
+    call starts), or rows put back, due after ``delay`` seconds. Called by the two doors only: ``producer.publish``
+    and ``park_later`` (whose write a row run's ``later`` makes in its own script: ``later_write``)."""
     now_us = int(time.time() * 1e6)
     if delay is None:
-        scores = {member(op, job.id, row_id, title): now_us + i for i, (op, row_id, title) in enumerate(rows)}
+        first = now_us if start_us is None else start_us
+        scores = {member(op, job.id, row_id, title): first + i for i, (op, row_id, title) in enumerate(rows)}
     else:
         due = later_score(delay, now_us)
         scores = {member(op, job.id, row_id, title): due for op, row_id, title in rows}

@@ -7,11 +7,14 @@ Used by the command line (enqueue, requeue, resume) and by workers (a finished r
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
+from collections.abc import Iterable, Iterator
 
 from tasks import operations
 from tasks.operations import MissingParentId
-from tasks.park import park
+from tasks.park import CHUNK, park
 from tasks.rows import ErrorCode, Row, RowFailure, RowState
 from tasks.rowstore import RowStore, now
 
@@ -29,20 +32,36 @@ def dependency_message(dead_parent: Row) -> str:
     return f"row {dead_parent.row_id} is dead ({cause}); fix and requeue it to send this row"
 
 
-def publish(store: RowStore, job_id: str, rows: list[Row]) -> int:
+def publish(store: RowStore, job_id: str, rows: Iterable[Row]) -> int:
     """Queue rows to be sent: each is parked for its job's target (API URL + host) in input order until the
     dispatcher hands it to a worker at its rate-limit slot (``tasks.dispatch``), as one Celery message carrying
     job id, row id, title and the row's generation at that moment: never the body, never a token. One round trip
     for the job, one for the rows, on the store's Redis (the command line and tests queue to the Redis they were
-    given, whatever this process's environment says).
+    given, whatever this process's environment says). Many rows are parked ``CHUNK`` at a time, in order.
     """
-    if not rows:
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
         return 0
     job = store.job(job_id)
     if job is None:
-        log.warning("job %s not found (expired?); %d row(s) not queued", job_id, len(rows))
+        log.warning("job %s not found (expired?); row(s) not queued", job_id)
         return 0
-    return park(store, job, [(row.op, row.row_id, row.title) for row in rows])
+    start_us, parked = int(time.time() * 1e6), 0
+    for chunk in chunked(itertools.chain((first,), rows), CHUNK):
+        parked += park(store, job, [(row.op, row.row_id, row.title) for row in chunk], start_us=start_us + parked)
+    return parked
+
+
+def chunked(items: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def mark_dead(store: RowStore, job_id: str, row: Row, failure: RowFailure) -> None:

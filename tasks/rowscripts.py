@@ -122,6 +122,8 @@ class RowRunSteps:
     """The steps of a row run as ``RowStore`` methods (its base class): one Lua script, one round trip, each."""
 
     k: Callable[..., str]
+    encode_row: Callable[[str, Row], str]
+    decode_row: Callable[[str, str, str], Row]
     _begin: Any
     _before_request: Any
     _finish: Any
@@ -141,7 +143,8 @@ class RowRunSteps:
         wanted = allowed if expect is None else allowed & frozenset(expect)
         row.updated_at = time.time()
         keys = [self.k(job_id, "state"), self.k(job_id, "counts"), self.k(job_id, "rows"), self.k(job_id, "dead")]
-        args = [row.row_id, row.state.value, row.to_json(), ",".join(s.value for s in wanted), time.time(), row.kind]
+        args = [row.row_id, row.state.value, self.encode_row(job_id, row), ",".join(s.value for s in wanted),
+                time.time(), row.kind]
         return keys, args, allowed
 
     def _append_row(self, keys: list, args: list, job_id: str, row: Row | None) -> frozenset[RowState]:
@@ -177,7 +180,7 @@ class RowRunSteps:
                   self.k(job_id), self.lease_key(job_id, row_id)],
             args=[row_id, gen, token, max(int(lease_seconds * 1000), 1), ",".join(s.value for s in FINAL)])
         status = answer[0]
-        row = Row.from_json(answer[1]) if len(answer) > 1 else None
+        row = self.decode_row(job_id, row_id, answer[1]) if len(answer) > 1 else None
         if status == "leased":
             return Begun(status, row, lease_left=max(int(answer[2]), 0) / 1000)
         if status != "ok":

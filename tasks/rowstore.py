@@ -8,13 +8,14 @@ is dropped by the runner. Keys (``{j}`` = job id)::
     tm:jobs                  zset   job id -> created time
     tm:job-by-fingerprint    hash   fingerprint -> job id (the same files again resume their job)
     tm:job:{j}               hash   the job record (tasks.job.Job), one JSON value per field
-    tm:job:{j}:rows          hash   row id -> JSON row record (tasks.rows.Row)
+    tm:job:{j}:rows          hash   row id -> row record (tasks.rows.Row), compact JSON (tasks.rowcodec)
+    tm:job:{j}:templates     string what the job's row records share, stored once (tasks.rowcodec)
     tm:job:{j}:state         hash   row id -> state; changed only together with the counters
     tm:job:{j}:counts        hash   state -> rows; kind:<kind>:<state> -> rows; n_<tally> -> job tallies
     tm:job:{j}:order         list   row ids in input order (for the results file)
     tm:job:{j}:dead          zset   row id -> time it was dead-lettered (the dead-letter index)
     tm:job:{j}:waiting:{r}   set    rows waiting for row r (their parent)
-    tm:job:{j}:gen           hash   row id -> generation of the one live task message for the row
+    tm:job:{j}:gen           hash   row id -> generation of the one live task message for the row (absent: 0)
     tm:job:{j}:deliveries    hash   "row id:generation" -> deliveries of that message
     tm:job:{j}:timeline      hash   "<event>:<epoch second>" -> requests sent, 429s, retries (tasks.timeline)
     tm:job:{j}:notices       hash   kind -> what was said once about the job (tasks.timeline)
@@ -34,7 +35,9 @@ from collections.abc import Iterable, Iterator
 import redis
 from redis.lock import Lock
 
+from tasks import rowcodec
 from tasks.job import Blocked, Job
+from tasks.rowcodec import Templates
 from tasks.rows import ACTIVE, STATES, Row, RowState, sources_of
 from tasks.rowscripts import IllegalTransition, RowRunSteps
 
@@ -56,6 +59,10 @@ if ARGV[2] == 'dead' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 else redis.call('ZREM', KEYS[4], ARGV[1]) end
 return 'OK'
 """
+
+
+#: Rows written per round trip when a job is created.
+CHUNK = 5000
 
 
 def now() -> float:
@@ -94,6 +101,7 @@ class RowStore(RowRunSteps):
         self._before_request = client.register_script(before_request)
         self._finish = client.register_script(finish)
         self._later = client.register_script(later)
+        self._templates: dict[str, Templates] = {}  # job id -> its templates (never change once the job exists)
 
     @classmethod
     def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:
@@ -113,36 +121,91 @@ class RowStore(RowRunSteps):
     def job_keys(self, job_id: str) -> list[str]:
         """Every key of the job (the waiting sets found by a scan), for their lifetime."""
         keys = [self.k(job_id, p) for p in ("", "rows", "state", "counts", "order", "dead", "gen", "deliveries",
-                                            "timeline", "notices")]
+                                            "timeline", "notices", "templates")]
         keys += list(self.r.scan_iter(match=self.k(job_id, "waiting:*"), count=1000))
         return keys
 
     # -- jobs ------------------------------------------------------------------------------
-    def create_job(self, job: Job, rows: list[Row]) -> None:
-        """Write the job and every row record in one transaction: all or nothing."""
+    def create_job(self, job: Job, rows: Iterable[Row], chunk: int = CHUNK) -> None:
+        """Write every row record, ``chunk`` rows per round trip, then the job record in one transaction.
+
+        Until that last transaction the job does not exist (no record, not listed, not found by its fingerprint):
+        an enqueue cut off half way leaves only row keys nobody reads, which expire with the job's lifetime.
+        """
         job_id = job.id
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.to_fields().items()})
+        templates = Templates()
         counts: dict[str, int] = dict.fromkeys((s.value for s in STATES), 0)
-        for start in range(0, len(rows), 2000):
-            chunk = rows[start:start + 2000]
-            pipe.hset(self.k(job_id, "rows"), mapping={r.row_id: r.to_json() for r in chunk})
-            pipe.hset(self.k(job_id, "state"), mapping={r.row_id: r.state.value for r in chunk})
-            pipe.hset(self.k(job_id, "gen"), mapping={r.row_id: r.gen for r in chunk})
-            pipe.rpush(self.k(job_id, "order"), *[r.row_id for r in chunk])
-            for r in chunk:
-                counts[r.state.value] += 1
-                counts[f"kind:{r.kind}:{r.state.value}"] = counts.get(f"kind:{r.kind}:{r.state.value}", 0) + 1
-                if r.state is RowState.DEAD:
-                    pipe.zadd(self.k(job_id, "dead"), {r.row_id: now()})
-                if r.waiting_for_parent:
-                    pipe.sadd(self.k(job_id, f"waiting:{r.parent}"), r.row_id)
+        batch: list[Row] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= chunk:
+                self._write_rows(job_id, batch, templates, counts)
+                batch = []
+        self._write_rows(job_id, batch, templates, counts)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.k(job_id, "templates"), templates.to_json(), ex=self.ttl)
         pipe.hset(self.k(job_id, "counts"), mapping=counts)
+        pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.to_fields().items()})
+        for part in ("", "counts"):
+            pipe.expire(self.k(job_id, part), self.ttl)
         pipe.zadd("tm:jobs", {job_id: job.created_at})
         if job.fingerprint:
             pipe.hset("tm:job-by-fingerprint", job.fingerprint, job_id)
         pipe.execute()
-        self.refresh_ttl(job_id)
+        self._templates[job_id] = templates
+
+    def _write_rows(self, job_id: str, rows: list[Row], templates: Templates, counts: dict[str, int]) -> None:
+        """One round trip: the rows' records, states, generations (only those above 0), order, dead index and
+        waiting sets, each key given the job's lifetime."""
+        if not rows:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        if any([templates.add(r) for r in rows]):  # (a list: every row's template added)
+            pipe.set(self.k(job_id, "templates"), templates.to_json(), ex=self.ttl)
+        encode = rowcodec.encode
+        pipe.hset(self.k(job_id, "rows"), mapping={r.row_id: encode(r, templates) for r in rows})
+        pipe.hset(self.k(job_id, "state"), mapping={r.row_id: r.state.value for r in rows})
+        gens = {r.row_id: r.gen for r in rows if r.gen}
+        if gens:
+            pipe.hset(self.k(job_id, "gen"), mapping=gens)
+        pipe.rpush(self.k(job_id, "order"), *[r.row_id for r in rows])
+        dead = {r.row_id: now() for r in rows if r.state is RowState.DEAD}
+        if dead:
+            pipe.zadd(self.k(job_id, "dead"), dead)
+        waiting: dict[str, list[str]] = {}
+        for r in rows:
+            state = r.state.value
+            counts[state] += 1
+            kind = f"kind:{r.kind}:{state}"
+            counts[kind] = counts.get(kind, 0) + 1
+            if r.waiting_for_parent:
+                waiting.setdefault(r.parent, []).append(r.row_id)
+        for parent, children in waiting.items():
+            pipe.sadd(self.k(job_id, f"waiting:{parent}"), *children)
+            pipe.expire(self.k(job_id, f"waiting:{parent}"), self.ttl)
+        for part in ("rows", "state", "gen", "order", "dead"):
+            pipe.expire(self.k(job_id, part), self.ttl)
+        pipe.execute()
+
+    # -- row records (tasks.rowcodec) -------------------------------------------------------
+    def templates(self, job_id: str, fresh: bool = False) -> Templates:
+        """The job's templates, read once per process (a job's templates only grow while it is being created)."""
+        found = None if fresh else self._templates.get(job_id)
+        if found is None:
+            found = Templates.from_json(self.r.get(self.k(job_id, "templates")))
+            if len(self._templates) > 1000:
+                self._templates.clear()
+            self._templates[job_id] = found
+        return found
+
+    def encode_row(self, job_id: str, row: Row) -> str:
+        return rowcodec.encode(row, self.templates(job_id))
+
+    def decode_row(self, job_id: str, row_id: str, raw: str) -> Row:
+        try:
+            return rowcodec.decode(row_id, raw, self.templates(job_id))
+        except LookupError:  # a template added after this process read the list
+            return rowcodec.decode(row_id, raw, self.templates(job_id, fresh=True))
 
     def refresh_ttl(self, job_id: str) -> None:
         """Every key of the job lives ``ttl`` from now (30 days by default: the dead letters' lifetime)."""
@@ -191,16 +254,16 @@ class RowStore(RowRunSteps):
     # -- rows ------------------------------------------------------------------------------
     def row(self, job_id: str, row_id: str) -> Row | None:
         raw = self.r.hget(self.k(job_id, "rows"), row_id)
-        return Row.from_json(raw) if raw else None
+        return self.decode_row(job_id, row_id, raw) if raw else None
 
     def rows(self, job_id: str, row_ids: Iterable[str] | None = None) -> Iterator[Row]:
         """Row records in input order (or of the given ids), fetched in batches."""
         ids = list(row_ids) if row_ids is not None else self.r.lrange(self.k(job_id, "order"), 0, -1)
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
-            for raw in self.r.hmget(self.k(job_id, "rows"), chunk):
+            for row_id, raw in zip(chunk, self.r.hmget(self.k(job_id, "rows"), chunk), strict=True):
                 if raw:
-                    yield Row.from_json(raw)
+                    yield self.decode_row(job_id, row_id, raw)
 
     def states(self, job_id: str) -> dict[str, str]:
         """Row id -> state, for every row (one read)."""
@@ -218,7 +281,8 @@ class RowStore(RowRunSteps):
         row.updated_at = now()
         result = self._transition(
             keys=[self.k(job_id, "state"), self.k(job_id, "counts"), self.k(job_id, "rows"), self.k(job_id, "dead")],
-            args=[row.row_id, row.state.value, row.to_json(), ",".join(s.value for s in wanted), now(), row.kind])
+            args=[row.row_id, row.state.value, self.encode_row(job_id, row), ",".join(s.value for s in wanted), now(),
+                  row.kind])
         if result == "OK":
             return True
         old = RowState(result) if result else None

@@ -103,6 +103,23 @@ def test_invalid_input_enqueues_nothing(tmp_path):
     assert not (tmp_path / "state").exists()
 
 
+def test_a_problem_in_the_last_chunk_enqueues_nothing(tmp_path, redis_url):
+    """Rows are written 5,000 per round trip (tasks.rowstore.CHUNK): a bad cell in row 12,002 still stops the
+    whole file before the first chunk, and nothing of it is in Redis."""
+    mango = "66c4964c11e7fef26751f3a7"
+    lines = [f"last-chunk-{i},Course {i},{mango}" for i in range(12_000)] + ["last-chunk-x,Course x,not-a-mango"]
+    (tmp_path / "lastchunk.csv").write_text("external_id,title,mangoes\n" + "\n".join(lines) + "\n")
+    from tasks.rowstore import RowStore
+
+    store = RowStore.from_url(redis_url)
+    before = set(store.r.scan_iter(match="tm:job:*", count=1000))
+    env = env_for(tmp_path, TAGMANGO_REDIS_URL=redis_url, TAGMANGO_API_TOKEN=TOKEN)
+    done = cli(tmp_path, "run", "lastchunk.csv", "--no-wait", "--host", HOST, env=env)
+    assert done.returncode == 2 and "Nothing was enqueued" in done.stdout, done.stdout + done.stderr
+    assert "row 12002, column mangoes" in done.stdout
+    assert set(store.r.scan_iter(match="tm:job:*", count=1000)) == before
+
+
 def test_unreachable_redis_is_exit_3(tmp_path):
     env = env_for(tmp_path, TAGMANGO_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", TAGMANGO_API_TOKEN=TOKEN)
     done = cli(tmp_path, "run", str(SAMPLES / "catalog.xlsx"), "--host", HOST, env=env)

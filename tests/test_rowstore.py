@@ -3,6 +3,7 @@ script, compare-and-set saves, counters that always equal the row states, key li
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections import Counter
@@ -278,3 +279,50 @@ def test_later_with_a_refused_save_parks_and_counts_nothing(store):
                     token="tok", retry_field="retry:1", ttl_s=60)
     assert not store.r.exists(park_key(job.target)) and "n_retries" not in store.counts("j")
     assert lease_token(store, "j", "courses:2") is None  # released, as the run's end would
+
+
+# -- creating a job in chunks ----------------------------------------------------------------------------------------
+
+
+def mk(row_id: str, **kw) -> Row:
+    return dataclasses.replace(make(row_id), **kw)
+
+
+@pytest.mark.parametrize("n", [5, 6, 7])
+def test_a_job_is_written_in_chunks_and_reads_back_whole(store, n):
+    rows = [mk(f"courses:{i}", row=i, source={"title": f"T{i}"}, state=RowState.DEAD if i == 4 else RowState.QUEUED)
+            for i in range(n)]
+    rows.append(mk("chapters:2", op="patch_chapter", kind="chapter", sheet="chapters", parent="courses:1"))
+    store.create_job(Job("j", created_at=1.0, total=n + 1, fingerprint="fp"), rows, chunk=3)
+    assert list(store.rows("j")) == rows and store.job("j").total == n + 1
+    assert store.waiting_on("j", "courses:1") == ["chapters:2"] and store.generations("j") == {}
+    counts_match_states(store, "j")
+    other = RowStore(store.r, ttl_days=1)  # another process: the templates come from Redis
+    assert other.row("j", "chapters:2") == rows[-1] and list(other.rows("j")) == rows
+    assert all(0 < store.r.ttl(k) <= 86400 for k in store.job_keys("j") if store.r.exists(k))
+
+
+def test_an_enqueue_cut_off_half_way_leaves_no_job(store):
+    def rows():
+        for i in range(8):
+            if i == 7:
+                raise KeyboardInterrupt
+            yield mk(f"courses:{i}", row=i)
+
+    with pytest.raises(KeyboardInterrupt):
+        store.create_job(Job("cut", created_at=1.0, total=8, fingerprint="fp-cut"), rows(), chunk=3)
+    assert store.r.hlen(store.k("cut", "rows")) == 6  # two chunks written, nobody reads them...
+    assert store.job("cut") is None and "cut" not in store.jobs(100)  # ...there is no job
+    assert store.job_for_fingerprint("fp-cut") is None
+    assert 0 < store.r.ttl(store.k("cut", "rows")) <= 86400  # and they expire
+
+
+def test_the_ledger_read_ahead_answers_each_key_once_then_reads_redis_again(store):
+    from tasks.ledger import Ledger
+
+    ledger = Ledger(store.r, "http://api", "h.example.com")
+    ledger.record("K1", {"course_id": "c1"}, {"title": "T"}, "j", "courses:2")
+    ledger.read_ahead(["K1", "K2", "K1"], chunk=1)
+    ledger.record("K2", {"course_id": "c2"}, {"title": "U"}, "j", "courses:3")  # written after the read ahead
+    assert ledger.get("K1")["ids"] == {"course_id": "c1"} and ledger.get("K2") is None  # as read ahead
+    assert ledger.get("K2")["ids"] == {"course_id": "c2"}  # the next get reads Redis

@@ -80,7 +80,8 @@ def sniff_delimiter(text: str) -> str:
 
 def parse(name: str, text: str, delimiter: str) -> tuple[list[list[object]], bool]:
     """Records, one per spreadsheet row (a blank line is an empty row), and whether equal texts in them are
-    already one object (pandas' reader). Raises InputError.
+    already one object (pandas' reader); then the records are given as columns (``Columns``, every column as
+    long). Raises InputError.
 
     Text without a quote (or NUL) cannot hold a quoted cell, so it is split by pandas' C reader, as before this
     module existed: a column's texts then come out together in memory, and equal texts as one object, which
@@ -127,14 +128,22 @@ def _too_long_cell(text: str, delimiter: str) -> int | None:
     return None
 
 
-def _parse_plain(text: str, delimiter: str) -> list[list[object]] | None:
+class Columns(list):
+    """Records given column by column (a list of equally long columns): what pandas' reader makes, without
+    building a list per row and transposing it back (``grid.from_grid`` reads either)."""
+
+
+def _parse_plain(text: str, delimiter: str) -> Columns | None:
     """pandas' C reader; None when a row has more fields than the first (then the csv module reads it)."""
+    # As UTF-8 bytes: a StringIO of the text takes four bytes a character (the read's peak memory). pandas drops a
+    # byte-order mark at the start of bytes, so text that starts with one (kept as a character) stays text.
+    source = io.StringIO(text) if text.startswith("\ufeff") else io.BytesIO(text.encode("utf-8", "surrogatepass"))
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
+        frame = pd.read_csv(source, sep=delimiter, header=None, dtype=str, keep_default_na=False, encoding="utf-8",
                             na_filter=False, skip_blank_lines=False, engine="c", quoting=csv.QUOTE_NONE)
     except (pd.errors.ParserError, ValueError):
         return None
-    return frame.to_numpy().tolist()
+    return Columns(frame[c].tolist() for c in frame.columns)
 
 
 def _parse(name: str, text: str, delimiter: str) -> list[list[str]]:

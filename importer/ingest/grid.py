@@ -15,6 +15,7 @@ from datetime import date, datetime, time
 import pandas as pd
 
 from importer.ingest.columns import normalise_header
+from importer.ingest.csv_read import Columns
 from importer.ingest.problems import InputError, column_letter, shorten
 
 #: The header is looked for in this many non-empty rows at the top of a sheet.
@@ -116,16 +117,23 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
     the top non-empty rows that has a ``known`` column name (normalised, ``columns.normalise_header``; title rows
     above it are skipped, with a note), else the first non-empty row.
     """
-    if not grid:
-        return None
-    if numbers is None:
-        numbers = list(range(1, len(grid) + 1))
-    width = max(len(r) for r in grid)
-    if width == 0:
-        return None
-    padded = (r if len(r) == width else list(r) + [None] * (width - len(r)) for r in grid)
     texts = _texts_shared if shared else _texts
-    cols = [texts(c) for c in zip(*padded, strict=True)]
+    if isinstance(grid, Columns):  # already column by column, every column as long
+        if not grid or not grid[0]:
+            return None
+        width = len(grid)
+        numbers = list(range(1, len(grid[0]) + 1)) if numbers is None else numbers
+        cols = [texts(c) for c in grid]
+    else:
+        if not grid:
+            return None
+        if numbers is None:
+            numbers = list(range(1, len(grid) + 1))
+        width = max(len(r) for r in grid)
+        if width == 0:
+            return None
+        padded = (r if len(r) == width else list(r) + [None] * (width - len(r)) for r in grid)
+        cols = [texts(c) for c in zip(*padded, strict=True)]
     nonempty = [any(t) for t in zip(*cols, strict=True)]
     filled = [i for i, ne in enumerate(nonempty) if ne]
     if not filled:

@@ -8,12 +8,12 @@ chapter naming its course) are linked to it last.
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from importer.ingest import limits, results_input
+from importer.ingest import cellrules, results_input
 from importer.ingest.columns import (
     canonical_lookup,
     closest,
@@ -25,10 +25,9 @@ from importer.ingest.columns import (
 from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, WARNING, Problem, shorten
 from importer.ingest.reader import Sheet, read_file
-from importer.ingest.records import SheetRow
 from importer.ingest.tree import plan_tree
 from tasks import operations
-from tasks.operations import SheetKind, cells
+from tasks.operations import SheetKind
 from tasks.rows import Row, RowState
 
 
@@ -59,7 +58,20 @@ def load_mapping(path: str | Path) -> dict[str, str]:
 
 
 def build_plan(paths: list[str | Path], options: Options | None = None) -> Plan:
-    """Read, map and validate the files. Raises InputError for a file that cannot be read at all."""
+    """Read, map and validate the files. Raises InputError for a file that cannot be read at all.
+
+    The garbage collector is paused meanwhile: planning makes millions of objects and no cycles, and its full
+    collections cost 40% of the time on 100,000 rows (measured)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_plan(paths, options)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_plan(paths: list[str | Path], options: Options | None) -> Plan:
     options = options or Options()
     plan = Plan()
     sheets: list[tuple[Sheet, SheetKind]] = []
@@ -162,92 +174,42 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
     used_ids.add(sheet_label)
     plan.headers[sheet_label] = list(sheet.headers)
     present = set(mapped.values()) | {c for c in options.constants if c in sheet_kind.rules()}
-    records = _records(sheet, sheet_kind, mapped, options)
+    records = cellrules.records(sheet, sheet_kind, mapped, options.constants)
     op = sheet_kind.operation
     if op is None:
         plan_tree(sheet, sheet_label, list(records), present, plan)
         return
     seen: dict[str, Row] = {}
     pending: dict[str, Row] = {}
-    for record in records:
+    draft_of, op_name, kind, file, name = sheet_kind.draft, op.name, op.kind, sheet.file, sheet.name
+    from_results = sheet.from_results
+    for record in records:  # (100,000 rows are the norm: the common path is kept short)
         number, errors = record.number, record.errors
-        values = sheet_kind.from_results(record.values) if sheet.from_results else record.values
-        draft = sheet_kind.draft(values, present)
-        row = Row(row_id=f"{sheet_label}:{number}", op=op.name, kind=op.kind, file=sheet.file, sheet=sheet.name,
-                  row=number, key=draft.key, title=draft.title, body=draft.body, params=draft.params, ids=draft.ids,
-                  source=record.source)
-        failed_columns = {c for c, _, _ in errors}
-        errors.extend(e for e in draft.errors if e[0] not in failed_columns)
+        values = sheet_kind.from_results(record.values) if from_results else record.values
+        draft = draft_of(values, present)
+        row = Row(f"{sheet_label}:{number}", op_name, kind, file, name, number, draft.key, draft.title, draft.body,
+                  params=draft.params, ids=draft.ids, source=record.source)
+        if draft.errors:
+            failed_columns = {c for c, _, _ in errors}
+            errors.extend(e for e in draft.errors if e[0] not in failed_columns)
         for column, value, reason in draft.warnings:
-            plan.problems.append(Problem(sheet.file, sheet.name, number, column, shorten(value), WARNING, reason))
-        for column, value, reason in errors:
-            plan.problems.append(Problem(sheet.file, sheet.name, number, column, shorten(value), ERROR, reason))
+            plan.problems.append(Problem(file, name, number, column, shorten(value), WARNING, reason))
         if errors:
+            for column, value, reason in errors:
+                plan.problems.append(Problem(file, name, number, column, shorten(value), ERROR, reason))
             _unsend(row, RowState.INVALID, "; ".join(f"{c}: {r}" if c else r for c, _, r in errors))
             plan.unsent.append(row)
-            continue
-        _add_unique(sheet_kind, row, seen, pending, plan, sheet)
+        elif row.key not in seen:
+            seen[row.key] = pending[row.row_id] = row
+        else:
+            _add_unique(sheet_kind, row, seen, pending, plan, sheet)
     for row in pending.values():
         (plan.unsent if row.is_final else plan.rows).append(row)
     plan.unsent.sort(key=lambda u: (u.sheet, u.row))
 
 
-def _records(sheet: Sheet, sheet_kind: SheetKind, mapped: dict[str, str], options: Options) -> Iterator[SheetRow]:
-    """Every row of the sheet with each mapped column's rule applied (``--set`` fills empty cells)."""
-    cells_by_column = {column: sheet.columns[header] for header, column in mapped.items()}
-    rule_table = limits.bounded(sheet_kind.rules(), cells_by_column)
-    constants = {c: v for c, v in options.constants.items() if c in rule_table}
-    present = set(mapped.values())
-    headers = list(sheet.headers)
-    cells_by_header = [sheet.columns[h] for h in headers]
-    caches: dict[str, dict] = {column: {} for column in rule_table}
-    by_column = [(column, sheet.columns[header], constants.get(column)) for header, column in mapped.items()]
-    by_column += [(column, [None] * len(sheet.row_numbers), constant) for column, constant in constants.items()
-                  if column not in present]
-    for index, number in enumerate(sheet.row_numbers):
-        source = {h: col[index] for h, col in zip(headers, cells_by_header, strict=True)}
-        values, errors = _convert_row(index, by_column, rule_table, caches)
-        yield SheetRow(number, values, errors, source)
-
-
 def _unsend(row: Row, state: RowState, reason: str) -> None:
     row.state, row.reason = state, reason
-
-
-def _convert_row(index: int, by_column: list[tuple[str, list, str | None]], rule_table: dict,
-                 caches: dict[str, dict]) -> tuple[dict, list]:
-    """Apply each column's rule to row ``index``; a --set constant fills an empty cell.
-
-    Results are cached per distinct cell text: catalog columns repeat a lot (mangoes, flags, days).
-    """
-    values: dict[str, object] = {}
-    errors: list[tuple[str | None, str, str]] = []
-    for column, column_cells, constant in by_column:
-        text = column_cells[index]
-        if text is None:
-            text = constant
-            if text is None:
-                continue
-        if text[:1] == "'" and text[1:2] in _DEFUSED:  # how this tool writes such a cell (report.tables.defuse)
-            text = text[1:]
-        cache = caches[column]
-        outcome = cache.get(text, _MISSING)
-        if outcome is _MISSING:
-            try:
-                outcome = rule_table[column](text)
-            except cells.CellError as exc:
-                outcome = exc
-            if len(cache) < 50_000:
-                cache[text] = outcome
-        if isinstance(outcome, cells.CellError):
-            errors.append((column, text, str(outcome)))
-        else:
-            values[column] = list(outcome) if isinstance(outcome, list) else outcome
-    return values, errors
-
-
-_MISSING = object()
-_DEFUSED = ("=", "+", "-", "@")
 
 
 def _add_unique(sheet_kind: SheetKind, row: Row, seen: dict[str, Row], pending: dict[str, Row], plan: Plan,
@@ -283,6 +245,10 @@ def _link_parents(plan: Plan) -> None:
     A parent that is invalid makes the row invalid; a parent that is not in this import must come from an
     earlier import to the same host, which the worker checks when the row runs.
     """
+    kinds = {op: operations.sheet_for(op) for op in {row.op for row in plan.rows}}
+    if not any(k is not None and k.parent_op for k in kinds.values()):  # no row can name a parent (a flat sheet)
+        plan.unsent.sort(key=lambda u: (u.sheet, u.row))
+        return
     by_op: dict[str, dict[str, Row]] = {}
     invalid_by_op: dict[str, dict[str, Row]] = {}
     for row in plan.rows:
@@ -292,7 +258,7 @@ def _link_parents(plan: Plan) -> None:
             invalid_by_op.setdefault(row.op, {})[row.key] = row
     keep = []
     for row in plan.rows:
-        sheet_kind = operations.sheet_for(row.op)
+        sheet_kind = kinds[row.op]
         ref = sheet_kind.parent_key(row) if sheet_kind is not None and sheet_kind.parent_op else None
         if not ref:
             keep.append(row)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from importer.matching.live import LiveCatalog
-from tasks import operations
+from tasks import job, operations
 from tasks.ledger import Ledger
 from tasks.rows import Row
 
@@ -39,6 +39,8 @@ _MODES = (Mode("create", creates=True, updates=False, deletes=False),
           Mode("update", creates=False, updates=True, deletes=False),
           Mode("replace", creates=True, updates=True, deletes=True))
 MODES = tuple(m.name for m in _MODES)
+if MODES != job.MODES:
+    raise ImportError(f"tasks.job.MODES {job.MODES} is not the modes here {MODES}")
 
 
 def mode(name: str) -> Mode:

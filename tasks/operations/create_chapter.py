@@ -9,8 +9,8 @@ instead (a placeholder taken over, see ``tasks.operations.tree``).
 
 from __future__ import annotations
 
-from tasks.client import MODULES_PATH
 from tasks.operations.base import CHAPTER, CallContext, Operation, adopt_last_child
+from tasks.paths import MODULES_PATH
 from tasks.rows import Row
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import errors
-from tasks.client import COURSES_PATH
 from tasks.ledger import content_hash
 from tasks.operations import cells
 from tasks.operations.base import COURSE, CallContext, Operation, Skip, object_ids
 from tasks.operations.sheets import Column, Draft, SheetKind
+from tasks.paths import COURSES_PATH
 from tasks.rows import Row
 
 #: Spreadsheet column -> ``settings`` field.

@@ -9,8 +9,8 @@ taken over, see ``tasks.operations.tree``).
 
 from __future__ import annotations
 
-from tasks.client import COURSES_PATH
 from tasks.operations.base import MODULE, CallContext, Operation, adopt_last_child
+from tasks.paths import COURSES_PATH
 from tasks.rows import Row
 
 

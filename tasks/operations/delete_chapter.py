@@ -7,8 +7,8 @@ Deleting is permanent in TagMango (the chapter's QnA and assignment go with it).
 from __future__ import annotations
 
 from tasks import errors
-from tasks.client import CHAPTERS_PATH
 from tasks.operations.base import CHAPTER, DELETED, CallContext, Operation
+from tasks.paths import CHAPTERS_PATH
 from tasks.rows import Row
 
 

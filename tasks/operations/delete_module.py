@@ -10,9 +10,9 @@ skipped, outcome ``kept``, saying why; that is no failure.
 from __future__ import annotations
 
 from tasks import errors
-from tasks.client import MODULES_PATH
 from tasks.operations.base import DELETED, MODULE, CallContext, Operation, Skip
 from tasks.operations.delete_chapter import delete_chapter
+from tasks.paths import MODULES_PATH
 from tasks.rows import Row
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.client import CHAPTERS_PATH
 from tasks.operations import cells, create_course
 from tasks.operations.base import CHAPTER, CallContext, PartialUpdate
 from tasks.operations.sheets import Column, Draft, SheetKind
+from tasks.paths import CHAPTERS_PATH
 from tasks.rows import ErrorCode, Row, RowFailure
 
 #: A chapter's fields: the chapters sheet's column -> the API field (Create Chapter's and Update Chapter's alike). A

@@ -6,8 +6,8 @@ Toggling ``settings.enableDRM`` re-flags the course's video chapters, as TagMang
 
 from __future__ import annotations
 
-from tasks.client import COURSES_PATH
 from tasks.operations.base import COURSE, CallContext, PartialUpdate, object_ids, same_value
+from tasks.paths import COURSES_PATH
 from tasks.rows import Row
 
 

@@ -8,9 +8,9 @@ left (a chapter already gone, 404, counts as deleted).
 
 from __future__ import annotations
 
-from tasks.client import MODULES_PATH
 from tasks.operations.base import MODULE, CallContext, PartialUpdate, object_ids
 from tasks.operations.delete_chapter import delete_chapter
+from tasks.paths import MODULES_PATH
 from tasks.rows import Row
 
 
