@@ -116,6 +116,30 @@ def test_every_reading_path_waits_out_429s_and_a_lower_real_limit(low_limit, tmp
     assert len(lessons) == 24 and "Lesson 0.0.1 (new title)" in lessons
     assert lessons["Lesson 1.1.2"]["content"] == "https://cdn.tagmango.com/uploads/g.mp4"
 
+    # export (its reads run side by side): a read is refused; the workbook still holds every lesson.
+    before = sandbox.stats()["rate_limited"]
+    another_client(sandbox, after=3)
+    done = command(three, sandbox, "export", "-o", "catalog.csv", "--host", HOST)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and 1 <= ours(sandbox, before) <= 3
+    exported = (three / "catalog.csv").read_text(encoding="utf-8-sig")
+    assert exported.count("Gateway course") == 24 and "Lesson 0.0.1 (new title)" in exported
+
+    # undo of the merge job (its live reads first, then its writes): a read is refused; the old title is back.
+    plan = command(two, sandbox, "undo", "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert json.loads(plan.stdout)["restore"] == 1
+    cannot = json.loads(plan.stdout)["cannot"]  # the lesson that had no content before the job: said, not sent
+    assert len(cannot) == 1 and "Lesson 1.1.2" in cannot[0] and "no way to clear it" in cannot[0]
+    before = sandbox.stats()["rate_limited"]
+    another_client(sandbox, after=1)
+    done = command(two, sandbox, "undo", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and 1 <= ours(sandbox, before) <= 3
+    lessons = {ch["title"]: ch for c in sandbox.tree(HOST) for m in c["modules"] for ch in m["chapters"]}
+    assert "Lesson 0.0.1" in lessons and "Lesson 0.0.1 (new title)" not in lessons
+    assert lessons["Lesson 1.1.2"]["content"] == "https://cdn.tagmango.com/uploads/g.mp4"
+
 
 def test_the_same_file_at_the_same_moment_from_two_folders_names_the_duplicates(sandbox, tmp_path):
     """Two folders, two Redis servers: neither run can know of the other. Both create every course; each run

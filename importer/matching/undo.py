@@ -98,6 +98,11 @@ def _restore(plan: UndoPlan, catalog: LiveCatalog, row: Row, object_id: str) -> 
     if missing:
         plan.cannot.append(f"{_name(row, object_id)}: {', '.join(missing)} too long to keep in the snapshot")
     old = {k: v for k, v in row.before.items() if k != "_missing"}
+    empty = sorted(f for f, v in old.items() if v is None)
+    if empty:  # an update leaves out what it does not send, and TagMango documents no way to clear these
+        plan.cannot.append(f"{_name(row, object_id)}: {', '.join(empty)} had no value before the job and TagMango "
+                           "documents no way to clear it: clear it by hand in the TagMango dashboard")
+        old = {f: v for f, v in old.items() if v is not None}
     if not old:
         return
     live = _read(catalog, row.kind, object_id)
