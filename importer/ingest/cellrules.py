@@ -72,7 +72,7 @@ def _rows(columns: list[Sequence], size: int) -> Iterator[tuple]:
 
 
 def _undefused(texts: Sequence[str | None]) -> Sequence[str | None]:
-    if not any(t is not None and t[:1] == "'" for t in texts):  # the common case: one pass, nothing copied
+    if "\n'" not in "\n" + "\n".join(filter(None, texts)):  # the common case, at C speed: nothing copied
         return texts
     return [t[1:] if t is not None and t[:1] == "'" and t[1:2] in _DEFUSED else t for t in texts]
 
