@@ -38,8 +38,8 @@ from redis.lock import Lock
 from tasks import rowcodec
 from tasks.job import Blocked, Job
 from tasks.rowcodec import Templates
-from tasks.rows import ACTIVE, STATES, Row, RowState, sources_of
-from tasks.rowscripts import IllegalTransition, RowRunSteps
+from tasks.rows import ACTIVE, STATES, Row, RowState
+from tasks.rowscripts import IllegalTransition, RowRunSteps  # noqa: F401 - re-exported: the store raises it
 
 _TRANSITION = """
 -- KEYS: state, counts, rows, dead ; ARGV: row id, new state, record json, allowed old states (csv), now, kind
@@ -276,19 +276,8 @@ class RowStore(RowRunSteps):
         the states the row may be in now, for compare-and-set: when the row has moved on (a concurrent
         requeue, a release that already happened), nothing is written and the answer is False.
         """
-        allowed = sources_of(row.state)
-        wanted = allowed if expect is None else allowed & frozenset(expect)
-        row.updated_at = now()
-        result = self._transition(
-            keys=[self.k(job_id, "state"), self.k(job_id, "counts"), self.k(job_id, "rows"), self.k(job_id, "dead")],
-            args=[row.row_id, row.state.value, self.encode_row(job_id, row), ",".join(s.value for s in wanted), now(),
-                  row.kind])
-        if result == "OK":
-            return True
-        old = RowState(result) if result else None
-        if old is None or old not in allowed:
-            raise IllegalTransition(f"{job_id} {row.row_id}: {old.value if old else 'missing'} -> {row.state.value}")
-        return False
+        keys, args, allowed = self._transition_args(job_id, row, expect)
+        return self._moved(job_id, row, self._transition(keys=keys, args=args), allowed)
 
     # -- task messages ---------------------------------------------------------------------
     def generation(self, job_id: str, row_id: str) -> int:
