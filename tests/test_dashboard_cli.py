@@ -40,7 +40,7 @@ def test_keep_running_then_dashboard_flower_and_stop(tmp_path):
     try:
         done = cli(tmp_path, "run", "catalog.xlsx", "--sandbox", "--keep-running", "--flower", env=env)
         assert done.returncode == 1, done.stdout + done.stderr
-        assert (tmp_path / "catalog.results.xlsx").exists()
+        assert (tmp_path / "catalog.results.xlsx").exists(), done.stdout + done.stderr
         job_id = done.stdout.split("Enqueued ")[1].split(":")[0]
 
         # Flower started before the first row was queued: it saw every row sent, with job, sheet:row and title

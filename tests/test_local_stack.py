@@ -367,3 +367,32 @@ def test_stop_kept_helper_stops_what_the_registry_holds(tmp_path):
     assert {e.role for e in entries} >= {"redis", "sandbox", "worker"}
     stop_kept(tmp_path)
     wait_until(lambda: not any(running(e.pid, e.started) for e in entries), 30, message="all stopped")
+
+
+def test_flower_whose_port_is_taken_before_it_binds_starts_on_another(redis_url, tmp_path, monkeypatch):
+    """The port looked free, then another process bound it (two folders starting Flower at once): Flower exits
+    with 'Address already in use'; the stack starts it again on a free port instead of failing the run."""
+    import socket
+
+    from importer.config import Config
+    from importer.local import stack as stack_module
+    from importer.local.stack import LocalStack
+    from importer.local.stop import stop_all
+
+    config = Config.from_env({**env_for(tmp_path), "TAGMANGO_FLOWER_BASIC_AUTH": FLOWER_AUTH}, command="run")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    monkeypatch.setattr(stack_module, "_port_free", lambda p: True)  # it looked free when checked
+    stack = LocalStack(config)
+    try:
+        url = stack.start_flower(redis_url, port=port)
+        assert url and not url.endswith(f":{port}")
+        user, _, password = FLOWER_AUTH.partition(":")
+        assert httpx.get(f"{url}/api/workers", auth=(user, password), timeout=5).status_code == 200
+        assert "Address already in use" in (tmp_path / "state" / "flower" / "flower.log").read_text()
+    finally:
+        taken.close()
+        stack.release()
+        stop_all(tmp_path / "state")

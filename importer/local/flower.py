@@ -25,6 +25,14 @@ TASKS_COLUMNS = "name,args,state,received,runtime,retries,worker,uuid"
 CONF_FILE = Path(__file__).with_name("flower_conf.py")
 
 
+class FlowerDidNotStart(RuntimeError):
+    """``exited``: Flower ended on its own (its port taken between our check and its bind, say), not too slow."""
+
+    def __init__(self, message: str, exited: bool) -> None:
+        super().__init__(message)
+        self.exited = exited
+
+
 def auth_for(config: Config) -> tuple[str, bool]:
     """``user:password`` for Flower's basic auth, and whether it was generated (then it must be printed)."""
     auth = config.flower_auth
@@ -67,9 +75,10 @@ def start(config: Config, redis_url: str, auth: str, port: int, address: str = "
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:
+            exited = proc.poll() is not None
             proc.kill()
             Registry(state_dir).remove(proc.pid)
-            raise RuntimeError(f"Flower did not start (see {folder / 'flower.log'})")
+            raise FlowerDidNotStart(f"Flower did not start on port {port} (see {folder / 'flower.log'})", exited)
         # Flower's event receiver is a pattern subscription: once it is there, no event is lost.
         if _serving(url, (user, password)) and int(client.execute_command("PUBSUB", "NUMPAT")) > baseline:
             return proc

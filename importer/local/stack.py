@@ -173,7 +173,14 @@ class LocalStack:
                 return url
             auth, generated = flower.auth_for(self.config)
             port = port if _port_free(port) else free_port()
-            flower.start(self.config, redis_url, auth, port)
+            for attempt in range(3):  # a port free when looked at can be taken before Flower binds it
+                try:
+                    flower.start(self.config, redis_url, auth, port)
+                    break
+                except flower.FlowerDidNotStart as exc:
+                    if not exc.exited or attempt == 2:
+                        raise CommandError(str(exc)) from None
+                    port = free_port()
             url = flower.known_url(self.dir) or ""
         print(f"Flower on {url}" + (f"  basic auth {auth}" if generated else "  (TAGMANGO_FLOWER_BASIC_AUTH)"),
               file=sys.stderr)
