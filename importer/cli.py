@@ -316,5 +316,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from importer.config import invoked_as
 
-    signal.signal(signal.SIGTERM, _terminated)  # the worker command's Celery installs its own handlers over it
+    # Ctrl-C and `stop` interrupt a command with SIGINT: also when it was started in the background of a script,
+    # which makes it inherit SIGINT ignored. SIGTERM ends it the same way. (The worker command's Celery installs
+    # its own handlers over both.)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
     return cli.main(args=argv, prog_name=invoked_as()) or 0

@@ -67,8 +67,10 @@ def test_ctrl_c_then_run_again_resumes_without_duplicates(kept):
     (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
     # 60 per 10 s: the import takes about 20 s, so the Ctrl-C below lands while it runs, however slow the start.
     env = env_for(tmp_path, TAGMANGO_RATE_LIMIT="60")
+    # Started as a script's background job is (SIGINT ignored, inherited): Ctrl-C and `stop` must still interrupt it.
     proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "big.csv", "--sandbox"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         # Interrupt once 20 rows are done and the job is not final, read from the job's own state in Redis.
         store = wait_until(lambda: embedded_store(tmp_path), 60, message="the embedded Redis")
