@@ -193,20 +193,9 @@ def test_a_row_done_in_an_earlier_job_is_skipped(start, sandbox, tmp_path):
 def test_a_row_that_succeeds_takes_six_round_trips_to_redis(start, sandbox, tmp_path, monkeypatch):
     """begin (row, generation, lease, delivery, job), the ledger, the limiter's admission, before the request (lease,
     start of the attempt, request counts), the limiter's done, finish (ledger, row, lease, waiting rows)."""
-    import redis.connection
-
     services, store, job = start(write_catalog(tmp_path / "cat", 2))
     assert isinstance(run(services, job, "cat.courses:2"), Finished)  # scripts loaded, connections made
-    sent: list = []
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sent.append(command)
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    outcome = run(services, job, "cat.courses:3", gen=0)
-    monkeypatch.undo()
+    outcome, sent = _round_trips(monkeypatch, lambda: run(services, job, "cat.courses:3", gen=0))
     assert isinstance(outcome, Finished) and outcome.summary["state"] == "succeeded"
     assert len(sent) == 6
     row = store.row(job, "cat.courses:3")
@@ -238,13 +227,26 @@ def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path
 
 
 def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(start, sandbox, tmp_path, monkeypatch):
-    import redis.connection
 
     from tasks.park import parked_entries
 
     sandbox.configure(error_rate=1.0)
     services, store, job = start(write_catalog(tmp_path / "cat", 2))
     run(services, job, "cat.courses:2")  # scripts loaded, connections made
+    outcome, sent = _round_trips(monkeypatch, lambda: run(services, job, "cat.courses:3", gen=0))
+    # begin, ledger, admission, before the request, the limiter's done, later (generation, save, count, lease, park)
+    assert isinstance(outcome, Later) and outcome.parked and outcome.gen == 1 and len(sent) == 6
+    row = store.row(job, "cat.courses:3")
+    assert row.state is RowState.RETRYING and store.generation(job, "cat.courses:3") == 1
+    assert store.counts(job)["n_retries"] == 2 and not store.r.exists(store.lease_key(job, "cat.courses:3"))
+    parked = {row_id for _op, j, row_id, _title in parked_entries(store, store.job(job).target) if j == job}
+    assert {"cat.courses:2", "cat.courses:3"} <= parked
+
+
+def _round_trips(monkeypatch, step):
+    """``step()``'s answer and the commands it sent to Redis, one per round trip (a pipeline or a script is one)."""
+    import redis.connection
+
     sent: list = []
     original = redis.connection.AbstractConnection.send_packed_command
 
@@ -253,12 +255,7 @@ def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(st
         return original(self, command, check_health)
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    outcome = run(services, job, "cat.courses:3", gen=0)
-    monkeypatch.undo()
-    # begin, ledger, admission, before the request, the limiter's done, later (generation, save, count, lease, park)
-    assert isinstance(outcome, Later) and outcome.parked and outcome.gen == 1 and len(sent) == 6
-    row = store.row(job, "cat.courses:3")
-    assert row.state is RowState.RETRYING and store.generation(job, "cat.courses:3") == 1
-    assert store.counts(job)["n_retries"] == 2 and not store.r.exists(store.lease_key(job, "cat.courses:3"))
-    parked = {row_id for _op, j, row_id, _title in parked_entries(store, store.job(job).target) if j == job}
-    assert {"cat.courses:2", "cat.courses:3"} <= parked
+    try:
+        return step(), sent
+    finally:
+        monkeypatch.undo()
