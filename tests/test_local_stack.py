@@ -200,20 +200,30 @@ def test_two_runs_of_the_same_file_in_one_folder(kept, moment):
     assert "stop" in cli(tmp_path, "stop", env=env, timeout=120).stdout
 
 
+def _run_until_rows_are_done(tmp_path: Path, label: str, stdout: int) -> tuple[dict, subprocess.Popen]:
+    """``run big.csv --sandbox`` of 60 courses at 60 per 10 s, returned once 5 rows succeeded (state, not time)."""
+    lines = ["external_id,title,mangoes"] + [f"{label[0]}{i:03d},{label} course {i},{MANGO}" for i in range(60)]
+    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
+    env = env_for(tmp_path, TAGMANGO_RATE_LIMIT="60")
+    proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "big.csv", "--sandbox"], cwd=tmp_path, env=env,
+                            stdout=stdout, stderr=subprocess.STDOUT, text=True)
+    try:
+        store = wait_until(lambda: embedded_store(tmp_path), 60, 0.05, "the embedded Redis")
+        job_id = wait_until(store.latest_job, 60, 0.05, "the job")
+        wait_until(lambda: store.counts(job_id).get("succeeded", 0) >= 5, 60, 0.05, "rows done")
+    except BaseException:
+        proc.kill()
+        raise
+    return env, proc
+
+
 def test_a_killed_run_holds_nothing(kept):
     """SIGKILL a run while its rows are sent: the same run again finishes the job (each course once) and, being
     the last one out, stops the stack: the killed run's reference and run lock hold nothing."""
     tmp_path = kept
     state = tmp_path / "state"
-    lines = ["external_id,title,mangoes"] + [f"K{i:03d},Killed course {i},{MANGO}" for i in range(60)]
-    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
-    env = env_for(tmp_path, TAGMANGO_RATE_LIMIT="60")
-    proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "big.csv", "--sandbox"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env, proc = _run_until_rows_are_done(tmp_path, "Killed", stdout=subprocess.DEVNULL)
     try:
-        store = wait_until(lambda: embedded_store(tmp_path), 60, 0.05, "the embedded Redis")
-        job_id = wait_until(store.latest_job, 60, 0.05, "the job")
-        wait_until(lambda: store.counts(job_id).get("succeeded", 0) >= 5, 60, 0.05, "rows done")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -236,15 +246,8 @@ def test_a_terminated_run_stops_the_stack_it_started(kept):
     worker and sandbox it started are stopped, not orphaned; the same command again finishes the job."""
     tmp_path = kept
     state = tmp_path / "state"
-    lines = ["external_id,title,mangoes"] + [f"T{i:03d},Terminated course {i},{MANGO}" for i in range(60)]
-    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
-    env = env_for(tmp_path, TAGMANGO_RATE_LIMIT="60")
-    proc = subprocess.Popen([sys.executable, "-m", "importer", "run", "big.csv", "--sandbox"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env, proc = _run_until_rows_are_done(tmp_path, "Terminated", stdout=subprocess.PIPE)
     try:
-        store = wait_until(lambda: embedded_store(tmp_path), 60, 0.05, "the embedded Redis")
-        job_id = wait_until(store.latest_job, 60, 0.05, "the job")
-        wait_until(lambda: store.counts(job_id).get("succeeded", 0) >= 5, 60, 0.05, "rows done")
         started = Registry(state).entries()
         assert {"redis", "worker", "sandbox"} <= {e.role for e in started}
         proc.send_signal(signal.SIGTERM)
