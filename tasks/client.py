@@ -9,6 +9,8 @@ but never required.
 from __future__ import annotations
 
 import email.utils
+import functools
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +75,7 @@ class TagMangoClient:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
             follow_redirects=False,
+            verify=shared_ssl_context(),
         )
 
     def __repr__(self) -> str:
@@ -157,6 +160,14 @@ class TagMangoClient:
             return self._http.request(method, path, **kw)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # every httpx failure is translated here
             raise map_transport_error(exc) from None
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client of this process (what httpx would build for each: certifi's bundle, or
+    SSL_CERT_FILE / SSL_CERT_DIR). Loading the bundle costs milliseconds and about a megabyte per client; a worker
+    serving dozens of creators has a client per creator (``keys16``: 4.1 -> 3.7 ms of worker CPU per request)."""
+    return httpx.create_ssl_context()
 
 
 def parse_response(response: httpx.Response) -> Any:

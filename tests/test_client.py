@@ -375,3 +375,20 @@ def test_headers_sent_on_every_call():
     c.get_courses()
     assert seen[0]["authorization"] == f"Bearer {TOKEN}"
     assert seen[0]["x-whitelabel-host"] == HOST and seen[0]["x-timezone-offset"] == "330"
+
+
+def test_every_client_of_a_process_shares_one_verifying_tls_context():
+    """A worker serving many creators has a client per creator; each loading certifi's bundle cost CPU and memory
+    (tasks.client.shared_ssl_context). Shared, it still verifies certificates and host names."""
+    import ssl
+
+    clients = [TagMangoClient("https://api.example.com", f"token-{i}", f"h{i}.example.com") for i in range(3)]
+    try:
+        contexts = {id(c._http._transport._pool._ssl_context) for c in clients}
+        ctx = clients[0]._http._transport._pool._ssl_context
+        assert len(contexts) == 1
+        assert ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname
+        assert ctx.cert_store_stats()["x509_ca"] > 0  # a CA bundle is loaded
+    finally:
+        for c in clients:
+            c.close()
