@@ -152,7 +152,7 @@ def test_hidden_courses_sheet_is_never_imported(tmp_path, state):
     hidden = [HEADER, *course_rows(4)]
     f = write_xlsx(tmp_path / "h.xlsx", {"Sheet1": visible, "courses": hidden}, hidden={"courses": state})
     out = fine(validate_cli(str(f)))
-    assert "1 courses to create" in out
+    assert "1 course to create" in out
     assert "h.xlsx [courses]" in out and "hidden sheet ignored" in out
     plan = build_plan([f])
     assert [i.key for i in plan.rows] == ["V1"]
@@ -162,7 +162,7 @@ def test_hidden_ods_table_is_never_imported(tmp_path):
     f = write_ods(tmp_path / "h.ods", {"Sheet1": [HEADER, ["V1", "Visible", MANGO, ""]],
                                        "courses": [HEADER, *course_rows(3)]}, hidden=("courses",))
     out = fine(validate_cli(str(f)))
-    assert "1 courses to create" in out and "h.ods [courses]" in out and "hidden sheet ignored" in out
+    assert "1 course to create" in out and "h.ods [courses]" in out and "hidden sheet ignored" in out
 
 
 def test_only_hidden_sheets_is_an_error_that_says_so(tmp_path):
@@ -343,7 +343,7 @@ def test_header_below_title_rows_is_found_and_said(tmp_path):
     f = tmp_path / "titled.csv"
     f.write_text(f"My catalog 2026,,\nExported by someone,,\n,,\ntitle,mangoes,description\nA,{MANGO},x\n")
     out = fine(validate_cli(str(f)))
-    assert "1 courses to create" in out and "the header is row 4: rows 1–2 above it" in out
+    assert "1 course to create" in out and "the header is row 4: rows 1–2 above it" in out
     assert build_plan([f]).rows[0].row == 5
 
 
@@ -358,7 +358,7 @@ def test_utf16_unicode_text_from_excel_is_read(tmp_path):
     f = tmp_path / "unicode.txt"
     text = "title\tmangoes\tdescription\r\nCafé “Señor” 東京\t" + MANGO + "\tx\r\n"
     f.write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))
-    assert "1 courses to create" in fine(validate_cli(str(f)))
+    assert "1 course to create" in fine(validate_cli(str(f)))
     assert build_plan([f]).rows[0].title == "Café “Señor” 東京"
     g = tmp_path / "big_endian.csv"
     g.write_bytes(b"\xfe\xff" + "title,mangoes\nÅ,".encode("utf-16-be") + MANGO.encode("utf-16-be"))

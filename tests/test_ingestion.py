@@ -426,3 +426,12 @@ def test_cli_bad_mapping_and_set(tmp_path):
     assert done.returncode == 2 and "--mapping" in done.stderr and "Traceback" not in done.stderr
     done = cli("validate", str(SAMPLES / "catalog.xlsx"), "--set", "mangoes")
     assert done.returncode == 2 and "column=value" in done.stderr
+
+
+def test_the_plan_sentence_counts_one_thing_in_the_singular(tmp_path):
+    one = build_plan([write_csv(tmp_path / "one.csv", f"title,mangoes\nIntro,{MANGO}\nBad,\n")])
+    assert one.describe().startswith("1 course to create (0 wait for a row of this import); 1 invalid row, "
+                                     "0 repeated rows; 1 error, 0 warnings.")
+    two = build_plan([write_csv(tmp_path / "two.csv", f"title,mangoes\nA,{MANGO}\nB,{MANGO}\nB,{MANGO}\n")])
+    assert two.describe() == ("2 courses to create (0 wait for a row of this import); 0 invalid rows, 1 repeated "
+                              "row; 0 errors, 1 warning.")

@@ -14,6 +14,17 @@ from tasks import operations
 from tasks.rows import Row, RowState
 
 
+def counted(n: int, label: str, singular: str | None = None) -> str:
+    """``1 course to create``, ``2 courses to create``: ``label`` is plural in its first word, ``singular`` (if
+    given) is the label for one."""
+    if n != 1:
+        return f"{n} {label}"
+    if singular is None:
+        first, _, rest = label.partition(" ")
+        singular = first.removesuffix("s") + (f" {rest}" if rest else "")
+    return f"1 {singular}"
+
+
 @dataclass
 class Plan:
     files: list[dict] = field(default_factory=list)  # [{"name", "checksum"}]
@@ -47,14 +58,17 @@ class Plan:
         return out
 
     def describe(self) -> str:
-        """The summary as a sentence: "20 courses to create, 30 chapters to update (...)"."""
+        """The summary as a sentence: "20 courses to create, 1 chapter to update (...)"."""
         s = self.summary()
-        parts = ", ".join(f"{s[op.summary_key]} {op.summary_label}" for op in operations.OPERATIONS
+        parts = ", ".join(counted(s[op.summary_key], op.summary_label) for op in operations.OPERATIONS
                           if s[op.summary_key]) or "nothing to send"
+        waiting = s["waiting_for_parent"]
         settled = (f"; {s['already_in_tagmango']} already in TagMango" if s["already_in_tagmango"] else "") + (
             f"; {s['not_in_tagmango']} dead before sending" if s["not_in_tagmango"] else "")
-        return (f"{parts} ({s['waiting_for_parent']} wait for a row of this import){settled}; {s['invalid_rows']} "
-                f"invalid rows, {s['repeated_rows']} repeated rows; {s['errors']} errors, {s['warnings']} warnings.")
+        invalid = counted(s["invalid_rows"], "invalid rows", "invalid row")
+        repeated = counted(s["repeated_rows"], "repeated rows", "repeated row")
+        return (f"{parts} ({waiting} wait{'s' if waiting == 1 else ''} for a row of this import){settled}; "
+                f"{invalid}, {repeated}; {counted(s['errors'], 'errors')}, {counted(s['warnings'], 'warnings')}.")
 
     def to_dict(self) -> dict:
         return {"files": self.files, "rows": [r.to_dict() for r in self.rows],
