@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from importer.config import invoked_as
 from importer.local.state import Registry, running
@@ -395,6 +396,66 @@ def test_flower_whose_port_is_taken_before_it_binds_starts_on_another(redis_url,
         user, _, password = FLOWER_AUTH.partition(":")
         assert httpx.get(f"{url}/api/workers", auth=(user, password), timeout=5).status_code == 200
         assert "Address already in use" in (tmp_path / "state" / "flower" / "flower.log").read_text()
+    finally:
+        taken.close()
+        stack.release()
+        stop_all(tmp_path / "state")
+
+
+def test_embedded_redis_whose_port_is_taken_before_it_binds_starts_on_another(tmp_path, monkeypatch):
+    """free_port() said free, then another process bound the port before redis-server did (two folders starting
+    at once): redis-server exits; the folder's Redis starts on another free port instead of failing the command."""
+    import socket
+
+    from importer.local import embedded
+    from importer.local.embedded import EmbeddedRedis
+    from importer.local.stop import stop_all
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    real_free_port = embedded.free_port
+    handed = iter([port])
+    monkeypatch.setattr(embedded, "free_port", lambda: next(handed, None) or real_free_port())
+    redis_ = EmbeddedRedis(tmp_path / "state")
+    try:
+        url = redis_.start()
+        assert not url.endswith(f":{port}/0")
+        assert redis.Redis.from_url(url).ping()
+        assert "Address already in use" in (tmp_path / "state" / "redis" / "redis.log").read_text()
+    finally:
+        taken.close()
+        if redis_.proc is not None:
+            redis_.proc.terminate()
+            redis_.proc.wait(timeout=10)
+        stop_all(tmp_path / "state")
+
+
+def test_sandbox_whose_first_port_is_taken_before_it_binds_starts_on_another(tmp_path, monkeypatch):
+    """The same race for the sandbox's first start: a port that looked free is held (here by a socket that never
+    answers) when the sandbox binds; it exits and the stack starts it on another port, and remembers that one."""
+    import socket
+
+    from importer.config import Config
+    from importer.local import stack as stack_module
+    from importer.local.stack import LocalStack
+    from importer.local.stop import stop_all
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    real_free_port = stack_module.free_port
+    handed = iter([port])
+    monkeypatch.setattr(stack_module, "free_port", lambda: next(handed, None) or real_free_port())
+    stack = LocalStack(Config.from_env(env_for(tmp_path), command="run"))
+    try:
+        url = stack.start_sandbox(stack.sandbox_token())
+        assert not url.endswith(f":{port}")
+        assert httpx.get(f"{url}/_sandbox/stats", timeout=5).json()["pid"] in {e.pid for e in
+                                                                             stack.registry.services("sandbox")}
+        assert (tmp_path / "state" / "sandbox" / "port").read_text() == url.rsplit(":", 1)[1]
     finally:
         taken.close()
         stack.release()

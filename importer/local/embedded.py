@@ -51,6 +51,10 @@ def config_text(data_dir: Path, port: int, password: str | None) -> str:
     return "\n".join(lines + ([f"requirepass {password}"] if password else [])) + "\n"
 
 
+class RedisDidNotStart(RuntimeError):
+    """redis-server exited (its port taken, say) or did not answer in time."""
+
+
 def start_redis_server(data_dir: Path, port: int, timeout: float = 20.0,
                        password: str | None = None) -> subprocess.Popen:
     """A redis-server on 127.0.0.1:port with its append-only file in ``data_dir``; returns once it answers.
@@ -64,18 +68,20 @@ def start_redis_server(data_dir: Path, port: int, timeout: float = 20.0,
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
     proc = subprocess.Popen([find_redis_server(), str(conf.resolve())], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, umask=CHILD_UMASK, env=env)
-    client = redis.Redis(host="127.0.0.1", port=port, password=password)
+    # Short timeouts and no retries: a port that another program holds and never answers on must not hang us.
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=1, socket_timeout=1,
+                         retry=None)
     deadline = time.monotonic() + timeout
     while True:
         try:
             client.ping()
             return proc
-        except redis.ConnectionError:  # also while loading its data
+        except redis.RedisError:  # also while loading its data, or another server answers on the port
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 log = data_dir / "redis.log"
                 tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
-                raise RuntimeError(f"redis-server did not start (see {log}): {tail}") from None
+                raise RedisDidNotStart(f"redis-server did not start (see {log}): {tail}") from None
             time.sleep(0.05)
 
 
@@ -117,8 +123,14 @@ class EmbeddedRedis:
         if found:  # one left running by --keep-running, or another command's
             self.url = found
             return found
-        port = free_port()
-        self.proc = start_redis_server(self.dir, port, password=self.password)
+        for attempt in range(3):  # a port free when looked at can be taken before redis-server binds it
+            port = free_port()
+            try:
+                self.proc = start_redis_server(self.dir, port, password=self.password)
+                break
+            except RedisDidNotStart:
+                if attempt == 2:
+                    raise
         self.url = url(port, self.password)
         write_private(self.dir / "port", str(port))
         return self.url

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -107,26 +108,42 @@ class LocalStack:
             port_file = sdir / "port"
             port = int(port_file.read_text()) if port_file.exists() else free_port()
             url = f"http://127.0.0.1:{port}"
-            if self.registry.services("sandbox") and _up(url):
+            running = self.registry.services("sandbox")
+            if running and _up(url, running[0].pid):
                 self.sandbox_url = url
                 return url
             env = {**state.without_secrets(self.config.environ), "TAGMANGO_SANDBOX_TOKENS": token}
-            with state.log_file(sdir / "sandbox.log") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "importer", "sandbox", "--port", str(port), "--state-dir", str(sdir),
-                     *(DEMO_FAULTS if faults else [])],
-                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=state.CHILD_UMASK)
-            self.registry.add("sandbox", proc.pid, url=url)
+            # A first start picks a free port, which another process may bind before the sandbox does: then another.
+            # A later start keeps the port of last time (the jobs and ledgers of this folder name that URL).
+            tries = 1 if port_file.exists() else 3
+            for attempt in range(tries):
+                try:
+                    self._launch_sandbox(sdir, port, env, faults)
+                    break
+                except RuntimeError:
+                    if attempt == tries - 1:
+                        raise
+                    port = free_port()
+            url = f"http://127.0.0.1:{port}"
             state.write_private(port_file, str(port))
-            deadline = time.monotonic() + 20
-            while not _up(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    self.registry.remove(proc.pid)
-                    raise RuntimeError(f"the sandbox did not start (see {sdir / 'sandbox.log'})")
-                time.sleep(0.1)
             self.sandbox_url = url
             return url
+
+    def _launch_sandbox(self, sdir: Path, port: int, env: dict[str, str], faults: bool) -> None:
+        url = f"http://127.0.0.1:{port}"
+        with state.log_file(sdir / "sandbox.log") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "importer", "sandbox", "--port", str(port), "--state-dir", str(sdir),
+                 *(DEMO_FAULTS if faults else [])],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=state.CHILD_UMASK)
+        self.registry.add("sandbox", proc.pid, url=url)
+        deadline = time.monotonic() + 20
+        while not _up(url, proc.pid):  # ours: another folder's sandbox may hold the port
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                self.registry.remove(proc.pid)
+                raise RuntimeError(f"the sandbox did not start on port {port} (see {sdir / 'sandbox.log'})")
+            time.sleep(0.1)
 
     # -- worker --------------------------------------------------------------------------------
     def worker(self) -> dict | None:
@@ -198,8 +215,10 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def _up(url: str) -> bool:
+def _up(url: str, pid: int | None = None) -> bool:
+    """A sandbox answers at ``url`` (the one process ``pid``, when given)."""
     try:
-        return httpx.get(f"{url}/_sandbox/stats", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
+        answer = httpx.get(f"{url}/_sandbox/stats", timeout=1.0)
+        return answer.status_code == 200 and (pid is None or answer.json().get("pid") == pid)
+    except (httpx.HTTPError, ValueError):
         return False

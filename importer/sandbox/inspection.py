@@ -5,6 +5,7 @@ These are not TagMango's; they let tests and operators see what the sandbox rece
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 
 from starlette.requests import Request
@@ -35,6 +36,7 @@ class Inspection:
         snap["objects_by_host"] = objects_by_host(store)
         snap["duplicate_creates"] = duplicate_creates(store)
         snap["config"] = self.sb.config.fault_settings()
+        snap["pid"] = os.getpid()  # which process answers on the port (importer.local.stack)
         return JSONResponse(snap)
 
     async def arrivals(self, request: Request) -> Response:
