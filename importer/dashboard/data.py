@@ -12,6 +12,7 @@ from pathlib import Path
 from importer.report.results import dead_reasons, default_path, write_results
 from importer.report.troubleshooting import Advice, advice
 from tasks import timeline
+from tasks.defaults import DEFAULT_RATE_LIMIT, DEFAULT_RATE_WINDOW_S
 from tasks.job import Blocked
 from tasks.rows import ACTIVE, FINAL
 from tasks.rows import STATES as ROW_STATES
@@ -71,7 +72,8 @@ class DeadGroup:
 
 
 class JobData:
-    def __init__(self, store: RowStore, *, rate_limit: int = 117, rate_window: float = 10.0) -> None:
+    def __init__(self, store: RowStore, *, rate_limit: int = DEFAULT_RATE_LIMIT,
+                 rate_window: float = DEFAULT_RATE_WINDOW_S) -> None:
         self.store = store
         self.default_limit_per_s = rate_limit / rate_window
 
