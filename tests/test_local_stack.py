@@ -460,3 +460,31 @@ def test_sandbox_whose_first_port_is_taken_before_it_binds_starts_on_another(tmp
         taken.close()
         stack.release()
         stop_all(tmp_path / "state")
+
+
+def test_sandbox_whose_remembered_port_is_taken_says_what_to_do(tmp_path):
+    """A later start keeps the port of last time (this folder's jobs name that URL); when another program holds it
+    now, the error names the port and the way out, instead of moving the sandbox without a word."""
+    import socket
+
+    from importer.config import Config
+    from importer.local.stack import LocalStack
+    from importer.local.state import private_dir
+    from importer.local.stop import stop_all
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    stack = LocalStack(Config.from_env(env_for(tmp_path), command="run"))
+    try:
+        token = stack.sandbox_token()
+        (private_dir(tmp_path / "state" / "sandbox") / "port").write_text(str(port))
+        with pytest.raises(RuntimeError) as failed:
+            stack.start_sandbox(token)
+        assert f"port {port}" in str(failed.value) and "delete" in str(failed.value)
+        assert not stack.registry.services("sandbox")
+    finally:
+        taken.close()
+        stack.release()
+        stop_all(tmp_path / "state")

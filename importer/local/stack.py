@@ -120,10 +120,15 @@ class LocalStack:
                 try:
                     self._launch_sandbox(sdir, port, env, faults)
                     break
-                except RuntimeError:
-                    if attempt == tries - 1:
-                        raise
-                    port = free_port()
+                except RuntimeError as exc:
+                    if attempt < tries - 1:
+                        port = free_port()
+                        continue
+                    if port_file.exists():
+                        raise RuntimeError(f"{exc}; if another program now holds port {port}, free it, or delete "
+                                           f"{port_file} to let the sandbox pick another (this folder's sandbox "
+                                           "jobs name the old port and cannot be resumed then)") from None
+                    raise
             url = f"http://127.0.0.1:{port}"
             state.write_private(port_file, str(port))
             self.sandbox_url = url
@@ -215,10 +220,10 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def _up(url: str, pid: int | None = None) -> bool:
-    """A sandbox answers at ``url`` (the one process ``pid``, when given)."""
+def _up(url: str, pid: int) -> bool:
+    """The sandbox process ``pid`` answers at ``url`` (not another folder's on a reused port)."""
     try:
         answer = httpx.get(f"{url}/_sandbox/stats", timeout=1.0)
-        return answer.status_code == 200 and (pid is None or answer.json().get("pid") == pid)
+        return answer.status_code == 200 and answer.json().get("pid") == pid
     except (httpx.HTTPError, ValueError):
         return False
