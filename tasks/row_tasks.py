@@ -196,6 +196,10 @@ app.steps["worker"].add(BackgroundThreads)
 #: A worker publishes the task events of this long at once (one Redis PUBLISH of a list of events, which Flower and
 #: every Celery event receiver take apart); Flower sees a task's events at most this much later.
 EVENTS_FLUSH_S = 0.1
+#: And, whatever happened to a scheduled flush, every this often: events Celery kept back because a publish failed
+#: (its outbound buffer) or that no flush was scheduled for go out then, not with the next task's events, which at
+#: the end of an import never come (a suite run once saw a row's task-succeeded missing for two minutes).
+EVENTS_SWEEP_S = 1.0
 
 
 class EventBatches(bootsteps.StartStopStep):
@@ -205,19 +209,28 @@ class EventBatches(bootsteps.StartStopStep):
     the next turn of the event loop for every event, waking the loop from another thread each time: under load
     about one publish and one wake-up per event, over a tenth of a worker's CPU (py-spy, tests/bench ``profile16``).
     Here the first event of a batch wakes the loop once, which flushes ``EVENTS_FLUSH_S`` later; Celery still
-    flushes at once when its buffer is full (24 events), and on shutdown. Without an event loop (other pools)
-    nothing changes."""
+    flushes at once when its buffer is full (24 events), and on shutdown; and the loop flushes every
+    ``EVENTS_SWEEP_S`` in any case. Without an event loop (other pools) nothing changes."""
 
     requires = ("celery.worker.consumer.events:Events",)
 
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
         self.pending = False
+        self.sweep: Any = None  # the repeating flush's timer entry
         if c.hub is not None:
             c.on_send_event_buffered = lambda: self.buffered(c)  # the Events step builds each dispatcher with it
 
     def start(self, c: Any) -> None:
         self.pending = False  # the consumer (re)starts, after a lost connection with a new loop: schedule afresh
+        self.stop(c)
+        if c.hub is not None:
+            self.sweep = c.hub.call_repeatedly(EVENTS_SWEEP_S, self.flush, c)
+
+    def stop(self, c: Any) -> None:
+        if self.sweep is not None:
+            self.sweep.cancel()
+            self.sweep = None
 
     def buffered(self, c: Any) -> None:
         """An event was buffered (any thread): make sure a flush is scheduled."""

@@ -59,7 +59,8 @@ def test_every_rows_task_events_reach_a_receiver_in_batches(sandbox_factory, mak
     for row_id, row in rows.items():
         events = by_task[task_id(job_id, row_id)]
         types = [e["type"] for e in events]
-        assert types.count("task-succeeded") == 1 and row.state.value == "succeeded"
+        assert types.count("task-succeeded") == 1 and row.state.value == "succeeded", (
+            row_id, row.state, row.attempts, types, workers.logs()[-4000:])  # what a failure needs to be explained
         received = [e for e in events if e["type"] == "task-received"]
         assert ast.literal_eval(received[0]["args"]) == (job_id, row_id, row.title)
         assert len(received) == row.attempts and types.count("task-retried") == row.attempts - 1
@@ -68,3 +69,42 @@ def test_every_rows_task_events_reach_a_receiver_in_batches(sandbox_factory, mak
     total = sum(len(v) for v in by_task.values())
     assert retried and total >= 3 * len(rows)
     assert messages <= total / 3, (messages, total)  # in batches, not one message per event
+
+
+def test_an_event_kept_back_after_a_failed_publish_goes_out_without_another_event(redis_url):
+    """Celery keeps an event whose publish failed in its dispatcher's outbound buffer and sends it with the next
+    flush; a flush came only with the next task event, which at the end of an import never comes (Flower then shows
+    the row as never finished). The worker's loop flushes every EVENTS_SWEEP_S whatever happens."""
+    from types import SimpleNamespace
+
+    from celery.events import Event
+    from kombu.asynchronous import Hub
+
+    from tasks.celery_app import app
+    from tasks.row_tasks import EventBatches
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*celeryev*")
+    with app.connection_for_write(redis_url) as conn:
+        dispatcher = app.events.Dispatcher(conn, hostname="sweep@test", enabled=True, buffer_group=["task"])
+        # what _publish leaves when the broker refused the event
+        dispatcher._outbound_buffer.append((Event("task-succeeded", uuid="kept-back"), "task.succeeded"))
+        consumer = SimpleNamespace(hub=Hub(), event_dispatcher=dispatcher)
+        consumer._flush_events = dispatcher.flush
+        step = EventBatches(consumer)
+        step.start(consumer)
+        try:
+            seen: list[dict] = []
+            deadline = time.monotonic() + 20
+            while not any(e.get("uuid") == "kept-back" for e in seen) and time.monotonic() < deadline:
+                consumer.hub.fire_timers(min_delay=0)  # the worker's loop, turning
+                message = pubsub.get_message(timeout=0.1)
+                if message is not None:
+                    seen += events_of(message)
+        finally:
+            step.stop(consumer)
+            pubsub.close()
+            dispatcher.close()
+    assert [e["type"] for e in seen if e.get("uuid") == "kept-back"] == ["task-succeeded"]
+    assert not dispatcher._outbound_buffer
