@@ -373,21 +373,27 @@ def test_stop_kept_helper_stops_what_the_registry_holds(tmp_path):
     wait_until(lambda: not any(running(e.pid, e.started) for e in entries), 30, message="all stopped")
 
 
-def test_flower_whose_port_is_taken_before_it_binds_starts_on_another(redis_url, tmp_path, monkeypatch):
-    """The port looked free, then another process bound it (two folders starting Flower at once): Flower exits
-    with 'Address already in use'; the stack starts it again on a free port instead of failing the run."""
+@pytest.fixture
+def held_port():
+    """A port of 127.0.0.1 that a program holds and never answers on (listening, never accepting)."""
     import socket
 
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_flower_whose_port_is_taken_before_it_binds_starts_on_another(redis_url, tmp_path, monkeypatch, held_port):
+    """The port looked free, then another process bound it (two folders starting Flower at once): Flower exits
+    with 'Address already in use'; the stack starts it again on a free port instead of failing the run."""
     from importer.config import Config
     from importer.local import stack as stack_module
     from importer.local.stack import LocalStack
     from importer.local.stop import stop_all
 
     config = Config.from_env({**env_for(tmp_path), "TAGMANGO_FLOWER_BASIC_AUTH": FLOWER_AUTH}, command="run")
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    port = taken.getsockname()[1]
+    port = held_port
     monkeypatch.setattr(stack_module, "_port_free", lambda p: True)  # it looked free when checked
     stack = LocalStack(config)
     try:
@@ -397,24 +403,18 @@ def test_flower_whose_port_is_taken_before_it_binds_starts_on_another(redis_url,
         assert httpx.get(f"{url}/api/workers", auth=(user, password), timeout=5).status_code == 200
         assert "Address already in use" in (tmp_path / "state" / "flower" / "flower.log").read_text()
     finally:
-        taken.close()
         stack.release()
         stop_all(tmp_path / "state")
 
 
-def test_embedded_redis_whose_port_is_taken_before_it_binds_starts_on_another(tmp_path, monkeypatch):
+def test_embedded_redis_whose_port_is_taken_before_it_binds_starts_on_another(tmp_path, monkeypatch, held_port):
     """free_port() said free, then another process bound the port before redis-server did (two folders starting
     at once): redis-server exits; the folder's Redis starts on another free port instead of failing the command."""
-    import socket
-
     from importer.local import embedded
     from importer.local.embedded import EmbeddedRedis
     from importer.local.stop import stop_all
 
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    port = taken.getsockname()[1]
+    port = held_port
     real_free_port = embedded.free_port
     handed = iter([port])
     monkeypatch.setattr(embedded, "free_port", lambda: next(handed, None) or real_free_port())
@@ -425,27 +425,21 @@ def test_embedded_redis_whose_port_is_taken_before_it_binds_starts_on_another(tm
         assert redis.Redis.from_url(url).ping()
         assert "Address already in use" in (tmp_path / "state" / "redis" / "redis.log").read_text()
     finally:
-        taken.close()
         if redis_.proc is not None:
             redis_.proc.terminate()
             redis_.proc.wait(timeout=10)
         stop_all(tmp_path / "state")
 
 
-def test_sandbox_whose_first_port_is_taken_before_it_binds_starts_on_another(tmp_path, monkeypatch):
+def test_sandbox_whose_first_port_is_taken_before_it_binds_starts_on_another(tmp_path, monkeypatch, held_port):
     """The same race for the sandbox's first start: a port that looked free is held (here by a socket that never
     answers) when the sandbox binds; it exits and the stack starts it on another port, and remembers that one."""
-    import socket
-
     from importer.config import Config
     from importer.local import stack as stack_module
     from importer.local.stack import LocalStack
     from importer.local.stop import stop_all
 
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    port = taken.getsockname()[1]
+    port = held_port
     real_free_port = stack_module.free_port
     handed = iter([port])
     monkeypatch.setattr(stack_module, "free_port", lambda: next(handed, None) or real_free_port())
@@ -457,25 +451,19 @@ def test_sandbox_whose_first_port_is_taken_before_it_binds_starts_on_another(tmp
                                                                              stack.registry.services("sandbox")}
         assert (tmp_path / "state" / "sandbox" / "port").read_text() == url.rsplit(":", 1)[1]
     finally:
-        taken.close()
         stack.release()
         stop_all(tmp_path / "state")
 
 
-def test_sandbox_whose_remembered_port_is_taken_says_what_to_do(tmp_path):
+def test_sandbox_whose_remembered_port_is_taken_says_what_to_do(tmp_path, held_port):
     """A later start keeps the port of last time (this folder's jobs name that URL); when another program holds it
     now, the error names the port and the way out, instead of moving the sandbox without a word."""
-    import socket
-
     from importer.config import Config
     from importer.local.stack import LocalStack
     from importer.local.state import private_dir
     from importer.local.stop import stop_all
 
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    port = taken.getsockname()[1]
+    port = held_port
     stack = LocalStack(Config.from_env(env_for(tmp_path), command="run"))
     try:
         token = stack.sandbox_token()
@@ -485,6 +473,5 @@ def test_sandbox_whose_remembered_port_is_taken_says_what_to_do(tmp_path):
         assert f"port {port}" in str(failed.value) and "delete" in str(failed.value)
         assert not stack.registry.services("sandbox")
     finally:
-        taken.close()
         stack.release()
         stop_all(tmp_path / "state")
