@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from importer.ingest import limits
 from importer.ingest.grid import Sheet
@@ -23,9 +24,35 @@ _MISSING = object()  # an empty cell without a constant: the column is left out 
 _DEFUSED = ("=", "+", "-", "@")
 
 
-def records(sheet: Sheet, sheet_kind: SheetKind, mapped: dict[str, str], constants: dict[str, str]) \
-        -> Iterator[SheetRow]:
-    """Every row of the sheet with each mapped column's rule applied (``constants``: ``--set``)."""
+@dataclass
+class Outcomes:
+    """Every mapped column (and ``--set`` constant) of a sheet through its rule: per column its texts and each
+    cell's outcome (a value, a ``CellError`` or ``_MISSING``), aligned with the sheet's rows."""
+
+    sheet: Sheet
+    names: list[str]
+    texts: list[Sequence[str | None]]
+    outcomes: list[list[object]]
+    #: Per column: every outcome is a plain value (no error, no list, no empty cell).
+    plain: list[bool]
+
+    def values(self, column: str) -> Sequence[object] | None:
+        """The column's values, None in a cell that is empty or breaks its rule; None if the sheet lacks it."""
+        if column not in self.names:
+            return None
+        i = self.names.index(column)
+        if self.plain[i]:
+            return self.outcomes[i]
+        return [None if o is _MISSING or isinstance(o, CellError) else o for o in self.outcomes[i]]
+
+    def failed(self) -> set[int]:
+        """Indexes of the rows with a cell that breaks its column's rule."""
+        return {i for column, simple in zip(self.outcomes, self.plain, strict=True) if not simple
+                for i, o in enumerate(column) if isinstance(o, CellError)}
+
+
+def outcomes(sheet: Sheet, sheet_kind: SheetKind, mapped: dict[str, str], constants: dict[str, str]) -> Outcomes:
+    """Each mapped column's rule applied to its cells (``constants``: ``--set``)."""
     cells_by_column = {column: sheet.columns[header] for header, column in mapped.items()}
     rule_table = limits.bounded(sheet_kind.rules(), cells_by_column)
     constants = {c: v for c, v in constants.items() if c in rule_table}
@@ -34,24 +61,34 @@ def records(sheet: Sheet, sheet_kind: SheetKind, mapped: dict[str, str], constan
     by_column = [(column, sheet.columns[header], constants.get(column)) for header, column in mapped.items()]
     by_column += [(column, (None,) * size, constant) for column, constant in constants.items()
                   if column not in present]
-    names, texts, outcomes, plain = [], [], [], []
+    out = Outcomes(sheet, [], [], [], [])
     for column, column_cells, constant in by_column:
         column_texts, column_outcomes, simple = _column(column_cells, constant, rule_table[column])
-        names.append(column)
-        texts.append(column_texts)
-        outcomes.append(column_outcomes)
-        plain.append(simple)
+        out.names.append(column)
+        out.texts.append(column_texts)
+        out.outcomes.append(column_outcomes)
+        out.plain.append(simple)
+    return out
+
+
+def records(cells: Outcomes, only: Sequence[int] | None = None) -> Iterator[SheetRow]:
+    """The sheet's rows (those at the indexes ``only``, in their order, if given) with their values and errors."""
+    sheet = cells.sheet
+    pick = (lambda column: column) if only is None else (lambda column: [column[i] for i in only])
+    names, texts, outcomes_, plain = cells.names, cells.texts, cells.outcomes, cells.plain
     headers = list(sheet.headers)
-    sources = _rows([sheet.columns[h] for h in headers], size)
+    numbers = pick(sheet.row_numbers)
+    size = len(numbers)
+    sources = _rows([pick(sheet.columns[h]) for h in headers], size)
     # Columns whose every outcome is a plain value (no error, no list, no empty cell) go into a row's values as they
     # are; only the others are looked at cell by cell. (Nothing reads a row's values in column order.)
     plain_names = [n for n, p in zip(names, plain, strict=True) if p]
-    plain_rows = _rows([o for o, p in zip(outcomes, plain, strict=True) if p], size)
+    plain_rows = _rows([pick(o) for o, p in zip(outcomes_, plain, strict=True) if p], size)
     other = [i for i, p in enumerate(plain) if not p]
     other_names = [names[i] for i in other]
-    other_rows = _rows([outcomes[i] for i in other], size)
-    text_rows = _rows([texts[i] for i in other], size)
-    for number, source, plain_outs, outs, cell_texts in zip(sheet.row_numbers, sources, plain_rows, other_rows,
+    other_rows = _rows([pick(outcomes_[i]) for i in other], size)
+    text_rows = _rows([pick(texts[i]) for i in other], size)
+    for number, source, plain_outs, outs, cell_texts in zip(numbers, sources, plain_rows, other_rows,
                                                             text_rows, strict=True):
         values: dict[str, object] = dict(zip(plain_names, plain_outs, strict=True))
         errors: list[tuple[str | None, str, str]] = []

@@ -67,8 +67,17 @@ def cell_text(value: object) -> str | None:
     return text or None
 
 
-def _texts_shared(values: tuple) -> list[str | None]:
-    """cell_text for a column whose equal texts already are one object (as pandas' C reader makes them)."""
+def _texts_shared(values: list) -> list[str | None]:
+    """cell_text for a column whose equal texts already are one object (as pandas' C reader makes them).
+
+    A column of texts (every column of a CSV) is trimmed at C speed (``map``; ``strip`` hands back the same object
+    when there is nothing to trim, so equal texts stay one object)."""
+    try:
+        trimmed = list(map(str.strip, values))
+    except TypeError:  # not every cell is a text
+        pass
+    else:
+        return [t or None for t in trimmed] if "" in trimmed else trimmed
     out: list[str | None] = []
     append = out.append
     for v in values:
@@ -134,8 +143,10 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
             return None
         padded = (r if len(r) == width else list(r) + [None] * (width - len(r)) for r in grid)
         cols = [texts(c) for c in zip(*padded, strict=True)]
-    nonempty = [any(t) for t in zip(*cols, strict=True)]
-    filled = [i for i, ne in enumerate(nonempty) if ne]
+    if any(None not in c for c in cols):  # a column without an empty cell: no row is empty (at C speed)
+        filled = list(range(len(cols[0])))
+    else:
+        filled = [i for i, t in enumerate(zip(*cols, strict=True)) if any(t)]
     if not filled:
         return None
     notes: list[str] = []
@@ -162,7 +173,10 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
         while h in headers:
             h = f"{h} (2)"
         headers.append(h)
-    columns = {h: tuple([cols[j][i] for i in data_rows]) for h, j in zip(headers, keep, strict=True)}
+    if data_rows and data_rows[-1] - data_rows[0] == len(data_rows) - 1:  # no empty row among them: one slice
+        columns = {h: tuple(cols[j][data_rows[0]:data_rows[-1] + 1]) for h, j in zip(headers, keep, strict=True)}
+    else:
+        columns = {h: tuple([cols[j][i] for i in data_rows]) for h, j in zip(headers, keep, strict=True)}
     return Sheet(file=file, name=sheet_name, headers=headers, columns=columns,
                  row_numbers=[numbers[i] for i in data_rows], notes=notes, original=original, header_note=header_note)
 

@@ -33,6 +33,8 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
     #: header order per sheet, so the results file can give rows back as they came.
     headers: dict[str, list[str]] = field(default_factory=dict)
+    #: Rows to send that were counted, not built (``validate`` without ``--mode``: ``build_plan(count_only=True)``).
+    counted: Counter = field(default_factory=Counter)
 
     @property
     def errors(self) -> list[Problem]:
@@ -47,7 +49,7 @@ class Plan:
         return not self.errors
 
     def summary(self) -> dict:
-        by_op = Counter(r.op for r in self.rows)
+        by_op = Counter(r.op for r in self.rows) + self.counted
         unsent = Counter(r.state for r in self.unsent if not r.outcome)
         out = {op.summary_key: by_op[op.name] for op in operations.OPERATIONS}
         out.update(waiting_for_parent=sum(1 for r in self.rows if r.waiting_for_parent),

@@ -8,6 +8,7 @@ ledger entry under the row's key makes a re-run skip the row.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tasks import errors
@@ -128,6 +129,15 @@ class CoursesSheet(SheetKind):
             body["settings"] = settings
         ids = {"course_id": v["course_id"]} if v.get("course_id") else {}
         return Draft(key=key, title=title or "", body=body, ids=ids, errors=errors_, warnings=warnings)
+
+    def plain_keys(self, values: Callable[[str], Sequence[Any] | None], present: set[str], size: int) \
+            -> list[str | None] | None:
+        missing = (None,) * size
+        titles, mangoes = values("title") or missing, values("mangoes") or missing
+        if "external_id" in present:  # an empty external_id is warned about: that row is drafted
+            ids = values("external_id") or missing
+            return [None if t is None or m is None else k for k, t, m in zip(ids, titles, mangoes, strict=True)]
+        return [None if t is None or m is None else title_key(t) for t, m in zip(titles, mangoes, strict=True)]
 
     def key_column(self, row: Row) -> str:
         return "title" if row.key.startswith("title:") else "external_id"

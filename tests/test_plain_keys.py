@@ -1,0 +1,125 @@
+"""``validate`` without ``--mode`` counts the rows a sheet kind's columnar check finds plain instead of building
+them (``SheetKind.plain_keys``): it must report exactly what building every row reports.
+
+Pure logic (reading and planning files, no services): each file is planned both ways and the problems (in order),
+the summary and the sentence compared.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from importer.ingest.validate import Options, build_plan
+from tests.hostile_files import MANGO, ROOT, write_csv
+
+COURSE_TREES = ROOT.parent / "shared" / "data" / "course_trees"
+
+
+def both_ways(paths: list[Path], options: Options | None = None) -> tuple:
+    built, counted = build_plan(paths, options), build_plan(paths, options, count_only=True)
+    assert [p.as_dict() for p in counted.problems] == [p.as_dict() for p in built.problems]
+    assert counted.summary() == built.summary()
+    assert counted.describe() == built.describe()
+    assert counted.ok == built.ok
+    return built, counted
+
+
+def messy_courses(rng: random.Random, n: int) -> tuple[list[str], list[list[str]]]:
+    """Course rows with what makes a row not plain, mixed in at random: empty or repeated external_ids (same or
+    other content), an external_id that is another row's title key, missing titles or mangoes, cells that break
+    their rule."""
+    header = ["external_id", "title", "mangoes", "description", "enable_drm", "validity_in_days"]
+    rows = []
+    for i in range(n):
+        external_id, title = f"K{i}", f"Course {i}"
+        mangoes, description, drm, days = MANGO, f"About {i}", rng.choice(["", "yes", "no"]), ""
+        roll = rng.random()
+        if roll < 0.08:
+            external_id = ""
+        elif roll < 0.14:
+            external_id = f"K{rng.randrange(max(i, 1))}"  # a repeat; the same content when the row matches
+            if rng.random() < 0.5 and rows:
+                rows.append(list(next((r for r in rows if r[0] == external_id), rows[-1])))
+                continue
+        elif roll < 0.17:
+            external_id = f"title:course {rng.randrange(n)}"  # the key an empty external_id's row gets
+        elif roll < 0.20:
+            title = ""
+        elif roll < 0.23:
+            mangoes = rng.choice(["", "not-a-mango"])
+        elif roll < 0.26:
+            drm = "perhaps"
+        elif roll < 0.29:
+            days = rng.choice(["0", "ten", "30"])
+        rows.append([external_id, title, mangoes, description, drm, days])
+    return header, rows
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_counting_plain_rows_reports_what_building_every_row_reports(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    header, rows = messy_courses(rng, rng.choice([5, 30, 200]))
+    path = write_csv(tmp_path / "courses.csv", rows, header)
+    built, counted = both_ways([path])
+    assert counted.counted["create_course"] + len(counted.rows) == len(built.rows)
+
+
+def test_a_clean_sheet_is_counted_not_built(tmp_path: Path) -> None:
+    rows = [[f"K{i}", f"Course {i}", MANGO, f"About {i}"] for i in range(500)]
+    path = write_csv(tmp_path / "courses.csv", rows, ["external_id", "title", "mangoes", "description"])
+    built, counted = both_ways([path])
+    assert counted.counted["create_course"] == 500 and not counted.rows
+    assert len(built.rows) == 500
+
+
+def test_title_keys_without_an_external_id_column_are_counted_and_repeats_told_apart(tmp_path: Path) -> None:
+    rows = [[f"Course {i % 300}", MANGO] for i in range(320)]  # the last 20 repeat earlier titles exactly
+    rows[-1][0] = "COURSE  250"  # row 252's normalised title, another content: both rows are invalid
+    path = write_csv(tmp_path / "courses.csv", rows, ["title", "mangoes"])
+    built, counted = both_ways([path])
+    assert counted.counted["create_course"] == 280
+    assert (built.summary()["repeated_rows"], built.summary()["invalid_rows"]) == (19, 2)
+
+
+def test_a_drafted_row_whose_key_a_counted_row_has_makes_the_sheet_drafted(tmp_path: Path) -> None:
+    """Row 2's empty external_id gives it the key ``title:intro``, which row 3 gives as its external_id."""
+    rows = [["", "Intro", MANGO], ["title:intro", "Intro", MANGO], ["K3", "Other", MANGO]]
+    path = write_csv(tmp_path / "courses.csv", rows, ["external_id", "title", "mangoes"])
+    built, counted = both_ways([path])
+    assert not counted.counted
+    assert any("repeats row" in p.reason for p in built.problems)
+
+
+def test_constants_and_a_mapping_count_the_same(tmp_path: Path) -> None:
+    rows = [[f"K{i}", f"Course {i}", ""] for i in range(50)] + [["K7", "Course 7", ""]]
+    path = write_csv(tmp_path / "courses.csv", rows, ["id", "name", "desc"])
+    options = Options(mapping={"id": "external_id", "name": "title", "desc": "description"},
+                      constants={"mangoes": MANGO})
+    _, counted = both_ways([path], options)
+    assert counted.counted["create_course"] == 49
+
+
+def test_the_sample_files_report_the_same() -> None:
+    samples = ROOT / "sample_data"
+    for files in ([samples / "catalog.xlsx"], [samples / "catalog_fixed.xlsx"], [samples / "broken.csv"],
+                  [samples / "broken.xlsx"], [samples / "catalog_courses.csv", samples / "catalog_chapters.csv"],
+                  [samples / "catalog.results.xlsx"] if (samples / "catalog.results.xlsx").exists() else []):
+        if files:
+            both_ways(files)
+
+
+@pytest.mark.skipif(not COURSE_TREES.exists(), reason="the shared course trees are not on this machine")
+def test_real_course_trees_report_the_same() -> None:
+    trees = sorted(COURSE_TREES.glob("*.csv"))
+    both_ways(trees, Options(constants={"mangoes": MANGO}))
+
+
+def test_courses_named_by_chapters_of_the_same_import_are_built(tmp_path: Path) -> None:
+    """Chapters that name a course row of this import are linked to it: such courses cannot only be counted."""
+    samples = ROOT / "sample_data"
+    built, counted = both_ways([samples / "catalog_courses.csv", samples / "catalog_chapters.csv"])
+    assert not counted.counted
+    assert built.summary()["waiting_for_parent"] > 0
