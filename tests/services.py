@@ -12,7 +12,8 @@ from pathlib import Path
 
 import redis
 
-from importer.local.embedded import find_redis_server, free_port, start_redis_server
+from importer.local.embedded import find_redis_server, start_redis_server
+from importer.local.ports import free_port
 from importer.local.stack import worker_argv
 
 

@@ -394,7 +394,7 @@ def test_flower_whose_port_is_taken_before_it_binds_starts_on_another(redis_url,
 
     config = Config.from_env({**env_for(tmp_path), "TAGMANGO_FLOWER_BASIC_AUTH": FLOWER_AUTH}, command="run")
     port = held_port
-    monkeypatch.setattr(stack_module, "_port_free", lambda p: True)  # it looked free when checked
+    monkeypatch.setattr(stack_module, "port_free", lambda p: True)  # it looked free when checked
     stack = LocalStack(config)
     try:
         url = stack.start_flower(redis_url, port=port)
@@ -410,14 +410,14 @@ def test_flower_whose_port_is_taken_before_it_binds_starts_on_another(redis_url,
 def test_embedded_redis_whose_port_is_taken_before_it_binds_starts_on_another(tmp_path, monkeypatch, held_port):
     """free_port() said free, then another process bound the port before redis-server did (two folders starting
     at once): redis-server exits; the folder's Redis starts on another free port instead of failing the command."""
-    from importer.local import embedded
+    from importer.local import ports
     from importer.local.embedded import EmbeddedRedis
     from importer.local.stop import stop_all
 
     port = held_port
-    real_free_port = embedded.free_port
+    real_free_port = ports.free_port
     handed = iter([port])
-    monkeypatch.setattr(embedded, "free_port", lambda: next(handed, None) or real_free_port())
+    monkeypatch.setattr(ports, "free_port", lambda: next(handed, None) or real_free_port())
     redis_ = EmbeddedRedis(tmp_path / "state")
     try:
         url = redis_.start()
@@ -435,14 +435,14 @@ def test_sandbox_whose_first_port_is_taken_before_it_binds_starts_on_another(tmp
     """The same race for the sandbox's first start: a port that looked free is held (here by a socket that never
     answers) when the sandbox binds; it exits and the stack starts it on another port, and remembers that one."""
     from importer.config import Config
-    from importer.local import stack as stack_module
+    from importer.local import ports
     from importer.local.stack import LocalStack
     from importer.local.stop import stop_all
 
     port = held_port
-    real_free_port = stack_module.free_port
+    real_free_port = ports.free_port
     handed = iter([port])
-    monkeypatch.setattr(stack_module, "free_port", lambda: next(handed, None) or real_free_port())
+    monkeypatch.setattr(ports, "free_port", lambda: next(handed, None) or real_free_port())
     stack = LocalStack(Config.from_env(env_for(tmp_path), command="run"))
     try:
         url = stack.start_sandbox(stack.sandbox_token())
@@ -450,6 +450,7 @@ def test_sandbox_whose_first_port_is_taken_before_it_binds_starts_on_another(tmp
         assert httpx.get(f"{url}/_sandbox/stats", timeout=5).json()["pid"] in {e.pid for e in
                                                                              stack.registry.services("sandbox")}
         assert (tmp_path / "state" / "sandbox" / "port").read_text() == url.rsplit(":", 1)[1]
+        assert "address already in use" in (tmp_path / "state" / "sandbox" / "sandbox.log").read_text().lower()
     finally:
         stack.release()
         stop_all(tmp_path / "state")

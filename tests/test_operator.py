@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -126,6 +127,18 @@ def test_unreachable_redis_is_exit_3(tmp_path):
     env = env_for(tmp_path, TAGMANGO_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", TAGMANGO_API_TOKEN=TOKEN)
     done = cli(tmp_path, "run", str(SAMPLES / "catalog.xlsx"), "--host", HOST, env=env)
     assert done.returncode == 3 and "cannot reach Redis" in done.stderr
+
+
+def test_a_redis_url_where_nothing_answers_is_exit_3_not_a_hang(tmp_path):
+    """A program that takes the connection and never answers (a wrong port): the command says so and exits."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        env = env_for(tmp_path, TAGMANGO_REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+                      TAGMANGO_API_TOKEN=TOKEN)
+        done = cli(tmp_path, "status", env=env)
+    assert done.returncode == 3 and "does not answer" in done.stderr, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_flower_shows_rows_without_the_token_and_can_requeue(sandbox, make_env, workers, redis_url, tmp_path):

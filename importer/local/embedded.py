@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from importer.local.ports import DidNotStart, start_on_free_port
 from importer.local.state import CHILD_UMASK, private_dir, secret, write_private
 
 
@@ -34,12 +34,6 @@ def find_redis_server() -> str:
     return str(binary)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def url(port: int, password: str | None = None) -> str:
     return f"redis://:{password}@127.0.0.1:{port}/0" if password else f"redis://127.0.0.1:{port}/0"
 
@@ -51,7 +45,7 @@ def config_text(data_dir: Path, port: int, password: str | None) -> str:
     return "\n".join(lines + ([f"requirepass {password}"] if password else [])) + "\n"
 
 
-class RedisDidNotStart(RuntimeError):
+class RedisDidNotStart(DidNotStart):
     """redis-server exited (its port taken, say) or did not answer in time."""
 
 
@@ -77,11 +71,12 @@ def start_redis_server(data_dir: Path, port: int, timeout: float = 20.0,
             client.ping()
             return proc
         except redis.RedisError:  # also while loading its data, or another server answers on the port
-            if proc.poll() is not None or time.monotonic() > deadline:
+            exited = proc.poll() is not None
+            if exited or time.monotonic() > deadline:
                 proc.kill()
                 log = data_dir / "redis.log"
                 tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
-                raise RedisDidNotStart(f"redis-server did not start (see {log}): {tail}") from None
+                raise RedisDidNotStart(f"redis-server did not start (see {log}): {tail}", exited) from None
             time.sleep(0.05)
 
 
@@ -123,14 +118,8 @@ class EmbeddedRedis:
         if found:  # one left running by --keep-running, or another command's
             self.url = found
             return found
-        for attempt in range(3):  # a port free when looked at can be taken before redis-server binds it
-            port = free_port()
-            try:
-                self.proc = start_redis_server(self.dir, port, password=self.password)
-                break
-            except RedisDidNotStart:
-                if attempt == 2:
-                    raise
-        self.url = url(port, self.password)
+        password = self.password
+        self.proc, port = start_on_free_port(lambda p: start_redis_server(self.dir, p, password=password))
+        self.url = url(port, password)
         write_private(self.dir / "port", str(port))
         return self.url

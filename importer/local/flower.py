@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from importer.config import Config
+from importer.local.ports import DidNotStart
 from importer.local.state import CHILD_UMASK, Registry, log_file, private_dir, without_secrets, write_private
 
 #: The task table's columns: what a row is (args) before how it went.
@@ -25,12 +26,8 @@ TASKS_COLUMNS = "name,args,state,received,runtime,retries,worker,uuid"
 CONF_FILE = Path(__file__).with_name("flower_conf.py")
 
 
-class FlowerDidNotStart(RuntimeError):
+class FlowerDidNotStart(DidNotStart):
     """``exited``: Flower ended on its own (its port taken between our check and its bind, say), not too slow."""
-
-    def __init__(self, message: str, exited: bool) -> None:
-        super().__init__(message)
-        self.exited = exited
 
 
 def auth_for(config: Config) -> tuple[str, bool]:

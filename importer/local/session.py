@@ -45,11 +45,8 @@ class Session:
                     self.url = self.stack.start_redis()
                 except RuntimeError as exc:
                     raise CommandError(str(exc)) from None
+            reachable(self.url)
             self.store = RowStore.from_url(self.url, config.settings.dead_letter_days)
-            try:
-                self.store.r.ping()
-            except redis.RedisError as exc:
-                raise CommandError(f"cannot reach Redis at {safe_url(self.url)}: {exc}") from None
         except BaseException:
             self.stack.release(keep_running)
             raise
@@ -190,6 +187,27 @@ def real_target(config: Config, host: str | None) -> Credential:
         raise CommandError("which creator? set TAGMANGO_HOST or --host to the whitelabel host, e.g. "
                            "yourname.tagmango.com")
     return config.credential(host, config.api_url)
+
+
+#: How long a command waits for Redis to answer its first PING.
+PING_TIMEOUT_S = 5.0
+
+
+def reachable(url: str) -> None:
+    """Redis at ``url`` answers a PING within ``PING_TIMEOUT_S``, else a ``CommandError`` (exit 3). With timeouts
+    and no retries: a program that takes the connection and never answers (a wrong port) must not hang a command.
+    (The store's own client has no read timeout: a worker's blocking reads wait longer.)"""
+    probe = redis.Redis.from_url(url, socket_connect_timeout=PING_TIMEOUT_S, socket_timeout=PING_TIMEOUT_S,
+                                 retry=None)
+    try:
+        probe.ping()
+    except redis.TimeoutError:
+        raise CommandError(f"cannot reach Redis at {safe_url(url)}: something takes the connection but does not "
+                           f"answer within {PING_TIMEOUT_S:g} s (is it Redis?)") from None
+    except redis.RedisError as exc:
+        raise CommandError(f"cannot reach Redis at {safe_url(url)}: {exc}") from None
+    finally:
+        probe.close()
 
 
 def safe_url(url: str) -> str:

@@ -21,7 +21,8 @@ import httpx
 from importer.config import Config
 from importer.exitcodes import CommandError
 from importer.local import state, stop
-from importer.local.embedded import EmbeddedRedis, free_port
+from importer.local.embedded import EmbeddedRedis
+from importer.local.ports import DidNotStart, port_free, start_on_free_port
 from tasks.defaults import DEFAULT_WORKER_CONCURRENCY, QUEUE, WORKER_POOL
 
 SANDBOX_HOST = "academy.sandbox.local"
@@ -106,29 +107,24 @@ class LocalStack:
             self.attach()
             sdir = state.private_dir(self.dir / "sandbox")
             port_file = sdir / "port"
-            port = int(port_file.read_text()) if port_file.exists() else free_port()
-            url = f"http://127.0.0.1:{port}"
+            remembered = port_file.exists()
+            port = int(port_file.read_text()) if remembered else None
             running = self.registry.services("sandbox")
-            if running and _up(url, running[0].pid):
-                self.sandbox_url = url
-                return url
+            if running and port is not None and _up(f"http://127.0.0.1:{port}", running[0].pid):
+                self.sandbox_url = f"http://127.0.0.1:{port}"
+                return self.sandbox_url
             env = {**state.without_secrets(self.config.environ), "TAGMANGO_SANDBOX_TOKENS": token}
-            # A first start picks a free port, which another process may bind before the sandbox does: then another.
-            # A later start keeps the port of last time (the jobs and ledgers of this folder name that URL).
-            tries = 1 if port_file.exists() else 3
-            for attempt in range(tries):
-                try:
-                    self._launch_sandbox(sdir, port, env, faults)
-                    break
-                except RuntimeError as exc:
-                    if attempt < tries - 1:
-                        port = free_port()
-                        continue
-                    if port_file.exists():
-                        raise RuntimeError(f"{exc}; if another program now holds port {port}, free it, or delete "
-                                           f"{port_file} to let the sandbox pick another (this folder's sandbox "
-                                           "jobs name the old port and cannot be resumed then)") from None
+            # A first start takes a free port (another one if that is taken before the sandbox binds it); a later
+            # one keeps the port of last time (the jobs and ledgers of this folder name that URL).
+            try:
+                _, port = start_on_free_port(lambda p: self._launch_sandbox(sdir, p, env, faults), port,
+                                             tries=1 if remembered else 3)
+            except DidNotStart as exc:
+                if not remembered:
                     raise
+                raise RuntimeError(f"{exc}; if another program now holds port {port}, free it, or delete "
+                                   f"{port_file} to let the sandbox pick another (this folder's sandbox "
+                                   "jobs name the old port and cannot be resumed then)") from None
             url = f"http://127.0.0.1:{port}"
             state.write_private(port_file, str(port))
             self.sandbox_url = url
@@ -144,10 +140,11 @@ class LocalStack:
         self.registry.add("sandbox", proc.pid, url=url)
         deadline = time.monotonic() + 20
         while not _up(url, proc.pid):  # ours: another folder's sandbox may hold the port
-            if proc.poll() is not None or time.monotonic() > deadline:
+            exited = proc.poll() is not None
+            if exited or time.monotonic() > deadline:
                 proc.kill()
                 self.registry.remove(proc.pid)
-                raise RuntimeError(f"the sandbox did not start on port {port} (see {sdir / 'sandbox.log'})")
+                raise DidNotStart(f"the sandbox did not start on port {port} (see {sdir / 'sandbox.log'})", exited)
             time.sleep(0.1)
 
     # -- worker --------------------------------------------------------------------------------
@@ -194,30 +191,15 @@ class LocalStack:
                 print(f"Flower already running on {url}", file=sys.stderr)
                 return url
             auth, generated = flower.auth_for(self.config)
-            port = port if _port_free(port) else free_port()
-            for attempt in range(3):  # a port free when looked at can be taken before Flower binds it
-                try:
-                    flower.start(self.config, redis_url, auth, port)
-                    break
-                except flower.FlowerDidNotStart as exc:
-                    if not exc.exited or attempt == 2:
-                        raise CommandError(str(exc)) from None
-                    port = free_port()
+            try:
+                start_on_free_port(lambda p: flower.start(self.config, redis_url, auth, p),
+                                   port if port_free(port) else None)
+            except DidNotStart as exc:
+                raise CommandError(str(exc)) from None
             url = flower.known_url(self.dir) or ""
         print(f"Flower on {url}" + (f"  basic auth {auth}" if generated else "  (TAGMANGO_FLOWER_BASIC_AUTH)"),
               file=sys.stderr)
         return url
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def _up(url: str, pid: int) -> bool:
