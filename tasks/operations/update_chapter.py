@@ -9,6 +9,7 @@ A partial update is idempotent; the ledger skips a chapter already updated with 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tasks.operations import cells, create_course
@@ -115,6 +116,24 @@ class ChaptersSheet(SheetKind):
         params = {k: val for k, val in (("course_ref", ref), ("chapter_slot", slot)) if val}
         ids = {"chapter_id": chapter_id} if chapter_id else {}
         return Draft(key=key, title=title, body=body, params=params, ids=ids, errors=errors)
+
+    def plain_keys(self, values: Callable[[str], Sequence[Any] | None], present: set[str], size: int) \
+            -> list[str | None] | None:
+        """Rows named by their chapter_id alone, with something to update and content given with its type; rows
+        named by course_ref + chapter_slot are drafted (and linked to their course)."""
+        ids = values("chapter_id")
+        if ids is None:
+            return None
+        missing = (None,) * size
+        refs, slots = values("course_ref") or missing, values("chapter_slot") or missing
+        contents, types = values("content") or missing, values("content_type") or missing
+        updates = [False] * size
+        for column in FIELDS:
+            cells_ = values(column)
+            if cells_ is not None:
+                updates = [u or v is not None for u, v in zip(updates, cells_, strict=True)]
+        return [f"chapter:{i}" if i is not None and r is None and s is None and (c is None) == (t is None) and u
+                else None for i, r, s, c, t, u in zip(ids, refs, slots, contents, types, updates, strict=True)]
 
     def from_results(self, values: dict[str, Any]) -> dict[str, Any]:
         """A chapter named by course_ref + chapter_slot got its chapter_id in the results file: the reference is
