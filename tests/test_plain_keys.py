@@ -152,6 +152,33 @@ def test_constants_and_a_mapping_count_the_same(tmp_path: Path) -> None:
     assert counted.counted["create_course"] == 49
 
 
+@pytest.mark.parametrize("constant", ["title", "external_id"])
+def test_an_empty_set_constant_is_looked_at_as_draft_looks_at_it(tmp_path: Path, constant: str) -> None:
+    """``--set title=`` fills empty cells with "": not a title (an error on every such row); ``--set
+    external_id=``: not a key (the title is, with a warning)."""
+    rows = [["C1", "One", MANGO], ["", "Two", MANGO], ["C3", "", MANGO]]
+    path = write_csv(tmp_path / "courses.csv", rows, ["external_id", "title", "mangoes"])
+    built, _ = both_ways([path], Options(constants={constant: ""}))
+    assert built.problems
+    columnless = write_csv(tmp_path / "bare.csv", [["C1", MANGO], ["C2", MANGO]], ["external_id", "mangoes"])
+    built, _ = both_ways([columnless], Options(constants={"title": ""}))
+    assert not built.ok
+
+
+def test_courses_beside_a_curriculum_are_built(tmp_path: Path) -> None:
+    """A curriculum finds its courses among the plan's rows (a courses sheet plus a curriculum, README): courses
+    only counted would leave it without them (its rows would be invalid, or a course made twice)."""
+    from tests.hostile_files import write_xlsx
+
+    for title in ("Python 101", "Another title"):
+        book = write_xlsx(tmp_path / f"book {title}.xlsx", {
+            "courses": [["external_id", "title", "mangoes"], ["C1", "Python 101", MANGO]],
+            "curriculum": [["course_ref", "course_title", "module_title", "chapter_title", "chapter_description"],
+                           ["C1", title, "Basics", "Hello", "intro"]]})
+        built, counted = both_ways([book])
+        assert not counted.counted
+
+
 def test_the_sample_files_report_the_same() -> None:
     samples = ROOT / "sample_data"
     for files in ([samples / "catalog.xlsx"], [samples / "catalog_fixed.xlsx"], [samples / "broken.csv"],

@@ -67,7 +67,7 @@ def cell_text(value: object) -> str | None:
     return text or None
 
 
-def _texts_shared(values: list) -> list[str | None]:
+def _texts_shared(values: Sequence) -> list[str | None]:
     """cell_text for a column whose equal texts already are one object (as pandas' C reader makes them).
 
     A column of texts (every column of a CSV) is trimmed at C speed (``map``; ``strip`` hands back the same object

@@ -33,7 +33,8 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
     #: header order per sheet, so the results file can give rows back as they came.
     headers: dict[str, list[str]] = field(default_factory=dict)
-    #: Rows to send that were counted, not built (``validate`` without ``--mode``: ``build_plan(count_only=True)``).
+    #: Rows to send that were counted, not built (``validate`` without ``--mode``: ``build_plan(count_only=True)``);
+    #: such a plan is only shown, never stored or enqueued (``to_dict`` leaves these rows out).
     counted: Counter = field(default_factory=Counter)
 
     @property

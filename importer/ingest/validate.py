@@ -87,8 +87,10 @@ def _build_plan(paths: list[str | Path], options: Options | None, count_only: bo
             plan.problems.append(Problem(source.path.name, sheet_name, None, None, "", WARNING, reason))
         sheets.extend(_classify(results_input.prepare(source.sheets), options, plan))
     used_ids: set[str] = set()
-    # Rows that another sheet of this import may name as their parent are built: linking needs them.
+    # Rows that another sheet of this import may look at are built: rows it names as their parent (linking needs
+    # them), and every row when a sheet is planned as trees (a curriculum finds its courses among the plan's rows).
     named = {k.parent_op for _, k in sheets}
+    count_only = count_only and not any(k.plans_tree for _, k in sheets)
     for sheet_kind in operations.sheet_kinds():  # registry order: parents before the rows that name them
         count = count_only and sheet_kind.operation is not None and sheet_kind.operation.name not in named
         for sheet in (s for s, k in sheets if k is sheet_kind):

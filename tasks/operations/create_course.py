@@ -132,12 +132,14 @@ class CoursesSheet(SheetKind):
 
     def plain_keys(self, values: Callable[[str], Sequence[Any] | None], present: set[str], size: int) \
             -> list[str | None] | None:
+        # As ``draft`` looks at them: a title and an external_id by their truth (an empty ``--set title=`` fills
+        # cells with ""), mangoes by their presence.
         missing = (None,) * size
         titles, mangoes = values("title") or missing, values("mangoes") or missing
         if "external_id" in present:  # an empty external_id is warned about: that row is drafted
             ids = values("external_id") or missing
-            return [None if t is None or m is None else k for k, t, m in zip(ids, titles, mangoes, strict=True)]
-        return [None if t is None or m is None else title_key(t) for t, m in zip(titles, mangoes, strict=True)]
+            return [k if k and t and m is not None else None for k, t, m in zip(ids, titles, mangoes, strict=True)]
+        return [title_key(t) if t and m is not None else None for t, m in zip(titles, mangoes, strict=True)]
 
     def key_column(self, row: Row) -> str:
         return "title" if row.key.startswith("title:") else "external_id"

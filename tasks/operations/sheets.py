@@ -84,10 +84,11 @@ class SheetKind:
         """What ``draft`` would make of every row, column by column (``validate`` without ``--mode`` counts such
         rows instead of building them: a 100,000-row sheet in a fraction of the time).
 
-        ``values(column)`` gives a column's cell values (None in a cell that is empty or breaks its rule; None for
-        a column the sheet lacks). Per row: the key its draft would give, if the draft would find nothing wrong
-        with the row and nothing to warn about; else None (the row is drafted as usual). None: this kind has no
-        such check (every row is drafted). Must agree with ``draft`` (tests/test_plain_keys.py)."""
+        ``values(column)`` gives a column's cell values (None in a cell that is empty or breaks its rule, "" where
+        an empty ``--set`` constant filled an empty cell; None for a column the sheet lacks). Per row: the key its
+        draft would give, if the draft would find nothing wrong with the row and nothing to warn about; else None
+        (the row is drafted as usual). None: this kind has no such check (every row is drafted). Must agree with
+        ``draft`` (tests/test_plain_keys.py)."""
         return None
 
     def from_results(self, values: dict[str, Any]) -> dict[str, Any]:
