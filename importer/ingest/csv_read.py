@@ -26,10 +26,16 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
 
 def decode(name: str, data: bytes) -> str:
     """UTF-8/16/32 by byte-order mark; else UTF-8, then Windows-1252, then Latin-1 (which always succeeds)."""
+    return decode_as(name, data)[0]
+
+
+def decode_as(name: str, data: bytes) -> tuple[str, str]:
+    """``decode``, and the encoding it took ("utf-8" only for UTF-8 without a byte-order mark: then ``data`` is
+    the text's own UTF-8, which pandas can read as it is)."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
-                return data.decode(encoding)
+                return data.decode(encoding), encoding
             except UnicodeDecodeError as exc:
                 raise InputError(name, f"starts with a {encoding.upper()} byte-order mark but is not valid "
                                        f"{encoding.upper()} text (at byte {exc.start:,})") from None
@@ -40,7 +46,7 @@ def decode(name: str, data: bytes) -> str:
                                    "(or 'Unicode Text', which has one)")
         raise InputError(name, "is not a text file (binary content); for Excel files use .xlsx")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
         if _UTF8_SEQUENCE.search(data):
             # Real UTF-8 text with a damaged byte: reading it all as Windows-1252 would garble every accent.
@@ -53,9 +59,9 @@ def decode(name: str, data: bytes) -> str:
                                    "UTF-8, though the rest of the file is; the file is damaged or mixes encodings "
                                    "(save it again as 'CSV UTF-8')") from None
     try:
-        return data.decode("cp1252")
+        return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return data.decode("latin-1"), "latin-1"
 
 
 #: A multi-byte UTF-8 sequence (an accented letter, a curly quote...): the file is UTF-8, not Windows-1252.
@@ -78,10 +84,11 @@ def sniff_delimiter(text: str) -> str:
         return max(",;\t", key=first.count)
 
 
-def parse(name: str, text: str, delimiter: str) -> tuple[list[list[object]], bool]:
+def parse(name: str, text: str, delimiter: str, utf8: bytes | None = None) -> tuple[list[list[object]], bool]:
     """Records, one per spreadsheet row (a blank line is an empty row), and whether equal texts in them are
     already one object (pandas' reader); then the records are given as columns (``Columns``, every column as
-    long). Raises InputError.
+    long). ``utf8``: the text's own UTF-8 bytes if at hand (the file as read), spares encoding it again for
+    pandas. Raises InputError.
 
     Text without a quote (or NUL) cannot hold a quoted cell, so it is split by pandas' C reader, as before this
     module existed: a column's texts then come out together in memory, and equal texts as one object, which
@@ -95,7 +102,7 @@ def parse(name: str, text: str, delimiter: str) -> tuple[list[list[object]], boo
             raise InputError(name, f"row {line} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
                                    "no field may be that long")
         if "\x00" not in text:
-            plain = _parse_plain(text, delimiter)
+            plain = _parse_plain(text, delimiter, utf8)
             if plain is not None:
                 return plain, True
     old_limit = csv.field_size_limit()
@@ -133,11 +140,15 @@ class Columns(list):
     building a list per row and transposing it back (``grid.from_grid`` reads either)."""
 
 
-def _parse_plain(text: str, delimiter: str) -> Columns | None:
+def _parse_plain(text: str, delimiter: str, utf8: bytes | None = None) -> Columns | None:
     """pandas' C reader; None when a row has more fields than the first (then the csv module reads it)."""
-    # As UTF-8 bytes: a StringIO of the text takes four bytes a character (the read's peak memory). pandas drops a
-    # byte-order mark at the start of bytes, so text that starts with one (kept as a character) stays text.
-    source = io.StringIO(text) if text.startswith("\ufeff") else io.BytesIO(text.encode("utf-8", "surrogatepass"))
+    # As UTF-8 bytes: a StringIO of the text takes four bytes a character (the read's peak memory); the file's own
+    # bytes when they are its UTF-8 (a BytesIO shares them: no copy). pandas drops a byte-order mark at the start
+    # of bytes, so text that starts with one (kept as a character) stays text.
+    if text.startswith("\ufeff"):
+        source: io.IOBase = io.StringIO(text)
+    else:
+        source = io.BytesIO(text.encode("utf-8", "surrogatepass") if utf8 is None else utf8)
     try:
         frame = pd.read_csv(source, sep=delimiter, header=None, dtype=str, keep_default_na=False, encoding="utf-8",
                             na_filter=False, skip_blank_lines=False, engine="c", quoting=csv.QUOTE_NONE)

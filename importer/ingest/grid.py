@@ -30,7 +30,7 @@ class Sheet:
     #: column header -> cell texts (None for empty), aligned with ``row_numbers``; read-only tuples, which the
     #: garbage collector stops walking once it has seen them (a 100,000-row sheet is the norm).
     columns: dict[str, Sequence[str | None]]
-    row_numbers: list[int]
+    row_numbers: Sequence[int]  # a range when the data rows follow each other (no list of a million ints)
     notes: list[str] = field(default_factory=list)
     #: A repeated header is renamed ``title (column D)``; this maps the new name back to the header as written.
     original: dict[str, str] = field(default_factory=dict)
@@ -118,7 +118,7 @@ def _texts(values: tuple) -> list[str | None]:
 
 
 def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: frozenset[str],
-              numbers: list[int] | None = None, is_text: bool = False, may_hold_nul: bool = True,
+              numbers: Sequence[int] | None = None, is_text: bool = False, may_hold_nul: bool = True,
               shared: bool = False) -> Sheet | None:
     """Find the header, drop empty rows/columns, keep spreadsheet row numbers.
 
@@ -131,20 +131,20 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
         if not grid or not grid[0]:
             return None
         width = len(grid)
-        numbers = list(range(1, len(grid[0]) + 1)) if numbers is None else numbers
+        numbers = range(1, len(grid[0]) + 1) if numbers is None else numbers
         cols = [texts(c) for c in grid]
     else:
         if not grid:
             return None
         if numbers is None:
-            numbers = list(range(1, len(grid) + 1))
+            numbers = range(1, len(grid) + 1)
         width = max(len(r) for r in grid)
         if width == 0:
             return None
         padded = (r if len(r) == width else list(r) + [None] * (width - len(r)) for r in grid)
         cols = [texts(c) for c in zip(*padded, strict=True)]
     if any(None not in c for c in cols):  # a column without an empty cell: no row is empty (at C speed)
-        filled = list(range(len(cols[0])))
+        filled: Sequence[int] = range(len(cols[0]))
     else:
         filled = [i for i, t in enumerate(zip(*cols, strict=True)) if any(t)]
     if not filled:
@@ -152,7 +152,7 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
     notes: list[str] = []
     header_index, header_note = _find_header(cols, filled, numbers, notes, known)
     header = [c[header_index] for c in cols]
-    data_rows = [i for i in filled if i > header_index]
+    data_rows = filled[filled.index(header_index) + 1:]  # (filled rises: the rows below the header)
     if is_text and header_note is None:  # (a guessed header proves nothing about the rows' width)
         header_width = 1 + max((j for j in range(width) if header[j] is not None), default=-1)
         _refuse_cells_beyond_header(file, cols, header_width, data_rows, numbers)
@@ -174,14 +174,17 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
             h = f"{h} (2)"
         headers.append(h)
     if data_rows and data_rows[-1] - data_rows[0] == len(data_rows) - 1:  # no empty row among them: one slice
-        columns = {h: tuple(cols[j][data_rows[0]:data_rows[-1] + 1]) for h, j in zip(headers, keep, strict=True)}
+        first, end = data_rows[0], data_rows[-1] + 1
+        columns = {h: tuple(cols[j][first:end]) for h, j in zip(headers, keep, strict=True)}
+        row_numbers = numbers[first:end]
     else:
         columns = {h: tuple([cols[j][i] for i in data_rows]) for h, j in zip(headers, keep, strict=True)}
+        row_numbers = [numbers[i] for i in data_rows]
     return Sheet(file=file, name=sheet_name, headers=headers, columns=columns,
-                 row_numbers=[numbers[i] for i in data_rows], notes=notes, original=original, header_note=header_note)
+                 row_numbers=row_numbers, notes=notes, original=original, header_note=header_note)
 
 
-def _find_header(cols: list[list[str | None]], filled: list[int], numbers: list[int], notes: list[str],
+def _find_header(cols: list[list[str | None]], filled: Sequence[int], numbers: Sequence[int], notes: list[str],
                  known: frozenset[str]) -> tuple[int, str | None]:
     scanned = filled[:HEADER_SCAN_ROWS]
     for k, i in enumerate(scanned):
@@ -197,8 +200,8 @@ def _find_header(cols: list[list[str | None]], filled: list[int], numbers: list[
                        f"{numbers[filled[0]]} was taken as the header")
 
 
-def _refuse_cells_beyond_header(file: str, cols: list[list[str | None]], header_width: int, data_rows: list[int],
-                                numbers: list[int]) -> None:
+def _refuse_cells_beyond_header(file: str, cols: list[list[str | None]], header_width: int, data_rows: Sequence[int],
+                                numbers: Sequence[int]) -> None:
     """In a CSV, a value right of the last header means a delimiter inside a cell that is not quoted (or a lost
     quote): the row's cells are shifted, so the file is refused rather than read one column off."""
     for j in range(header_width, len(cols)):
@@ -210,7 +213,7 @@ def _refuse_cells_beyond_header(file: str, cols: list[list[str | None]], header_
                                    f"column without a header? ({shorten(cols[j][i], 40)!r})")
 
 
-def _refuse_nul(file: str, sheet: str, column: list[str | None], numbers: list[int], j: int, is_text: bool) -> None:
+def _refuse_nul(file: str, sheet: str, column: list[str | None], numbers: Sequence[int], j: int, is_text: bool) -> None:
     if "\x00" not in "".join(filter(None, column)):
         return
     i = next(i for i, v in enumerate(column) if v is not None and "\x00" in v)

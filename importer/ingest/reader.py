@@ -48,7 +48,9 @@ def read_file(path: str | Path, known: frozenset[str]) -> SourceFile:
         if suffix in EXCEL_SUFFIXES:
             sheets = read_workbook(name, suffix, data, known, warnings)
         elif suffix in TEXT_SUFFIXES:
-            sheets = [_read_text(name, path.stem, data, known, tab=suffix == ".tsv")]
+            content = [data]  # handed over, so that the bytes can be freed once parsed (a 1,000,000-row file)
+            del data
+            sheets = [_read_text(name, path.stem, content, known, tab=suffix == ".tsv")]
         else:
             raise InputError(name, f"unsupported file type {suffix or '(none)'}; use .csv, .tsv, .xlsx, .xlsm, .xls "
                                    "or .ods")
@@ -97,11 +99,15 @@ def _read_bytes(name: str, path: Path) -> bytes:
     return data
 
 
-def _read_text(name: str, stem: str, data: bytes, known: frozenset[str], tab: bool) -> Sheet:
-    text = csv_read.decode(name, data)
+def _read_text(name: str, stem: str, content: list[bytes], known: frozenset[str], tab: bool) -> Sheet:
+    """``content``: the file's bytes, taken out of the list (the caller keeps no reference to them)."""
+    data = content.pop()
+    text, encoding = csv_read.decode_as(name, data)
     delimiter = "\t" if tab else csv_read.sniff_delimiter(text)
-    grid, shared = csv_read.parse(name, text, delimiter)
-    sheet = from_grid(name, stem, grid, known, None, is_text=True, may_hold_nul="\x00" in text, shared=shared)
+    may_hold_nul = "\x00" in text
+    grid, shared = csv_read.parse(name, text, delimiter, data if encoding == "utf-8" else None)
+    del data, text  # the cells are parsed: the file's bytes and text are freed before the sheet is laid out
+    sheet = from_grid(name, stem, grid, known, None, is_text=True, may_hold_nul=may_hold_nul, shared=shared)
     if sheet is None:
         raise InputError(name, NO_DATA)
     return sheet
