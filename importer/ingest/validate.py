@@ -213,6 +213,9 @@ def _screen(cells: cellrules.Outcomes, sheet_kind: SheetKind, present: set[str])
         return None
     for i in cells.failed():
         keys[i] = None
+    distinct = set(keys)
+    if len(distinct) == len(keys) and None not in distinct:  # every row plain, every key once (a clean sheet)
+        return [], distinct
     once = {k for k, n in Counter(keys).items() if n == 1 and k is not None}
     drafted = [i for i, k in enumerate(keys) if k not in once]
     return drafted, once
