@@ -435,3 +435,15 @@ def test_the_plan_sentence_counts_one_thing_in_the_singular(tmp_path):
     two = build_plan([write_csv(tmp_path / "two.csv", f"title,mangoes\nA,{MANGO}\nB,{MANGO}\nB,{MANGO}\n")])
     assert two.describe() == ("2 courses to create (0 wait for a row of this import); 0 invalid rows, 1 repeated "
                               "row; 0 errors, 1 warning.")
+
+
+def test_problems_come_in_the_order_of_the_rows_they_name():
+    """A repeated key is found on its earlier row when the later one is read, a chapter naming an invalid course once
+    every sheet is read: listed by sheet, then row, all the same."""
+    for path in (SAMPLES / "broken.xlsx", SAMPLES / "broken.csv"):
+        for count_only in (False, True):
+            problems = build_plan([path], count_only=count_only).problems
+            sheets = list(dict.fromkeys(p.sheet for p in problems))
+            places = [(sheets.index(p.sheet), p.row or 0) for p in problems]
+            assert places == sorted(places), [str(p) for p in problems]
+            assert any("same external_id as row 10" in p.reason and p.row == 3 for p in problems)

@@ -99,7 +99,18 @@ def _build_plan(paths: list[str | Path], options: Options | None, count_only: bo
     if not plan.rows and not plan.unsent and not plan.counted and not plan.errors:
         for f in plan.files:
             plan.problems.append(Problem(f["name"], "", None, None, "", ERROR, "no data rows to import"))
+    _in_row_order(plan.problems)
     return plan
+
+
+def _in_row_order(problems: list[Problem]) -> None:
+    """Problems as the files hold their rows: by file and sheet (in the order first met), then row, a sheet's own
+    problems first. (They are found out of order: a repeated key on its earlier row when the later one is read, a
+    row naming its parent once every sheet is read.)"""
+    places: dict[tuple[str, str], int] = {}
+    for p in problems:
+        places.setdefault((p.file, p.sheet), len(places))
+    problems.sort(key=lambda p: (places[p.file, p.sheet], -1 if p.row is None else p.row))
 
 
 # -- sheets --------------------------------------------------------------------------------------
