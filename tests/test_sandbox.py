@@ -1048,3 +1048,16 @@ def test_429s_on_demand_as_if_another_client_used_the_key(sandbox):
     codes = [call(sandbox, "GET", "/api/v1/external/courses").status_code for _ in range(4)]
     assert codes == [200, 429, 429, 200]
     assert sandbox.stats()["rate_limited"] == 2 and sandbox.stats()["config"]["refuse_429"] == {"after": 0, "count": 0}
+
+
+def test_a_sandbox_holding_a_hung_request_stops_without_waiting_for_it():
+    """A hung request (a fault: 40 s before its 504) must not hold the sandbox's stop: it is cut short, and the
+    server thread has ended when ``stop`` returns (it waited 10 s and left the thread running before)."""
+    running = serve_in_thread(SandboxConfig(tokens={TOKEN: None}, seed=1, hang_rate=1.0, hang_s=40.0))
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            call(running, "GET", "/api/v1/external/courses", timeout=0.5)
+        assert running.stats()["faults"]["hang"] == 1  # still held by the server
+    finally:
+        running.stop()
+    assert not running.thread.is_alive()

@@ -45,6 +45,11 @@ class RunningSandbox:
         self.sandbox.store.close()
 
 
+#: On stop, requests still in flight get this long: an injected hang (a fault) otherwise holds the shutdown until
+#: it ends (a test's sandbox took 10 s to stop).
+GRACEFUL_SHUTDOWN_S = 1.0
+
+
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -59,8 +64,8 @@ def serve_in_thread(config: SandboxConfig | None = None, host: str = "127.0.0.1"
     app = build_app(config)
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False,
-                                           timeout_keep_alive=30, lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=30,
+                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sandbox")
     thread.start()
     deadline = time.monotonic() + 15
@@ -78,7 +83,8 @@ def serve_forever(config: SandboxConfig, host: str, port: int, log_level: str = 
     sock = bind_socket(host, port)
     if on_ready is not None:
         on_ready(f"http://{host}:{sock.getsockname()[1]}")
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False,
+                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, lifespan="off"))
     try:
         server.run(sockets=[sock])
     finally:
