@@ -58,15 +58,6 @@ def messy_courses(rng: random.Random, n: int) -> tuple[list[str], list[list[str]
     return header, rows
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_counting_plain_rows_reports_what_building_every_row_reports(tmp_path: Path, seed: int) -> None:
-    rng = random.Random(seed)
-    header, rows = messy_courses(rng, rng.choice([5, 30, 200]))
-    path = write_csv(tmp_path / "courses.csv", rows, header)
-    built, counted = both_ways([path])
-    assert counted.counted["create_course"] + len(counted.rows) == len(built.rows)
-
-
 def messy_chapters(rng: random.Random, n: int) -> tuple[list[str], list[list[str]]]:
     """Chapter rows named by chapter_id, some by course_ref + chapter_slot (or both, or half of it), with content
     without its type, nothing to update, broken ids and repeats mixed in."""
@@ -96,13 +87,17 @@ def messy_chapters(rng: random.Random, n: int) -> tuple[list[str], list[list[str
     return header, rows
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_counting_plain_chapter_rows_reports_what_building_every_row_reports(tmp_path: Path, seed: int) -> None:
+MESSY = {"courses": (messy_courses, "create_course"), "chapters": (messy_chapters, "update_chapter")}
+
+
+@pytest.mark.parametrize(("sheet", "seed"), [("courses", s) for s in range(40)] + [("chapters", s) for s in range(20)])
+def test_counting_plain_rows_reports_what_building_every_row_reports(tmp_path: Path, sheet: str, seed: int) -> None:
+    messy, op = MESSY[sheet]
     rng = random.Random(seed)
-    header, rows = messy_chapters(rng, rng.choice([5, 30, 200]))
-    path = write_csv(tmp_path / "chapters.csv", rows, header)
+    header, rows = messy(rng, rng.choice([5, 30, 200]))
+    path = write_csv(tmp_path / f"{sheet}.csv", rows, header)
     built, counted = both_ways([path])
-    assert counted.counted["update_chapter"] + len(counted.rows) == len(built.rows)
+    assert counted.counted[op] + len(counted.rows) == len(built.rows)
 
 
 def test_chapters_named_by_id_are_counted_beside_a_courses_sheet(tmp_path: Path) -> None:
