@@ -126,10 +126,10 @@ class ChaptersSheet(SheetKind):
             return None
         missing = (None,) * size
         refs, slots = values("course_ref") or missing, values("chapter_slot") or missing
-        contents, types = values("content") or missing, values("content_type") or missing
+        fields = {column: values(column) for column in FIELDS}  # (each column's values made once)
+        contents, types = fields["content"] or missing, fields["content_type"] or missing
         updates = [False] * size
-        for column in FIELDS:
-            cells_ = values(column)
+        for cells_ in fields.values():
             if cells_ is not None:
                 updates = [u or v is not None for u, v in zip(updates, cells_, strict=True)]
         return [f"chapter:{i}" if i is not None and r is None and s is None and (c is None) == (t is None) and u
