@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import time
 from collections.abc import Iterable
 from typing import Protocol
 
 from tasks import operations
 from tasks.job import Job
-from tasks.producer import publish, release_dependents
+from tasks.producer import publish_entries, release_dependents
 from tasks.rows import Row, RowState
 from tasks.rowstore import RowStore, new_job_id, now
 
@@ -49,40 +50,42 @@ def rows_for(plan: PlanLike) -> list[Row]:
 
 
 def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None,
-               mode: str = "create", rows: list[Row] | None = None) -> str:
-    """Record the job and its rows (nothing is published yet); ``rows``: ``rows_for(plan)`` if already made."""
+               mode: str = "create", rows: Iterable[Row] | None = None) -> str:
+    """Record the job and its rows (nothing is published yet); ``rows``: the job's rows in input order if not
+    ``rows_for(plan)``, written as they come (a generator: ``importer.matching.matched_rows``)."""
     job_id = new_job_id()
-    rows = rows_for(plan) if rows is None else rows
     job = Job(id=job_id, created_at=now(), files=plan.files, api_url=api_url.rstrip("/"), host=host.lower(),
-              total=len(rows), label=label or ", ".join(f["name"] for f in plan.files),
+              label=label or ", ".join(f["name"] for f in plan.files),
               fingerprint=fingerprint(plan, api_url, host, mode), headers=plan.headers, mode=mode,
               extra={"enqueued_from": socket.gethostname()})
-    store.create_job(job, rows)
+    store.create_job(job, rows_for(plan) if rows is None else rows)
     return job_id
 
 
-def publish_ready(store: RowStore, job_id: str, rows: Iterable[Row] | None = None) -> int:
-    """Publish every queued row that is not waiting for a parent; then mark the job published. ``rows``: the job's
-    rows as just recorded (``create_job``), sparing a read of them all."""
-    gens = store.generations(job_id) if rows is None else None  # one round trip, not one per row
-    ready, finished = [], []
-    for row in store.rows(job_id) if rows is None else rows:
-        if row.state is RowState.QUEUED and not row.waiting_for_parent:
-            if gens is not None:
-                row.gen = gens.get(row.row_id, 0)
-            ready.append(row)
-        elif row.is_final and operations.has_dependents(row.op) and store.waiting_on(job_id, row.row_id):
-            finished.append(row)
-    sent = publish(store, job_id, ready)
-    for row in finished:  # rows settled before the run (already in TagMango) hand their ids on now
+def publish_ready(store: RowStore, job_id: str, rows: list[Row] | None = None) -> int:
+    """Publish every queued row that is not waiting for a parent, in input order; then mark the job published.
+    ``rows``: the job's rows as just recorded (``create_job``), sparing a read of them; else what publishing needs
+    of them is read back a page at a time (``RowStore.glances``)."""
+    pages = store.glances(job_id) if rows is None else (rows,)
+    parked, start_us = 0, int(time.time() * 1e6)
+    settled: list[str] = []
+    for page in pages:
+        ready = [(r.op, r.row_id, r.title) for r in page if r.state is RowState.QUEUED and not r.waiting_for_parent]
+        parked += publish_entries(store, job_id, ready, start_us=start_us + parked)
+        parents = [r.row_id for r in page if r.state.is_final and operations.has_dependents(r.op)]
+        settled += [i for i, waited in zip(parents, store.have_waiting(job_id, parents), strict=True) if waited]
+    sent = parked
+    for row in store.rows(job_id, settled):  # rows settled before the run (already in TagMango) hand their ids on
         sent += release_dependents(store, job_id, row)
     store.set_job(job_id, published=True)
     return sent
 
 
 def enqueue(store: RowStore, plan: PlanLike, api_url: str, host: str, *, label: str | None = None,
-            mode: str = "create") -> str:
-    rows = rows_for(plan)
+            mode: str = "create", rows: Iterable[Row] | None = None) -> str:
+    """Record the job (``create_job``) and publish its ready rows. ``rows``: see ``create_job``; when they are
+    not a list, they are read back from Redis a page at a time to be published."""
+    rows = rows_for(plan) if rows is None else rows
     job_id = create_job(store, plan, api_url, host, label=label, mode=mode, rows=rows)
-    publish_ready(store, job_id, rows)
+    publish_ready(store, job_id, rows if isinstance(rows, list) else None)
     return job_id

@@ -11,14 +11,16 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from tasks import operations
 from tasks.operations import MissingParentId
-from tasks.park import CHUNK, park
+from tasks.park import CHUNK, Entry, park
 from tasks.rows import ErrorCode, Row, RowFailure, RowState
 from tasks.rowstore import RowStore, now
 
 log = logging.getLogger("tagmango.rows")
+T = TypeVar("T")
 
 
 def dependency_message(dead_parent: Row) -> str:
@@ -32,29 +34,35 @@ def dependency_message(dead_parent: Row) -> str:
     return f"row {dead_parent.row_id} is dead ({cause}); fix and requeue it to send this row"
 
 
-def publish(store: RowStore, job_id: str, rows: Iterable[Row]) -> int:
+def publish(store: RowStore, job_id: str, rows: Iterable[Row], start_us: int | None = None) -> int:
     """Queue rows to be sent: each is parked for its job's target (API URL + host) in input order until the
     dispatcher hands it to a worker at its rate-limit slot (``tasks.dispatch``), as one Celery message carrying
     job id, row id, title and the row's generation at that moment: never the body, never a token. One round trip
     for the job, one for the rows, on the store's Redis (the command line and tests queue to the Redis they were
-    given, whatever this process's environment says). Many rows are parked ``CHUNK`` at a time, in order.
+    given, whatever this process's environment says). Many rows are parked ``CHUNK`` at a time, in order (scores
+    from ``start_us``, default now: a caller publishing a job's rows in several calls passes where each starts).
     """
-    rows = iter(rows)
-    first = next(rows, None)
+    return publish_entries(store, job_id, ((row.op, row.row_id, row.title) for row in rows), start_us)
+
+
+def publish_entries(store: RowStore, job_id: str, entries: Iterable[Entry], start_us: int | None = None) -> int:
+    """``publish`` of rows given as ``(op, row id, title)``."""
+    entries = iter(entries)
+    first = next(entries, None)
     if first is None:
         return 0
     job = store.job(job_id)
     if job is None:
         log.warning("job %s not found (expired?); row(s) not queued", job_id)
         return 0
-    start_us, parked = int(time.time() * 1e6), 0
-    for chunk in chunked(itertools.chain((first,), rows), CHUNK):
-        parked += park(store, job, [(row.op, row.row_id, row.title) for row in chunk], start_us=start_us + parked)
+    start_us, parked = int(time.time() * 1e6) if start_us is None else start_us, 0
+    for chunk in chunked(itertools.chain((first,), entries), CHUNK):
+        parked += park(store, job, chunk, start_us=start_us + parked)
     return parked
 
 
-def chunked(items: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    chunk: list[Row] = []
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
     for item in items:
         chunk.append(item)
         if len(chunk) >= size:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from tasks.rows import Row, RowState
 
@@ -111,3 +111,27 @@ def decode(row_id: str, raw: str, templates: Templates | None = None) -> Row:
         data.setdefault("place", None)  # (absent from a plain dict means "older than places" to Row.from_dict)
     data["row_id"] = row_id
     return Row.from_dict(data)
+
+
+class Glance(NamedTuple):
+    """What publishing needs of a stored row, read without building its ``Row`` (a fifth of the time)."""
+
+    row_id: str
+    op: str
+    title: str
+    state: RowState
+    waiting_for_parent: bool  # as ``Row.waiting_for_parent``
+
+
+def glance(row_id: str, raw: str, templates: Templates | None = None) -> Glance:
+    """``decode(...)``'s op, title, state and whether it waits for its parent."""
+    data = json.loads(raw)
+    tid = data.get("t")
+    if tid is None or "row_id" in data:  # a plain Row dict
+        row = decode(row_id, raw, templates)
+        return Glance(row_id, row.op, row.title, row.state, row.waiting_for_parent)
+    if templates is None or tid >= len(templates.items):
+        raise LookupError(f"row {row_id}: its job's template {tid} is missing")
+    state = RowState(data.get("state", RowState.QUEUED.value))
+    waiting = state is RowState.QUEUED and data.get("parent") is not None and not data.get("released", False)
+    return Glance(row_id, templates.items[tid][0], data["title"], state, waiting)

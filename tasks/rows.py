@@ -224,7 +224,7 @@ class Row:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:
-        known = {f.name for f in fields(cls)}
+        known = _ROW_FIELDS
         values = {k: v for k, v in data.items() if k in known}
         values["state"] = RowState(values.get("state", RowState.QUEUED))
         if values.get("error") is not None:
@@ -239,6 +239,8 @@ class Row:
     def from_json(cls, raw: str) -> Row:
         return cls.from_dict(json.loads(raw))
 
+
+_ROW_FIELDS = frozenset(f.name for f in fields(Row))  # (``fields`` per call was most of decoding a row)
 
 #: At most this many characters of JSON per row's snapshot (a description may be long; 50,000 is the file's limit).
 SNAPSHOT_MAX_CHARS = 120_000

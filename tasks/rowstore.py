@@ -27,6 +27,7 @@ and ``later`` (from ``RowRunSteps``, tasks.rowscripts), whose Lua scripts call `
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -127,7 +128,8 @@ class RowStore(RowRunSteps):
 
     # -- jobs ------------------------------------------------------------------------------
     def create_job(self, job: Job, rows: Iterable[Row], chunk: int = CHUNK) -> None:
-        """Write every row record, ``chunk`` rows per round trip, then the job record in one transaction.
+        """Write every row record, ``chunk`` rows per round trip, then the job record in one transaction (its
+        ``total``: the rows written).
 
         Until that last transaction the job does not exist (no record, not listed, not found by its fingerprint):
         an enqueue cut off half way leaves only row keys nobody reads, which expire with the job's lifetime.
@@ -136,12 +138,15 @@ class RowStore(RowRunSteps):
         templates = Templates()
         counts: dict[str, int] = dict.fromkeys((s.value for s in STATES), 0)
         batch: list[Row] = []
+        job.total = 0  # the rows written (``rows`` may be a generator)
         for row in rows:
             batch.append(row)
             if len(batch) >= chunk:
                 self._write_rows(job_id, batch, templates, counts)
+                job.total += len(batch)
                 batch = []
         self._write_rows(job_id, batch, templates, counts)
+        job.total += len(batch)
         pipe = self.r.pipeline(transaction=True)
         pipe.set(self.k(job_id, "templates"), templates.to_json(), ex=self.ttl)
         pipe.hset(self.k(job_id, "counts"), mapping=counts)
@@ -258,12 +263,35 @@ class RowStore(RowRunSteps):
 
     def rows(self, job_id: str, row_ids: Iterable[str] | None = None) -> Iterator[Row]:
         """Row records in input order (or of the given ids), fetched in batches."""
-        ids = list(row_ids) if row_ids is not None else self.r.lrange(self.k(job_id, "order"), 0, -1)
+        if row_ids is None:
+            for ids, raws in self._in_order(job_id, 1000):
+                yield from (self.decode_row(job_id, i, raw) for i, raw in zip(ids, raws, strict=True) if raw)
+            return
+        ids = list(row_ids)
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             for row_id, raw in zip(chunk, self.r.hmget(self.k(job_id, "rows"), chunk), strict=True):
                 if raw:
                     yield self.decode_row(job_id, row_id, raw)
+
+    def glances(self, job_id: str, size: int = CHUNK) -> Iterator[list[rowcodec.Glance]]:
+        """What publishing needs of every row (``rowcodec.glance``), in input order, ``size`` rows per page."""
+        for ids, raws in self._in_order(job_id, size):
+            try:
+                yield [rowcodec.glance(i, raw, self.templates(job_id)) for i, raw in zip(ids, raws, strict=True) if raw]
+            except LookupError:  # a template added after this process read the list
+                templates = self.templates(job_id, fresh=True)
+                yield [rowcodec.glance(i, raw, templates) for i, raw in zip(ids, raws, strict=True) if raw]
+
+    def _in_order(self, job_id: str, size: int) -> Iterator[tuple[list[str], list[str | None]]]:
+        """(row ids, records) in input order, ``size`` per round trip: the order list is read a page at a time (a
+        million-row job is never held whole)."""
+        order, records = self.k(job_id, "order"), self.k(job_id, "rows")
+        for start in itertools.count(0, size):
+            ids = self.r.lrange(order, start, start + size - 1)
+            if not ids:
+                return
+            yield ids, self.r.hmget(records, ids)
 
     def states(self, job_id: str) -> dict[str, str]:
         """Row id -> state, for every row (one read)."""
@@ -308,6 +336,13 @@ class RowStore(RowRunSteps):
     def waiting_on(self, job_id: str, parent_row_id: str) -> list[str]:
         """Ids of the rows that wait for ``parent_row_id`` (planned so; a released row stays listed)."""
         return sorted(self.r.smembers(self.k(job_id, f"waiting:{parent_row_id}")))
+
+    def have_waiting(self, job_id: str, parent_row_ids: list[str]) -> list[bool]:
+        """For each row, whether rows wait for it (one round trip)."""
+        pipe = self.r.pipeline(transaction=False)
+        for row_id in parent_row_ids:
+            pipe.exists(self.k(job_id, f"waiting:{row_id}"))
+        return [bool(n) for n in pipe.execute()] if parent_row_ids else []
 
     def add_waiting(self, job_id: str, parent_row_id: str, row_id: str) -> None:
         self.r.sadd(self.k(job_id, f"waiting:{parent_row_id}"), row_id)

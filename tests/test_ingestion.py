@@ -441,8 +441,8 @@ def test_problems_come_in_the_order_of_the_rows_they_name():
     """A repeated key is found on its earlier row when the later one is read, a chapter naming an invalid course once
     every sheet is read: listed by sheet, then row, all the same."""
     for path in (SAMPLES / "broken.xlsx", SAMPLES / "broken.csv"):
-        for count_only in (False, True):
-            problems = build_plan([path], count_only=count_only).problems
+        for defer in (False, True):
+            problems = build_plan([path], defer=defer).problems
             sheets = list(dict.fromkeys(p.sheet for p in problems))
             places = [(sheets.index(p.sheet), p.row or 0) for p in problems]
             assert places == sorted(places), [str(p) for p in problems]

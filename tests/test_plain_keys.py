@@ -1,5 +1,6 @@
-"""``validate`` without ``--mode`` counts the rows a sheet kind's columnar check finds plain instead of building
-them (``SheetKind.plain_keys``): it must report exactly what building every row reports.
+"""Validation defers the rows a sheet kind's columnar check finds plain instead of building them
+(``SheetKind.plain_keys``): it must report exactly what building every row reports, and ``run`` must send exactly
+the rows building every row gives (``Plan.chunks``).
 
 Pure logic (reading and planning files, no services): each file is planned both ways and the problems (in order),
 the summary and the sentence compared.
@@ -13,18 +14,31 @@ from pathlib import Path
 import pytest
 
 from importer.ingest.validate import Options, build_plan
+from tasks.enqueue import rows_for
+from tasks.rows import Row
 from tests.hostile_files import MANGO, ROOT, write_csv
 
 COURSE_TREES = ROOT.parent / "shared" / "data" / "course_trees"
 
 
 def both_ways(paths: list[Path], options: Options | None = None) -> tuple:
-    built, counted = build_plan(paths, options), build_plan(paths, options, count_only=True)
+    built, counted = build_plan(paths, options), build_plan(paths, options, defer=True)
     assert [p.as_dict() for p in counted.problems] == [p.as_dict() for p in built.problems]
     assert counted.summary() == built.summary()
     assert counted.describe() == built.describe()
     assert counted.ok == built.ok
+    # What is sent: the deferred rows built chunk by chunk (``run``) are the rows building them all gives, in order.
+    expected = [as_sent(r) for r in rows_for(built)]
+    for size in (7, 5000):
+        chunks = list(counted.chunks(size))
+        assert [as_sent(r) for chunk in chunks for r in chunk] == expected
+        if not any(r.parent or r.place for r in built.rows):
+            assert all(len(chunk) == size for chunk in chunks[:-1])
     return built, counted
+
+
+def as_sent(row: Row) -> dict:
+    return {k: v for k, v in row.to_dict().items() if k != "finished_at"}
 
 
 def messy_courses(rng: random.Random, n: int) -> tuple[list[str], list[list[str]]]:

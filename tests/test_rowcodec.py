@@ -78,3 +78,21 @@ def test_a_record_naming_a_template_the_reader_lacks_is_an_error_not_a_wrong_row
     templates.add(row)
     with pytest.raises(LookupError):
         rowcodec.decode(row.row_id, rowcodec.encode(row, templates), Templates())
+
+
+@pytest.mark.parametrize("with_templates", [True, False])
+@pytest.mark.parametrize("fields", [{}, FULL, {"state": RowState.SUCCEEDED}, {"parent": "courses:1"},
+                                    {"parent": "courses:1", "released": True},
+                                    {"parent": "courses:1", "state": RowState.DEAD}, {"title": "x\u2013y"}])
+def test_a_glance_says_what_decoding_the_row_says(with_templates, fields):
+    """What publishing reads of a stored row without building it (``glance``) agrees with the row."""
+    row = make(**fields)
+    templates = Templates()
+    if with_templates:
+        templates.add(row)
+    raw = rowcodec.encode(row, templates)
+    seen = rowcodec.glance(row.row_id, raw, Templates.from_json(templates.to_json()))
+    assert seen == (row.row_id, row.op, row.title, row.state, row.waiting_for_parent)
+    if with_templates:  # a record naming a template the reader lacks is an error, as for decode
+        with pytest.raises(LookupError):
+            rowcodec.glance(row.row_id, raw, Templates())

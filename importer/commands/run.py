@@ -15,7 +15,7 @@ from importer.exitcodes import EXIT_INTERRUPTED, EXIT_INVALID_INPUT, EXIT_OK
 from importer.ingest.plan import Plan
 from importer.ingest.validate import Options
 from importer.local.session import Session, real_target
-from importer.matching import diffview, duplicates, match_live
+from importer.matching import Matching, diffview, duplicates, match_live, matched_rows
 from importer.matching.preflight import gate
 from importer.matching.reconcile import Reconciled
 from importer.report.follow import exit_code, follow, print_final, snapshot
@@ -73,7 +73,7 @@ def run(config: Config, files: tuple[str, ...], options: Options, *, sandbox: bo
         flower: bool = False, mode: str = "create") -> int:
     if dry_run:
         return compare(config, files, options, mode=mode, sandbox=sandbox, host=host, report=None, as_json=as_json)
-    plan = plan_or_exit(files, options)
+    plan = plan_or_exit(files, options, defer=True)
     if not as_json:
         print_problems(plan)
         print_summary(plan)
@@ -130,17 +130,16 @@ def start_job(session: Session, plan: Plan, cred: Credential, door: Door, *, mod
             resume(store, existing)
         session.run_job(existing)
         return existing
-    reconciled = match_live(door, store, plan, mode, quiet=as_json)  # what TagMango already has
-    if not as_json:
-        for _row, note in reconciled.warnings:
-            click.echo(f"note: {note}")
-    job_id = enqueue(store, plan, cred.api_url, cred.host, mode=mode)
+    # Matched against what TagMango already has and written a chunk at a time; published once all are written.
+    matching = Matching(door, store, mode, quiet=as_json)
+    job_id = enqueue(store, plan, cred.api_url, cred.host, mode=mode, rows=matched_rows(matching, plan))
     store.set_job(job_id, sandbox=sandbox)
     session.run_job(job_id)
     if not as_json:
-        click.echo(f"Enqueued {job_id}: {store.job(job_id).total} rows for {cred.host} at "
-                   f"{cred.api_url} ({len(plan.rows)} to send, {len(plan.unsent)} settled before sending; "
-                   f"{mode} mode)")
+        for _row, note in matching.done().warnings:
+            click.echo(f"note: {note}")
+        click.echo(f"Enqueued {job_id}: {store.job(job_id).total} rows for {cred.host} at {cred.api_url} "
+                   f"({matching.to_send} to send, {matching.settled} settled before sending; {mode} mode)")
     return job_id
 
 

@@ -32,11 +32,11 @@ def parse_options(mapping: str | None, sets: tuple[str, ...]) -> Options:
     return options
 
 
-def plan_or_exit(files: tuple[str, ...], options: Options, count_only: bool = False) -> Plan:
+def plan_or_exit(files: tuple[str, ...], options: Options, defer: bool = False) -> Plan:
     """Build the plan; an unreadable file is a ``CommandError``: one line on stderr and exit code 2.
-    ``count_only``: only to show it (see ``build_plan``)."""
+    ``defer``: rows found plain are built only when sent (see ``build_plan``)."""
     try:
-        return build_plan(list(files), options, count_only)
+        return build_plan(list(files), options, defer)
     except InputError as exc:
         raise CommandError(str(exc), EXIT_INVALID_INPUT) from None
     except RecursionError:
@@ -82,7 +82,7 @@ def write_problems(plan: Plan, path: str) -> Path:
 
 
 def run_validate(files: tuple[str, ...], options: Options, report: str | None, as_json: bool) -> int:
-    plan = plan_or_exit(files, options, count_only=True)
+    plan = plan_or_exit(files, options, defer=True)
     if report:
         try:
             write_problems(plan, report)

@@ -6,12 +6,20 @@ worker runs.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from importer.ingest.deferred import DeferredRows
 from importer.ingest.problems import ERROR, Problem
 from tasks import operations
 from tasks.rows import Row, RowState
+
+#: Rows built, matched and written at a time when a plan is sent (``Plan.chunks``).
+CHUNK = 5000
 
 
 def counted(n: int, label: str, singular: str | None = None) -> str:
@@ -33,9 +41,45 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
     #: header order per sheet, so the results file can give rows back as they came.
     headers: dict[str, list[str]] = field(default_factory=dict)
-    #: Rows to send that were counted, not built (``validate`` without ``--mode``: ``build_plan(count_only=True)``);
-    #: such a plan is only shown, never stored or enqueued (``to_dict`` leaves these rows out).
-    counted: Counter = field(default_factory=Counter)
+    #: Rows to send that validation found plain and counted instead of building (``build_plan(defer=True)``): built
+    #: chunk by chunk when the plan is sent (``chunks``), never all at once. ``to_dict`` leaves them out.
+    deferred: list[DeferredRows] = field(default_factory=list)
+
+    @property
+    def counted(self) -> Counter:
+        """Deferred rows per operation."""
+        out: Counter = Counter()
+        for part in self.deferred:
+            out[part.op] += len(part)
+        return out
+
+    def order_key(self) -> Callable[[Row], tuple[int, str, int]]:
+        """A row's place in the job: file, sheet, row."""
+        files = {f["name"]: i for i, f in enumerate(self.files)}
+        return lambda r: (files.get(r.file, 0), r.sheet, r.row)
+
+    def chunks(self, size: int | None = None) -> Iterator[list[Row]]:
+        """Every row, to send and unsent (these final, with their ``finished_at``), in input order (file, sheet,
+        row), ``size`` (default ``CHUNK``) at a time; deferred rows are built as their chunk comes. All in one
+        chunk when a row names another row of the plan (a chapter its course, a tree's lessons): matching settles
+        those together."""
+        key = self.order_key()
+        for row in self.unsent:
+            row.finished_at = row.finished_at or time.time()
+        built = sorted(itertools.chain(self.rows, self.unsent), key=key)
+        rows = heapq.merge(built, *(part.rows() for part in self.deferred), key=key)
+        if any(r.parent or r.place for r in self.rows):
+            yield list(rows)
+            return
+        while chunk := list(itertools.islice(rows, size or CHUNK)):
+            yield chunk
+
+    def build_deferred(self) -> None:
+        """Build the deferred rows into ``rows`` (in input order): for what reads the whole plan (a dry run)."""
+        if self.deferred:
+            key = self.order_key()
+            self.rows = sorted(itertools.chain(self.rows, *(part.rows() for part in self.deferred)), key=key)
+            self.deferred = []
 
     @property
     def errors(self) -> list[Problem]:

@@ -105,8 +105,10 @@ def _read_text(name: str, stem: str, content: list[bytes], known: frozenset[str]
     text, encoding = csv_read.decode_as(name, data)
     delimiter = "\t" if tab else csv_read.sniff_delimiter(text)
     may_hold_nul = "\x00" in text
-    grid, shared = csv_read.parse(name, text, delimiter, data if encoding == "utf-8" else None)
-    del data, text  # the cells are parsed: the file's bytes and text are freed before the sheet is laid out
+    handed = [text]  # handed over: freed while pandas reads the bytes (csv_read.parse)
+    del text
+    grid, shared = csv_read.parse(name, handed, delimiter, data if encoding == "utf-8" else None)
+    del data  # the cells are parsed: the file's bytes are freed before the sheet is laid out
     sheet = from_grid(name, stem, grid, known, None, is_text=True, may_hold_nul=may_hold_nul, shared=shared)
     if sheet is None:
         raise InputError(name, NO_DATA)

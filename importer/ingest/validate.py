@@ -24,6 +24,7 @@ from importer.ingest.columns import (
     known_headers,
     normalise_header,
 )
+from importer.ingest.deferred import DeferredRows, new_row
 from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, WARNING, Problem, shorten
 from importer.ingest.reader import Sheet, read_file
@@ -60,23 +61,23 @@ def load_mapping(path: str | Path) -> dict[str, str]:
     return data
 
 
-def build_plan(paths: list[str | Path], options: Options | None = None, count_only: bool = False) -> Plan:
+def build_plan(paths: list[str | Path], options: Options | None = None, defer: bool = False) -> Plan:
     """Read, map and validate the files. Raises InputError for a file that cannot be read at all.
 
-    ``count_only`` (``validate`` without ``--mode``): rows that a sheet kind's columnar check finds plain
-    (``SheetKind.plain_keys``) are counted in ``Plan.counted`` instead of built; the problems and the summary are
-    the same. The garbage collector is paused meanwhile: planning makes millions of objects and no cycles, and its
-    full collections cost 40% of the time on 100,000 rows (measured)."""
+    ``defer`` (``validate`` without ``--mode``, ``run``): rows that a sheet kind's columnar check finds plain
+    (``SheetKind.plain_keys``) are not built now but deferred (``Plan.deferred``, built by ``Plan.chunks`` when
+    sent); the problems and the summary are the same. The garbage collector is paused meanwhile: planning makes
+    millions of objects and no cycles, and its full collections cost 40% of the time on 100,000 rows (measured)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build_plan(paths, options, count_only)
+        return _build_plan(paths, options, defer)
     finally:
         if enabled:
             gc.enable()
 
 
-def _build_plan(paths: list[str | Path], options: Options | None, count_only: bool = False) -> Plan:
+def _build_plan(paths: list[str | Path], options: Options | None, defer: bool = False) -> Plan:
     options = options or Options()
     plan = Plan()
     sheets: list[tuple[Sheet, SheetKind]] = []
@@ -90,13 +91,13 @@ def _build_plan(paths: list[str | Path], options: Options | None, count_only: bo
     # Rows that another sheet of this import may look at are built: rows it names as their parent (linking needs
     # them), and every row when a sheet is planned as trees (a curriculum finds its courses among the plan's rows).
     named = {k.parent_op for _, k in sheets}
-    count_only = count_only and not any(k.plans_tree for _, k in sheets)
+    defer = defer and not any(k.plans_tree for _, k in sheets)
     for sheet_kind in operations.sheet_kinds():  # registry order: parents before the rows that name them
-        count = count_only and sheet_kind.operation is not None and sheet_kind.operation.name not in named
+        deferring = defer and sheet_kind.operation is not None and sheet_kind.operation.name not in named
         for sheet in (s for s, k in sheets if k is sheet_kind):
-            _check_sheet(sheet, sheet_kind, options, plan, used_ids, count)
+            _check_sheet(sheet, sheet_kind, options, plan, used_ids, deferring)
     _link_parents(plan)
-    if not plan.rows and not plan.unsent and not plan.counted and not plan.errors:
+    if not plan.rows and not plan.unsent and not plan.deferred and not plan.errors:
         for f in plan.files:
             plan.problems.append(Problem(f["name"], "", None, None, "", ERROR, "no data rows to import"))
     _in_row_order(plan.problems)
@@ -183,7 +184,7 @@ def _map_headers(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
 
 
 def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Plan, used_ids: set,
-                 count: bool = False) -> None:
+                 defer: bool = False) -> None:
     for note in sheet.notes:
         plan.problems.append(Problem(sheet.file, sheet.name, None, None, "", WARNING, note))
     mapped = _map_headers(sheet, sheet_kind, options, plan)
@@ -200,15 +201,15 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
     if sheet_kind.operation is None:
         plan_tree(sheet, sheet_label, list(cellrules.records(cells)), present, plan)
         return
-    screened = _screen(cells, sheet_kind, present) if count and not sheet.from_results else None
+    screened = _screen(cells, sheet_kind, present) if defer and not sheet.from_results else None
     if screened is not None:
         drafted, plain_keys = screened
         problems, unsent, rows = len(plan.problems), len(plan.unsent), len(plan.rows)
         sent = _draft_rows(cellrules.records(cells, drafted), sheet, sheet_kind, sheet_label, present, plan)
         if plain_keys.isdisjoint(sent):
-            plan.counted[sheet_kind.operation.name] += len(sheet.row_numbers) - len(drafted)
+            plan.deferred.append(DeferredRows(cells, sheet_kind, sheet_label, present, frozenset(drafted)))
         else:
-            # A drafted row shares its key with a counted one (say, an empty external_id whose title key another
+            # A drafted row shares its key with a deferred one (say, an empty external_id whose title key another
             # row gives as its external_id): which one repeats the other depends on their order: draft them all.
             del plan.problems[problems:], plan.unsent[unsent:], plan.rows[rows:]
             screened = None
@@ -218,7 +219,7 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
 
 
 def _screen(cells: cellrules.Outcomes, sheet_kind: SheetKind, present: set[str]) -> tuple[list[int], set[str]] | None:
-    """The indexes of the rows to draft, and the keys of the others (counted, not built); None: draft them all."""
+    """The indexes of the rows to draft, and the keys of the others (deferred); None: draft them all."""
     keys = sheet_kind.plain_keys(cells.values, present, len(cells.sheet.row_numbers))
     if keys is None:
         return None
@@ -245,8 +246,7 @@ def _draft_rows(records: Iterable[SheetRow], sheet: Sheet, sheet_kind: SheetKind
         number, errors = record.number, record.errors
         values = sheet_kind.from_results(record.values) if from_results else record.values
         draft = draft_of(values, present)
-        row = Row(f"{sheet_label}:{number}", op_name, kind, file, name, number, draft.key, draft.title, draft.body,
-                  params=draft.params, ids=draft.ids, source=record.source)
+        row = new_row(sheet_label, op_name, kind, file, name, record, draft)
         if draft.errors:
             failed_columns = {c for c, _, _ in errors}
             errors.extend(e for e in draft.errors if e[0] not in failed_columns)

@@ -7,8 +7,10 @@ after a 429) is said, and a 429 that our own count does not explain is reported 
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 
@@ -59,23 +61,59 @@ class ReadProgress:
             self._echo(f"note: {text}")
 
 
+class Matching:
+    """Matching one import against TagMango, a part of the plan at a time (``part``), with what the parts share:
+    the catalog's listings, the ledger, the courses matched (``Reconciled.claimed``), the warnings."""
+
+    def __init__(self, door: Door, store: RowStore, mode: str, *, quiet: bool = False) -> None:
+        shown = ReadProgress(door, quiet)
+        self.catalog = LiveCatalog(door, progress=shown.reads, on_wait=shown.wait, on_notice=shown.notice)
+        self.host = door.cred.host
+        self.ledger = Ledger(store.r, door.cred.api_url, door.cred.host)
+        self.reconciled = Reconciled(mode)
+        self.foreign: dict[str, int] = {}  # host -> course_ids of that host's export dropped
+        self.to_send = self.settled = 0  # rows taken from ``matched_rows``
+
+    def part(self, plan: Plan) -> None:
+        """Reconcile the plan's rows (``reconcile``). A refusal or an outage is a CommandError (exit 3)."""
+        drop_foreign_ids(plan.rows, self.host, self.foreign)
+        try:
+            reconcile(plan, self.catalog, self.reconciled.mode, self.ledger, out=self.reconciled)
+        except errors.PermanentApiError as exc:
+            raise CommandError(f"TagMango refused a read ({exc.status} {exc.error_code or ''} {exc.message}); "
+                               "nothing was enqueued", EXIT_CONFIG) from None
+        except errors.TransientApiError as exc:
+            raise CommandError(f"TagMango did not answer the reads ({exc.status or type(exc).__name__}: "
+                               f"{exc.message}); nothing was enqueued, try again later", EXIT_CONFIG) from None
+
+    def done(self) -> Reconciled:
+        """What matching found, the foreign ids dropped said first."""
+        note = foreign_note(self.foreign, self.host)
+        if note:
+            self.reconciled.warnings.insert(0, (None, note))
+        return self.reconciled
+
+
 def match_live(door: Door, store: RowStore, plan: Plan, mode: str, *, quiet: bool = False) -> Reconciled:
-    """Reconcile the plan with TagMango (reads only). A refusal or an outage is a CommandError (exit 3)."""
-    shown = ReadProgress(door, quiet)
-    catalog = LiveCatalog(door, progress=shown.reads, on_wait=shown.wait, on_notice=shown.notice)
-    cred = door.cred
-    foreign = drop_foreign_ids(plan, cred.host)
-    try:
-        reconciled = reconcile(plan, catalog, mode, Ledger(store.r, cred.api_url, cred.host))
-        if foreign:
-            reconciled.warnings.insert(0, (None, foreign))
-        return reconciled
-    except errors.PermanentApiError as exc:
-        raise CommandError(f"TagMango refused a read ({exc.status} {exc.error_code or ''} {exc.message}); nothing "
-                           "was enqueued", EXIT_CONFIG) from None
-    except errors.TransientApiError as exc:
-        raise CommandError(f"TagMango did not answer the reads ({exc.status or type(exc).__name__}: {exc.message}); "
-                           "nothing was enqueued, try again later", EXIT_CONFIG) from None
+    """Reconcile the whole plan with TagMango (reads only; the dry run shows it whole). A refusal or an outage is a
+    CommandError (exit 3)."""
+    plan.build_deferred()
+    matching = Matching(door, store, mode, quiet=quiet)
+    matching.part(plan)
+    return matching.done()
+
+
+def matched_rows(matching: Matching, plan: Plan) -> Iterator[Row]:
+    """Every row of the plan in input order, matched a chunk at a time as they are taken (``Plan.chunks``): a
+    million-row file is never held as a million rows. Matching's outcome: ``matching.done()`` once all are taken."""
+    key = plan.order_key()
+    for chunk in plan.chunks():
+        unsent = [r for r in chunk if r.is_final]
+        part = Plan(files=plan.files, rows=[r for r in chunk if not r.is_final])
+        matching.part(part)  # (may add rows: the deletes of replace mode)
+        matching.to_send += len(part.rows)
+        matching.settled += len(part.unsent) + len(unsent)
+        yield from sorted(itertools.chain(part.rows, part.unsent, unsent), key=key)
 
 
 def _source_host(row: Row) -> str:
@@ -86,16 +124,19 @@ def _source_host(row: Row) -> str:
     return ""
 
 
-def drop_foreign_ids(plan: Plan, host: str) -> str | None:
-    """Ids of another host (an export of another account imported here): not sent, said once. The rows are
-    matched as if the file had no ids (courses by title under their mangoes, created if missing)."""
+def drop_foreign_ids(rows: list[Row], host: str, dropped: dict[str, int]) -> None:
+    """Ids of another host (an export of another account imported here): not sent, counted per host in
+    ``dropped`` (said once, ``foreign_note``). The rows are matched as if the file had no ids (courses by title
+    under their mangoes, created if missing)."""
     here = host.strip().casefold()
-    dropped: dict[str, int] = {}
-    for row in plan.rows:
+    for row in rows:
         source = _source_host(row)
         if source and source != here and row.ids.get("course_id"):
             row.ids.pop("course_id")
             dropped[source] = dropped.get(source, 0) + 1
+
+
+def foreign_note(dropped: dict[str, int], host: str) -> str | None:
     if not dropped:
         return None
     where = ", ".join(f"{n} of {h}" for h, n in dropped.items())

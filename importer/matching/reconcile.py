@@ -32,15 +32,21 @@ class Reconciled:
     mode: str
     reads: int = 0
     warnings: list[tuple[Row | None, str]] = field(default_factory=list)
+    #: Ids of the live courses rows matched: never matched again by another row.
+    claimed: set[str] = field(default_factory=set)
 
     def warn(self, row: Row | None, text: str) -> None:
         self.warnings.append((row, text))
 
 
-def reconcile(plan: Plan, catalog: LiveCatalog, mode_name: str, ledger: Ledger | None = None) -> Reconciled:
-    """Decide every row of the plan against the live catalog (reads only); move settled rows to ``unsent``."""
+def reconcile(plan: Plan, catalog: LiveCatalog, mode_name: str, ledger: Ledger | None = None, *,
+              out: Reconciled | None = None) -> Reconciled:
+    """Decide every row of the plan against the live catalog (reads only); move settled rows to ``unsent``.
+
+    ``out``: the outcome of earlier parts of the same import (``Plan.chunks``), carried on: the courses they
+    matched stay theirs (``claimed``), their warnings and reads are added to."""
     policy = mode(mode_name)
-    out = Reconciled(mode_name)
+    out = out or Reconciled(mode_name)
     trees = TreeMatcher(catalog, ledger, policy, plan, out.warn)
     by_course: dict[str, list[Row]] = defaultdict(list)
     for row in plan.rows:
@@ -52,7 +58,7 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode_name: str, ledger: Ledger |
     # turns into an update is not one.
     patches = [row for row in plan.rows if row.op == patch and not row.placed_by_parent]
     patched = {row.parent for row in patches if row.parent}
-    claimed: set[str] = set()
+    claimed = out.claimed
     live_courses: dict[str, dict | None] = {}  # course row id -> the live course, or None if it does not exist
     if isinstance(ledger, Ledger):  # in Redis: one round trip per 5,000 rows, not one per row
         ledger.read_ahead(row.key for row in courses.values() if not row.ids.get("course_id"))
@@ -74,7 +80,7 @@ def reconcile(plan: Plan, catalog: LiveCatalog, mode_name: str, ledger: Ledger |
     for row in patches:
         if not row.is_final:
             settle_patch(row, courses.get(row.parent or ""), live_courses, catalog, ledger)
-    out.reads = catalog.reads
+    out.reads = catalog.reads  # (the catalog counts across parts)
     plan.unsent.extend(r for r in plan.rows if r.is_final)
     plan.rows = [r for r in plan.rows if not r.is_final]
     return out

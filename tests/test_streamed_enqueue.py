@@ -1,0 +1,77 @@
+"""``run`` matches and writes a plan a chunk at a time (issue 23: a million rows are never held as a million
+``Row``s): what the chunks share must carry across them, and the job must come out as a whole plan's would.
+
+Real parts: the suite's Redis, the sandbox over HTTP, a Celery worker; the chunk is made 7 rows long so that a
+small file spans several.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from importer.ingest import plan as plan_module
+from importer.ingest.validate import build_plan
+from importer.matching import Matching, matched_rows
+from tasks.client import TagMangoClient
+from tasks.credentials import Credential
+from tasks.enqueue import enqueue, rows_for
+from tasks.rows import ErrorCode, RowState
+from tests.helpers import HOST, MANGO, TOKEN, assert_consistent, wait_final
+
+ROWS = 40
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(plan_module, "CHUNK", 7)
+
+
+def courses_file(tmp_path):
+    """40 course rows: row 6 has no mangoes (invalid), row 9 repeats row 8 exactly (skipped), rows 13 and 35
+    (different chunks) share a title that TagMango holds once, row 27's course is in TagMango already."""
+    lines = ["external_id,title,mangoes,description"]
+    for i in range(ROWS):
+        number = i + 2
+        title = "Twice" if number in (13, 35) else f"Course {i}"
+        lines.append(f"K{i},{title},{'' if number == 6 else MANGO},About {i}")
+    lines[9 - 1] = lines[8 - 1]  # row 9 repeats row 8
+    path = tmp_path / "courses.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_plan_sent_in_chunks_is_matched_across_them_and_every_row_lands_once(
+        small_chunks, tmp_path, services, sandbox, workers, make_env):
+    client = TagMangoClient(sandbox.url, TOKEN, HOST)
+    twice = client.create_course({"title": "Twice", "mangoes": [MANGO], "description": "About 11"})["_id"]
+    existing = client.create_course({"title": "Course 25", "mangoes": [MANGO]})["_id"]
+    client.close()
+    path = courses_file(tmp_path)
+    plan = build_plan([path], defer=True)
+    assert plan.deferred and sum(plan.counted.values()) == ROWS - 3  # rows 6, 8, 9 drafted
+    expected_order = [r.row_id for r in rows_for(build_plan([path]))]
+
+    store = services.store
+    matching = Matching(services.gateway.door(Credential(sandbox.url, HOST, TOKEN)), store, "create", quiet=True)
+    job_id = enqueue(store, plan, sandbox.url, HOST, rows=matched_rows(matching, plan))
+    assert (matching.to_send, matching.settled) == (ROWS - 4, 4)  # invalid, repeat, the first Twice, Course 25
+    assert store.r.lrange(store.k(job_id, "order"), 0, -1) == expected_order
+    assert store.job(job_id).total == ROWS
+
+    workers.start(make_env(sandbox), 1)
+    wait_final(store, job_id)
+    states = assert_consistent(store, job_id)
+    assert states == Counter({"succeeded": ROWS - 4, "skipped": 3, "invalid": 1})
+    rows = {r.row: r for r in store.rows(job_id)}
+    assert rows[6].state is RowState.INVALID and rows[9].reason == "repeat of row 8"
+    # The two "Twice" rows are in different chunks: the first took the course TagMango had, and the second,
+    # matched in a later chunk, did not take it again (the matched courses carry across chunks): it made its own.
+    assert rows[13].result["course_id"] == twice and rows[13].outcome == "exists"
+    assert rows[35].state is RowState.SUCCEEDED and rows[35].result["course_id"] != twice
+    assert rows[27].result["course_id"] == existing
+    assert not any(r.error and r.error.code == ErrorCode.AMBIGUOUS_COURSE for r in rows.values())
+    titles = Counter(c["title"] for c in sandbox.tree(HOST))
+    assert titles["Twice"] == 2 and all(n == 1 for t, n in titles.items() if t != "Twice")
+    assert sum(titles.values()) == ROWS - 4 + 2
