@@ -86,13 +86,14 @@ class Listings:
         lock = self.r.lock(key + ":lock", timeout=self.LOCK_TTL_S, blocking=False, thread_local=False)
         deadline = time.monotonic() + self.wait_s
         while True:
-            raw = self.r.get(key)
-            if raw:
-                listing = json.loads(raw)
-                if listing["started_at"] >= need_after:
-                    return listing["courses"]
+            found = self._since(key, need_after)
+            if found is not None:
+                return found
             if lock.acquire():
                 try:
+                    found = self._since(key, need_after)  # a scan that ended between the look and the lock
+                    if found is not None:
+                        return found
                     started_at = self.now()
                     courses = scan(lambda: _keep(lock, self.LOCK_TTL_S))
                     self.r.set(key, json.dumps({"started_at": started_at, "courses": courses}), ex=self.KEEP_S)
@@ -105,6 +106,13 @@ class Listings:
             if time.monotonic() > deadline:  # the scanning row is stuck: do not wait for ever
                 return scan(lambda: None)
             time.sleep(self.poll_s)
+
+
+    def _since(self, key: str, need_after: float) -> list[dict] | None:
+        """The courses of the last scan if it started at ``need_after`` or later."""
+        raw = self.r.get(key)
+        listing = json.loads(raw) if raw else None
+        return listing["courses"] if listing and listing["started_at"] >= need_after else None
 
 
 def _keep(lock: Lock, seconds: float) -> None:
