@@ -262,36 +262,29 @@ class RowStore(RowRunSteps):
         return self.decode_row(job_id, row_id, raw) if raw else None
 
     def rows(self, job_id: str, row_ids: Iterable[str] | None = None) -> Iterator[Row]:
-        """Row records in input order (or of the given ids), fetched in batches."""
-        if row_ids is None:
-            for ids, raws in self._in_order(job_id, 1000):
-                yield from (self.decode_row(job_id, i, raw) for i, raw in zip(ids, raws, strict=True) if raw)
-            return
-        ids = list(row_ids)
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start:start + 1000]
-            for row_id, raw in zip(chunk, self.r.hmget(self.k(job_id, "rows"), chunk), strict=True):
-                if raw:
-                    yield self.decode_row(job_id, row_id, raw)
+        """Row records in input order (or of the given ids), fetched 1,000 at a time."""
+        for ids, raws in self._records(job_id, row_ids, 1000):
+            yield from (self.decode_row(job_id, i, raw) for i, raw in zip(ids, raws, strict=True) if raw)
 
     def glances(self, job_id: str, size: int = CHUNK) -> Iterator[list[rowcodec.Glance]]:
         """What publishing needs of every row (``rowcodec.glance``), in input order, ``size`` rows per page."""
-        for ids, raws in self._in_order(job_id, size):
-            try:
-                yield [rowcodec.glance(i, raw, self.templates(job_id)) for i, raw in zip(ids, raws, strict=True) if raw]
-            except LookupError:  # a template added after this process read the list
-                templates = self.templates(job_id, fresh=True)
-                yield [rowcodec.glance(i, raw, templates) for i, raw in zip(ids, raws, strict=True) if raw]
+        templates = self.templates(job_id, fresh=True)  # (complete: the job exists)
+        for ids, raws in self._records(job_id, None, size):
+            yield [rowcodec.glance(i, raw, templates) for i, raw in zip(ids, raws, strict=True) if raw]
 
-    def _in_order(self, job_id: str, size: int) -> Iterator[tuple[list[str], list[str | None]]]:
-        """(row ids, records) in input order, ``size`` per round trip: the order list is read a page at a time (a
-        million-row job is never held whole)."""
-        order, records = self.k(job_id, "order"), self.k(job_id, "rows")
-        for start in itertools.count(0, size):
-            ids = self.r.lrange(order, start, start + size - 1)
-            if not ids:
-                return
-            yield ids, self.r.hmget(records, ids)
+    def _records(self, job_id: str, row_ids: Iterable[str] | None, size: int) \
+            -> Iterator[tuple[list[str], list[str | None]]]:
+        """(row ids, their records), ``size`` per round trip: of ``row_ids``, else of every row in input order (the
+        order list read a page at a time: a million-row job is never held whole)."""
+        if row_ids is not None:
+            ids = list(row_ids)
+            pages: Iterable[list[str]] = (ids[start:start + size] for start in range(0, len(ids), size))
+        else:
+            order = self.k(job_id, "order")
+            pages = itertools.takewhile(bool, (self.r.lrange(order, start, start + size - 1)
+                                               for start in itertools.count(0, size)))
+        for page in pages:
+            yield page, self.r.hmget(self.k(job_id, "rows"), page)
 
     def states(self, job_id: str) -> dict[str, str]:
         """Row id -> state, for every row (one read)."""

@@ -447,3 +447,29 @@ def test_problems_come_in_the_order_of_the_rows_they_name():
             places = [(sheets.index(p.sheet), p.row or 0) for p in problems]
             assert places == sorted(places), [str(p) for p in problems]
             assert any("same external_id as row 10" in p.reason and p.row == 3 for p in problems)
+
+
+def test_a_csv_pandas_cannot_read_is_read_again_from_the_file(tmp_path, monkeypatch):
+    """The reader frees a CSV's bytes as pandas reads them (issue 23); a row with more fields than the first makes
+    pandas give up, and the bytes are read once more for the strict reader: the same rows, and a file that changed
+    meanwhile is refused."""
+    from importer.ingest import csv_read
+    from importer.ingest.columns import known_headers
+    from importer.ingest.reader import read_file
+
+    text = f"title,mangoes\nIntro,{MANGO}\nSecond,{MANGO},,\n"  # row 3: two empty fields more than the header
+    f = write_csv(tmp_path / "c.csv", text)
+    sheet = read_file(f, known_headers()).sheets[0]
+    assert sheet.columns["title"] == ("Intro", "Second") and list(sheet.row_numbers) == [2, 3]
+    assert [r.title for r in build_plan([f]).rows] == ["Intro", "Second"]
+
+    plain = csv_read._parse_plain
+
+    def changed_meanwhile(*args):
+        found = plain(*args)
+        f.write_text(text.replace("Intro", "Outro"))
+        return found
+
+    monkeypatch.setattr(csv_read, "_parse_plain", changed_meanwhile)
+    with pytest.raises(InputError, match="changed while it was being read"):
+        read_file(f, known_headers())

@@ -209,3 +209,25 @@ def test_courses_named_by_chapters_of_the_same_import_are_built(tmp_path: Path) 
     built, counted = both_ways([samples / "catalog_courses.csv", samples / "catalog_chapters.csv"])
     assert "create_course" not in counted.counted and counted.rows
     assert built.summary()["waiting_for_parent"] > 0
+
+
+class Colliding(str):
+    """A key whose hash is every other one's: only the exact comparison tells them apart."""
+
+    def __hash__(self) -> int:
+        return 7
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_keys_not_unique_are_found_by_hash_then_exactly(seed):
+    """``not_unique`` (the screen's check, by hashes in numpy) finds what a Counter finds: None and repeats."""
+    from collections import Counter
+
+    from importer.ingest.screen import not_unique
+
+    rng = random.Random(seed)
+    make = Colliding if seed % 2 else str
+    keys = [None if rng.random() < 0.05 else make(f"K{rng.randrange(60)}") for _ in range(rng.randrange(1, 80))]
+    counts = Counter(keys)
+    assert not_unique(keys) == [i for i, k in enumerate(keys) if k is None or counts[k] > 1]
+    assert not_unique([make("a"), make("b"), None]) == [2]

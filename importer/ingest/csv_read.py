@@ -10,9 +10,11 @@ A cell that spans lines may hold line breaks, but not what looks like whole rows
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import io
 import re
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -84,22 +86,26 @@ def sniff_delimiter(text: str) -> str:
         return max(",;\t", key=first.count)
 
 
-def parse(name: str, text: str | list[str], delimiter: str, utf8: bytes | None = None) \
-        -> tuple[list[list[object]], bool]:
+def parse(name: str, text: str | list[str], delimiter: str, utf8: bytes | list[bytes] | None = None,
+          again: Callable[[], bytes] | None = None) -> tuple[list[list[object]], bool]:
     """Records, one per spreadsheet row (a blank line is an empty row), and whether equal texts in them are
     already one object (pandas' reader); then the records are given as columns (``Columns``, every column as
     long). ``utf8``: the text's own UTF-8 bytes if at hand (the file as read), spares encoding it again for
-    pandas; ``text`` handed over in a list (the caller keeps no reference) is then freed while pandas reads the
-    bytes (a 1,000,000-row file: 67 MB less at the read's peak). Raises InputError.
+    pandas. Raises InputError.
+
+    Handed over (``text`` and ``utf8`` each in a list the caller keeps no other reference to, and ``again`` to
+    read the bytes once more), the text is freed before pandas reads and the bytes are freed piece by piece as
+    pandas reads them (``HandedBytes``): a 1,000,000-row file's read peaks at its cells, without the file beside
+    them (issue 23). Should pandas not read it (a row with more fields than the first), ``again`` gives the bytes
+    back for the strict reader.
 
     Text without a quote (or NUL) cannot hold a quoted cell, so it is split by pandas' C reader, as before this
     module existed: a column's texts then come out together in memory, and equal texts as one object, which
     makes the checks after reading markedly faster on large files. Anything else goes through the strict csv
     module.
     """
-    handed_over = isinstance(text, list)
-    if handed_over:
-        text = text.pop()
+    handed = isinstance(text, list) and isinstance(utf8, list) and again is not None
+    text = text.pop() if isinstance(text, list) else text
     if '"' not in text:
         at = _too_long_cell(text, delimiter)
         if at is not None:
@@ -107,12 +113,12 @@ def parse(name: str, text: str | list[str], delimiter: str, utf8: bytes | None =
             raise InputError(name, f"row {line} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
                                    "no field may be that long")
         if "\x00" not in text:
-            if handed_over and utf8 is not None and not text.startswith("\ufeff"):
-                del text  # pandas reads the bytes; the text is made again only if pandas cannot read them
-                plain = _parse_plain(None, delimiter, utf8)
-                text = utf8.decode("utf-8") if plain is None else ""
+            if handed:
+                del text  # (and the bytes, as pandas reads them)
+                plain = _parse_plain(None, delimiter, HandedBytes(utf8))
+                text = again().decode("utf-8") if plain is None else ""
             else:
-                plain = _parse_plain(text, delimiter, utf8)
+                plain = _parse_plain(text, delimiter, utf8.pop() if isinstance(utf8, list) else utf8)
             if plain is not None:
                 return plain, True
     old_limit = csv.field_size_limit()
@@ -150,13 +156,42 @@ class Columns(list):
     building a list per row and transposing it back (``grid.from_grid`` reads either)."""
 
 
-def _parse_plain(text: str | None, delimiter: str, utf8: bytes | None = None) -> Columns | None:
+class HandedBytes(io.RawIOBase):
+    """A file's bytes, handed over in a list, read once from the front: each megabyte is freed once read."""
+
+    PIECE = 1 << 20
+
+    def __init__(self, handed: list[bytes]) -> None:
+        super().__init__()
+        data = handed.pop()
+        view = memoryview(data)
+        self._pieces = collections.deque(bytes(view[i:i + self.PIECE]) for i in range(0, len(data), self.PIECE))
+        view.release()
+        self._piece, self._at = memoryview(b""), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._at >= len(self._piece):
+            if not self._pieces:
+                return 0
+            self._piece, self._at = memoryview(self._pieces.popleft()), 0
+        n = min(len(buffer), len(self._piece) - self._at)
+        buffer[:n] = self._piece[self._at:self._at + n]
+        self._at += n
+        return n
+
+
+def _parse_plain(text: str | None, delimiter: str, utf8: bytes | HandedBytes | None = None) -> Columns | None:
     """pandas' C reader; None when a row has more fields than the first (then the csv module reads it)."""
     # As UTF-8 bytes: a StringIO of the text takes four bytes a character (the read's peak memory); the file's own
-    # bytes when they are its UTF-8 (a BytesIO shares them: no copy). pandas drops a byte-order mark at the start
-    # of bytes, so text that starts with one (kept as a character) stays text.
+    # bytes when they are its UTF-8 (a BytesIO shares them: no copy; ``HandedBytes`` frees them as read). pandas
+    # drops a byte-order mark at the start of bytes, so text that starts with one (kept as a character) stays text.
     if text is not None and text.startswith("\ufeff"):
         source: io.IOBase = io.StringIO(text)
+    elif isinstance(utf8, HandedBytes):
+        source = io.BufferedReader(utf8)
     else:
         source = io.BytesIO(text.encode("utf-8", "surrogatepass") if utf8 is None else utf8)
     try:

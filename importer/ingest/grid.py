@@ -124,7 +124,7 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
 
     ``numbers`` are the spreadsheet numbers of ``grid``'s rows (default 1, 2, ...). The header is the first of
     the top non-empty rows that has a ``known`` column name (normalised, ``columns.normalise_header``; title rows
-    above it are skipped, with a note), else the first non-empty row.
+    above it are skipped, with a note), else the first non-empty row. A grid given as ``Columns`` is consumed.
     """
     texts = _texts_shared if shared else _texts
     if isinstance(grid, Columns):  # already column by column, every column as long
@@ -132,7 +132,9 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
             return None
         width = len(grid)
         numbers = range(1, len(grid[0]) + 1) if numbers is None else numbers
-        cols = [texts(c) for c in grid]
+        cols = []
+        while grid:  # consumed: each of pandas' columns is freed once trimmed (a 1,000,000-row file's peak)
+            cols.append(texts(grid.pop(0)))
     else:
         if not grid:
             return None
@@ -173,13 +175,13 @@ def from_grid(file: str, sheet_name: str, grid: list[list[object]], known: froze
         while h in headers:
             h = f"{h} (2)"
         headers.append(h)
-    if data_rows and data_rows[-1] - data_rows[0] == len(data_rows) - 1:  # no empty row among them: one slice
-        first, end = data_rows[0], data_rows[-1] + 1
-        columns = {h: tuple(cols[j][first:end]) for h, j in zip(headers, keep, strict=True)}
-        row_numbers = numbers[first:end]
-    else:
-        columns = {h: tuple([cols[j][i] for i in data_rows]) for h, j in zip(headers, keep, strict=True)}
-        row_numbers = [numbers[i] for i in data_rows]
+    contiguous = data_rows and data_rows[-1] - data_rows[0] == len(data_rows) - 1  # no empty row among them
+    first, end = (data_rows[0], data_rows[-1] + 1) if contiguous else (0, 0)
+    columns: dict[str, tuple[str | None, ...]] = {}
+    for h, j in zip(headers, keep, strict=True):
+        columns[h] = tuple(cols[j][first:end]) if contiguous else tuple([cols[j][i] for i in data_rows])
+        cols[j] = []  # freed column by column
+    row_numbers = numbers[first:end] if contiguous else [numbers[i] for i in data_rows]
     return Sheet(file=file, name=sheet_name, headers=headers, columns=columns,
                  row_numbers=row_numbers, notes=notes, original=original, header_note=header_note)
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from importer.ingest import csv_read
+from importer.ingest import csv_read, heap
 from importer.ingest.grid import Sheet, cell_text, from_grid
 from importer.ingest.problems import NO_DATA, InputError, one_line
 from importer.ingest.workbook import read_workbook
@@ -48,9 +49,10 @@ def read_file(path: str | Path, known: frozenset[str]) -> SourceFile:
         if suffix in EXCEL_SUFFIXES:
             sheets = read_workbook(name, suffix, data, known, warnings)
         elif suffix in TEXT_SUFFIXES:
-            content = [data]  # handed over, so that the bytes can be freed once parsed (a 1,000,000-row file)
+            content = [data]  # handed over, so that the bytes can be freed as they are parsed (a 1,000,000-row file)
             del data
-            sheets = [_read_text(name, path.stem, content, known, tab=suffix == ".tsv")]
+            sheets = [_read_text(name, path.stem, content, known, tab=suffix == ".tsv",
+                                 again=lambda: _read_again(name, path, checksum))]
         else:
             raise InputError(name, f"unsupported file type {suffix or '(none)'}; use .csv, .tsv, .xlsx, .xlsm, .xls "
                                    "or .ods")
@@ -99,17 +101,34 @@ def _read_bytes(name: str, path: Path) -> bytes:
     return data
 
 
-def _read_text(name: str, stem: str, content: list[bytes], known: frozenset[str], tab: bool) -> Sheet:
-    """``content``: the file's bytes, taken out of the list (the caller keeps no reference to them)."""
+def _read_again(name: str, path: Path, checksum: str) -> bytes:
+    """The file's bytes once more (the reader freed them as pandas read them, and pandas could not); the same
+    bytes, or an InputError."""
+    data = _read_bytes(name, path)
+    if hashlib.sha256(data).hexdigest() != checksum:
+        raise InputError(name, "changed while it was being read; try again once it is saved")
+    return data
+
+
+def _read_text(name: str, stem: str, content: list[bytes], known: frozenset[str], tab: bool,
+               again: Callable[[], bytes]) -> Sheet:
+    """``content``: the file's bytes, taken out of the list (the caller keeps no reference to them); ``again``:
+    reads them once more."""
     data = content.pop()
     text, encoding = csv_read.decode_as(name, data)
     delimiter = "\t" if tab else csv_read.sniff_delimiter(text)
     may_hold_nul = "\x00" in text
-    handed = [text]  # handed over: freed while pandas reads the bytes (csv_read.parse)
-    del text
-    grid, shared = csv_read.parse(name, handed, delimiter, data if encoding == "utf-8" else None)
-    del data  # the cells are parsed: the file's bytes are freed before the sheet is laid out
+    handed, raw = [text], [data]  # handed over: freed as pandas reads the bytes (csv_read.parse)
+    del text, data
+    if encoding == "utf-8":
+        grid, shared = csv_read.parse(name, handed, delimiter, raw, again)
+    else:
+        grid, shared = csv_read.parse(name, handed, delimiter)
+    del raw
+    heap.give_back()  # what pandas freed
     sheet = from_grid(name, stem, grid, known, None, is_text=True, may_hold_nul=may_hold_nul, shared=shared)
+    del grid
+    heap.give_back()  # what the layout freed
     if sheet is None:
         raise InputError(name, NO_DATA)
     return sheet

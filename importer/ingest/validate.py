@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import gc
 import json
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from importer.ingest import cellrules, results_input
+from importer.ingest import cellrules, heap, results_input
 from importer.ingest.columns import (
     canonical_lookup,
     closest,
@@ -29,6 +28,7 @@ from importer.ingest.plan import Plan
 from importer.ingest.problems import ERROR, WARNING, Problem, shorten
 from importer.ingest.reader import Sheet, read_file
 from importer.ingest.records import SheetRow
+from importer.ingest.screen import screen
 from importer.ingest.tree import plan_tree
 from tasks import operations
 from tasks.operations import SheetKind
@@ -97,6 +97,7 @@ def _build_plan(paths: list[str | Path], options: Options | None, defer: bool = 
         for sheet in (s for s, k in sheets if k is sheet_kind):
             _check_sheet(sheet, sheet_kind, options, plan, used_ids, deferring)
     _link_parents(plan)
+    heap.give_back()  # what the checks freed (a million rows' keys and their tables)
     if not plan.rows and not plan.unsent and not plan.deferred and not plan.errors:
         for f in plan.files:
             plan.problems.append(Problem(f["name"], "", None, None, "", ERROR, "no data rows to import"))
@@ -201,12 +202,15 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
     if sheet_kind.operation is None:
         plan_tree(sheet, sheet_label, list(cellrules.records(cells)), present, plan)
         return
-    screened = _screen(cells, sheet_kind, present) if defer and not sheet.from_results else None
+    screened = screen(cells, sheet_kind, present) if defer and not sheet.from_results else None
     if screened is not None:
         drafted, plain_keys = screened
         problems, unsent, rows = len(plan.problems), len(plan.unsent), len(plan.rows)
         sent = _draft_rows(cellrules.records(cells, drafted), sheet, sheet_kind, sheet_label, present, plan)
-        if plain_keys.isdisjoint(sent):
+        if sent:
+            skip = set(drafted)
+            deferred_keys = (k for i, k in enumerate(plain_keys) if i not in skip)
+        if not sent or sent.isdisjoint(deferred_keys):
             plan.deferred.append(DeferredRows(cells, sheet_kind, sheet_label, present, frozenset(drafted)))
         else:
             # A drafted row shares its key with a deferred one (say, an empty external_id whose title key another
@@ -216,21 +220,6 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
     if screened is None:
         _draft_rows(cellrules.records(cells), sheet, sheet_kind, sheet_label, present, plan)
     plan.unsent.sort(key=lambda u: (u.sheet, u.row))
-
-
-def _screen(cells: cellrules.Outcomes, sheet_kind: SheetKind, present: set[str]) -> tuple[list[int], set[str]] | None:
-    """The indexes of the rows to draft, and the keys of the others (deferred); None: draft them all."""
-    keys = sheet_kind.plain_keys(cells.values, present, len(cells.sheet.row_numbers))
-    if keys is None:
-        return None
-    for i in cells.failed():
-        keys[i] = None
-    distinct = set(keys)
-    if len(distinct) == len(keys) and None not in distinct:  # every row plain, every key once (a clean sheet)
-        return [], distinct
-    once = {k for k, n in Counter(keys).items() if n == 1 and k is not None}
-    drafted = [i for i, k in enumerate(keys) if k not in once]
-    return drafted, once
 
 
 def _draft_rows(records: Iterable[SheetRow], sheet: Sheet, sheet_kind: SheetKind, sheet_label: str,
