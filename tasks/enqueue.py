@@ -1,7 +1,8 @@
 """Turning a validated plan into a job: every row recorded first, then one task message per ready row.
 
-All row records are written (a few thousand per round trip) before the job record, which is written last in one
-transaction: a job exists only with all its rows (an enqueue cut off before leaves row keys nobody reads, which
+All row records are written (a few thousand per round trip, as they come: ``run`` matches them a chunk at a time
+while they are written) before the job record, which is written last in one transaction: a job exists only with
+all its rows (rows that fail to come are deleted; a process killed before leaves row keys nobody reads, which
 expire). Nothing is published before that, so a crash while publishing never loses a row: unpublished rows stay
 ``queued`` and the job's ``published`` flag stays false until every message is out; ``resume`` publishes them
 (again; a duplicate message is dropped by the row's generation check or serialised by its lease).
@@ -63,14 +64,16 @@ def create_job(store: RowStore, plan: PlanLike, api_url: str, host: str, *, labe
 
 
 def publish_ready(store: RowStore, job_id: str, rows: list[Row] | None = None) -> int:
-    """Publish every queued row that is not waiting for a parent, in input order; then mark the job published.
-    ``rows``: the job's rows as just recorded (``create_job``), sparing a read of them; else what publishing needs
-    of them is read back a page at a time (``RowStore.glances``)."""
+    """Publish every queued row of a job just recorded (``create_job``) that is not waiting for a parent, in input
+    order; then mark the job published. ``rows``: the rows as recorded, sparing a read of them; else what
+    publishing needs of them is read back a page at a time (``RowStore.glances``), and a row with a generation
+    (its parent ran meanwhile and released it: workers may be running) is left alone: it is published already."""
     pages = store.glances(job_id) if rows is None else (rows,)
     parked, start_us = 0, int(time.time() * 1e6)
     settled: list[str] = []
     for page in pages:
-        ready = [(r.op, r.row_id, r.title) for r in page if r.state is RowState.QUEUED and not r.waiting_for_parent]
+        ready = [(r.op, r.row_id, r.title) for r in page
+                 if r.state is RowState.QUEUED and not r.waiting_for_parent and not r.gen]
         parked += publish_entries(store, job_id, ready, start_us=start_us + parked)
         parents = [r.row_id for r in page if r.state.is_final and operations.has_dependents(r.op)]
         settled += [i for i, waited in zip(parents, store.have_waiting(job_id, parents), strict=True) if waited]

@@ -121,6 +121,7 @@ class Glance(NamedTuple):
     title: str
     state: RowState
     waiting_for_parent: bool  # as ``Row.waiting_for_parent``
+    gen: int = 0  # the generation of its live message (from the job's ``gen`` hash: ``RowStore.glances``)
 
 
 def glance(row_id: str, raw: str, templates: Templates | None = None) -> Glance:

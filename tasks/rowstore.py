@@ -38,8 +38,9 @@ from redis.lock import Lock
 
 from tasks import rowcodec
 from tasks.job import Blocked, Job
+from tasks.jobwriter import CHUNK, JobWriter
 from tasks.rowcodec import Templates
-from tasks.rows import ACTIVE, STATES, Row, RowState
+from tasks.rows import ACTIVE, Row, RowState
 from tasks.rowscripts import IllegalTransition, RowRunSteps  # noqa: F401 - re-exported: the store raises it
 
 _TRANSITION = """
@@ -62,9 +63,6 @@ return 'OK'
 """
 
 
-#: Rows written per round trip when a job is created.
-CHUNK = 5000
-
 
 def now() -> float:
     return time.time()
@@ -85,9 +83,10 @@ def new_job_id() -> str:
     return time.strftime("imp-%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
 
 
-class RowStore(RowRunSteps):
+class RowStore(RowRunSteps, JobWriter):
     """All reads and writes of job and row records. Thread-safe (redis-py pools connections). The steps of a row run,
-    one round trip each (``begin``, ``before_request``, ``finish``, ``later``), come from ``RowRunSteps``."""
+    one round trip each (``begin``, ``before_request``, ``finish``, ``later``), come from ``RowRunSteps``; writing a
+    new job (``create_job``) from ``JobWriter``."""
 
     #: ``tm:job:{j}:{part}``; the dispatcher's Lua builds the rows and gen keys from it (``key_around``).
     PREFIX = "tm:job:"
@@ -126,72 +125,7 @@ class RowStore(RowRunSteps):
         keys += list(self.r.scan_iter(match=self.k(job_id, "waiting:*"), count=1000))
         return keys
 
-    # -- jobs ------------------------------------------------------------------------------
-    def create_job(self, job: Job, rows: Iterable[Row], chunk: int = CHUNK) -> None:
-        """Write every row record, ``chunk`` rows per round trip, then the job record in one transaction (its
-        ``total``: the rows written).
-
-        Until that last transaction the job does not exist (no record, not listed, not found by its fingerprint):
-        an enqueue cut off half way leaves only row keys nobody reads, which expire with the job's lifetime.
-        """
-        job_id = job.id
-        templates = Templates()
-        counts: dict[str, int] = dict.fromkeys((s.value for s in STATES), 0)
-        batch: list[Row] = []
-        job.total = 0  # the rows written (``rows`` may be a generator)
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= chunk:
-                self._write_rows(job_id, batch, templates, counts)
-                job.total += len(batch)
-                batch = []
-        self._write_rows(job_id, batch, templates, counts)
-        job.total += len(batch)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.set(self.k(job_id, "templates"), templates.to_json(), ex=self.ttl)
-        pipe.hset(self.k(job_id, "counts"), mapping=counts)
-        pipe.hset(self.k(job_id), mapping={k: json.dumps(v) for k, v in job.to_fields().items()})
-        for part in ("", "counts"):
-            pipe.expire(self.k(job_id, part), self.ttl)
-        pipe.zadd("tm:jobs", {job_id: job.created_at})
-        if job.fingerprint:
-            pipe.hset("tm:job-by-fingerprint", job.fingerprint, job_id)
-        pipe.execute()
-        self._templates[job_id] = templates
-
-    def _write_rows(self, job_id: str, rows: list[Row], templates: Templates, counts: dict[str, int]) -> None:
-        """One round trip: the rows' records, states, generations (only those above 0), order, dead index and
-        waiting sets, each key given the job's lifetime."""
-        if not rows:
-            return
-        pipe = self.r.pipeline(transaction=False)
-        if any([templates.add(r) for r in rows]):  # (a list: every row's template added)
-            pipe.set(self.k(job_id, "templates"), templates.to_json(), ex=self.ttl)
-        encode = rowcodec.encode
-        pipe.hset(self.k(job_id, "rows"), mapping={r.row_id: encode(r, templates) for r in rows})
-        pipe.hset(self.k(job_id, "state"), mapping={r.row_id: r.state.value for r in rows})
-        gens = {r.row_id: r.gen for r in rows if r.gen}
-        if gens:
-            pipe.hset(self.k(job_id, "gen"), mapping=gens)
-        pipe.rpush(self.k(job_id, "order"), *[r.row_id for r in rows])
-        dead = {r.row_id: now() for r in rows if r.state is RowState.DEAD}
-        if dead:
-            pipe.zadd(self.k(job_id, "dead"), dead)
-        waiting: dict[str, list[str]] = {}
-        for r in rows:
-            state = r.state.value
-            counts[state] += 1
-            kind = f"kind:{r.kind}:{state}"
-            counts[kind] = counts.get(kind, 0) + 1
-            if r.waiting_for_parent:
-                waiting.setdefault(r.parent, []).append(r.row_id)
-        for parent, children in waiting.items():
-            pipe.sadd(self.k(job_id, f"waiting:{parent}"), *children)
-            pipe.expire(self.k(job_id, f"waiting:{parent}"), self.ttl)
-        for part in ("rows", "state", "gen", "order", "dead"):
-            pipe.expire(self.k(job_id, part), self.ttl)
-        pipe.execute()
-
+    # -- jobs (writing one: tasks.jobwriter) ------------------------------------------------
     # -- row records (tasks.rowcodec) -------------------------------------------------------
     def templates(self, job_id: str, fresh: bool = False) -> Templates:
         """The job's templates, read once per process (a job's templates only grow while it is being created)."""
@@ -267,15 +201,17 @@ class RowStore(RowRunSteps):
             yield from (self.decode_row(job_id, i, raw) for i, raw in zip(ids, raws, strict=True) if raw)
 
     def glances(self, job_id: str, size: int = CHUNK) -> Iterator[list[rowcodec.Glance]]:
-        """What publishing needs of every row (``rowcodec.glance``), in input order, ``size`` rows per page."""
+        """What publishing needs of every row (``rowcodec.glance``, with its generation), in input order, ``size``
+        rows per page."""
         templates = self.templates(job_id, fresh=True)  # (complete: the job exists)
-        for ids, raws in self._records(job_id, None, size):
-            yield [rowcodec.glance(i, raw, templates) for i, raw in zip(ids, raws, strict=True) if raw]
+        for ids, raws, gens in self._records(job_id, None, size, generations=True):
+            yield [rowcodec.glance(i, raw, templates)._replace(gen=int(gen or 0))
+                   for i, raw, gen in zip(ids, raws, gens, strict=True) if raw]
 
-    def _records(self, job_id: str, row_ids: Iterable[str] | None, size: int) \
-            -> Iterator[tuple[list[str], list[str | None]]]:
-        """(row ids, their records), ``size`` per round trip: of ``row_ids``, else of every row in input order (the
-        order list read a page at a time: a million-row job is never held whole)."""
+    def _records(self, job_id: str, row_ids: Iterable[str] | None, size: int, generations: bool = False) \
+            -> Iterator[tuple]:
+        """(row ids, their records[, their generations]), ``size`` per round trip: of ``row_ids``, else of every row
+        in input order (the order list read a page at a time: a million-row job is never held whole)."""
         if row_ids is not None:
             ids = list(row_ids)
             pages: Iterable[list[str]] = (ids[start:start + size] for start in range(0, len(ids), size))
@@ -284,7 +220,11 @@ class RowStore(RowRunSteps):
             pages = itertools.takewhile(bool, (self.r.lrange(order, start, start + size - 1)
                                                for start in itertools.count(0, size)))
         for page in pages:
-            yield page, self.r.hmget(self.k(job_id, "rows"), page)
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hmget(self.k(job_id, "rows"), page)
+            if generations:
+                pipe.hmget(self.k(job_id, "gen"), page)
+            yield page, *pipe.execute()
 
     def states(self, job_id: str) -> dict[str, str]:
         """Row id -> state, for every row (one read)."""

@@ -134,6 +134,12 @@ def test_a_clean_sheet_is_counted_not_built(tmp_path: Path) -> None:
     assert len(built.rows) == 500
 
 
+def test_a_header_without_rows_has_no_data_rows_either_way(tmp_path: Path) -> None:
+    built, counted = both_ways([write_csv(tmp_path / "c.csv", [], ["external_id", "title", "mangoes"])])
+    assert not counted.ok and not counted.deferred
+    assert [p.reason for p in counted.errors] == ["no data rows to import"]
+
+
 def test_title_keys_without_an_external_id_column_are_counted_and_repeats_told_apart(tmp_path: Path) -> None:
     rows = [[f"Course {i % 300}", MANGO] for i in range(320)]  # the last 20 repeat earlier titles exactly
     rows[-1][0] = "COURSE  250"  # row 252's normalised title, another content: both rows are invalid

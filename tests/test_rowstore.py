@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -302,19 +303,38 @@ def test_a_job_is_written_in_chunks_and_reads_back_whole(store, n):
     assert all(0 < store.r.ttl(k) <= 86400 for k in store.job_keys("j") if store.r.exists(k))
 
 
-def test_an_enqueue_cut_off_half_way_leaves_no_job(store):
+def test_an_enqueue_cut_off_half_way_leaves_nothing(store):
+    """Rows come as they are matched (``run``); when they stop coming (Ctrl-C, TagMango refusing a read) the rows
+    already written are deleted: no job, and nothing of one."""
+    written = []
+
     def rows():
         for i in range(8):
             if i == 7:
+                written.append(store.r.hlen(store.k("cut", "rows")))
                 raise KeyboardInterrupt
-            yield mk(f"courses:{i}", row=i)
+            yield mk(f"courses:{i}", row=i, parent="courses:0" if i == 5 else None)
 
     with pytest.raises(KeyboardInterrupt):
         store.create_job(Job("cut", created_at=1.0, total=8, fingerprint="fp-cut"), rows(), chunk=3)
-    assert store.r.hlen(store.k("cut", "rows")) == 6  # two chunks written, nobody reads them...
+    assert written == [6]  # two chunks were written (one of them with a waiting set)...
     assert store.job("cut") is None and "cut" not in store.jobs(100)  # ...there is no job
     assert store.job_for_fingerprint("fp-cut") is None
-    assert 0 < store.r.ttl(store.k("cut", "rows")) <= 86400  # and they expire
+    assert not store.r.keys("tm:job:cut*")  # and nothing of it
+
+
+def test_a_job_is_created_when_its_record_is_written_not_when_its_rows_began(store):
+    """Rows never touched count as idle from the job's ``created_at`` (the sweeper): matching a big file takes
+    a while before the record is written."""
+    last = []
+
+    def rows():
+        yield mk("courses:1", row=1)
+        last.append(time.time())
+
+    job = Job("j", created_at=1.0)
+    store.create_job(job, rows())
+    assert store.job("j").created_at >= last[0] and job.total == 1
 
 
 def test_the_ledger_read_ahead_answers_each_key_once_then_reads_redis_again(store):

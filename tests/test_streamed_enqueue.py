@@ -18,7 +18,7 @@ from tasks.client import TagMangoClient
 from tasks.credentials import Credential
 from tasks.enqueue import enqueue, rows_for
 from tasks.rows import ErrorCode, RowState
-from tests.helpers import HOST, MANGO, TOKEN, assert_consistent, wait_final
+from tests.helpers import HOST, MANGO, TOKEN, assert_consistent, settle, wait_final, write_tree
 
 ROWS = 40
 
@@ -75,3 +75,52 @@ def test_a_plan_sent_in_chunks_is_matched_across_them_and_every_row_lands_once(
     titles = Counter(c["title"] for c in sandbox.tree(HOST))
     assert titles["Twice"] == 2 and all(n == 1 for t, n in titles.items() if t != "Twice")
     assert sum(titles.values()) == ROWS - 4 + 2
+
+
+def test_publishing_after_the_write_leaves_alone_a_row_its_parent_already_released(tmp_path, services):
+    """Publishing reads the rows back after the job is written; with workers running, a parent published earlier
+    may already have run and released its lessons: those are parked once, by the release, not again."""
+    from tasks.enqueue import create_job, publish_ready
+    from tasks.park import park_key, parked_entries
+    from tasks.producer import release_dependents
+
+    store = services.store
+    plan = build_plan([write_tree(tmp_path / "tree.csv", 2)])
+    job_id = create_job(store, plan, "http://api.test", HOST)
+    rows = list(store.rows(job_id))
+    course = next(r for r in rows if not r.parent)
+    done = settle(store, job_id, course.row_id, {"course_id": "c1", "first_chapter": "f1", "second_chapter": "f2",
+                                                   "placeholder_modules": []})
+    assert release_dependents(store, job_id, done) >= 1  # as a worker does once the course is made...
+    target = store.job(job_id).target
+    taken = [row_id for _op, _job, row_id, _title in parked_entries(store, target)]
+    store.r.delete(park_key(target))  # ...and the dispatcher has handed its module to a worker already
+    publish_ready(store, job_id)  # the job's rows read back: the course is final, its module released
+    assert taken and not list(parked_entries(store, target))  # nothing parked a second time
+    assert store.job(job_id).published
+
+
+def test_sheets_of_one_workbook_are_matched_in_the_order_the_workbook_holds_them(tmp_path, services, sandbox):
+    """Two course sheets, Zeta before Alpha, each with a course TagMango holds once: the first sheet's row takes
+    it (as matching the whole plan always did), though the job lists Alpha's rows first."""
+    import openpyxl
+
+    client = TagMangoClient(sandbox.url, TOKEN, HOST)
+    live = client.create_course({"title": "Twice", "mangoes": [MANGO]})["_id"]
+    client.close()
+    book = openpyxl.Workbook()
+    for index, name in enumerate(("Zeta", "Alpha")):
+        sheet = book.active if index == 0 else book.create_sheet()
+        sheet.title = name
+        sheet.append(["external_id", "title", "mangoes"])
+        sheet.append([f"{name}-1", "Twice", MANGO])
+        sheet.append([f"{name}-2", f"Only in {name}", MANGO])
+    book.save(tmp_path / "two.xlsx")
+    plan = build_plan([tmp_path / "two.xlsx"], defer=True)
+    store = services.store
+    matching = Matching(services.gateway.door(Credential(sandbox.url, HOST, TOKEN)), store, "create", quiet=True)
+    job_id = enqueue(store, plan, sandbox.url, HOST, rows=matched_rows(matching, plan))
+    rows = {r.row_id: r for r in store.rows(job_id)}
+    assert list(rows) == ["Alpha:2", "Alpha:3", "Zeta:2", "Zeta:3"]
+    assert rows["Zeta:2"].outcome == "exists" and rows["Zeta:2"].result["course_id"] == live
+    assert rows["Alpha:2"].state is RowState.QUEUED

@@ -157,7 +157,8 @@ class Columns(list):
 
 
 class HandedBytes(io.RawIOBase):
-    """A file's bytes, handed over in a list, read once from the front: each megabyte is freed once read."""
+    """A file's bytes, handed over in a list, read once from the front: each megabyte is freed once read. (The
+    pieces are copied from the bytes first: twice the file for a moment, before pandas has made any cell.)"""
 
     PIECE = 1 << 20
 

@@ -2,8 +2,9 @@
 
 A sheet's rows whose key its kind's columnar check finds plain (``SheetKind.plain_keys``: the draft would find
 nothing to say) and unique are not drafted during validation: only their cells' outcomes (``cellrules.Outcomes``)
-are kept. ``run`` builds them batch by batch as it matches and writes them (``Plan.chunks``), so a file of a million
-rows never holds a million ``Row``s (issue 23); ``validate`` only counts them.
+are kept. ``run`` builds them batch by batch as it matches and writes them (``Plan.chunks``), so a million plain
+rows are never held as a million ``Row``s (issue 23; rows that name other rows are matched together, in one
+chunk); ``validate`` only counts them.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
     #: header order per sheet, so the results file can give rows back as they came.
     headers: dict[str, list[str]] = field(default_factory=dict)
+    #: (file, sheet) of every sheet whose rows are planned, in the order validation checked them.
+    sheets: list[tuple[str, str]] = field(default_factory=list)
     #: Rows to send that validation found plain and counted instead of building (``build_plan(defer=True)``): built
     #: chunk by chunk when the plan is sent (``chunks``), never all at once. ``to_dict`` leaves them out.
     deferred: list[DeferredRows] = field(default_factory=list)
@@ -58,17 +60,31 @@ class Plan:
         files = {f["name"]: i for i, f in enumerate(self.files)}
         return lambda r: (files.get(r.file, 0), r.sheet, r.row)
 
+    def check_key(self) -> Callable[[Row], tuple[int, int]]:
+        """A row's place in the plan: its sheet as validation checked them (registry order, then as the files
+        hold them), then row. Matching sees rows in this order (which row of two alike takes a live course)."""
+        places: dict[tuple[str, str], int] = {}
+        for sheet in self.sheets:
+            places.setdefault(sheet, len(places))
+        return lambda r: (places.get((r.file, r.sheet), 0), r.row)
+
+    def _sheets_in_job_order(self) -> bool:
+        files = {f["name"]: i for i, f in enumerate(self.files)}
+        places = list(dict.fromkeys(self.sheets))
+        return places == sorted(places, key=lambda s: (files.get(s[0], 0), s[1]))
+
     def chunks(self, size: int | None = None) -> Iterator[list[Row]]:
         """Every row, to send and unsent (these final, with their ``finished_at``), in input order (file, sheet,
         row), ``size`` (default ``CHUNK``) at a time; deferred rows are built as their chunk comes. All in one
-        chunk when a row names another row of the plan (a chapter its course, a tree's lessons): matching settles
-        those together."""
+        chunk when a row names another row of the plan (a chapter its course, a tree's lessons: matching settles
+        those together), and when the job's order of sheets (by name) is not the order validation checked them in
+        (matching sees a chunk in the plan's order, ``check_key``)."""
         key = self.order_key()
         for row in self.unsent:
             row.finished_at = row.finished_at or time.time()
         built = sorted(itertools.chain(self.rows, self.unsent), key=key)
         rows = heapq.merge(built, *(part.rows() for part in self.deferred), key=key)
-        if any(r.parent or r.place for r in self.rows):
+        if any(r.parent or r.place for r in self.rows) or not self._sheets_in_job_order():
             yield list(rows)
             return
         while chunk := list(itertools.islice(rows, size or CHUNK)):

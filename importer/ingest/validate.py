@@ -197,6 +197,7 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
     sheet_label = sheet.name if sheet.name not in used_ids else f"{sheet.file}:{sheet.name}"
     used_ids.add(sheet_label)
     plan.headers[sheet_label] = list(sheet.headers)
+    plan.sheets.append((sheet.file, sheet.name))
     present = set(mapped.values()) | {c for c in options.constants if c in sheet_kind.rules()}
     cells = cellrules.outcomes(sheet, sheet_kind, mapped, options.constants)
     if sheet_kind.operation is None:
@@ -211,7 +212,9 @@ def _check_sheet(sheet: Sheet, sheet_kind: SheetKind, options: Options, plan: Pl
             skip = set(drafted)
             deferred_keys = (k for i, k in enumerate(plain_keys) if i not in skip)
         if not sent or sent.isdisjoint(deferred_keys):
-            plan.deferred.append(DeferredRows(cells, sheet_kind, sheet_label, present, frozenset(drafted)))
+            part = DeferredRows(cells, sheet_kind, sheet_label, present, frozenset(drafted))
+            if len(part):
+                plan.deferred.append(part)
         else:
             # A drafted row shares its key with a deferred one (say, an empty external_id whose title key another
             # row gives as its external_id): which one repeats the other depends on their order: draft them all.

@@ -104,12 +104,13 @@ def match_live(door: Door, store: RowStore, plan: Plan, mode: str, *, quiet: boo
 
 
 def matched_rows(matching: Matching, plan: Plan) -> Iterator[Row]:
-    """Every row of the plan in input order, matched a chunk at a time as they are taken (``Plan.chunks``): a
-    million-row file is never held as a million rows. Matching's outcome: ``matching.done()`` once all are taken."""
-    key = plan.order_key()
+    """Every row of the plan in input order, matched a chunk at a time as they are taken (``Plan.chunks``; in the
+    plan's order within a chunk, as ``match_live`` would): a million plain rows are never held as a million rows.
+    Matching's outcome: ``matching.done()`` once all are taken."""
+    key, check_key = plan.order_key(), plan.check_key()
     for chunk in plan.chunks():
         unsent = [r for r in chunk if r.is_final]
-        part = Plan(files=plan.files, rows=[r for r in chunk if not r.is_final])
+        part = Plan(files=plan.files, rows=sorted((r for r in chunk if not r.is_final), key=check_key))
         matching.part(part)  # (may add rows: the deletes of replace mode)
         matching.to_send += len(part.rows)
         matching.settled += len(part.unsent) + len(unsent)
