@@ -13,8 +13,9 @@ import codecs
 import collections
 import csv
 import io
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 
@@ -121,6 +122,8 @@ def parse(name: str, text: str | list[str], delimiter: str, utf8: bytes | list[b
                 plain = _parse_plain(text, delimiter, utf8.pop() if isinstance(utf8, list) else utf8)
             if plain is not None:
                 return plain, True
+    if isinstance(utf8, list):
+        utf8.clear()  # handed over and not needed: the strict reader reads the text
     old_limit = csv.field_size_limit()
     csv.field_size_limit(MAX_CELL_CHARS)
     try:
@@ -203,16 +206,33 @@ def _parse_plain(text: str | None, delimiter: str, utf8: bytes | HandedBytes | N
     return Columns(frame[c].tolist() for c in frame.columns)
 
 
-def _parse(name: str, text: str, delimiter: str) -> list[list[str]]:
+def _parse(name: str, text: str, delimiter: str) -> list[list[str]] | Columns:
     """Strict; when every record is one line (the common case) in one C-speed pass, else record by record."""
     try:
-        rows = list(csv.reader(_source(text), delimiter=delimiter, strict=True))
+        columns, records = _as_columns(csv.reader(_source(text), delimiter=delimiter, strict=True))
     except csv.Error:
-        rows = None  # the careful pass below says where
+        columns = None  # the careful pass below says where
     ends = text.count("\n") + text.count("\r") - text.count("\r\n")
-    if rows is not None and len(rows) == ends + (not text.endswith(("\n", "\r"))):
-        return rows
+    if columns is not None and records == ends + (not text.endswith(("\n", "\r"))):
+        return columns
+    del columns
     return _parse_tracked(name, text, delimiter)
+
+
+def _as_columns(records: Iterator[list[str]], step: int = 1 << 15) -> tuple[Columns, int]:
+    """The records as ``Columns`` and how many there were, turned ``step`` records at a time (a list per record
+    is not kept: a million-row file's peak); a shorter record is padded with None, as ``grid.from_grid`` pads."""
+    columns, count = Columns(), 0
+    while chunk := list(itertools.islice(records, step)):
+        widest = max(map(len, chunk))
+        columns.extend([None] * count for _ in range(widest - len(columns)))
+        width = len(columns)
+        if min(map(len, chunk)) < width:
+            chunk = [r if len(r) == width else [*r, *[None] * (width - len(r))] for r in chunk]
+        for column, cells in zip(columns, zip(*chunk, strict=True), strict=True):
+            column.extend(cells)
+        count += len(chunk)
+    return columns, count
 
 
 def _source(text: str):  # noqa: ANN202 - an iterable of lines
