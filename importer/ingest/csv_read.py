@@ -100,10 +100,9 @@ def parse(name: str, text: str | list[str], delimiter: str, utf8: bytes | list[b
     them (issue 23). Should pandas not read it (a row with more fields than the first), ``again`` gives the bytes
     back for the strict reader.
 
-    Text without a quote (or NUL) cannot hold a quoted cell, so it is split by pandas' C reader, as before this
-    module existed: a column's texts then come out together in memory, and equal texts as one object, which
-    makes the checks after reading markedly faster on large files. Anything else goes through the strict csv
-    module.
+    Text without a quote (or NUL) cannot hold a quoted cell, so it is split by pandas' C reader: a column's texts
+    then come out together in memory, and equal texts as one object (faster checks on large files). Anything
+    else goes through the strict csv module.
     """
     handed = isinstance(text, list) and isinstance(utf8, list) and again is not None
     text = text.pop() if isinstance(text, list) else text
