@@ -27,9 +27,10 @@ from typing import Any
 import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from tasks.client import TagMangoClient
-from tasks.errors import PermanentApiError
+from tasks.errors import PermanentApiError, RateLimited, TransientApiError
 from tasks.ledger import Ledger
 
 PAGE_SIZE = 100
@@ -151,12 +152,38 @@ def same_title(listed: list[dict], body: dict, is_claimed: Callable[[str], bool]
     return found
 
 
+#: Tries of one read while looking for a course: a scan is many pages, each of which may fail on the way.
+READ_TRIES = 3
+
+
+def reads_retried(call: Caller, tries: int = READ_TRIES) -> Caller:
+    """``call`` for reads, tried again on a transient failure other than a 429 (which the row waits out as any
+    other). Looking for what an earlier create made reads every page of Get Courses: without this, one fault on
+    any page cost the row an attempt, and at a thousand courses a row could run out of attempts (the soak saw
+    two of 2,000 die so: ten faults in a row)."""
+
+    def read(fn: Callable[[TagMangoClient], Any]) -> Any:
+        for attempt in Retrying(retry=retry_if_exception(_transient_read), stop=stop_after_attempt(tries),
+                                wait=wait_exponential_jitter(initial=0.2, max=2.0), reraise=True):
+            with attempt:
+                return call(fn)
+        raise AssertionError("not reached")  # pragma: no cover
+
+    return read
+
+
+def _transient_read(exc: BaseException) -> bool:
+    return isinstance(exc, TransientApiError) and not isinstance(exc, RateLimited)
+
+
 def find_created(call: Caller, body: dict, ledger: Ledger, first_sent_at: float,
                  listings: Listings | None = None) -> dict | None:
     """The full course our earlier create made, claimed for this row; None if there is none.
 
-    ``call`` makes one request through the credential's door; ``listings`` (optional) shares scans between rows.
+    ``call`` makes one request through the credential's door (each read here is tried again on a 5xx, a timeout or
+    a dropped connection: ``reads_retried``); ``listings`` (optional) shares scans between rows.
     """
+    call = reads_retried(call)
     mangoes = list(body["mangoes"])
     if listings is None:
         listed = scan_courses(call, mangoes)

@@ -131,3 +131,43 @@ def test_find_created_through_a_shared_listing(redis_server, redis_url):
                                                    "createdAt": now_iso()}])
     found = find_created(_via(api), BODY, ledger, time.time() - 5, Listings(redis_server.client(), "k"))
     assert found["_id"] == "d" and found["firstChapter"] == "d-1"
+
+
+class Faulty(FakeApi):
+    """Fails the listed reads once each, as a TagMango under load does now and then."""
+
+    def __init__(self, courses: list[dict], faults: dict[tuple, Exception]) -> None:
+        super().__init__(courses)
+        self.faults = faults
+
+    def get_courses(self, *, page: int, limit: int, mangoes: list[str]) -> Page:
+        fault = self.faults.pop(("get", page), None)
+        if fault is not None:
+            self.calls.append(("fault", page))
+            raise fault
+        return super().get_courses(page=page, limit=limit, mangoes=mangoes)
+
+
+def test_a_page_that_fails_on_the_way_is_read_again_not_the_whole_attempt(redis_server, redis_url):
+    """A scan is many pages: a 5xx, a timeout or a dropped connection on one page is read again (up to three
+    tries), so it does not cost the row an attempt; a 429 is not (the row waits it out as any other), and a page
+    failing three times fails the attempt."""
+    from tasks.errors import ApiTimeout, RateLimited, ServerError
+
+    ledger = Ledger(redis_server.client(), "http://api", "h")
+    courses = [{"id": "a", "title": "Other"}, {"id": "b", "title": "Other"}, {"id": "d", "title": "Watercolour"}]
+    api = Faulty(courses, {("get", 2): ServerError("Something went wrong", status=502)})
+    assert find_created(_via(api), BODY, ledger, time.time() - 5)["_id"] == "d"
+    assert api.calls[:4] == [("get", 1), ("fault", 2), ("get", 2), ("patch", "d")]
+    with pytest.raises(RateLimited):
+        find_created(_via(Faulty(courses, {("get", 1): RateLimited("slow down")})), BODY, ledger, time.time())
+
+    class Always(FakeApi):
+        def get_courses(self, *, page: int, limit: int, mangoes: list[str]) -> Page:
+            self.calls.append(("fault", page))
+            raise ApiTimeout("timed out")
+
+    always = Always(courses)
+    with pytest.raises(ApiTimeout):
+        find_created(_via(always), BODY, ledger, time.time())
+    assert always.calls == [("fault", 1)] * 3
