@@ -124,3 +124,20 @@ def test_sheets_of_one_workbook_are_matched_in_the_order_the_workbook_holds_them
     assert list(rows) == ["Alpha:2", "Alpha:3", "Zeta:2", "Zeta:3"]
     assert rows["Zeta:2"].outcome == "exists" and rows["Zeta:2"].result["course_id"] == live
     assert rows["Alpha:2"].state is RowState.QUEUED
+
+
+def test_a_read_refused_or_unanswered_while_matching_is_exit_3_saying_what_was_not_done():
+    """``reads_answered`` (matching a chunk, reading for an export): TagMango's refusal or silence is one line and
+    exit 3, never a traceback."""
+    from importer.exitcodes import EXIT_CONFIG, CommandError
+    from importer.matching import reads_answered
+    from tasks.errors import ApiTimeout, PermanentApiError
+
+    with pytest.raises(CommandError) as refused, reads_answered("enqueued"):
+        raise PermanentApiError("Forbidden", status=403, error_code="COURSE_USER_NOT_CREATOR")
+    assert refused.value.exit_code == EXIT_CONFIG
+    assert str(refused.value) == "TagMango refused a read (403 COURSE_USER_NOT_CREATOR Forbidden); nothing was enqueued"
+    with pytest.raises(CommandError) as silent, reads_answered("written"):
+        raise ApiTimeout("timed out")
+    assert str(silent.value) == ("TagMango did not answer the reads (ApiTimeout: timed out); nothing was written, "
+                                 "try again later")

@@ -11,14 +11,13 @@ from pathlib import Path
 import click
 
 from importer.config import Config
-from importer.exitcodes import EXIT_CONFIG, EXIT_INVALID_INPUT, EXIT_OK, CommandError
+from importer.exitcodes import EXIT_INVALID_INPUT, EXIT_OK, CommandError
 from importer.local.session import Session, real_target
-from importer.matching import ReadProgress
+from importer.matching import ReadProgress, reads_answered
 from importer.matching.export import CURRICULUM_COLUMNS, NotFound, read_catalog
 from importer.matching.live import LiveCatalog
 from importer.matching.preflight import gate
 from importer.report.tables import write_sheets, write_table
-from tasks import errors
 
 
 def export(config: Config, output: str, *, mangoes: tuple[str, ...], course_ids: tuple[str, ...], sandbox: bool,
@@ -42,15 +41,10 @@ def export(config: Config, output: str, *, mangoes: tuple[str, ...], course_ids:
             click.echo(f"Reading {count} {what} of {door.cred.host}…", file=out)
 
         try:
-            exported = read_catalog(catalog, mangoes=wanted_mangoes, course_ids=wanted_courses, on_level=level)
+            with reads_answered("written"):
+                exported = read_catalog(catalog, mangoes=wanted_mangoes, course_ids=wanted_courses, on_level=level)
         except NotFound as exc:
             raise CommandError(str(exc), EXIT_INVALID_INPUT) from None
-        except errors.PermanentApiError as exc:
-            raise CommandError(f"TagMango refused a read ({exc.status} {exc.error_code or ''} {exc.message}); "
-                               "nothing was written", EXIT_CONFIG) from None
-        except errors.TransientApiError as exc:
-            raise CommandError(f"TagMango did not answer the reads ({exc.status or type(exc).__name__}: "
-                               f"{exc.message}); nothing was written, try again later", EXIT_CONFIG) from None
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
         try:
             if path.suffix.lower() == ".xlsx":

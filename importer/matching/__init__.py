@@ -7,6 +7,7 @@ after a 429) is said, and a 429 that our own count does not explain is reported 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 import time
@@ -61,6 +62,20 @@ class ReadProgress:
             self._echo(f"note: {text}")
 
 
+@contextlib.contextmanager
+def reads_answered(not_done: str) -> Iterator[None]:
+    """TagMango refusing a read, or not answering the reads, as a CommandError (exit 3); ``not_done``: what was
+    therefore not done ("nothing was enqueued")."""
+    try:
+        yield
+    except errors.PermanentApiError as exc:
+        raise CommandError(f"TagMango refused a read ({exc.status} {exc.error_code or ''} {exc.message}); "
+                           f"nothing was {not_done}", EXIT_CONFIG) from None
+    except errors.TransientApiError as exc:
+        raise CommandError(f"TagMango did not answer the reads ({exc.status or type(exc).__name__}: "
+                           f"{exc.message}); nothing was {not_done}, try again later", EXIT_CONFIG) from None
+
+
 class Matching:
     """Matching one import against TagMango, a part of the plan at a time (``part``), with what the parts share:
     the catalog's listings, the ledger, the courses matched (``Reconciled.claimed``), the warnings."""
@@ -77,14 +92,8 @@ class Matching:
     def part(self, plan: Plan) -> None:
         """Reconcile the plan's rows (``reconcile``). A refusal or an outage is a CommandError (exit 3)."""
         drop_foreign_ids(plan.rows, self.host, self.foreign)
-        try:
+        with reads_answered("enqueued"):
             reconcile(plan, self.catalog, self.reconciled.mode, self.ledger, out=self.reconciled)
-        except errors.PermanentApiError as exc:
-            raise CommandError(f"TagMango refused a read ({exc.status} {exc.error_code or ''} {exc.message}); "
-                               "nothing was enqueued", EXIT_CONFIG) from None
-        except errors.TransientApiError as exc:
-            raise CommandError(f"TagMango did not answer the reads ({exc.status or type(exc).__name__}: "
-                               f"{exc.message}); nothing was enqueued, try again later", EXIT_CONFIG) from None
 
     def done(self) -> Reconciled:
         """What matching found, the foreign ids dropped said first."""
