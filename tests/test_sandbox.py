@@ -1061,3 +1061,31 @@ def test_a_sandbox_holding_a_hung_request_stops_without_waiting_for_it():
     finally:
         running.stop()
     assert not running.thread.is_alive()
+
+
+def test_the_sandbox_answers_without_waiting_for_a_delayed_ack():
+    """The sandbox's connections have TCP_NODELAY (asyncio sets it only when the listening socket says TCP):
+    without it, each answer on a kept-alive connection waited ~40 ms for the client's delayed ACK."""
+    import asyncio
+    import socket
+
+    from importer.sandbox.server import bind_socket
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        class Note(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        server = await asyncio.get_running_loop().create_server(Note, sock=bind_socket())
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) == 1
