@@ -143,9 +143,20 @@ def scan_courses(call: Caller, mangoes: list[str], keepalive: Callable[[], None]
     return courses
 
 
+def by_title(listed: list[dict]) -> dict[str, list[dict]]:
+    """A listing's courses by their (trimmed) title, each title's in listing order: matching a file's rows
+    looks each row's title up once instead of passing over the whole listing (10,000 rows against a creator's
+    10,000 courses were 10^8 comparisons)."""
+    index: dict[str, list[dict]] = {}
+    for course in listed:
+        index.setdefault(course["title"], []).append(course)
+    return index
+
+
 def same_title(listed: list[dict], body: dict, is_claimed: Callable[[str], bool]) -> list[dict]:
     """Listed courses with the body's title (trimmed) that no row owns: those with the same description and
-    cover first (two rows may share a title)."""
+    cover first (two rows may share a title). ``listed`` may be the whole listing or ``by_title``'s courses of
+    that title."""
     title = body["title"].strip()
     found = [c for c in listed if c["title"] == title and not is_claimed(c["_id"])]
     found.sort(key=lambda c: (c["d"] != fingerprint(body.get("description")), c["c"] != body.get("coverImage")))

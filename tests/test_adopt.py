@@ -171,3 +171,38 @@ def test_a_page_that_fails_on_the_way_is_read_again_not_the_whole_attempt(redis_
     with pytest.raises(ApiTimeout):
         find_created(_via(always), BODY, ledger, time.time())
     assert always.calls == [("fault", 1)] * 3
+
+
+def test_a_title_index_finds_what_a_pass_over_the_listing_finds():
+    import random
+
+    from tasks.adopt import by_title, same_title
+
+    rng = random.Random(7)
+    listed = [{"_id": f"c{i}", "title": rng.choice(["A", "B", "C", "A B"]), "d": rng.choice(["x", "y"]),
+               "c": rng.choice([None, "cover"])} for i in range(200)]
+    index = by_title(listed)
+    assert sum(len(v) for v in index.values()) == len(listed)
+    claimed = {f"c{i}" for i in range(0, 200, 3)}
+    for title in ("A", " B ", "C", "A B", "D"):
+        body = {"title": title, "description": "x", "coverImage": "cover"}
+        whole = same_title(listed, body, claimed.__contains__)
+        assert same_title(index.get(title.strip(), []), body, claimed.__contains__) == whole
+        assert all(c["title"] == title.strip() for c in whole)
+
+
+def test_the_live_catalog_scans_once_and_looks_titles_up():
+    from importer.matching.live import LiveCatalog
+
+    api = FakeApi([{"id": "a", "title": " Watercolour "}, {"id": "b", "title": "Oils"},
+                   {"id": "c", "title": "Watercolour"}])
+
+    class Door:
+        def read(self, fn, on_wait=None, on_notice=None):
+            return fn(api)
+
+    catalog = LiveCatalog(Door())
+    assert [c["_id"] for c in catalog.titled(["m"], " Watercolour")] == ["a", "c"]
+    assert [c["_id"] for c in catalog.titled(["m"], "Oils")] == ["b"] and catalog.titled(["m"], "Ink") == []
+    assert catalog.reads == 2  # one scan of two pages, shared by every look-up
+    assert [c["_id"] for c in catalog.courses(["m"])] == ["a", "b", "c"]

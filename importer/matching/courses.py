@@ -48,7 +48,7 @@ def match_course(row: Row, catalog: LiveCatalog, ledger: Ledger | None, claimed:
     def owned(course_id: str) -> bool:  # by another row of this import, or by another key in the ledger
         return course_id in claimed or (ledger is not None and ledger.is_claimed(course_id))
 
-    found = same_title(catalog.courses(list(row.body["mangoes"])), row.body, owned)
+    found = same_title(catalog.titled(list(row.body["mangoes"]), row.body["title"]), row.body, owned)
     if not found:
         return None
     best = [c for c in found if c["d"] == fingerprint(row.body.get("description")) and

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tasks import operations
-from tasks.adopt import scan_courses
+from tasks.adopt import by_title, scan_courses
 from tasks.gateway import Door
 from tasks.rows import RowState
 from tasks.rowstore import RowStore
@@ -35,12 +35,12 @@ def find(store: RowStore, job_id: str, door: Door) -> list[dict]:
     created = [r for r in listed if r.state is RowState.SUCCEEDED and (r.outcome or "").startswith("created")
                and (r.result or {}).get("course_id") and in_file[_key(r.body)] == 1]
     found: list[dict] = []
-    listings: dict[tuple[str, ...], list[dict]] = {}
+    listings: dict[tuple[str, ...], dict[str, list[dict]]] = {}
     for row in created:
         mangoes, title = _key(row.body)
         if mangoes not in listings:
-            listings[mangoes] = scan_courses(door.read, list(mangoes))
-        ids = [c["_id"] for c in listings[mangoes] if c["title"] == title]
+            listings[mangoes] = by_title(scan_courses(door.read, list(mangoes)))
+        ids = [c["_id"] for c in listings[mangoes].get(title, [])]
         ours = row.result["course_id"]
         if len(ids) > 1:
             others = [i for i in ids if i != ours]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks import errors
-from tasks.adopt import scan_courses
+from tasks.adopt import by_title, scan_courses
 from tasks.gateway import Door, OnNotice, OnWait
 
 
@@ -31,6 +31,7 @@ class LiveCatalog:
         self.reads = 0
         self._count = threading.Lock()  # reads may go out from several threads (the export)
         self._listings: dict[tuple[str, ...], list[dict]] = {}
+        self._titles: dict[tuple[str, ...], dict[str, list[dict]]] = {}
 
     def _read(self, fn: Callable[[Any], Any]) -> Any:
         with self._count:
@@ -54,6 +55,13 @@ class LiveCatalog:
         if key not in self._listings:
             self._listings[key] = scan_courses(self._read, list(key))
         return self._listings[key]
+
+    def titled(self, mangoes: list[str], title: str) -> list[dict]:
+        """The courses of ``courses(mangoes)`` titled ``title`` (trimmed), in listing order."""
+        key = tuple(sorted(mangoes))
+        if key not in self._titles:
+            self._titles[key] = by_title(self.courses(list(key)))
+        return self._titles[key].get(title.strip(), [])
 
     def course(self, course_id: str) -> dict | None:
         return self._maybe(lambda api: api.update_course(course_id, {}))
