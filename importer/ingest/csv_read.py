@@ -15,7 +15,7 @@ import csv
 import io
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -87,24 +87,24 @@ def sniff_delimiter(text: str) -> str:
         return max(",;\t", key=first.count)
 
 
-def parse(name: str, text: str | list[str], delimiter: str, utf8: bytes | list[bytes] | None = None,
-          again: Callable[[], bytes] | None = None) -> tuple[list[list[object]], bool]:
+def parse(name: str, text: str | list[str], delimiter: str, data: bytes | list[bytes] | None = None,
+          again: Callable[[], bytes] | None = None, encoding: str = "utf-8") -> tuple[list[list[object]], bool]:
     """Records, one per spreadsheet row (a blank line is an empty row), and whether equal texts in them are
-    already one object (pandas' reader); then the records are given as columns (``Columns``, every column as
-    long). ``utf8``: the text's own UTF-8 bytes if at hand (the file as read), spares encoding it again for
+    already one object; the records are given as columns (``Columns``, every column as long). ``data``: the
+    file's bytes, ``text`` decoded with ``encoding``, if at hand; UTF-8 bytes spare encoding the text again for
     pandas. Raises InputError.
 
-    Handed over (``text`` and ``utf8`` each in a list the caller keeps no other reference to, and ``again`` to
-    read the bytes once more), the text is freed before pandas reads and the bytes are freed piece by piece as
-    pandas reads them (``HandedBytes``): a 1,000,000-row file's read peaks at its cells, without the file beside
+    Handed over (``text`` and ``data`` each in a list the caller keeps no other reference to, and ``again`` to
+    read the bytes once more), the text is freed before the records are read, and the bytes piece by piece as
+    they are read (``HandedBytes``): a 1,000,000-row file's read peaks at its cells, without the file beside
     them (issue 23). Should pandas not read it (a row with more fields than the first), ``again`` gives the bytes
     back for the strict reader.
 
     Text without a quote (or NUL) cannot hold a quoted cell, so it is split by pandas' C reader: a column's texts
     then come out together in memory, and equal texts as one object (faster checks on large files). Anything
-    else goes through the strict csv module.
+    else goes through the strict csv module (``_read_strict``).
     """
-    handed = isinstance(text, list) and isinstance(utf8, list) and again is not None
+    handed = isinstance(text, list) and isinstance(data, list) and again is not None
     text = text.pop() if isinstance(text, list) else text
     if '"' not in text:
         at = _too_long_cell(text, delimiter)
@@ -113,20 +113,26 @@ def parse(name: str, text: str | list[str], delimiter: str, utf8: bytes | list[b
             raise InputError(name, f"row {line} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
                                    "no field may be that long")
         if "\x00" not in text:
-            if handed:
+            if handed and encoding == "utf-8":
                 del text  # (and the bytes, as pandas reads them)
-                plain = _parse_plain(None, delimiter, HandedBytes(utf8))
+                plain = _parse_plain(None, delimiter, HandedBytes(data))
                 text = again().decode("utf-8") if plain is None else ""
+                handed = False  # the bytes are gone: the strict reader reads the text
             else:
+                utf8 = data if encoding == "utf-8" else None
                 plain = _parse_plain(text, delimiter, utf8.pop() if isinstance(utf8, list) else utf8)
             if plain is not None:
                 return plain, True
-    if isinstance(utf8, list):
-        utf8.clear()  # handed over and not needed: the strict reader reads the text
     old_limit = csv.field_size_limit()
     csv.field_size_limit(MAX_CELL_CHARS)
     try:
-        return _parse(name, text, delimiter), False
+        if handed and data:
+            del text  # the records are read from the bytes, which are freed as they are read
+            lines = io.TextIOWrapper(io.BufferedReader(HandedBytes(data)), encoding=encoding, newline="")
+            return _read_strict(name, lines, delimiter), True
+        if isinstance(data, list):
+            data.clear()  # not needed: the strict reader reads the text
+        return _read_strict(name, _source(text), delimiter), True
     finally:
         csv.field_size_limit(old_limit)
 
@@ -205,33 +211,64 @@ def _parse_plain(text: str | None, delimiter: str, utf8: bytes | HandedBytes | N
     return Columns(frame[c].tolist() for c in frame.columns)
 
 
-def _parse(name: str, text: str, delimiter: str) -> list[list[str]] | Columns:
-    """Strict; when every record is one line (the common case) in one C-speed pass, else record by record."""
-    try:
-        columns, records = _as_columns(csv.reader(_source(text), delimiter=delimiter, strict=True))
-    except csv.Error:
-        columns = None  # the careful pass below says where
-    ends = text.count("\n") + text.count("\r") - text.count("\r\n")
-    if columns is not None and records == ends + (not text.endswith(("\n", "\r"))):
-        return columns
-    del columns
-    return _parse_tracked(name, text, delimiter)
+#: Records the strict reader reads at C speed at a time; their lines are kept until they are read.
+STRICT_STEP = 1 << 15
 
 
-def _as_columns(records: Iterator[list[str]], step: int = 1 << 15) -> tuple[Columns, int]:
-    """The records as ``Columns`` and how many there were, turned ``step`` records at a time (a list per record
-    is not kept: a million-row file's peak); a shorter record is padded with None, as ``grid.from_grid`` pads."""
-    columns, count = Columns(), 0
-    while chunk := list(itertools.islice(records, step)):
-        widest = max(map(len, chunk))
-        columns.extend([None] * count for _ in range(widest - len(columns)))
-        width = len(columns)
-        if min(map(len, chunk)) < width:
-            chunk = [r if len(r) == width else [*r, *[None] * (width - len(r))] for r in chunk]
+def _read_strict(name: str, source: Iterable[str], delimiter: str, step: int = STRICT_STEP) -> Columns:
+    """The csv module's strict reading of ``source`` (lines with their ends, as ``open(newline='')`` gives them)
+    as ``Columns`` of trimmed texts (a shorter record padded with None, as ``grid.from_grid`` pads).
+
+    Records are read ``step`` at a time at C speed, and only that step's lines are kept (a million-row file is
+    never held whole beside its cells). A step in which a record spans several lines, or in which the csv module
+    refuses a record, is read again from its lines, record by record (``_parse_tracked``): a cell may hold line
+    breaks but not what looks like whole rows, and a refusal is said with its row, line and column. Equal texts
+    of a column are one object within each step (``_canonical``), as pandas' reader makes them.
+    """
+    held: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in source:
+            held.append(line)
+            yield line
+
+    reader = csv.reader(lines(), delimiter=delimiter, strict=True)
+    columns, count, lines_before = Columns(), 0, 0
+    widest, width = 0, 0  # widest non-empty record so far; the width multi-line records are checked against
+    while True:
+        try:
+            chunk = list(itertools.islice(reader, step))
+        except csv.Error as exc:
+            _parse_tracked(name, "".join(held), delimiter, count, lines_before, width, widest)  # says where
+            raise InputError(name, f"row {count + 1} (line {lines_before + 1}) or below: cannot be parsed as CSV "
+                                   f"({exc})") from None
+        if not chunk:
+            break
+        if reader.line_num - lines_before != len(chunk):  # a record over several lines
+            width = _parse_tracked(name, "".join(held), delimiter, count, lines_before, width, widest)[1]
+        if not width:
+            widest = max(widest, max(map(len, filter(any, chunk)), default=0))
+        held.clear()
+        lines_before = reader.line_num
+        widest_now = max(map(len, chunk))
+        columns.extend([None] * count for _ in range(widest_now - len(columns)))
+        if min(map(len, chunk)) < len(columns):
+            chunk = [r if len(r) == len(columns) else [*r, *[None] * (len(columns) - len(r))] for r in chunk]
         for column, cells in zip(columns, zip(*chunk, strict=True), strict=True):
-            column.extend(cells)
+            column.extend(_canonical(cells))
         count += len(chunk)
-    return columns, count
+        del chunk
+    return columns
+
+
+def _canonical(cells: tuple) -> Iterable[object]:
+    """A step's cells of one column, trimmed, equal texts as one object (at C speed)."""
+    try:
+        trimmed = list(map(str.strip, cells))
+    except TypeError:  # a padded record's None
+        trimmed = [c.strip() if isinstance(c, str) else c for c in cells]
+    canon = dict(zip(trimmed, trimmed, strict=True))
+    return map(canon.__getitem__, trimmed)
 
 
 def _source(text: str):  # noqa: ANN202 - an iterable of lines
@@ -239,12 +276,17 @@ def _source(text: str):  # noqa: ANN202 - an iterable of lines
     return io.StringIO(text, newline="") if len(text) <= 32 << 20 else _lines(text)
 
 
-def _parse_tracked(name: str, text: str, delimiter: str) -> list[list[str]]:
+def _parse_tracked(name: str, text: str, delimiter: str, rows_before: int = 0, lines_before: int = 0,
+                   width: int = 0, widest: int = 0) -> tuple[list[list[str]], int]:
+    """``text`` (the lines of records that follow ``rows_before`` records on ``lines_before`` lines) read record by
+    record: a record over several lines is checked (``_check_multiline``), a refused one is an InputError saying
+    where. Returns the records and the width multi-line records are checked against: ``width`` if set already,
+    else fixed at the first record over several lines as the widest non-empty record until then (``widest``:
+    before ``text``)."""
     reader = csv.reader(_source(text), delimiter=delimiter, strict=True)
     rows: list[list[str]] = []
     append = rows.append
     line = 1
-    width = 0
     lines: list[str] | None = None
     try:
         for record in reader:
@@ -253,31 +295,36 @@ def _parse_tracked(name: str, text: str, delimiter: str) -> list[list[str]]:
             if end != line:
                 if lines is None:
                     lines = list(_lines(text))
-                width = width or max((len(r) for r in rows if any(r)), default=0)
-                _check_multiline(name, lines, record, len(rows), line, end, delimiter, width)
+                if not width:
+                    width = max(widest, max((len(r) for r in rows if any(r)), default=0))
+                _check_multiline(name, lines[line - 1:end], record, rows_before + len(rows), lines_before + line,
+                                 lines_before + end, delimiter, width)
             line = end + 1
     except csv.Error as exc:
         message = str(exc)
-        row = len(rows) + 1
+        row = rows_before + len(rows) + 1
+        local_line, line = line, lines_before + line
         if "field larger than field limit" in message:
             raise InputError(name, f"row {row} (line {line}): a cell longer than {MAX_CELL_CHARS:,} characters; "
                                    "no field may be that long") from None
-        first_line = lines[line - 1] if lines is not None and line - 1 < len(lines) else _nth_line(text, line)
+        first_line = (lines[local_line - 1] if lines is not None and local_line - 1 < len(lines) else
+                      _nth_line(text, local_line))
         column = _open_quote_column(first_line, delimiter)
+        read_to = lines_before + reader.line_num
         where = f"row {row} (line {line})" + (f", column {column_letter(column)}" if column is not None else "")
         if "unexpected end of data" in message:
             raise InputError(name, f"{where}: a quote opened here is never closed, so every line after it would "
                                    "be read into this one cell; close the quote (a quote inside a cell is written "
                                    "twice: \"\")") from None
-        if "expected after" in message and reader.line_num == line:
+        if "expected after" in message and read_to == line:
             raise InputError(name, f"{where}: text after the closing quote of a quoted cell; put the whole cell "
                                    "in quotes, or write a quote inside a cell twice (\"\")") from None
         if "expected after" in message:
-            raise InputError(name, f"{where}: a quoted cell runs from line {line} to line {reader.line_num} and "
+            raise InputError(name, f"{where}: a quoted cell runs from line {line} to line {read_to} and "
                                    "ends in a stray quote; a quote is probably not closed, which merges the rows "
                                    "after it into this cell") from None
         raise InputError(name, f"row {row} (line {line}): cannot be parsed as CSV ({message})") from None
-    return rows
+    return rows, width
 
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
@@ -292,12 +339,13 @@ def _lines(text: str):  # noqa: ANN202 - a generator of str
 
 def _check_multiline(name: str, lines: list[str], record: list[str], row: int, start: int, end: int,
                      delimiter: str, width: int) -> None:
-    """A record over several lines: its cells may hold line breaks, not whole rows."""
-    raw = "".join(lines[start - 1:end])
+    """A record over several lines (``lines``: its lines, ``start``..``end`` in the file): its cells may hold
+    line breaks, not whole rows."""
+    raw = "".join(lines)
     try:
         list(csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, strict=True))
     except csv.Error:
-        column = _open_quote_column(lines[start - 1], delimiter)
+        column = _open_quote_column(lines[0], delimiter)
         where = f"row {row} (line {start})" + (f", column {column_letter(column)}" if column is not None else "")
         raise InputError(name, f"{where}: a quoted cell runs from line {start} to line {end} and ends in a stray "
                                "quote; a quote is probably not closed, which merges the rows after it into this "

@@ -118,12 +118,9 @@ def _read_text(name: str, stem: str, content: list[bytes], known: frozenset[str]
     text, encoding = csv_read.decode_as(name, data)
     delimiter = "\t" if tab else csv_read.sniff_delimiter(text)
     may_hold_nul = "\x00" in text
-    handed, raw = [text], [data]  # handed over: freed as pandas reads the bytes (csv_read.parse)
+    handed, raw = [text], [data]  # handed over: freed as they are read (csv_read.parse)
     del text, data
-    if encoding == "utf-8":
-        grid, shared = csv_read.parse(name, handed, delimiter, raw, again)
-    else:
-        grid, shared = csv_read.parse(name, handed, delimiter)
+    grid, shared = csv_read.parse(name, handed, delimiter, raw, again, encoding)
     del raw
     heap.give_back()  # what pandas freed
     sheet = from_grid(name, stem, grid, known, None, is_text=True, may_hold_nul=may_hold_nul, shared=shared)

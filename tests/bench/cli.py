@@ -213,7 +213,7 @@ def importer_cmd(*args: str) -> list[str]:
 # -- nowait ----------------------------------------------------------------------------------------------------
 
 
-def bench_nowait(work: Path, redis: RedisServer, rows: int, timeout: float = 600) -> dict:
+def bench_nowait(work: Path, redis: RedisServer, rows: int, timeout: float = 600, quoted: bool = False) -> dict:
     """``tagmango-import run FILE --no-wait --host H`` of ``rows`` course rows with a configured Redis, no workers."""
     from tasks.rowstore import RowStore
     from tests.bench.run import courses_csv
@@ -221,7 +221,7 @@ def bench_nowait(work: Path, redis: RedisServer, rows: int, timeout: float = 600
     load0 = load()
     folder = work / f"nowait{rows}"
     folder.mkdir(parents=True, exist_ok=True)
-    csv = courses_csv(folder / f"courses{rows}.csv", rows, "N", description=True)
+    csv = courses_csv(folder / f"courses{rows}.csv", rows, "N", description=True, quoted=quoted)
     sandbox = serve_in_thread(SandboxConfig(tokens={TOKEN: None}, latency_s=(0.05, 0.4), seed=1))
     try:
         client = redis.client()
@@ -237,7 +237,8 @@ def bench_nowait(work: Path, redis: RedisServer, rows: int, timeout: float = 600
         requests = sandbox.stats()["requests"]
     finally:
         sandbox.stop()
-    return {"scenario": "nowait", "rows": rows, "exit": done["rc"], "seconds": round(done["seconds"], 1),
+    return {"scenario": "nowait (quoted cells)" if quoted else "nowait", "rows": rows, "exit": done["rc"],
+            "seconds": round(done["seconds"], 1),
             "peak RSS MiB (wait4)": round(done["maxrss_mib"]), "peak RSS MiB (polled)": round(done["polled_peak_mib"]),
             "Redis bytes/row": round((after - before) / rows), "Redis MiB": round((after - before) / 2**20),
             "job rows in Redis": queued, "API requests": requests,
@@ -348,6 +349,48 @@ def bench_match6(work: Path, redis: RedisServer, *, limit: int = 120, trees: Pat
             "most in 10 s": peak, "longest pause s": round(gap, 1),
             "stderr (last line)": last_line(dry["stderr"])[:200], "stdout (last line)": last_line(dry["stdout"])[:120],
             "load before import": load0, "load before dry run": load1, "load after": load()}
+
+
+# -- matchbig --------------------------------------------------------------------------------------------------
+
+
+def bench_match_big(work: Path, redis: RedisServer, courses: int = 10_000, mode: str = "merge") -> dict:
+    """A creator with ``courses`` live courses and a file of the same ``courses`` titles (no course_id, an empty
+    Redis: no ledger), ``validate --mode MODE``: every row is matched by its title. The sandbox and the importer
+    allow a million requests per 10 s, so the time is the importer's own (matching, reads), not the budget."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.client import TagMangoClient
+    from tests.bench.run import courses_csv
+
+    folder = work / "matchbig"
+    folder.mkdir(parents=True, exist_ok=True)
+    csv = courses_csv(folder / f"match{courses}.csv", courses, "M", description=True)
+    load0 = load()
+    sandbox = serve_in_thread(SandboxConfig(tokens={TOKEN: None}, seed=1, rate_limit=1_000_000))
+    try:
+        redis.client().flushall()
+        api = TagMangoClient(sandbox.url, TOKEN, HOST)
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda i: api.create_course({"title": f"Bench M{i}", "mangoes": [MANGO],
+                                                           "description": f"About course M{i}"}), range(courses)))
+        finally:
+            api.close()
+        env = cli_env(TAGMANGO_REDIS_URL=redis.url, TAGMANGO_API_URL=sandbox.url, TAGMANGO_API_TOKEN=TOKEN,
+                      TAGMANGO_RATE_LIMIT="1000000")
+        before = sandbox.stats()
+        load1 = load()
+        dry = run_command(importer_cmd("validate", str(csv), "--mode", mode, "--host", HOST), env, folder,
+                          f"matchbig-{mode}", timeout=1800)
+        after = sandbox.stats()
+    finally:
+        sandbox.stop()
+    return {"scenario": f"matchbig ({mode})", "live courses": courses, "rows": courses, "exit": dry["rc"],
+            "seconds": round(dry["seconds"], 1), "peak RSS MiB": round(dry["maxrss_mib"]),
+            "requests": after["requests"] - before["requests"], "stdout (last line)": last_line(dry["stdout"])[:160],
+            "stderr (last line)": last_line(dry["stderr"])[:160], "load before seeding": load0,
+            "load before": load1, "load after": load()}
 
 
 # -- two machines ----------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ defaults; see tests/bench/cli.py and tests/bench/scale.py). Every table row carr
                                                    #   per-key and total req/s, 429s, most in 10 s per key,
                                                    #   worker CPU ms per request, succeeded/total
     python -m tests.bench.run --only key1,keys4 --cli-workers   # the same with CLI workers
-    python -m tests.bench.run --only nowait        # `run FILE --no-wait` of 100,000 course rows (--nowait-rows N):
+    python -m tests.bench.run --only nowait        # `run FILE --no-wait` of 100,000 course rows (--nowait-rows N,
+                                                   #   --nowait-quoted: a quoted cell in every tenth row):
                                                    #   wall time, peak RSS, Redis bytes per row, exit code
     python -m tests.bench.run --only validate      # `validate FILE` (CSV, xlsx) vs a bare pandas read, fresh
                                                    #   processes, min of 3 (--validate-rows N)
@@ -33,6 +34,10 @@ defaults; see tests/bench/cli.py and tests/bench/scale.py). Every table row carr
                                                    #   (0 writes) and run into another host (same trees)
     python -m tests.bench.run --only twomachines   # one 60-course file run at once from two folders, two Redis
                                                    #   servers: exit codes, courses, duplicated titles, 429s
+    python -m tests.bench.run --only matchbig      # `validate --mode merge` of 10,000 course rows against a creator
+                                                   #   with those 10,000 courses, every row matched by its title
+                                                   #   (--match-courses N, --match-mode M), no rate limit: the
+                                                   #   importer's own time
     python -m tests.bench.run --only pools         # research: keys16 with celery --pool threads/gevent x N
                                                    #   (--pools threads:8,gevent:64,... --pool-rows N)
     python -m tests.bench.run --only profile16     # keys16 with py-spy --gil on worker 0, top 15 frames
@@ -91,11 +96,15 @@ def result(name: str, rows: int, sandbox, seconds: float) -> dict:
             "ideal s": round(rows / 12, 1), "courses": stats["courses_by_host"].get(HOST, 0)}
 
 
-def courses_csv(path: Path, rows: int, prefix: str = "B", description: bool = False) -> Path:
-    """``rows`` course rows: external_id,title,mangoes (and a short description with ``description``)."""
+def courses_csv(path: Path, rows: int, prefix: str = "B", description: bool = False, quoted: bool = False) -> Path:
+    """``rows`` course rows: external_id,title,mangoes (and a short description with ``description``; with
+    ``quoted`` every tenth description holds a comma, so it is in quotes, as Excel writes it)."""
     if description:
+        def about(i: int) -> str:
+            return f'"About course {prefix}{i}, in short"' if quoted and i % 10 == 0 else f"About course {prefix}{i}"
+
         path.write_text("external_id,title,mangoes,description\n" + "".join(
-            f"{prefix}{i},Bench {prefix}{i},{MANGO},About course {prefix}{i}\n" for i in range(rows)))
+            f"{prefix}{i},Bench {prefix}{i},{MANGO},{about(i)}\n" for i in range(rows)))
         return path
     path.write_text("external_id,title,mangoes\n" + "".join(f"{prefix}{i},Bench {prefix}{i},{MANGO}\n"
                                                               for i in range(rows)))
@@ -465,8 +474,12 @@ def main() -> None:
     parser.add_argument("--cli-workers", action="store_true",
                         help="key1/keys4/keys8/limit60/profile: start workers with `python -m importer worker`")
     parser.add_argument("--nowait-rows", type=int, default=100_000, help="rows in nowait")
+    parser.add_argument("--nowait-quoted", action="store_true",
+                        help="nowait's file has a quoted cell in every tenth row (the csv module reads it)")
     parser.add_argument("--nowait-timeout", type=float, default=600, help="seconds before nowait's command is cut off")
     parser.add_argument("--validate-rows", type=int, default=100_000, help="rows in validate")
+    parser.add_argument("--match-courses", type=int, default=10_000, help="live courses and rows in matchbig")
+    parser.add_argument("--match-mode", default="merge", help="matchbig's --mode (create: no read-backs)")
     parser.add_argument("--course-trees", type=Path, default=None,
                         help="folder of the real course trees (default ../shared/data/course_trees)")
     parser.add_argument("--pools", default=None, help="pools: POOL:N,... (default threads:8,16,32 and gevent:64,200)")
@@ -524,11 +537,11 @@ def main() -> None:
                 from tests.bench.export import bench_export
 
                 show([bench_export(work, redis, trees_folder=args.course_trees)])
-            if only & {"nowait", "validate", "match6", "match6-60", "twomachines"}:
+            if only & {"nowait", "validate", "match6", "match6-60", "twomachines", "matchbig"}:
                 from tests.bench import cli
 
                 if "nowait" in only:
-                    show([cli.bench_nowait(work, redis, args.nowait_rows, args.nowait_timeout)])
+                    show([cli.bench_nowait(work, redis, args.nowait_rows, args.nowait_timeout, args.nowait_quoted)])
                 if "validate" in only:
                     show(cli.bench_validate_cli(work, args.validate_rows))
                 if "match6" in only:
@@ -537,6 +550,8 @@ def main() -> None:
                     show([cli.bench_match6(work, redis, limit=60, trees=args.course_trees)])
                 if "twomachines" in only:
                     show([cli.bench_two_machines(work, redis)])
+                if "matchbig" in only:
+                    show([cli.bench_match_big(work, redis, args.match_courses, args.match_mode)])
         finally:
             redis.stop()
 
