@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from importer.ingest import csv_read
+from importer.ingest import csv_read, csv_strict
 from importer.ingest.problems import InputError
 
 CELLS = ["plain", "  padded  ", "", '"a, b"', '"two\nlines"', '"quote "" inside"', '"x\r\ny"', "ünï", "3"]
@@ -33,7 +33,7 @@ def _text(rng: random.Random, rows: int, damaged: bool) -> str:
 def _reference(text: str) -> list[list] | str:
     """What reading the whole text record by record gives: columns of trimmed cells, or the refusal."""
     try:
-        rows, _ = csv_read._parse_tracked("f.csv", text, ",")
+        rows, _ = csv_strict._parse_tracked("f.csv", text, ",")
     except InputError as exc:
         return str(exc)
     width = max(map(len, rows), default=0)
@@ -43,7 +43,7 @@ def _reference(text: str) -> list[list] | str:
 
 def _stepped(text: str, step: int) -> list[list] | str:
     try:
-        return [list(c) for c in csv_read._read_strict("f.csv", csv_read._source(text), ",", step)]
+        return [list(c) for c in csv_strict.read_strict("f.csv", csv_strict.text_lines(text), ",", step)]
     except InputError as exc:
         return str(exc)
 
@@ -61,13 +61,13 @@ def test_a_refusal_in_a_later_step_names_its_row_and_line_in_the_file():
     rows = ["title,description", *(f"T{i},\"about {i}, short\"" for i in range(1, 40_000))]
     rows[35_000] = 'T35000,"not closed'  # the next line's first quote closes it: a stray quote follows
     with pytest.raises(InputError) as refused:
-        csv_read._read_strict("big.csv", csv_read._source("\n".join(rows) + "\n"), ",")
+        csv_strict.read_strict("big.csv", csv_strict.text_lines("\n".join(rows) + "\n"), ",")
     said = str(refused.value)
     assert "row 35001 (line 35001), column B" in said and "from line 35001 to line 35002" in said
     rows = ["title,description", *(f"T{i},about {i}" for i in range(1, 40_000))]
     rows[36_000] = 'T36000,"never closed'
     with pytest.raises(InputError) as refused:
-        csv_read._read_strict("big.csv", csv_read._source('a,"b, c"\n' + "\n".join(rows) + "\n"), ",")
+        csv_strict.read_strict("big.csv", csv_strict.text_lines('a,"b, c"\n' + "\n".join(rows) + "\n"), ",")
     assert "row 36002 (line 36002), column B" in str(refused.value) and "never closed" in str(refused.value)
 
 
@@ -75,7 +75,7 @@ def test_a_cell_holding_a_whole_row_in_a_later_step_is_refused_where_it_starts()
     rows = ["a,b,c", *(f'{i},"x, {i}",y' for i in range(1, 40_000))]
     rows[33_000] = '33000,"starts here\n1,2,3\n",y'  # lines 33001-33003 are one record: row 33001
     with pytest.raises(InputError) as refused:
-        csv_read._read_strict("big.csv", csv_read._source("\n".join(rows) + "\n"), ",")
+        csv_strict.read_strict("big.csv", csv_strict.text_lines("\n".join(rows) + "\n"), ",")
     assert "row 33001 (line 33001), column B" in str(refused.value) and "whole row" in str(refused.value)
 
 

@@ -27,8 +27,9 @@ def oid(name: str) -> str:
 
 
 class Catalog:
-    """What ``LiveCatalog`` answers, from objects in memory: ``courses(mangoes)`` (one listing per set of mangoes),
-    ``course``/``module``/``chapter`` by id (None: not there), and ``reads``, the requests the real one makes."""
+    """What ``LiveCatalog`` answers, from objects in memory: ``courses(mangoes)`` (one listing per set of mangoes)
+    and ``titled(mangoes, title)`` (its courses of that title), ``course``/``module``/``chapter`` by id (None: not
+    there), and ``reads``, the requests the real one makes."""
 
     def __init__(self, objects: dict[str, dict]) -> None:
         self.objects = objects
@@ -44,6 +45,9 @@ class Catalog:
                                    "c": c.get("coverImage")} for i, c in self.objects.items()
                                   if "mangoes" in c and set(c["mangoes"]) & set(mangoes)]
         return self.listings[key]
+
+    def titled(self, mangoes: list[str], title: str) -> list[dict]:
+        return [c for c in self.courses(mangoes) if c["title"] == title.strip()]
 
     def _read(self, object_id: str) -> dict | None:
         self.reads += 1

@@ -3,7 +3,7 @@
 A cell longer than its limit makes the row invalid ("too long"), like any other broken cell. The limits are
 generous for real catalogs and far below what would hurt: a 1 MB title is a mistake, not a title. Cells of
 unknown columns are only carried into the results file; every cell of a file is capped at
-``csv_read.MAX_CELL_CHARS`` when it is read.
+``csv_strict.MAX_CELL_CHARS`` when it is read.
 """
 
 from __future__ import annotations
