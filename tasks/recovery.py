@@ -27,8 +27,8 @@ import redis
 from tasks import operations
 from tasks.defaults import QUEUE
 from tasks.job import Job
-from tasks.park import parked_count, parked_entries
-from tasks.producer import publish, release_dependents
+from tasks.park import CHUNK, parked_count, parked_entries
+from tasks.producer import chunked, publish, release_dependents
 from tasks.rows import ACTIVE, Row, RowState
 from tasks.rowstore import RowStore, now
 from tasks.settings import Settings
@@ -140,9 +140,7 @@ def _without_message(store: RowStore, job: Job, rows: list[Row]) -> list[Row]:
 
 def republish_stuck(store: RowStore, job_id: str, idle_for: float) -> int:
     rows = stuck_rows(store, job_id, idle_for)
-    for row in rows:  # a new generation: a message of the old one that turns up after all is dropped
-        row.gen = store.next_generation(job_id, row.row_id)
-        store.save(job_id, row)
+    store.renew(job_id, rows)  # a new generation: a message of the old one that turns up after all is dropped
     if rows:
         log.warning("%s: %d row(s) had no task message and were not parked; queued again: %s", job_id, len(rows),
                     ", ".join(r.row_id for r in rows[:20]))
@@ -157,20 +155,20 @@ def resume(store: RowStore, job_id: str) -> int:
     Only for a job no live worker is working on (the embedded setup after Ctrl-C or a crash): a new
     generation makes any old message of the row stale, so nothing runs twice.
     """
-    rows = list(store.rows(job_id))
-    ready = []
-    for row in rows:
-        if row.is_active and not row.waiting_for_parent:
-            row.gen = store.next_generation(job_id, row.row_id)
+    start_us, resumed, parents = int(time.time() * 1e6), 0, []
+    for page in chunked(store.rows(job_id), CHUNK):  # a page at a time: a million-row job is never held whole
+        ready = [row for row in page if row.is_active and not row.waiting_for_parent]
+        for row in ready:
             row.state = RowState.QUEUED
-            store.save(job_id, row)
-            ready.append(row)
-    publish(store, job_id, ready)
-    for row in rows:  # parents that finished while their dependents were not yet released
-        if row.is_final:
+        resumed += publish(store, job_id, store.renew(job_id, ready), start_us + resumed)
+        parents += [row.row_id for row in page if row.is_final and operations.has_dependents(row.op)]
+    # Parents that finished while their dependents were not yet released (after every page: a dependent released
+    # here and then met on a later page would be sent twice).
+    for page in chunked(parents, CHUNK):
+        for row in store.rows(job_id, page):
             release_dependents(store, job_id, row)
     store.set_job(job_id, published=True)
-    return len(ready)
+    return resumed
 
 
 def sweep_jobs(store: RowStore, idle_for: float, recent: int = 200) -> int:

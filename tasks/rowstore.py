@@ -252,6 +252,23 @@ class RowStore(RowRunSteps, JobWriter):
         """A new generation for a new message of the row (every earlier message becomes stale)."""
         return int(self.r.hincrby(self.k(job_id, "gen"), row_id, 1))
 
+    def renew(self, job_id: str, rows: list[Row]) -> list[Row]:
+        """``next_generation`` and ``save`` for each row, in two round trips for all of them rather than two per
+        row (``resume`` of a million-row job); the rows saved."""
+        pipe = self.r.pipeline(transaction=False)
+        for row in rows:
+            pipe.hincrby(self.k(job_id, "gen"), row.row_id, 1)
+        for row, gen in zip(rows, pipe.execute() if rows else [], strict=True):
+            row.gen = int(gen)
+        pipe, allowed = self.r.pipeline(transaction=False), []
+        for row in rows:
+            keys, args, may = self._transition_args(job_id, row)
+            self._transition(keys=keys, args=args, client=pipe)
+            allowed.append(may)
+        results = pipe.execute() if rows else []
+        return [row for row, result, may in zip(rows, results, allowed, strict=True)
+                if self._moved(job_id, row, result, may)]
+
     def count_delivery(self, job_id: str, row_id: str, gen: int) -> int:
         """Count one more delivery of the row's message ``gen``; returns the deliveries so far."""
         return int(self.r.hincrby(self.k(job_id, "deliveries"), f"{row_id}:{gen}", 1))

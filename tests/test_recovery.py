@@ -78,3 +78,38 @@ def test_a_long_backlog_is_not_mistaken_for_stuck_rows(sandbox_factory, make_env
     assert assert_consistent(store, job_id)["succeeded"] == 60
     assert store.counts(job_id).get("n_recovered", 0) == 0
     assert sandbox.stats()["requests"] == 60  # one request per row: no slot wasted on a churned message
+
+
+def test_resume_pages_through_a_job_and_sends_each_unfinished_row_once(redis_url, tmp_path, monkeypatch):
+    """``resume`` (every worker gone, e.g. after Ctrl-C) a page at a time (3 rows per page here): every active row
+    that is not waiting gets a new generation and one parked message, in input order; the chapters of a course
+    that finished before its dependents were released are released and sent; the others keep waiting."""
+    from tasks import recovery
+    from tasks.rows import RowState
+
+    monkeypatch.setattr(recovery, "CHUNK", 3)
+    store = RowStore.from_url(redis_url)
+    job_id = enqueue(store, plan_of(*write_catalog(tmp_path / "cat", 7, chapters_per_course=1)),
+                     "http://127.0.0.1:9", HOST)
+    store.r.delete(_park(store))  # the old messages are gone (or stale after resume, either way)
+    rows = {r.row_id: r for r in store.rows(job_id)}
+    courses = [r for r in rows.values() if r.op == "create_course"]
+    chapters = {r.parent: r for r in rows.values() if r.parent}
+    assert len(courses) == 7 and len(chapters) == 7 and all(c.waiting_for_parent for c in chapters.values())
+    done = courses[1]  # finished, but its worker died before it released its chapter
+    done.state = RowState.RUNNING
+    assert store.save(job_id, done)
+    done.state, done.result = RowState.SUCCEEDED, {"course_id": "c1", "first_chapter": "ch1", "second_chapter": "ch2"}
+    assert store.save(job_id, done)
+
+    assert recovery.resume(store, job_id) == 6  # the unfinished courses (the released chapter is sent as well)
+    parked = [parse(entry)[2] for entry in store.r.zrange(_park(store), 0, -1)]
+    released = chapters[done.row_id].row_id
+    assert parked == [c.row_id for c in courses if c is not done] + [released]  # input order, each once
+    after = {r.row_id: r for r in store.rows(job_id)}
+    assert all(store.generation(job_id, row_id) == 1 for row_id in parked)
+    assert after[done.row_id].state is RowState.SUCCEEDED and store.generation(job_id, done.row_id) == 0
+    assert after[released].ids.get("chapter_id") == "ch1" and not after[released].waiting_for_parent
+    waiting = [c.row_id for p, c in chapters.items() if p != done.row_id]
+    assert all(after[row_id].waiting_for_parent and store.generation(job_id, row_id) == 0 for row_id in waiting)
+    assert assert_consistent(store, job_id, final=False)["queued"] == 13
