@@ -351,6 +351,39 @@ def bench_match6(work: Path, redis: RedisServer, *, limit: int = 120, trees: Pat
             "load before import": load0, "load before dry run": load1, "load after": load()}
 
 
+# -- resume ----------------------------------------------------------------------------------------------------
+
+
+def bench_resume(work: Path, redis: RedisServer, rows: int = 100_000) -> dict:
+    """``tasks.recovery.resume`` of a queued job of ``rows`` course rows (every worker gone), in a process of its
+    own (wall time, peak RSS); the job is enqueued by another process before."""
+    folder = work / f"resume{rows}"
+    folder.mkdir(parents=True, exist_ok=True)
+    redis.client().flushall()
+    load0 = load()
+    env = cli_env(TAGMANGO_REDIS_URL=redis.url)
+    enqueued = run_command([sys.executable, "-c", f"""
+from pathlib import Path
+from importer.ingest.validate import build_plan
+from tasks.enqueue import enqueue
+from tasks.rowstore import RowStore
+from tests.bench.run import courses_csv
+plan = build_plan([courses_csv(Path({str(folder)!r}) / "c.csv", {rows}, "R", description=True)])
+enqueue(RowStore.from_url({redis.url!r}), plan, "http://127.0.0.1:9", {HOST!r})
+"""], {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}, folder, "resume-enqueue", timeout=600)
+    if enqueued["rc"] != 0:
+        raise RuntimeError(f"enqueueing failed: {enqueued['stderr'][-2000:]}")
+    done = run_command([sys.executable, "-c", f"""
+from tasks.recovery import resume
+from tasks.rowstore import RowStore
+store = RowStore.from_url({redis.url!r})
+print(resume(store, store.latest_job()))
+"""], env, folder, "resume", timeout=600)
+    return {"scenario": "resume", "rows": rows, "exit": done["rc"], "resumed": last_line(done["stdout"]),
+            "seconds": round(done["seconds"], 1), "peak RSS MiB": round(done["maxrss_mib"]),
+            "stderr (last line)": last_line(done["stderr"])[:160], "load before": load0, "load after": load()}
+
+
 # -- matchbig --------------------------------------------------------------------------------------------------
 
 

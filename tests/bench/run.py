@@ -34,6 +34,8 @@ defaults; see tests/bench/cli.py and tests/bench/scale.py). Every table row carr
                                                    #   (0 writes) and run into another host (same trees)
     python -m tests.bench.run --only twomachines   # one 60-course file run at once from two folders, two Redis
                                                    #   servers: exit codes, courses, duplicated titles, 429s
+    python -m tests.bench.run --only resume        # tasks.recovery.resume of a queued 100,000-row job, a process of
+                                                   #   its own: wall time, peak RSS (--nowait-rows N)
     python -m tests.bench.run --only matchbig      # `validate --mode merge` of 10,000 course rows against a creator
                                                    #   with those 10,000 courses, every row matched by its title
                                                    #   (--match-courses N, --match-mode M), no rate limit: the
@@ -537,7 +539,7 @@ def main() -> None:
                 from tests.bench.export import bench_export
 
                 show([bench_export(work, redis, trees_folder=args.course_trees)])
-            if only & {"nowait", "validate", "match6", "match6-60", "twomachines", "matchbig"}:
+            if only & {"nowait", "validate", "match6", "match6-60", "twomachines", "matchbig", "resume"}:
                 from tests.bench import cli
 
                 if "nowait" in only:
@@ -550,6 +552,8 @@ def main() -> None:
                     show([cli.bench_match6(work, redis, limit=60, trees=args.course_trees)])
                 if "twomachines" in only:
                     show([cli.bench_two_machines(work, redis)])
+                if "resume" in only:
+                    show([cli.bench_resume(work, redis, args.nowait_rows)])
                 if "matchbig" in only:
                     show([cli.bench_match_big(work, redis, args.match_courses, args.match_mode)])
         finally:
