@@ -139,8 +139,9 @@ def _without_message(store: RowStore, job: Job, rows: list[Row]) -> list[Row]:
 
 
 def republish_stuck(store: RowStore, job_id: str, idle_for: float) -> int:
-    rows = stuck_rows(store, job_id, idle_for)
-    store.renew(job_id, rows)  # a new generation: a message of the old one that turns up after all is dropped
+    # A new generation: a message of the old one that turns up after all is dropped. (A row that finished since it
+    # was found stuck is not sent again.)
+    rows = store.renew(job_id, stuck_rows(store, job_id, idle_for))
     if rows:
         log.warning("%s: %d row(s) had no task message and were not parked; queued again: %s", job_id, len(rows),
                     ", ".join(r.row_id for r in rows[:20]))

@@ -254,20 +254,20 @@ class RowStore(RowRunSteps, JobWriter):
 
     def renew(self, job_id: str, rows: list[Row]) -> list[Row]:
         """``next_generation`` and ``save`` for each row, in two round trips for all of them rather than two per
-        row (``resume`` of a million-row job); the rows saved."""
+        row (``resume`` of a million-row job); the rows saved. Only a row still active is saved (compare-and-set):
+        one that finished meanwhile is left as it is and not returned; its new generation only makes any message of
+        it stale."""
         pipe = self.r.pipeline(transaction=False)
         for row in rows:
             pipe.hincrby(self.k(job_id, "gen"), row.row_id, 1)
         for row, gen in zip(rows, pipe.execute() if rows else [], strict=True):
             row.gen = int(gen)
-        pipe, allowed = self.r.pipeline(transaction=False), []
+        pipe = self.r.pipeline(transaction=False)
         for row in rows:
-            keys, args, may = self._transition_args(job_id, row)
+            keys, args, _ = self._transition_args(job_id, row, ACTIVE)
             self._transition(keys=keys, args=args, client=pipe)
-            allowed.append(may)
         results = pipe.execute() if rows else []
-        return [row for row, result, may in zip(rows, results, allowed, strict=True)
-                if self._moved(job_id, row, result, may)]
+        return [row for row, result in zip(rows, results, strict=True) if result == "OK"]
 
     def count_delivery(self, job_id: str, row_id: str, gen: int) -> int:
         """Count one more delivery of the row's message ``gen``; returns the deliveries so far."""

@@ -90,3 +90,24 @@ def test_read_from_the_handed_bytes_as_from_the_text(encoding):
     from_bytes, _ = csv_read.parse("f.csv", handed, ",", [data], lambda: data, found)
     assert shared and list(map(list, from_bytes)) == list(map(list, from_text))
     assert list(from_bytes[1]) == ["description", "a, b", "line one\nline two", None, "plain"] and not handed
+
+
+REFUSALS = {  # what the reader said before it read a step at a time (788bfb1), word for word
+    'a,b\n1,"open\n2,3\n': 'row 2 (line 2), column B: a quote opened here is never closed, so every line after it '
+                           'would be read into this one cell; close the quote (a quote inside a cell is written '
+                           'twice: "")',
+    'a,b\n1,"x"y\n': 'row 2 (line 2), column B: text after the closing quote of a quoted cell; put the whole cell in '
+                     'quotes, or write a quote inside a cell twice ("")',
+    'a,b\n1,"x\n2,3"z\n': 'row 2 (line 2), column B: a quoted cell runs from line 2 to line 3 and ends in a stray '
+                          'quote; a quote is probably not closed, which merges the rows after it into this cell',
+    'a,b,c\n1,"starts\n1,2,3\n",y\n': "row 2 (line 2), column B: a quoted cell runs over lines 2–4 and holds what "
+                                      "looks like a whole row ('1,2,3'); a quote is probably not closed",
+}
+
+
+@pytest.mark.parametrize("text", list(REFUSALS))
+def test_each_refusal_says_what_it_said_before_wherever_the_steps_fall(text):
+    for step in (1, 2, 1 << 15):
+        assert _stepped(text, step) == f"f.csv: {REFUSALS[text]}"
+    with pytest.raises(InputError, match="never closed|after the closing|stray|whole row"):
+        csv_read.parse("f.csv", text, ",")

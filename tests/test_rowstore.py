@@ -77,6 +77,28 @@ def test_expect_is_a_compare_and_set(store):
     assert store.row("j", "courses:2").state is RowState.QUEUED
 
 
+def test_renew_gives_new_generations_and_saves_only_rows_still_active(store):
+    rows = [make(f"courses:{i}") for i in range(2, 6)]
+    store.create_job(Job("j", created_at=1.0), rows)
+    seen = list(store.rows("j"))  # read, then two rows move on behind the reader's back
+    for row_id, end in (("courses:3", RowState.SUCCEEDED), ("courses:4", RowState.DEAD)):
+        moved = store.row("j", row_id)
+        moved.state = RowState.RUNNING
+        assert store.save("j", moved)
+        moved.state = end
+        assert store.save("j", moved)
+    for row in seen:
+        row.state, row.title = RowState.QUEUED, "renewed"
+    saved = store.renew("j", seen)
+    assert [r.row_id for r in saved] == ["courses:2", "courses:5"]
+    assert [store.generation("j", r.row_id) for r in seen] == [1, 1, 1, 1]
+    assert store.states("j") == {"courses:2": "queued", "courses:3": "succeeded", "courses:4": "dead",
+                                 "courses:5": "queued"}  # a dead row is not brought back either
+    assert store.row("j", "courses:3").title == "T" and store.row("j", "courses:2").title == "renewed"
+    assert store.renew("j", []) == []
+    counts_match_states(store, "j")
+
+
 def test_counters_equal_the_states_through_any_sequence_of_legal_moves(store):
     rows = [make(f"r:{i}", kind=("course", "module", "chapter")[i % 3]) for i in range(30)]
     store.create_job(Job("j", created_at=1.0, total=30), rows)
