@@ -79,6 +79,20 @@ class Ledger:
     def is_claimed(self, course_id: str) -> bool:
         return bool(self.r.sismember(f"{self.key}:claimed", course_id))
 
+    #: How long an endpoint this TagMango answered as absent is not asked again (it may be added some day).
+    ABSENT_S = 3600
+
+    def lacks(self, endpoint: str) -> bool:
+        """This TagMango answered ``endpoint`` (an operation name) as a route it does not have, within the hour."""
+        return bool(self.r.sismember(f"{self.key}:absent", endpoint))
+
+    def note_lacking(self, endpoint: str) -> None:
+        """Remember for ``ABSENT_S`` that this TagMango has no ``endpoint``: its other rows skip the request."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(f"{self.key}:absent", endpoint)
+        pipe.expire(f"{self.key}:absent", self.ABSENT_S)
+        pipe.execute()
+
 
 class PendingLedger(Ledger):
     """A row run's ledger: ``record`` keeps the entry in ``pending`` and the runner writes it in the same Lua script

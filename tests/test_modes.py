@@ -220,6 +220,19 @@ def test_replace_without_delete_module_deletes_the_lessons_and_keeps_the_module(
     assert exit_code(snapshot(importer.store, importer.store.latest_job())) == 0  # nothing failed
 
 
+def test_a_tagmango_without_delete_module_is_asked_once_not_once_per_module(importer, sandbox, tmp_path):
+    extra = [f"K1,Watercolour,About,{MANGO},{m},Lesson of {m},x" for m in ("Gallery", "Studio", "Sketches")]
+    importer.run([write(tmp_path, BASE + extra)])
+    importer.lose_redis()
+    before = sandbox.stats()
+    job_rows = importer.run([write(tmp_path, BASE, "without_three.csv")], "replace")
+    assert writes_since(sandbox, before) == {"delete_chapter": 3}
+    kept = [r for r in job_rows.values() if r.op == operations.delete_for("module").name]
+    assert [(r.state, r.outcome) for r in kept] == [(RowState.SKIPPED, "kept")] * 3
+    # 1 Delete Module (answered as a route TagMango does not have, counted nowhere by the sandbox) + 3 Delete Chapter
+    assert importer.store.counts(importer.store.latest_job())["n_requests"] == 4
+
+
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared/data/course_trees").exists(),
                     reason="shared data not present")
 def test_merge_dry_run_of_the_six_real_courses_reads_a_bounded_number_of_times(importer, sandbox, monkeypatch):

@@ -4,7 +4,8 @@ TagMango does not document it (reference 5.12). Where it answers, the module goe
 one request; a 404 ``MODULE_NOT_FOUND`` (gone already, e.g. deleted by an earlier attempt whose answer was lost)
 counts as deleted. A TagMango without it (a 405, or a 404 that is not its JSON error) keeps the module: its
 chapters, as matching read them (``ids["chapter_ids"]``), are deleted as Delete Chapter does, and the row ends
-skipped, outcome ``kept``, saying why; that is no failure.
+skipped, outcome ``kept``, saying why; that is no failure. That answer is remembered for the TagMango (API URL and
+host, ``Ledger.lacks``) for an hour: its other module rows delete their lessons without asking again.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ class DeleteModule(Operation):
 
     def call(self, ctx: CallContext, row: Row) -> dict | Skip:
         module_id = row.ids["module_id"]
-        try:
-            deleted = ctx.call(lambda api: api.delete_module(module_id))
-        except errors.PermanentApiError as exc:
-            if exc.error_code != "MODULE_NOT_FOUND":
-                raise
-            deleted = True
+        deleted = False
+        if not ctx.ledger.lacks(self.name):
+            try:
+                deleted = ctx.call(lambda api: api.delete_module(module_id))
+            except errors.PermanentApiError as exc:
+                if exc.error_code != "MODULE_NOT_FOUND":
+                    raise
+                deleted = True
+            if not deleted:
+                ctx.ledger.note_lacking(self.name)
         if deleted:
             return {"module_id": module_id, "deleted": True}
         chapters = list(row.ids.get("chapter_ids") or [])
