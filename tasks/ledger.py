@@ -4,7 +4,8 @@
 ``{"ids": {...}, "content": sha256 of the body sent, "job": ..., "row": ...}``;
 ``tm:ledger:{target}:claimed`` is the set of course, module and chapter ids already owned by some row, so that
 adopting an object found by title or position can never hand it to two rows. Entries do not expire: the ledger is
-what makes re-running a file create nothing twice.
+what makes re-running a file create nothing twice. ``tm:ledger:{target}:absent`` (an hour) is the set of endpoints
+this TagMango answered as routes it does not have (Delete Module, which it does not document).
 """
 
 from __future__ import annotations
