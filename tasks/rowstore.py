@@ -257,17 +257,18 @@ class RowStore(RowRunSteps, JobWriter):
         row (``resume`` of a million-row job); the rows saved. Only a row still active is saved (compare-and-set):
         one that finished meanwhile is left as it is and not returned; its new generation only makes any message of
         it stale."""
+        if not rows:
+            return []
         pipe = self.r.pipeline(transaction=False)
         for row in rows:
             pipe.hincrby(self.k(job_id, "gen"), row.row_id, 1)
-        for row, gen in zip(rows, pipe.execute() if rows else [], strict=True):
+        for row, gen in zip(rows, pipe.execute(), strict=True):
             row.gen = int(gen)
         pipe = self.r.pipeline(transaction=False)
         for row in rows:
             keys, args, _ = self._transition_args(job_id, row, ACTIVE)
             self._transition(keys=keys, args=args, client=pipe)
-        results = pipe.execute() if rows else []
-        return [row for row, result in zip(rows, results, strict=True) if result == "OK"]
+        return [row for row, result in zip(rows, pipe.execute(), strict=True) if result == "OK"]
 
     def count_delivery(self, job_id: str, row_id: str, gen: int) -> int:
         """Count one more delivery of the row's message ``gen``; returns the deliveries so far."""

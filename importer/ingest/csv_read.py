@@ -113,9 +113,9 @@ def parse(name: str, text: str | list[str], delimiter: str, data: bytes | list[b
                 plain = _parse_plain(None, delimiter, HandedBytes(data))
                 text = again().decode("utf-8") if plain is None else ""
                 handed = False  # the bytes are gone: the strict reader reads the text
-            else:
-                utf8 = data if encoding == "utf-8" else None
-                plain = _parse_plain(text, delimiter, utf8.pop() if isinstance(utf8, list) else utf8)
+            else:  # the file's own bytes spare encoding the text again, when they are its UTF-8
+                utf8 = (data.pop() if isinstance(data, list) else data) if encoding == "utf-8" else None
+                plain = _parse_plain(text, delimiter, utf8)
             if plain is not None:
                 return plain, True
     old_limit = csv.field_size_limit()
