@@ -30,6 +30,7 @@ from tasks.client import TagMangoClient
 from tasks.credentials import Credential
 from tasks.defaults import DEFAULT_CONNECT_TIMEOUT_S
 from tasks.limiter import RateLimiter, credential_key
+from tasks.lua import Rider
 from tasks.settings import Settings
 
 log = logging.getLogger("tagmango.gateway")
@@ -56,6 +57,8 @@ class Pass:
 
     flight: str
     at: float  # time.monotonic() when admitted
+    #: The hash field ``try_admit`` was asked to read with the admission (None: absent or not asked).
+    read: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Wait:
 
     seconds: float
     cooling: bool = False
+    read: str | None = None
 
 
 #: Called with (seconds, why) while a sender waits for the limiter; with the notice text after a 429 with room.
@@ -98,12 +102,13 @@ class Door:
         return self._limiter.window
 
     # -- admission ---------------------------------------------------------------------------
-    def try_admit(self) -> Pass | Wait:
-        """One admission if the budget has room now and no cool-down is on."""
-        admission = self._limiter.admit(self.key)
+    def try_admit(self, read: tuple[str, str] | None = None) -> Pass | Wait:
+        """One admission if the budget has room now and no cool-down is on; ``read`` (a hash and a field) is read
+        in the same round trip, whatever the answer (``Pass.read``, ``Wait.read``)."""
+        admission = self._limiter.admit(self.key, read)
         if admission.flight is not None:
-            return Pass(admission.flight, time.monotonic())
-        return Wait(admission.wait, admission.cooling)
+            return Pass(admission.flight, time.monotonic(), admission.read)
+        return Wait(admission.wait, admission.cooling, admission.read)
 
     def admit(self, *, max_wait: float | None = None, on_wait: OnWait | None = None) -> Pass:
         """Wait until the budget has room (and out a cool-down); ``Throttled`` after ``max_wait`` seconds."""
@@ -128,16 +133,29 @@ class Door:
         """An admission that was not used: its place in the budget is free at once."""
         self._limiter.release(self.key, admitted.flight)
 
+    def done(self, admitted: Pass) -> None:
+        """A request ``send`` handed to ``answered`` is over: it counts for one window more, no longer."""
+        self._limiter.done(self.key, admitted.flight)
+
+    def done_rider(self, admitted: Pass) -> Rider:
+        """``done`` as a step of another script (``RowStore.finish``), in its round trip (tasks.lua)."""
+        return self._limiter.done_rider(self.key, admitted.flight)
+
     # -- requests ----------------------------------------------------------------------------
     def send(self, fn: Call[T], *, admitted: Pass | None = None, job_id: str | None = None,
              max_wait: float | None = None, on_wait: OnWait | None = None,
-             on_notice: OnNotice | None = None, before: Callable[[], None] | None = None) -> T:
+             on_notice: OnNotice | None = None, before: Callable[[], None] | None = None,
+             answered: Callable[[Pass], None] | None = None) -> T:
         """Make one request, ``fn(client)``: admitted (``admitted`` if still fresh, else now, waiting), counted in
         the budget until its answer is back. A 429 teaches the limiter and raises ``RateLimited``.
 
         ``before`` is called once the request is admitted, just before it leaves, *instead of* counting the request
         in ``job_id``'s timeline here (a row run checks its lease and counts the request in one round trip); if it
-        raises, the admission is given back and nothing is sent."""
+        raises, the admission is given back and nothing is sent.
+
+        ``answered``: when the request comes back without an exception, it is handed the admission *instead of* the
+        request being marked done here; the caller then owes ``done`` (or ``done_rider``) soon, as a row run does
+        with its next write (tasks.runner). Failures are marked done here in any case."""
         if admitted is not None and time.monotonic() - admitted.at > FRESH_ADMISSION_S:
             self.release(admitted)
             admitted = None
@@ -160,7 +178,10 @@ class Door:
         except BaseException:
             self._limiter.done(self.key, admitted.flight)
             raise
-        self._limiter.done(self.key, admitted.flight)
+        if answered is not None:
+            answered(admitted)
+        else:
+            self._limiter.done(self.key, admitted.flight)
         return result
 
     def read(self, fn: Call[T], *, attempts: int = READ_ATTEMPTS, on_wait: OnWait | None = None,

@@ -51,6 +51,11 @@ class Ledger:
         raw = self._read.pop(row_key, None) if row_key in self._read else self.r.hget(self.key, row_key)
         return json.loads(raw) if raw else None
 
+    def seed(self, row_key: str, raw: str | None) -> None:
+        """The entry of ``row_key`` as just read elsewhere (with a row's admission, tasks.runner): its next ``get``
+        answers from it."""
+        self._read[row_key] = raw
+
     def read_ahead(self, row_keys: Iterable[str], chunk: int = 5000) -> None:
         """Read the entries of ``row_keys`` now, ``chunk`` per round trip: each key's next ``get`` answers from
         them (matching 100,000 rows made 100,000 round trips, most of an enqueue's time)."""

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 import redis
 
+from tasks.lua import Rider
+
 #: How long a limit learned from a 429 is kept after the last 429 before the configured one is tried again.
 LEARNED_TTL_S = 3600
 #: A learned limit is never below this share of the configured one (a 429 on a key we had barely used says
@@ -68,22 +70,26 @@ end
 """
 
 ADMIT = _NOW + _LIMIT + """
--- KEYS: flight log, learned limit, paused-until
--- ARGV: window us, configured limit, max flight us, unique id, ttl s
+-- KEYS: flight log, learned limit, paused-until, [a hash to read one field of]
+-- ARGV: window us, configured limit, max flight us, unique id, ttl s, [the field]
+-- The hash field rides along for the caller (a row's ledger entry, tasks.runner): read whatever the answer, and
+-- returned last (nil when absent or not asked).
+local read = false
+if #KEYS > 3 then read = redis.call('HGET', KEYS[4], ARGV[6]) end
 local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-if now < paused then return {0, paused - now, 1} end
+if now < paused then return {0, paused - now, 1, read} end
 local window = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) >= limit_of(KEYS[2], tonumber(ARGV[2])) then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   local ends = tonumber(first[2])
-  if ends > now then return {0, 50000, 0} end  -- every counted request is still in flight: look again soon
-  return {0, ends + window - now + 1, 0}
+  if ends > now then return {0, 50000, 0, read} end  -- every counted request is still in flight: look again soon
+  return {0, ends + window - now + 1, 0, read}
 end
 local member = string.format('%.0f', now) .. ':' .. ARGV[4]
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), member)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
-return {1, member}
+return {1, member, 0, read}
 """
 
 DONE = _NOW + """
@@ -154,6 +160,8 @@ class Admission:
     flight: str | None
     wait: float = 0.0
     cooling: bool = False
+    #: The hash field ``admit`` was asked to read in the same round trip (None: absent, or not asked).
+    read: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,20 +187,34 @@ class RateLimiter:
         self._refused = client.register_script(REFUSED)
 
     # -- the ceiling -----------------------------------------------------------------------------
-    def admit(self, cred: str) -> Admission:
-        """Admit one request now if the budget has room and no cool-down is on (nothing recorded otherwise)."""
+    def admit(self, cred: str, read: tuple[str, str] | None = None) -> Admission:
+        """Admit one request now if the budget has room and no cool-down is on (nothing recorded otherwise).
+
+        ``read`` (a hash and a field): that field is read in the same round trip, whatever the answer
+        (``Admission.read``): a row run reads its ledger entry with its admission (tasks.runner)."""
         k = keys(cred)
-        answer = self._admit(keys=[k["log"], k["limit"], k["paused"]], args=[
-            int(self.window * 1e6), self.limit, int(self.max_flight * 1e6), uuid.uuid4().hex[:10], TTL_S])
+        script_keys = [k["log"], k["limit"], k["paused"]]
+        args: list = [int(self.window * 1e6), self.limit, int(self.max_flight * 1e6), uuid.uuid4().hex[:10], TTL_S]
+        if read is not None:
+            script_keys.append(read[0])
+            args.append(read[1])
+        answer = self._admit(keys=script_keys, args=args)
+        value = answer[3] if len(answer) > 3 else None
+        got = value.decode() if isinstance(value, bytes) else value
         if answer[0]:
-            value = answer[1]
-            return Admission(value if isinstance(value, str) else value.decode())
-        return Admission(None, max(int(answer[1]) / 1e6, 0.001), bool(int(answer[2])))
+            flight = answer[1]
+            return Admission(flight if isinstance(flight, str) else flight.decode(), read=got)
+        return Admission(None, max(int(answer[1]) / 1e6, 0.001), bool(int(answer[2])), read=got)
 
     def done(self, cred: str, flight: str) -> None:
         """The request's answer (or failure) came back: it counts until now + window, no longer."""
+        rider = self.done_rider(cred, flight)
+        self._done(keys=list(rider.keys), args=list(rider.args))
+
+    def done_rider(self, cred: str, flight: str) -> Rider:
+        """``done`` as a step of another script, run in its round trip (a row's ``RowStore.finish``)."""
         k = keys(cred)
-        self._done(keys=[k["log"], k["flight"]], args=[flight, TTL_S])
+        return Rider("limiter_done", DONE, (k["log"], k["flight"]), (flight, TTL_S))
 
     def release(self, cred: str, flight: str) -> None:
         """An admitted request that was not sent after all: give its place back."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from tasks import lua
 from tasks.job import Job
 from tasks.ledger import LedgerWrite
 from tasks.rows import FINAL, Row, RowState, sources_of
@@ -127,7 +128,10 @@ class RowRunSteps:
     _begin: Any
     _before_request: Any
     _finish: Any
+    _finish_text: str
+    _finish_riding: dict[str, Any]
     _later: Any
+    r: Any
 
     @staticmethod
     def texts(transition: str) -> tuple[str, str, str, str]:
@@ -206,18 +210,30 @@ class RowRunSteps:
         return True
 
     def finish(self, job_id: str, row: Row, *, token: str = "", ledger: Sequence[LedgerWrite] = (),
-               expect: Iterable[RowState] | None = None) -> tuple[bool, list[str]]:
-        """The end of a row run, in one round trip: ``ledger`` entries written, the row saved (as ``save``, same
-        answer), its lease released if ``token`` still holds it. Also returns the rows waiting for it
-        (``waiting_on``)."""
+               expect: Iterable[RowState] | None = None, rider: lua.Rider | None = None) -> tuple[bool, list[str]]:
+        """The end of a row run, in one round trip: ``rider`` run first if given (the limiter's ``done`` for the
+        row's last request, tasks.lua), ``ledger`` entries written, the row saved (as ``save``, same answer), its
+        lease released if ``token`` still holds it. Also returns the rows waiting for it (``waiting_on``)."""
         keys, args, allowed = self._transition_args(job_id, row, expect)
         keys += [self.lease_key(job_id, row.row_id), self.k(job_id, f"waiting:{row.row_id}")]
         args += [token, len(ledger)]
         for write in ledger:
             keys += [write.key, write.claimed_key]
             args += [write.field, write.entry, len(write.owned), *write.owned]
-        moved, waiting = self._finish(keys=keys, args=args)
+        script = self._finish
+        if rider is not None:
+            script = self.finish_script(rider)
+            lua.append(rider, keys, args)
+        moved, waiting = script(keys=keys, args=args)
         return self._moved(job_id, row, moved, allowed), sorted(waiting)
+
+    def finish_script(self, rider: lua.Rider) -> Any:
+        """``finish`` carrying ``rider``: registered once per rider name."""
+        script = self._finish_riding.get(rider.name)
+        if script is None:
+            script = self._finish_riding[rider.name] = self.r.register_script(
+                lua.with_rider(rider.body, self._finish_text))
+        return script
 
     def later(self, job_id: str, row_id: str, parked: LaterWrite, *, row: Row | None = None,
               token: str = "", retry_field: str = "", ttl_s: int = 0) -> int:

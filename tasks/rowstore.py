@@ -32,6 +32,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import redis
 from redis.lock import Lock
@@ -100,6 +101,8 @@ class RowStore(RowRunSteps, JobWriter):
         self._begin = client.register_script(begin)
         self._before_request = client.register_script(before_request)
         self._finish = client.register_script(finish)
+        self._finish_text = finish
+        self._finish_riding: dict[str, Any] = {}  # rider name -> ``finish`` that runs it first (``finish_script``)
         self._later = client.register_script(later)
         self._templates: dict[str, Templates] = {}  # job id -> its templates (never change once the job exists)
 

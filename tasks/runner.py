@@ -9,10 +9,12 @@ real Redis and the sandbox. Each run:
 2. takes the row's lease (another copy working on it → try again when its lease ends);
 3. dead-letters a row whose message keeps getting lost (a poison row that kills workers: WORKER_LOST);
 4. dead-letters the row unsent if the job's credential was refused or this process has none;
-5. lets the operation resolve ids it looks up (COURSE_REF_NOT_FOUND) and skip work the ledger says is done;
-6. is admitted by the global rate limiter (short waits sleep, long ones park the row without spending an attempt);
+5. lets the operation resolve ids it looks up (COURSE_REF_NOT_FOUND);
+6. is admitted by the global rate limiter, reading the row's ledger entry in the same round trip, and skips work the
+   ledger says is done (short waits sleep, long ones park the row without spending an attempt);
 7. calls TagMango through the credential's door (``tasks.gateway``); a create that may have happened looks first;
-8. records success (ledger, row) and releases the rows waiting for it, or lets ``tasks.retry`` decide the failure.
+8. records success (ledger, row, and the request done in the limiter) in one round trip and releases the rows
+   waiting for it, or lets ``tasks.retry`` decide the failure.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 
 from redis.exceptions import LockError
 from redis.lock import Lock
@@ -30,9 +31,10 @@ from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
 from tasks.gateway import Call, Door, Pass
 from tasks.job import Blocked, Job
-from tasks.ledger import PendingLedger
+from tasks.ledger import Ledger, PendingLedger
 from tasks.operations import CallContext, Operation, Skip
-from tasks.park import Slot, give_back, later_write
+from tasks.outcomes import Dead, Finished, Later, Message, Outcome, summary
+from tasks.park import give_back, later_write
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
 from tasks.rows import ErrorCode, Row, RowFailure, RowState
@@ -48,49 +50,6 @@ MAX_SEND_WAIT_S = 120.0
 
 class LeaseLost(Exception):
     """This run outlived its lease and another copy of the message took the row: it must not send."""
-
-
-@dataclass(frozen=True)
-class Message:
-    job_id: str
-    row_id: str
-    gen: int = 0
-    #: The rate-limit slot the dispatcher handed this message out for (None: not from the dispatcher).
-    slot: Slot | None = None
-
-
-@dataclass(frozen=True)
-class Finished:
-    """Done with this message (succeeded, skipped, or nothing to do): acknowledge it."""
-
-    summary: dict
-
-
-@dataclass(frozen=True)
-class Later:
-    """Run again after ``countdown`` seconds as generation ``gen`` (the old message becomes stale)."""
-
-    countdown: float
-    gen: int
-    reason: str = ""
-    error: Exception | None = None
-    #: Parked already (``RowRun.later``); else the task parks it (tasks.park.park_later).
-    parked: bool = False
-
-
-@dataclass(frozen=True)
-class Dead:
-    """The row is dead-lettered; the task reports a failure with the reason (Flower shows it)."""
-
-    summary: dict
-    failure: RowFailure
-
-
-Outcome = Finished | Later | Dead
-
-
-def summary(row: Row) -> dict:
-    return {"row": row.row_id, "state": row.state.value, "result": row.result}
 
 
 def blocked_failure(blocked: Blocked) -> RowFailure:
@@ -114,6 +73,9 @@ class RowRun:
         #: The limiter's admission for the row's next request, and whether any request was admitted.
         self.door: Door | None = None
         self.admitted_pass: Pass | None = None
+        #: Requests answered and not yet marked done in the limiter: the row's next write does it (``close_flights``,
+        #: or ``finish`` in its own round trip).
+        self.answered: list[Pass] = []
         self.lease: Lock | None = None
         #: Our lease token while we hold the row; the lease was released by the run's last script.
         self.token = ""
@@ -190,12 +152,14 @@ class RowRun:
         failure = op.resolve(ctx, row)
         if failure is not None:
             return self.dead(row, failure)
-        skip = op.check_done(ctx, row)
+        wait = self.wait_for_slot(ctx.ledger, op.ledger_key(row))
+        skip = op.check_done(ctx, row)  # answered by the entry read with the admission
         if skip is not None:
+            self.unadmit()
             return self.skipped(row, skip)
-        later = self.wait_for_slot()
-        if later is not None:
-            return later
+        if wait is not None:
+            self.waiting_for_limit = True
+            return self.later(wait, reason="waiting for the rate limit")
         may_have_committed = op.creates and bool(row.sent_at)
         self.start_attempt(row)
         result = None
@@ -217,8 +181,10 @@ class RowRun:
         return self.succeeded(row, result)
 
     # -- the rate limiter ----------------------------------------------------------------------
-    def wait_for_slot(self) -> Later | None:
-        """Be admitted by the limiter for the request this row is about to send (None: go), or park the row.
+    def wait_for_slot(self, ledger: Ledger, ledger_key: str) -> float | None:
+        """Be admitted by the limiter for the request this row is about to send (None: go), or say how long the
+        row must wait (the caller parks it). Each admission reads the row's ledger entry in its round trip
+        (``ledger.seed``: the operation's ``check_done`` answers from it).
 
         A message the dispatcher handed out carries its slot, which is now (or a few ms away: sleep). What
         bounds the requests is the admission (``tasks.limiter``): every request counted from now until its
@@ -231,14 +197,22 @@ class RowRun:
                 time.sleep(min(early, self.settings.max_limiter_sleep))
         deadline = time.monotonic() + self.settings.max_limiter_sleep
         while True:
-            got = self.door.try_admit()
+            got = self.door.try_admit(read=(ledger.key, ledger_key))
+            ledger.seed(ledger_key, got.read)
             if isinstance(got, Pass):
                 self.admitted_pass, self.admitted = got, True
                 return None
             if time.monotonic() + got.seconds > deadline:
-                self.waiting_for_limit = True
-                return self.later(got.seconds, reason="waiting for the rate limit")
+                return got.seconds
             time.sleep(got.seconds)
+
+    def unadmit(self) -> None:
+        """The row needs no request after all (the ledger says its work is done): give the admission back, and the
+        dispatcher's slot with it (``settle_slot``)."""
+        if self.admitted_pass is not None:
+            self.door.release(self.admitted_pass)
+            self.admitted_pass = None
+        self.admitted = False
 
     def send(self, fn: Call) -> object:
         """One request of this row, through the credential's door: the admission ``wait_for_slot`` got is used if
@@ -246,8 +220,15 @@ class RowRun:
         just before it leaves, ``before_request``."""
         admitted, self.admitted_pass = self.admitted_pass, None
         self.admitted = True
+        self.close_flights()
         return self.door.send(fn, admitted=admitted, job_id=self.job_id, max_wait=MAX_SEND_WAIT_S,
-                              before=self.before_request)
+                              before=self.before_request, answered=self.answered.append)
+
+    def close_flights(self) -> None:
+        """Mark the row's answered requests done in the limiter now (a next request, or a run ending without
+        ``finish``, which does it in its own round trip)."""
+        while self.answered:
+            self.door.done(self.answered.pop())
 
     def before_request(self) -> None:
         """In one round trip before each request (``RowStore.before_request``): the row's lease is checked and renewed
@@ -261,7 +242,9 @@ class RowRun:
             raise LeaseLost
 
     def settle_slot(self) -> None:
-        """After the run: give back an admission not used, and the dispatcher's slot if nothing was sent."""
+        """After the run: answered requests marked done, an admission not used given back, and the dispatcher's slot
+        if nothing was sent."""
+        self.close_flights()
         if self.admitted_pass is not None:
             self.door.release(self.admitted_pass)
             self.admitted_pass = None
@@ -291,8 +274,16 @@ class RowRun:
         round trip (``RowStore.finish``); then release the rows waiting for it, if any."""
         self.flush_start()
         pending = self.ledger.pending if self.ledger is not None else []
+        # The last answered request is marked done in the limiter by the same round trip (tasks.lua).
+        answered = self.answered.pop() if self.answered else None
+        self.close_flights()
         try:
-            _, waiting = self.store.finish(self.job_id, row, token=self.token, ledger=pending)
+            _, waiting = self.store.finish(self.job_id, row, token=self.token, ledger=pending,
+                                           rider=self.door.done_rider(answered) if answered else None)
+        except BaseException:
+            if answered is not None:
+                self.answered.append(answered)  # marked done by ``settle_slot``, if Redis answers then
+            raise
         finally:
             self.lease_released = True
             if self.ledger is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 from tasks.limiter import RateLimiter, credential_key
 from tests.helpers import TOKEN
@@ -22,6 +23,39 @@ def test_every_request_counts_from_admission_until_its_answer_plus_a_window(redi
     assert limiter.admit("c").flight is not None
     limiter.release("c", flights[1])  # admitted, never sent: its place is free at once
     assert limiter.admit("c").flight is not None and limiter.admit("c").flight is None
+
+
+def test_an_admission_reads_one_hash_field_in_its_round_trip_whatever_the_answer(redis_server):
+    r, cred = redis_server.client(), uuid.uuid4().hex
+    r.hset("ledger", "K", "entry")
+    limiter = RateLimiter(r, limit=1, window=1.0)
+    admitted = limiter.admit(cred, read=("ledger", "K"))
+    assert admitted.flight and admitted.read == "entry"
+    refused = limiter.admit(cred, read=("ledger", "K"))
+    assert refused.flight is None and refused.read == "entry"
+    assert limiter.admit(cred, read=("ledger", "absent")).read is None and limiter.admit(cred).read is None
+    limiter.refused(cred, admitted.flight, pause=5.0)  # a cool-down: still read
+    cooling = limiter.admit(cred, read=("ledger", "K"))
+    assert cooling.cooling and cooling.read == "entry"
+
+
+def test_done_as_a_rider_of_another_script_marks_the_request_done(redis_server):
+    """``done_rider`` run inside a host script (tasks.lua) does what ``done`` does: the flight ends now, its time is
+    the typical flight; the host's own keys and arguments are untouched."""
+    from tasks import lua
+    from tasks.limiter import keys
+
+    r, cred = redis_server.client(), uuid.uuid4().hex
+    limiter = RateLimiter(r, limit=5, window=1.0, max_flight=60.0)
+    flight = limiter.admit(cred).flight
+    in_flight = r.zscore(keys(cred)["log"], flight)
+    host = r.register_script(lua.with_rider(limiter.done_rider(cred, flight).body,
+                                            "return {KEYS[1], ARGV[1], ARGV[2]}"))
+    script_keys, args = ["host-key"], ["a", "b"]
+    lua.append(limiter.done_rider(cred, flight), script_keys, args)
+    assert host(keys=script_keys, args=args) == ["host-key", "a", "b"]
+    ended = r.zscore(keys(cred)["log"], flight)
+    assert ended < in_flight - 50e6 and int(r.get(keys(cred)["flight"])) >= 0
 
 
 def _acquire(limiter: RateLimiter, cred: str) -> str:

@@ -252,6 +252,23 @@ def test_finish_writes_ledger_and_row_releases_only_our_lease_and_names_the_wait
     assert lease_token(store, "k", "courses:3") == "theirs"
 
 
+def test_finish_runs_a_rider_first_in_its_round_trip_and_reads_its_own_arguments_as_before(store):
+    from tasks.ledger import Ledger
+    from tasks.lua import Rider
+
+    store.create_job(Job("j", created_at=1.0), [make(state=RowState.RUNNING)])
+    store.r.set(store.lease_key("j", "courses:2"), "tok")
+    row = store.row("j", "courses:2")
+    row.state = RowState.SUCCEEDED
+    write = Ledger(store.r, "http://api", "h").write("K", {"course_id": "c1"}, {}, "j", "courses:2")
+    rider = Rider("mark", "redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2])", ("mark",), ("ran", "!"))
+    assert store.finish("j", row, token="tok", ledger=[write], rider=rider) == (True, [])
+    assert store.r.get("mark") == "ran!" and Ledger(store.r, "http://api", "h").get("K")["ids"] == {"course_id": "c1"}
+    assert Ledger(store.r, "http://api", "h").is_claimed("c1") and lease_token(store, "j", "courses:2") is None
+    assert store.row("j", "courses:2").state is RowState.SUCCEEDED
+    counts_match_states(store, "j")
+
+
 def test_finish_with_expect_is_compare_and_set_and_the_ledger_is_written_anyway(store):
     from tasks.ledger import Ledger
 

@@ -179,6 +179,8 @@ def test_a_create_that_may_have_committed_is_adopted_not_repeated(start, sandbox
     row = store.row(job, "cat.courses:2")
     assert row.adopted and store.counts(job)["n_adopted"] == 1
     assert sandbox.stats()["courses_by_host"] == {HOST: 1} and row.result["first_chapter"]
+    # The failed create, then the look for it (Get Courses) and the read-back: every one marked done.
+    assert flights_logged(store) == sandbox.stats()["requests"] and flights_in_the_air(store) == 0
 
 
 def test_a_row_done_in_an_earlier_job_is_skipped(start, sandbox, tmp_path):
@@ -188,19 +190,36 @@ def test_a_row_done_in_an_earlier_job_is_skipped(start, sandbox, tmp_path):
     outcome = run(services, again, "cat.courses:2")
     assert isinstance(outcome, Finished) and outcome.summary["state"] == "skipped"
     assert "already created by" in store.row(again, "cat.courses:2").reason and sandbox.stats()["requests"] == 1
+    # The ledger entry came with the admission, which was given back: only the first job's request is logged.
+    assert flights_logged(store) == 1 and flights_in_the_air(store) == 0
 
 
-def test_a_row_that_succeeds_takes_six_round_trips_to_redis(start, sandbox, tmp_path, monkeypatch):
-    """begin (row, generation, lease, delivery, job), the ledger, the limiter's admission, before the request (lease,
-    start of the attempt, request counts), the limiter's done, finish (ledger, row, lease, waiting rows)."""
+def flights_in_the_air(store) -> int:
+    """Requests the limiter still counts as in flight (score: admission + longest flight, in the future), over every
+    credential; an answered request marked done has its end as score."""
+    seconds, micros = store.r.time()
+    now_us = seconds * 1_000_000 + micros
+    return sum(1 for key in store.r.scan_iter("tm:rate:*:log")
+               for _, score in store.r.zrange(key, 0, -1, withscores=True) if score > now_us)
+
+
+def flights_logged(store) -> int:
+    return sum(store.r.zcard(key) for key in store.r.scan_iter("tm:rate:*:log"))
+
+
+def test_a_row_that_succeeds_takes_four_round_trips_to_redis(start, sandbox, tmp_path, monkeypatch):
+    """begin (row, generation, lease, delivery, job); the limiter's admission with the row's ledger entry; before the
+    request (lease, start of the attempt, request counts); finish (the request marked done in the limiter, ledger,
+    row, lease, waiting rows)."""
     services, store, job = start(write_catalog(tmp_path / "cat", 2))
     assert isinstance(run(services, job, "cat.courses:2"), Finished)  # scripts loaded, connections made
     outcome, sent = _round_trips(monkeypatch, lambda: run(services, job, "cat.courses:3", gen=0))
     assert isinstance(outcome, Finished) and outcome.summary["state"] == "succeeded"
-    assert len(sent) == 6
+    assert len(sent) == 4
     row = store.row(job, "cat.courses:3")
     assert row.attempts == 1 and row.sent_at and store.counts(job)["n_requests"] == 2
     assert not store.r.exists(store.lease_key(job, "cat.courses:3"))
+    assert flights_logged(store) == 2 and flights_in_the_air(store) == 0  # both requests marked done by finish
 
 
 def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path, monkeypatch):
@@ -234,8 +253,9 @@ def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(st
     services, store, job = start(write_catalog(tmp_path / "cat", 2))
     run(services, job, "cat.courses:2")  # scripts loaded, connections made
     outcome, sent = _round_trips(monkeypatch, lambda: run(services, job, "cat.courses:3", gen=0))
-    # begin, ledger, admission, before the request, the limiter's done, later (generation, save, count, lease, park)
-    assert isinstance(outcome, Later) and outcome.parked and outcome.gen == 1 and len(sent) == 6
+    # begin, admission (with the ledger entry), before the request, the limiter's done (a failed request is marked
+    # done at once), later (generation, save, count, lease, park)
+    assert isinstance(outcome, Later) and outcome.parked and outcome.gen == 1 and len(sent) == 5
     row = store.row(job, "cat.courses:3")
     assert row.state is RowState.RETRYING and store.generation(job, "cat.courses:3") == 1
     assert store.counts(job)["n_retries"] == 2 and not store.r.exists(store.lease_key(job, "cat.courses:3"))
