@@ -20,7 +20,8 @@ from tasks.ledger import LedgerWrite
 from tasks.rows import FINAL, Row, RowState, sources_of
 
 _BEGIN = """
--- KEYS: rows, state, gen, deliveries, job, lease ; ARGV: row id, generation, lease token, lease ms, final states (csv)
+-- KEYS: rows, state, gen, deliveries, job, lease
+-- ARGV: row id, generation, lease token, lease ms, final states (csv), digest of the job the caller holds ('' none)
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'missing'} end
 if (redis.call('HGET', KEYS[3], ARGV[1]) or '0') ~= ARGV[2] then return {'stale', raw} end
@@ -30,7 +31,11 @@ if not redis.call('SET', KEYS[6], ARGV[3], 'NX', 'PX', ARGV[4]) then
   return {'leased', raw, redis.call('PTTL', KEYS[6])}
 end
 local deliveries = redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 1)
-return {'ok', raw, deliveries, redis.call('HGETALL', KEYS[5])}
+-- The job changes seldom: a caller holding it as it is gets its digest back, not every field again.
+local job = redis.call('HGETALL', KEYS[5])
+local digest = redis.sha1hex(table.concat(job, '\0'))
+if digest == ARGV[6] then return {'ok', raw, deliveries, {}, digest} end
+return {'ok', raw, deliveries, job, digest}
 """
 
 _BEFORE_REQUEST = """
@@ -132,6 +137,10 @@ class RowRunSteps:
     _finish_riding: dict[str, Any]
     _later: Any
     r: Any
+    #: Job id -> (digest, the job as ``begin`` last read it): shared by the runs of this process, never changed by
+    #: them; ``begin`` reads the job again only when its digest differs.
+    _jobs: dict[str, tuple[str, Job]]
+    JOBS_HELD = 256
 
     @staticmethod
     def texts(transition: str) -> tuple[str, str, str, str]:
@@ -178,20 +187,28 @@ class RowRunSteps:
     def begin(self, job_id: str, row_id: str, gen: int, token: str, lease_seconds: float) -> Begun:
         """The start of a row's message, in one round trip: the row; unless the message is stale or the row final,
         its lease taken with ``token`` (as ``lease(...).acquire()`` would), the delivery of message ``gen`` counted
-        (``count_delivery``) and the job read."""
+        (``count_delivery``) and the job read (or, when the job is as this process last read it, its digest: the
+        ``Job`` read then is handed out again, shared; a worker's runs only read it)."""
+        held_digest, held = self._jobs.get(job_id, ("", None))
         answer = self._begin(
             keys=[self.k(job_id, "rows"), self.k(job_id, "state"), self.k(job_id, "gen"), self.k(job_id, "deliveries"),
                   self.k(job_id), self.lease_key(job_id, row_id)],
-            args=[row_id, gen, token, max(int(lease_seconds * 1000), 1), ",".join(s.value for s in FINAL)])
+            args=[row_id, gen, token, max(int(lease_seconds * 1000), 1), ",".join(s.value for s in FINAL), held_digest])
         status = answer[0]
         row = self.decode_row(job_id, row_id, answer[1]) if len(answer) > 1 else None
         if status == "leased":
             return Begun(status, row, lease_left=max(int(answer[2]), 0) / 1000)
         if status != "ok":
             return Begun(status, row)
-        raw = answer[3]
+        raw, digest = answer[3], answer[4]
+        if held is not None and digest == held_digest:
+            return Begun(status, row, int(answer[2]), held)
         fields = {raw[i]: json.loads(raw[i + 1]) for i in range(0, len(raw), 2)}
         job = Job.from_fields({"id": job_id, **fields}) if fields else None
+        if job is not None:
+            if len(self._jobs) >= self.JOBS_HELD:
+                self._jobs.clear()
+            self._jobs[job_id] = (digest, job)
         return Begun(status, row, int(answer[2]), job)
 
     def before_request(self, job_id: str, row_id: str, token: str, lease_seconds: float, timeline_key: str,

@@ -105,6 +105,7 @@ class RowStore(RowRunSteps, JobWriter):
         self._finish_riding: dict[str, Any] = {}  # rider name -> ``finish`` that runs it first (``finish_script``)
         self._later = client.register_script(later)
         self._templates: dict[str, Templates] = {}  # job id -> its templates (never change once the job exists)
+        self._jobs: dict[str, tuple[str, Job]] = {}  # job id -> the job as ``begin`` last read it, with its digest
 
     @classmethod
     def from_url(cls, url: str, ttl_days: float = 30.0) -> RowStore:

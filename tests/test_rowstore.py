@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from tasks.job import Blocked, Job
-from tasks.rows import STATES, TRANSITIONS, Row, RowFailure, RowState
+from tasks.rows import STATES, TRANSITIONS, ErrorCode, Row, RowFailure, RowState
 from tasks.rowstore import IllegalTransition, RowStore
 
 
@@ -179,6 +179,20 @@ def test_begin_takes_the_lease_counts_the_delivery_and_reads_row_and_job(store):
     assert store.count_delivery("j", "courses:2", 0) == 2  # the copy that found the row leased counted nothing
     store.r.delete(store.lease_key("j", "courses:2"))
     assert store.begin("j", "courses:2", 0, "tok-3", 30).deliveries == 3
+
+
+def test_begin_reads_the_job_again_only_when_it_changed(store, redis_url):
+    """A process holding the job as it is gets its digest back, not every field: the same ``Job`` again; a job
+    changed since (``set_job``) is read afresh, and another process reads it whole."""
+    store.create_job(Job("j", created_at=1.0, host="h.example.com"), [make(), make("courses:3"), make("courses:4")])
+    first = store.begin("j", "courses:2", 0, "t", 30).job
+    assert store.begin("j", "courses:3", 0, "t", 30).job is first and first.blocked is None
+    store.set_job("j", blocked=Blocked(RowFailure(ErrorCode.CREDENTIAL_REFUSED, "no"), "courses:2"))
+    changed = store.begin("j", "courses:4", 0, "t", 30).job
+    assert changed is not first and changed.blocked.row == "courses:2" and changed.host == "h.example.com"
+    other = RowStore.from_url(redis_url, ttl_days=1)
+    store.r.delete(store.lease_key("j", "courses:4"))
+    assert other.begin("j", "courses:4", 0, "u", 30).job == changed
 
 
 def test_begin_drops_stale_messages_and_final_rows_without_taking_the_lease(store):
