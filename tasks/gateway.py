@@ -103,8 +103,8 @@ class Door:
 
     # -- admission ---------------------------------------------------------------------------
     def try_admit(self, read: tuple[str, str] | None = None) -> Pass | Wait:
-        """One admission if the budget has room now and no cool-down is on; ``read`` (a hash and a field) is read
-        in the same round trip, whatever the answer (``Pass.read``, ``Wait.read``)."""
+        """One admission if the budget has room now and no cool-down is on. With ``read`` (a hash and a field),
+        only while that field is absent: when present, ``Wait(0, read=value)`` (``RateLimiter.admit``)."""
         admission = self._limiter.admit(self.key, read)
         if admission.flight is not None:
             return Pass(admission.flight, time.monotonic(), admission.read)
@@ -133,19 +133,20 @@ class Door:
         """An admission that was not used: its place in the budget is free at once."""
         self._limiter.release(self.key, admitted.flight)
 
-    def done(self, admitted: Pass) -> None:
-        """A request ``send`` handed to ``answered`` is over: it counts for one window more, no longer."""
-        self._limiter.done(self.key, admitted.flight)
+    def done(self, admitted: Pass, answered_at: float) -> None:
+        """A request ``send`` handed to ``answered`` (its answer back at ``answered_at``, ``time.monotonic()``) is
+        over: it counts for one window more, no longer."""
+        self._limiter.done(self.key, admitted.flight, time.monotonic() - answered_at)
 
-    def done_rider(self, admitted: Pass) -> Rider:
+    def done_rider(self, admitted: Pass, answered_at: float) -> Rider:
         """``done`` as a step of another script (``RowStore.finish``), in its round trip (tasks.lua)."""
-        return self._limiter.done_rider(self.key, admitted.flight)
+        return self._limiter.done_rider(self.key, admitted.flight, time.monotonic() - answered_at)
 
     # -- requests ----------------------------------------------------------------------------
     def send(self, fn: Call[T], *, admitted: Pass | None = None, job_id: str | None = None,
              max_wait: float | None = None, on_wait: OnWait | None = None,
              on_notice: OnNotice | None = None, before: Callable[[], None] | None = None,
-             answered: Callable[[Pass], None] | None = None) -> T:
+             answered: Callable[[Pass, float], None] | None = None) -> T:
         """Make one request, ``fn(client)``: admitted (``admitted`` if still fresh, else now, waiting), counted in
         the budget until its answer is back. A 429 teaches the limiter and raises ``RateLimited``.
 
@@ -153,9 +154,10 @@ class Door:
         in ``job_id``'s timeline here (a row run checks its lease and counts the request in one round trip); if it
         raises, the admission is given back and nothing is sent.
 
-        ``answered``: when the request comes back without an exception, it is handed the admission *instead of* the
-        request being marked done here; the caller then owes ``done`` (or ``done_rider``) soon, as a row run does
-        with its next write (tasks.runner). Failures are marked done here in any case."""
+        ``answered``: when the request comes back without an exception, it is handed the admission and the time
+        (``time.monotonic()``) *instead of* the request being marked done here; the caller then owes ``done`` (or
+        ``done_rider``) soon, as a row run does with its next write (tasks.runner). Failures are marked done here
+        in any case."""
         if admitted is not None and time.monotonic() - admitted.at > FRESH_ADMISSION_S:
             self.release(admitted)
             admitted = None
@@ -179,7 +181,7 @@ class Door:
             self._limiter.done(self.key, admitted.flight)
             raise
         if answered is not None:
-            answered(admitted)
+            answered(admitted, time.monotonic())
         else:
             self._limiter.done(self.key, admitted.flight)
         return result

@@ -56,6 +56,10 @@ class Ledger:
         answers from it."""
         self._read[row_key] = raw
 
+    def forget(self, row_key: str) -> None:
+        """Drop what ``seed`` or ``read_ahead`` read of ``row_key`` and nobody used: its next ``get`` reads Redis."""
+        self._read.pop(row_key, None)
+
     def read_ahead(self, row_keys: Iterable[str], chunk: int = 5000) -> None:
         """Read the entries of ``row_keys`` now, ``chunk`` per round trip: each key's next ``get`` answers from
         them (matching 100,000 rows made 100,000 round trips, most of an enqueue's time)."""

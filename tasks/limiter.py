@@ -72,10 +72,13 @@ end
 ADMIT = _NOW + _LIMIT + """
 -- KEYS: flight log, learned limit, paused-until, [a hash to read one field of]
 -- ARGV: window us, configured limit, max flight us, unique id, ttl s, [the field]
--- The hash field rides along for the caller (a row's ledger entry, tasks.runner): read whatever the answer, and
--- returned last (nil when absent or not asked).
+-- With a hash field (a row's ledger entry, tasks.runner): admitted only while the field is absent; when present,
+-- its value comes back (last) instead, not admitted: the caller looks at it first.
 local read = false
-if #KEYS > 3 then read = redis.call('HGET', KEYS[4], ARGV[6]) end
+if #KEYS > 3 then
+  read = redis.call('HGET', KEYS[4], ARGV[6])
+  if read then return {0, 0, 0, read} end
+end
 local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
 if now < paused then return {0, paused - now, 1, read} end
 local window = tonumber(ARGV[1])
@@ -93,11 +96,11 @@ return {1, member, 0, read}
 """
 
 DONE = _NOW + """
--- KEYS: flight log, typical flight; ARGV: member, ttl s
+-- KEYS: flight log, typical flight; ARGV: member, ttl s, us since the answer came back (marked done later)
 -- Plain ZADD: a request that outlived its assumed longest flight (and dropped out of the log) counts again,
 -- until now + window.
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-local took = now - tonumber(string.match(ARGV[1], '^(%d+)'))
+local took = math.max(now - tonumber(string.match(ARGV[1], '^(%d+)')) - tonumber(ARGV[3] or '0'), 0)
 local typical = tonumber(redis.call('GET', KEYS[2]) or tostring(took))
 redis.call('SET', KEYS[2], math.floor(typical * 0.9 + took * 0.1), 'EX', tonumber(ARGV[2]))
 return now
@@ -190,8 +193,9 @@ class RateLimiter:
     def admit(self, cred: str, read: tuple[str, str] | None = None) -> Admission:
         """Admit one request now if the budget has room and no cool-down is on (nothing recorded otherwise).
 
-        ``read`` (a hash and a field): that field is read in the same round trip, whatever the answer
-        (``Admission.read``): a row run reads its ledger entry with its admission (tasks.runner)."""
+        ``read`` (a hash and a field) makes it a gate, in the same round trip: admitted only while that field is
+        absent; when it is present its value comes back (``Admission.read``, wait 0) and nothing is admitted. A
+        row run asks with its ledger entry (tasks.runner): a row done already takes no place in the budget."""
         k = keys(cred)
         script_keys = [k["log"], k["limit"], k["paused"]]
         args: list = [int(self.window * 1e6), self.limit, int(self.max_flight * 1e6), uuid.uuid4().hex[:10], TTL_S]
@@ -206,15 +210,16 @@ class RateLimiter:
             return Admission(flight if isinstance(flight, str) else flight.decode(), read=got)
         return Admission(None, max(int(answer[1]) / 1e6, 0.001), bool(int(answer[2])), read=got)
 
-    def done(self, cred: str, flight: str) -> None:
-        """The request's answer (or failure) came back: it counts until now + window, no longer."""
-        rider = self.done_rider(cred, flight)
+    def done(self, cred: str, flight: str, late: float = 0.0) -> None:
+        """The request's answer (or failure) came back (``late`` seconds ago: not counted in the typical flight):
+        it counts until now + window, no longer."""
+        rider = self.done_rider(cred, flight, late)
         self._done(keys=list(rider.keys), args=list(rider.args))
 
-    def done_rider(self, cred: str, flight: str) -> Rider:
+    def done_rider(self, cred: str, flight: str, late: float = 0.0) -> Rider:
         """``done`` as a step of another script, run in its round trip (a row's ``RowStore.finish``)."""
         k = keys(cred)
-        return Rider("limiter_done", DONE, (k["log"], k["flight"]), (flight, TTL_S))
+        return Rider("limiter_done", DONE, (k["log"], k["flight"]), (flight, TTL_S, int(max(late, 0.0) * 1e6)))
 
     def release(self, cred: str, flight: str) -> None:
         """An admitted request that was not sent after all: give its place back."""

@@ -1,12 +1,14 @@
-"""What one execution of a row's task message is given (``Message``) and returns (``Finished``, ``Later``, ``Dead``):
-``tasks.runner`` runs it, ``tasks.row_tasks`` turns the outcome into what Celery must do next."""
+"""What one execution of a row's task message is given (``Message``) and returns (``Finished``, ``Later``, ``Dead``,
+with the failure of a row not sent because its job is blocked): ``tasks.runner`` runs it, ``tasks.row_tasks`` turns
+the outcome into what Celery must do next."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks.job import Blocked
 from tasks.park import Slot
-from tasks.rows import Row, RowFailure
+from tasks.rows import ErrorCode, Row, RowFailure
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,12 @@ Outcome = Finished | Later | Dead
 
 def summary(row: Row) -> dict:
     return {"row": row.row_id, "state": row.state.value, "result": row.result}
+
+
+def blocked_failure(blocked: Blocked) -> RowFailure:
+    """Why a row of a job whose credential was refused (or missing) is not sent."""
+    first = blocked.failure
+    cause = " ".join(str(part or "") for part in (first.http_status, first.code, first.message)).split()
+    code = ErrorCode.NO_CREDENTIALS if first.code == ErrorCode.NO_CREDENTIALS else ErrorCode.CREDENTIAL_REFUSED
+    return RowFailure(code, f"not sent: this job's credential was refused on row {blocked.row} "
+                            f"({' '.join(cause)}); fix it and requeue")

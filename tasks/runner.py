@@ -33,7 +33,7 @@ from tasks.gateway import Call, Door, Pass
 from tasks.job import Blocked, Job
 from tasks.ledger import Ledger, PendingLedger
 from tasks.operations import CallContext, Operation, Skip
-from tasks.outcomes import Dead, Finished, Later, Message, Outcome, summary
+from tasks.outcomes import Dead, Finished, Later, Message, Outcome, blocked_failure, summary
 from tasks.park import give_back, later_write
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
@@ -52,15 +52,6 @@ class LeaseLost(Exception):
     """This run outlived its lease and another copy of the message took the row: it must not send."""
 
 
-def blocked_failure(blocked: Blocked) -> RowFailure:
-    """Why a row of a job whose credential was refused (or missing) is not sent."""
-    first = blocked.failure
-    cause = " ".join(str(part or "") for part in (first.http_status, first.code, first.message)).split()
-    code = ErrorCode.NO_CREDENTIALS if first.code == ErrorCode.NO_CREDENTIALS else ErrorCode.CREDENTIAL_REFUSED
-    return RowFailure(code, f"not sent: this job's credential was refused on row {blocked.row} "
-                            f"({' '.join(cause)}); fix it and requeue")
-
-
 def run_row(services: Services, message: Message) -> Outcome:
     return RowRun(services, message).run()
 
@@ -73,9 +64,11 @@ class RowRun:
         #: The limiter's admission for the row's next request, and whether any request was admitted.
         self.door: Door | None = None
         self.admitted_pass: Pass | None = None
-        #: Requests answered and not yet marked done in the limiter: the row's next write does it (``close_flights``,
-        #: or ``finish`` in its own round trip).
-        self.answered: list[Pass] = []
+        #: Requests answered (with the time their answer came back) and not yet marked done in the limiter: the
+        #: row's next write does it (``close_flights``, or ``finish`` in its own round trip).
+        self.answered: list[tuple[Pass, float]] = []
+        #: A request of this run went out (``send``).
+        self.requested = False
         self.lease: Lock | None = None
         #: Our lease token while we hold the row; the lease was released by the run's last script.
         self.token = ""
@@ -152,11 +145,20 @@ class RowRun:
         failure = op.resolve(ctx, row)
         if failure is not None:
             return self.dead(row, failure)
-        wait = self.wait_for_slot(ctx.ledger, op.ledger_key(row))
-        skip = op.check_done(ctx, row)  # answered by the entry read with the admission
+        ledger_key = op.ledger_key(row)
+        wait = self.wait_for_slot(ctx.ledger, ledger_key)
+        try:
+            skip = op.check_done(ctx, row)  # answered by the entry read with the admission
+        except BaseException:
+            self.unadmit()
+            raise
+        finally:
+            ctx.ledger.forget(ledger_key)
         if skip is not None:
             self.unadmit()
             return self.skipped(row, skip)
+        if wait is None and self.admitted_pass is None:  # stopped at a ledger entry that says "not done": go on
+            wait = self.wait_for_slot()
         if wait is not None:
             self.waiting_for_limit = True
             return self.later(wait, reason="waiting for the rate limit")
@@ -181,10 +183,11 @@ class RowRun:
         return self.succeeded(row, result)
 
     # -- the rate limiter ----------------------------------------------------------------------
-    def wait_for_slot(self, ledger: Ledger, ledger_key: str) -> float | None:
+    def wait_for_slot(self, ledger: Ledger | None = None, ledger_key: str = "") -> float | None:
         """Be admitted by the limiter for the request this row is about to send (None: go), or say how long the
-        row must wait (the caller parks it). Each admission reads the row's ledger entry in its round trip
-        (``ledger.seed``: the operation's ``check_done`` answers from it).
+        row must wait (the caller parks it). With ``ledger``, the first look is a gate, in the same round trip: the
+        row's ledger entry is read (``ledger.seed``: the operation's ``check_done`` answers from it) and, when there
+        is one, nothing is admitted and None comes back: look at it first (most such rows are done: skipped).
 
         A message the dispatcher handed out carries its slot, which is now (or a few ms away: sleep). What
         bounds the requests is the admission (``tasks.limiter``): every request counted from now until its
@@ -197,8 +200,11 @@ class RowRun:
                 time.sleep(min(early, self.settings.max_limiter_sleep))
         deadline = time.monotonic() + self.settings.max_limiter_sleep
         while True:
-            got = self.door.try_admit(read=(ledger.key, ledger_key))
-            ledger.seed(ledger_key, got.read)
+            got = self.door.try_admit(read=(ledger.key, ledger_key) if ledger is not None else None)
+            if ledger is not None:
+                ledger.seed(ledger_key, got.read)
+                if got.read is not None:
+                    return None
             if isinstance(got, Pass):
                 self.admitted_pass, self.admitted = got, True
                 return None
@@ -207,28 +213,28 @@ class RowRun:
             time.sleep(got.seconds)
 
     def unadmit(self) -> None:
-        """The row needs no request after all (the ledger says its work is done): give the admission back, and the
-        dispatcher's slot with it (``settle_slot``)."""
+        """The row needs no request after all (the ledger says its work is done): give the admission back, and,
+        unless a request went out already, the dispatcher's slot with it (``settle_slot``)."""
         if self.admitted_pass is not None:
             self.door.release(self.admitted_pass)
             self.admitted_pass = None
-        self.admitted = False
+        self.admitted = self.requested
 
     def send(self, fn: Call) -> object:
         """One request of this row, through the credential's door: the admission ``wait_for_slot`` got is used if
         still fresh, else the door admits the request (waiting if the budget is full or out a cool-down); then,
         just before it leaves, ``before_request``."""
         admitted, self.admitted_pass = self.admitted_pass, None
-        self.admitted = True
+        self.admitted = self.requested = True
         self.close_flights()
         return self.door.send(fn, admitted=admitted, job_id=self.job_id, max_wait=MAX_SEND_WAIT_S,
-                              before=self.before_request, answered=self.answered.append)
+                              before=self.before_request, answered=lambda *done: self.answered.append(done))
 
     def close_flights(self) -> None:
         """Mark the row's answered requests done in the limiter now (a next request, or a run ending without
         ``finish``, which does it in its own round trip)."""
         while self.answered:
-            self.door.done(self.answered.pop())
+            self.door.done(*self.answered.pop())
 
     def before_request(self) -> None:
         """In one round trip before each request (``RowStore.before_request``): the row's lease is checked and renewed
@@ -275,14 +281,14 @@ class RowRun:
         self.flush_start()
         pending = self.ledger.pending if self.ledger is not None else []
         # The last answered request is marked done in the limiter by the same round trip (tasks.lua).
-        answered = self.answered.pop() if self.answered else None
-        self.close_flights()
+        last = self.answered.pop() if self.answered else None
         try:
+            self.close_flights()
             _, waiting = self.store.finish(self.job_id, row, token=self.token, ledger=pending,
-                                           rider=self.door.done_rider(answered) if answered else None)
+                                           rider=self.door.done_rider(*last) if last else None)
         except BaseException:
-            if answered is not None:
-                self.answered.append(answered)  # marked done by ``settle_slot``, if Redis answers then
+            if last is not None:
+                self.answered.append(last)  # marked done by ``settle_slot``, if Redis answers then
             raise
         finally:
             self.lease_released = True

@@ -25,18 +25,36 @@ def test_every_request_counts_from_admission_until_its_answer_plus_a_window(redi
     assert limiter.admit("c").flight is not None and limiter.admit("c").flight is None
 
 
-def test_an_admission_reads_one_hash_field_in_its_round_trip_whatever_the_answer(redis_server):
+def test_an_admission_asked_with_a_hash_field_is_a_gate_on_it_in_the_same_round_trip(redis_server):
+    """Admitted only while the field is absent; when present its value comes back and nothing is admitted, whatever
+    the budget or a cool-down say."""
     r, cred = redis_server.client(), uuid.uuid4().hex
     r.hset("ledger", "K", "entry")
     limiter = RateLimiter(r, limit=1, window=1.0)
-    admitted = limiter.admit(cred, read=("ledger", "K"))
-    assert admitted.flight and admitted.read == "entry"
-    refused = limiter.admit(cred, read=("ledger", "K"))
-    assert refused.flight is None and refused.read == "entry"
-    assert limiter.admit(cred, read=("ledger", "absent")).read is None and limiter.admit(cred).read is None
-    limiter.refused(cred, admitted.flight, pause=5.0)  # a cool-down: still read
-    cooling = limiter.admit(cred, read=("ledger", "K"))
-    assert cooling.cooling and cooling.read == "entry"
+    stopped = limiter.admit(cred, read=("ledger", "K"))
+    assert stopped.flight is None and stopped.read == "entry" and not stopped.cooling
+    admitted = limiter.admit(cred, read=("ledger", "absent"))
+    assert admitted.flight and admitted.read is None
+    full = limiter.admit(cred, read=("ledger", "absent"))
+    assert full.flight is None and full.read is None and full.wait > 0  # the budget of 1 is in use
+    assert limiter.admit(cred, read=("ledger", "K")).read == "entry"
+    limiter.refused(cred, admitted.flight, pause=5.0)
+    cooling = limiter.admit(cred, read=("ledger", "absent"))
+    assert cooling.cooling and cooling.read is None
+    assert limiter.admit(cred, read=("ledger", "K")).read == "entry"
+
+
+def test_done_discounts_the_time_since_the_answer_from_the_typical_flight_not_from_the_count(redis_server):
+    from tasks.limiter import keys
+
+    r, cred = redis_server.client(), uuid.uuid4().hex
+    limiter = RateLimiter(r, limit=5, window=1.0, max_flight=60.0)
+    flight = limiter.admit(cred).flight
+    time.sleep(0.3)
+    limiter.done(cred, flight, late=0.3)  # answered 0.3 s ago, marked done now
+    seconds, micros = r.time()
+    assert int(r.get(keys(cred)["flight"])) < 100_000  # the flight took ~0 s, not 0.3
+    assert r.zscore(keys(cred)["log"], flight) > (seconds * 1_000_000 + micros) - 100_000  # counted until now
 
 
 def test_done_as_a_rider_of_another_script_marks_the_request_done(redis_server):

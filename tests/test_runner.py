@@ -222,6 +222,31 @@ def test_a_row_that_succeeds_takes_four_round_trips_to_redis(start, sandbox, tmp
     assert flights_logged(store) == 2 and flights_in_the_air(store) == 0  # both requests marked done by finish
 
 
+def test_an_update_whose_ledger_entry_has_other_content_is_sent_and_one_with_the_same_is_skipped(
+        start, sandbox, tmp_path, monkeypatch):
+    """The admission is a gate on the row's ledger entry: an entry stops it before anything is admitted; an update
+    whose content changed since is then admitted and sent (5 round trips), one with the same content is skipped
+    without taking a place in the budget (3)."""
+    services, store, job = start(write_catalog(tmp_path / "cat", 1))
+    run(services, job, "cat.courses:2")
+    chapter = store.row(job, "cat.courses:2").result["first_chapter"]
+    sent = sandbox.stats()["requests"]
+    outcomes = []
+    for n, title in enumerate(("New title", "Newer title", "Newer title")):
+        files = [csv(tmp_path / f"ch{n}.chapters.csv", f"chapter_id,title\n{chapter},{title}\n")]
+        _, _, again = start(files)
+        row_id = f"ch{n}.chapters:2"
+        gen = store.generation(again, row_id)
+        store.row(again, row_id)  # the job's templates read (once per job and process)
+        outcome, trips = _round_trips(monkeypatch, lambda again=again, row_id=row_id, gen=gen: run(
+            services, again, row_id, gen))
+        loads = sum(1 for t in trips if b"SCRIPT" in bytes(t[0] if isinstance(t, list) else t)[:30])
+        outcomes.append((outcome.summary["state"], len(trips) - 2 * loads))  # a script loaded: 2 more, once
+    assert outcomes == [("succeeded", 4), ("succeeded", 5), ("skipped", 3)]  # no entry yet: admitted at once
+    assert sandbox.stats()["requests"] == sent + 2 and flights_in_the_air(store) == 0
+    assert flights_logged(store) == sent + 2  # the skipped row took no place in the budget
+
+
 def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path, monkeypatch):
     """The lease is checked just before the request leaves: a run that outlived it (another copy of the message
     took the row) stops there, gives its admission back and writes nothing."""

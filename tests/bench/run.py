@@ -43,6 +43,8 @@ defaults; see tests/bench/cli.py and tests/bench/scale.py). Every table row carr
     python -m tests.bench.run --only pools         # research: keys16 with celery --pool threads/gevent x N
                                                    #   (--pools threads:8,gevent:64,... --pool-rows N)
     python -m tests.bench.run --only profile16     # keys16 with py-spy --gil on worker 0, top 15 frames
+    python -m tests.bench.run --only rowcpu        # the runner alone (no Celery): CPU per row run of 600 rows in
+                                                   #   this process, no latency, no limit
 
 BENCH_LOG_DIR=DIR keeps the workers' logs and the commands' output there.
 """
@@ -301,8 +303,9 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
     only TAGMANGO_REDIS_URL, TAGMANGO_CREDENTIALS_FILE and TAGMANGO_API_URL).
     """
     from tests.bench.cli import cli_env, load, wait_workers_ready
+    from tests.bench.scale import reference_loop
 
-    load0 = load()
+    load0, speed = load(), reference_loop()
     tokens = {f"bench-token-{k:02d}-0123456789": f"k{k}.example.com" for k in range(keys)}
     sandbox = serve_in_thread(SandboxConfig(tokens=dict(tokens), latency_s=(0.05, 0.4), seed=1, rate_limit=limit,
                                             count_after_latency=count_after_latency))
@@ -369,7 +372,8 @@ def bench_keys(work: Path, redis: RedisServer, keys: int, rows: int, *, label: s
             "scripts/row": round((scripts2 - scripts0) / (keys * rows), 1),
             "succeeded": f"{succeeded}/{keys * rows}", "workers ready s": round(ready_s, 1),
             "arrivals from-to s": f"{first - wall0:.1f}-{last - wall0:.1f} (final {wall1 - wall0:.1f})",
-            "worker log problems": len(problems), "_problems": problems, "load before": load0, "load after": load()}
+            "worker log problems": len(problems), "_problems": problems, "reference loop s": speed,
+            "load before": load0, "load after": load()}
 
 
 def profile_summary(path: Path, top: int = 25) -> None:
@@ -524,8 +528,11 @@ def main() -> None:
                 from tests.bench.tree import bench_tree
 
                 show([bench_tree(work, redis)])
-            if only & {"keys16", "pools", "profile16"}:
+            if only & {"keys16", "pools", "profile16", "rowcpu"}:
                 from tests.bench import scale
+
+                if "rowcpu" in only:
+                    show([scale.bench_rowcpu(work, redis)])
 
                 if "keys16" in only:
                     show([scale.bench_keys16(work, redis)])

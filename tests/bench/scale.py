@@ -8,12 +8,20 @@
   threads:8, threads:16, threads:32, gevent:64, gevent:200; gevent only if it is installed): how the product's
   default was chosen (README, Performance). Worker log lines that look like trouble are printed below the table.
 * ``profile16``: ``keys16`` with ``py-spy record --gil`` on worker 0 (``pip install py-spy``), its busiest frames.
+* ``rowcpu``: the runner alone, no Celery: ``run_row`` of 600 course rows in this process, one after the other,
+  against the bench's Redis and a sandbox with no latency, no faults and no rate limit; the CPU of the thread that
+  runs them (``time.thread_time``), per row. Less noisy than ``keys16``, for changes to the row's own path.
+
+Each row carries ``reference loop s``: the seconds a fixed pure-Python loop takes just before, so that figures taken
+while the (shared) machine ran slower or faster can be read side by side.
 """
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 from tests.services import RedisServer
@@ -55,3 +63,49 @@ def bench_profile16(work: Path, redis: RedisServer, keys: int = KEYS, rows: int 
 
     out = Path(os.environ.get("BENCH_PROFILE") or log_dir(work) / "profile16.txt").resolve()
     return bench_keys(work, redis, keys, rows, label=f"keys{keys} (py-spy on worker 0)", cli=True, profile=out), out
+
+
+def reference_loop() -> float:
+    """Seconds a fixed pure-Python loop takes now (min of 3): how fast the machine runs at the moment."""
+    best = float("inf")
+    for _ in range(3):
+        start, total = time.perf_counter(), 0
+        for i in range(2_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - start)
+    return round(best, 3)
+
+
+def bench_rowcpu(work: Path, redis: RedisServer, rows: int = 600, warm: int = 50) -> dict:
+    """CPU of the runner's thread per row run (``rowcpu`` above)."""
+    from importer.sandbox import SandboxConfig, serve_in_thread
+    from tasks.credentials import Credentials
+    from tasks.enqueue import enqueue
+    from tasks.runner import Message, run_row
+    from tasks.services import Services
+    from tasks.settings import Settings
+    from tests.bench.cli import load
+    from tests.helpers import HOST, TOKEN, plan_of, write_catalog
+
+    load0, speed = load(), reference_loop()
+    redis.client().flushall()
+    sandbox = serve_in_thread(SandboxConfig(tokens={TOKEN: None}, seed=1, rate_limit=1_000_000))
+    services = Services(Settings(redis_url=redis.url, api_url=sandbox.url, rate_limit=1_000_000),
+                        credentials=Credentials(api_url=sandbox.url, token=TOKEN))
+    try:
+        job = enqueue(services.store, plan_of(*write_catalog(work / "rowcpu", rows + warm)), sandbox.url, HOST)
+        ids = [f"rowcpu.courses:{i}" for i in range(2, rows + warm + 2)]
+        messages = [Message(job, r, services.store.generation(job, r)) for r in ids]
+        for message in messages[:warm]:  # scripts loaded, connections made, imports done
+            run_row(services, message)
+        start = time.thread_time()
+        outcomes = [type(run_row(services, message)).__name__ for message in messages[warm:]]
+        cpu = time.thread_time() - start
+        counts = services.store.counts(job)
+    finally:
+        services.close()
+        sandbox.stop()
+    return {"scenario": "rowcpu", "rows": rows, "us CPU/row run": round(1e6 * cpu / rows),
+            "outcomes": ", ".join(f"{n} {o}" for o, n in sorted(collections.Counter(outcomes).items())),
+            "succeeded": counts.get("succeeded", 0), "reference loop s": speed, "load before": load0,
+            "load after": load()}
