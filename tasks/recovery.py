@@ -101,9 +101,15 @@ def pending_row_messages(store: RowStore, job: Job) -> Iterator[tuple[str, str, 
 
 def stuck_rows(store: RowStore, job_id: str, idle_for: float) -> list[Row]:
     """Active rows idle for ``idle_for`` seconds whose current message is neither parked nor in the broker."""
+    job = store.job(job_id)
+    counts = store.counts(job_id)
+    if job and parked_count(store, job.target) + broker_message_count(store) >= sum(counts.get(s.value, 0)
+                                                                                    for s in ACTIVE):
+        # Every active row may have its message (the check below, before any row is read): a queued million-row
+        # job costs the sweeper a few counts, not a million row records, every round.
+        return []
     states = store.states(job_id)
     active = [row_id for row_id, state in states.items() if RowState(state) in ACTIVE]
-    job = store.job(job_id)
     cutoff = now() - idle_for
     created = job.created_at if job else 0.0  # rows not touched since enqueue
     needing_message = 0
