@@ -45,6 +45,7 @@ defaults; see tests/bench/cli.py and tests/bench/scale.py). Every table row carr
     python -m tests.bench.run --only profile16     # keys16 with py-spy --gil on worker 0, top 15 frames
     python -m tests.bench.run --only rowcpu        # the runner alone (no Celery): CPU per row run of 600 rows in
                                                    #   this process, no latency, no limit
+    python -m tests.bench.run --only sweep         # one recovery sweep over a queued 100,000-row job (--nowait-rows)
 
 BENCH_LOG_DIR=DIR keeps the workers' logs and the commands' output there.
 """
@@ -528,11 +529,13 @@ def main() -> None:
                 from tests.bench.tree import bench_tree
 
                 show([bench_tree(work, redis)])
-            if only & {"keys16", "pools", "profile16", "rowcpu"}:
+            if only & {"keys16", "pools", "profile16", "rowcpu", "sweep"}:
                 from tests.bench import scale
 
                 if "rowcpu" in only:
                     show([scale.bench_rowcpu(work, redis)])
+                if "sweep" in only:
+                    show([scale.bench_sweep(work, redis, args.nowait_rows)])
 
                 if "keys16" in only:
                     show([scale.bench_keys16(work, redis)])

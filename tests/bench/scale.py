@@ -12,6 +12,9 @@
   against the bench's Redis and a sandbox with no latency, no faults and no rate limit; the CPU of the thread that
   runs them (``time.thread_time``), per row. Less noisy than ``keys16``, for changes to the row's own path.
 
+* ``sweep``: one round of the recovery sweeper (``tasks.recovery.stuck_rows``) over a queued job of ``--nowait-rows``
+  course rows, every row parked: the CPU it takes in this process (a worker pays it every 30 s).
+
 Each row carries ``reference loop s``: the seconds a fixed pure-Python loop takes just before, so that figures taken
 while the (shared) machine ran slower or faster can be read side by side.
 """
@@ -109,3 +112,23 @@ def bench_rowcpu(work: Path, redis: RedisServer, rows: int = 600, warm: int = 50
             "outcomes": ", ".join(f"{n} {o}" for o, n in sorted(collections.Counter(outcomes).items())),
             "succeeded": counts.get("succeeded", 0), "reference loop s": speed, "load before": load0,
             "load after": load()}
+
+
+def bench_sweep(work: Path, redis: RedisServer, rows: int = 100_000) -> dict:
+    """CPU of one ``stuck_rows`` round over a queued job of ``rows`` course rows (``sweep`` above)."""
+    from importer.ingest.validate import build_plan
+    from tasks.enqueue import enqueue
+    from tasks.recovery import stuck_rows
+    from tasks.rowstore import RowStore
+    from tests.bench.cli import load
+    from tests.bench.run import courses_csv
+
+    load0, speed = load(), reference_loop()
+    redis.client().flushall()
+    store = RowStore.from_url(redis.url)
+    job = enqueue(store, build_plan([courses_csv(work / "sweep.csv", rows, "W")]), "http://127.0.0.1:9",
+                  "sweep.example.com")
+    start = time.process_time()
+    found = stuck_rows(store, job, 90.0)
+    return {"scenario": "sweep", "rows": rows, "CPU s per round": round(time.process_time() - start, 3),
+            "stuck": len(found), "reference loop s": speed, "load before": load0, "load after": load()}
