@@ -57,8 +57,6 @@ class Pass:
 
     flight: str
     at: float  # time.monotonic() when admitted
-    #: The hash field ``try_admit`` was asked to read with the admission (None: absent or not asked).
-    read: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ class Wait:
 
     seconds: float
     cooling: bool = False
+    #: The hash field ``try_admit`` was asked to read, when present (the reason nothing was admitted).
     read: str | None = None
 
 
@@ -107,7 +106,7 @@ class Door:
         only while that field is absent: when present, ``Wait(0, read=value)`` (``RateLimiter.admit``)."""
         admission = self._limiter.admit(self.key, read)
         if admission.flight is not None:
-            return Pass(admission.flight, time.monotonic(), admission.read)
+            return Pass(admission.flight, time.monotonic())
         return Wait(admission.wait, admission.cooling, admission.read)
 
     def admit(self, *, max_wait: float | None = None, on_wait: OnWait | None = None) -> Pass:

@@ -74,25 +74,24 @@ ADMIT = _NOW + _LIMIT + """
 -- ARGV: window us, configured limit, max flight us, unique id, ttl s, [the field]
 -- With a hash field (a row's ledger entry, tasks.runner): admitted only while the field is absent; when present,
 -- its value comes back (last) instead, not admitted: the caller looks at it first.
-local read = false
 if #KEYS > 3 then
-  read = redis.call('HGET', KEYS[4], ARGV[6])
+  local read = redis.call('HGET', KEYS[4], ARGV[6])
   if read then return {0, 0, 0, read} end
 end
 local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-if now < paused then return {0, paused - now, 1, read} end
+if now < paused then return {0, paused - now, 1} end
 local window = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) >= limit_of(KEYS[2], tonumber(ARGV[2])) then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   local ends = tonumber(first[2])
-  if ends > now then return {0, 50000, 0, read} end  -- every counted request is still in flight: look again soon
-  return {0, ends + window - now + 1, 0, read}
+  if ends > now then return {0, 50000, 0} end  -- every counted request is still in flight: look again soon
+  return {0, ends + window - now + 1, 0}
 end
 local member = string.format('%.0f', now) .. ':' .. ARGV[4]
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), member)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
-return {1, member, 0, read}
+return {1, member}
 """
 
 DONE = _NOW + """
@@ -163,7 +162,7 @@ class Admission:
     flight: str | None
     wait: float = 0.0
     cooling: bool = False
-    #: The hash field ``admit`` was asked to read in the same round trip (None: absent, or not asked).
+    #: The hash field ``admit`` was asked to read, when present (then nothing was admitted); else None.
     read: str | None = None
 
 
@@ -203,12 +202,12 @@ class RateLimiter:
             script_keys.append(read[0])
             args.append(read[1])
         answer = self._admit(keys=script_keys, args=args)
-        value = answer[3] if len(answer) > 3 else None
-        got = value.decode() if isinstance(value, bytes) else value
         if answer[0]:
             flight = answer[1]
-            return Admission(flight if isinstance(flight, str) else flight.decode(), read=got)
-        return Admission(None, max(int(answer[1]) / 1e6, 0.001), bool(int(answer[2])), read=got)
+            return Admission(flight if isinstance(flight, str) else flight.decode())
+        value = answer[3] if len(answer) > 3 else None
+        read_value = value.decode() if isinstance(value, bytes) else value
+        return Admission(None, max(int(answer[1]) / 1e6, 0.001), bool(int(answer[2])), read=read_value)
 
     def done(self, cred: str, flight: str, late: float = 0.0) -> None:
         """The request's answer (or failure) came back (``late`` seconds ago: not counted in the typical flight):

@@ -29,7 +29,7 @@ from redis.lock import Lock
 from tasks import errors, operations, timeline
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
-from tasks.gateway import Call, Door, Pass
+from tasks.gateway import Call, Door, Pass, Wait
 from tasks.job import Blocked, Job
 from tasks.ledger import Ledger, PendingLedger
 from tasks.operations import CallContext, Operation, Skip
@@ -202,8 +202,9 @@ class RowRun:
         while True:
             got = self.door.try_admit(read=(ledger.key, ledger_key) if ledger is not None else None)
             if ledger is not None:
-                ledger.seed(ledger_key, got.read)
-                if got.read is not None:
+                entry = got.read if isinstance(got, Wait) else None
+                ledger.seed(ledger_key, entry)
+                if entry is not None:
                     return None
             if isinstance(got, Pass):
                 self.admitted_pass, self.admitted = got, True
