@@ -8,6 +8,7 @@ this module (``include`` in ``tasks.celery_app``), which is why the start-up ste
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,10 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery import bootsteps
+from celery.backends.base import DisabledBackend
 from celery.exceptions import Retry
 
 from tasks import operations
 from tasks.celery_app import app
+from tasks.client import warm_up
 from tasks.defaults import QUEUE
 from tasks.dispatch import Dispatched, Dispatcher, Publisher, PublishRows
 from tasks.operations import Operation
@@ -50,7 +53,7 @@ class RowDead(Exception):
     """Raised after a row is dead-lettered, so Flower shows the task as failed with the reason."""
 
 
-def execute(op: Operation, job_id: str, row_id: str, title: str, gen: int, slot: Slot | None) -> dict:
+def execute(op: Operation, job_id: str, row_id: str, title: str, gen: int, slot: Slot | None) -> str:
     services = worker_services()
     outcome = run_row(services, Message(job_id, row_id, gen, slot))
     if isinstance(outcome, Later):
@@ -60,11 +63,23 @@ def execute(op: Operation, job_id: str, row_id: str, title: str, gen: int, slot:
         raise Retry(outcome.reason or None, exc=outcome.error, when=outcome.countdown)
     if isinstance(outcome, Dead):
         raise RowDead(f"{row_id}: {outcome.failure}")
-    return outcome.summary
+    return shown(outcome.summary)
+
+
+def shown(summary: dict) -> str:
+    """A row task's return value, as Flower shows it: one line (``courses:2 succeeded {"course_id": ...}``).
+
+    A string, not the summary dict: Celery puts ``saferepr(return value)`` in each task-succeeded event, and its
+    pure-Python repr of a nested dict cost about 70 us per row, a string's about 5."""
+    rest = {k: v for k, v in summary.items() if k not in ("row", "state")}
+    detail = rest.pop("result", None) or {}
+    return " ".join([str(summary.get("row")), str(summary.get("state")),
+                     *([json.dumps(detail, separators=(", ", ": "), default=str)] if detail else []),
+                     *(f"{k}={v}" for k, v in rest.items())])
 
 
 def _task_for(op: Operation) -> Any:
-    def run(job_id: str, row_id: str, title: str, gen: int = 0, slot_at: list | None = None) -> dict:
+    def run(job_id: str, row_id: str, title: str, gen: int = 0, slot_at: list | None = None) -> str:
         # The message carries the Slot as JSON, a list [at, target].
         slot = Slot(float(slot_at[0]), str(slot_at[1])) if slot_at else None
         return execute(op, job_id, row_id, title, gen, slot)
@@ -72,7 +87,16 @@ def _task_for(op: Operation) -> Any:
     run.__name__ = op.name
     run.__qualname__ = op.name
     run.__doc__ = f"{op.name}: one row ({op.kind}), arguments job id, row id, title."
-    return app.task(name=op.task_name, max_retries=None, throws=(RowDead,))(run)
+    task = app.task(name=op.task_name, max_retries=None, throws=(RowDead,))(run)
+    # Row tasks store no result (the row record is the result; task_ignore_result), so they need no result backend:
+    # Celery would otherwise build a Redis backend in each pool thread (its Redis backend is per thread), each
+    # thread's first row paying for it.
+    task.backend = ROW_RESULTS
+    return task
+
+
+#: The (no) result backend of every row task.
+ROW_RESULTS = DisabledBackend(app)
 
 
 ROW_TASKS = {op.name: _task_for(op) for op in operations.OPERATIONS}
@@ -174,6 +198,7 @@ class BackgroundThreads(bootsteps.StartStopStep):
         self.sweeper: Sweeper | None = None
 
     def start(self, worker: Any) -> None:
+        warm_up()
         services = worker_services()
         self.sweeper = Sweeper(services.store, services.settings)
         self.sweeper.start()

@@ -384,11 +384,80 @@ def test_every_client_of_a_process_shares_one_verifying_tls_context():
 
     clients = [TagMangoClient("https://api.example.com", f"token-{i}", f"h{i}.example.com") for i in range(3)]
     try:
-        contexts = {id(c._http._transport._pool._ssl_context) for c in clients}
-        ctx = clients[0]._http._transport._pool._ssl_context
+        contexts = {id(c._transport._pool._ssl_context) for c in clients}
+        ctx = clients[0]._transport._pool._ssl_context
         assert len(contexts) == 1
         assert ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname
         assert ctx.cert_store_stats()["x509_ca"] > 0  # a CA bundle is loaded
     finally:
         for c in clients:
             c.close()
+
+
+# -- the proxy the environment names ------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy_env(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_environment_proxy_reads_the_variables_as_httpx_client_did(proxy_env):
+    from tasks.client import environment_proxy
+    assert environment_proxy("https://api-prod-new.tagmango.com") is None
+    proxy_env.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    assert environment_proxy("https://api-prod-new.tagmango.com") == "http://proxy.corp:3128"
+    assert environment_proxy("http://127.0.0.1:8000") is None  # HTTP_PROXY is not set
+    proxy_env.setenv("ALL_PROXY", "proxy.corp:8080")  # host:port alone means an HTTP proxy
+    assert environment_proxy("http://127.0.0.1:8000") == "http://proxy.corp:8080"
+    proxy_env.setenv("NO_PROXY", "tagmango.com,127.0.0.1")
+    assert environment_proxy("https://api-prod-new.tagmango.com") is None
+    assert environment_proxy("http://127.0.0.1:8000") is None
+    assert environment_proxy("https://api.other.example") == "http://proxy.corp:3128"
+
+
+def test_requests_go_through_the_environment_proxy_over_http(proxy_env):
+    """A real forward proxy (a recording HTTP server): the request reaches it in absolute form with its headers, and
+    the answer comes back as the API's; NO_PROXY sends the request straight to the host instead."""
+    import json as jsonlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers["Authorization"], self.headers["x-whitelabel-host"], body))
+            answer = jsonlib.dumps({"_id": "c1", "title": "via proxy"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
+        c = TagMangoClient("http://api.tagmango.invalid", TOKEN, HOST, timeout=httpx.Timeout(5))
+        assert c.create_course({"title": "T"}) == {"_id": "c1", "title": "via proxy"}
+        c.close()
+        assert seen == [("http://api.tagmango.invalid/api/v1/external/courses", f"Bearer {TOKEN}", HOST,
+                         b'{"title":"T"}')]
+        proxy_env.setenv("NO_PROXY", "api.tagmango.invalid")
+        c = TagMangoClient("http://api.tagmango.invalid", TOKEN, HOST, timeout=httpx.Timeout(5))
+        with pytest.raises(errors.ConnectionFailed):  # no such host: it did not go to the proxy
+            c.create_course({"title": "T"})
+        c.close()
+        assert len(seen) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -61,6 +61,9 @@ def test_every_rows_task_events_reach_a_receiver_in_batches(sandbox_factory, mak
         types = [e["type"] for e in events]
         assert types.count("task-succeeded") == 1 and row.state.value == "succeeded", (
             row_id, row.state, row.attempts, types, workers.logs()[-4000:])  # what a failure needs to be explained
+        # Flower's result column: one line, the row, its state and the ids it got (tasks.row_tasks.shown).
+        succeeded = next(e for e in events if e["type"] == "task-succeeded")
+        assert succeeded["result"] == f"'{row_id} succeeded {json.dumps(row.result, separators=(', ', ': '))}'"
         received = [e for e in events if e["type"] == "task-received"]
         assert ast.literal_eval(received[0]["args"]) == (job_id, row_id, row.title)
         assert len(received) == row.attempts and types.count("task-retried") == row.attempts - 1
