@@ -10,6 +10,7 @@ this TagMango answered as routes it does not have (Delete Module, which it does 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -26,7 +27,9 @@ def content_hash(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)
 def target_id(api_url: str, host: str) -> str:
+    """A TagMango (API URL and whitelabel host) as a short key; asked for on every row run, hence cached."""
     return hashlib.sha256(f"{api_url.rstrip('/')}|{host.lower()}".encode()).hexdigest()[:16]
 
 

@@ -11,6 +11,7 @@ The legal state changes are the ``TRANSITIONS`` table; the row store refuses any
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -56,6 +57,7 @@ TRANSITIONS: dict[RowState, frozenset[RowState]] = {
 }
 
 
+@functools.cache
 def sources_of(state: RowState) -> frozenset[RowState]:
     """The states a row may be in before it moves to ``state``."""
     return frozenset(s for s, targets in TRANSITIONS.items() if state in targets)
