@@ -67,6 +67,8 @@ class Wait:
     cooling: bool = False
     #: The hash field ``try_admit`` was asked to read, when present (the reason nothing was admitted).
     read: str | None = None
+    #: The answer of ``try_admit``'s ``then`` rider when it refused to go on (the reason nothing was admitted).
+    stopped: object = None
 
 
 #: Called with (seconds, why) while a sender waits for the limiter; with the notice text after a 429 with room.
@@ -101,13 +103,15 @@ class Door:
         return self._limiter.window
 
     # -- admission ---------------------------------------------------------------------------
-    def try_admit(self, read: tuple[str, str] | None = None) -> Pass | Wait:
+    def try_admit(self, read: tuple[str, str] | None = None, then: Rider | None = None) -> Pass | Wait:
         """One admission if the budget has room now and no cool-down is on. With ``read`` (a hash and a field),
-        only while that field is absent: when present, ``Wait(0, read=value)`` (``RateLimiter.admit``)."""
-        admission = self._limiter.admit(self.key, read)
+        only while that field is absent: when present, ``Wait(0, read=value)``. With ``then`` (a rider), only if it
+        goes on once the request can be admitted: when not, ``Wait(0, stopped=its answer)`` (``RateLimiter.admit``).
+        """
+        admission = self._limiter.admit(self.key, read, then)
         if admission.flight is not None:
             return Pass(admission.flight, time.monotonic())
-        return Wait(admission.wait, admission.cooling, admission.read)
+        return Wait(admission.wait, admission.cooling, admission.read, admission.stopped)
 
     def admit(self, *, max_wait: float | None = None, on_wait: OnWait | None = None) -> Pass:
         """Wait until the budget has room (and out a cool-down); ``Throttled`` after ``max_wait`` seconds."""
@@ -145,13 +149,14 @@ class Door:
     def send(self, fn: Call[T], *, admitted: Pass | None = None, job_id: str | None = None,
              max_wait: float | None = None, on_wait: OnWait | None = None,
              on_notice: OnNotice | None = None, before: Callable[[], None] | None = None,
-             answered: Callable[[Pass, float], None] | None = None) -> T:
+             prepared: bool = False, answered: Callable[[Pass, float], None] | None = None) -> T:
         """Make one request, ``fn(client)``: admitted (``admitted`` if still fresh, else now, waiting), counted in
         the budget until its answer is back. A 429 teaches the limiter and raises ``RateLimited``.
 
         ``before`` is called once the request is admitted, just before it leaves, *instead of* counting the request
         in ``job_id``'s timeline here (a row run checks its lease and counts the request in one round trip); if it
-        raises, the admission is given back and nothing is sent.
+        raises, the admission is given back and nothing is sent. ``prepared``: ``admitted``'s own round trip did what
+        ``before`` does (``try_admit(then=...)``), so ``before`` is called only if the request is admitted again.
 
         ``answered``: when the request comes back without an exception, it is handed the admission and the time
         (``time.monotonic()``) *instead of* the request being marked done here; the caller then owes ``done`` (or
@@ -161,8 +166,10 @@ class Door:
             self.release(admitted)
             admitted = None
         if admitted is None:
-            admitted = self.admit(max_wait=max_wait, on_wait=on_wait)
-        if before is not None:
+            admitted, prepared = self.admit(max_wait=max_wait, on_wait=on_wait), False
+        if prepared:
+            pass
+        elif before is not None:
             try:
                 before()
             except BaseException:

@@ -41,9 +41,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
+from tasks import lua
 from tasks.lua import Rider
 
 #: How long a limit learned from a 429 is kept after the last 429 before the configured one is tried again.
@@ -69,12 +71,14 @@ local function limit_of(learned_key, configured)
 end
 """
 
-ADMIT = _NOW + _LIMIT + """
+_ADMIT = """
 -- KEYS: flight log, learned limit, paused-until, [a hash to read one field of]
 -- ARGV: window us, configured limit, max flight us, unique id, ttl s, [the field]
 -- With a hash field (a row's ledger entry, tasks.runner): admitted only while the field is absent; when present,
 -- its value comes back (last) instead, not admitted: the caller looks at it first.
-if #KEYS > 3 then
+-- Riding (tasks.lua, ``admit(then=...)``): once the request can be admitted, the rider runs (a row's start); it
+-- answers whether to go on and what to hand back; admitted only if it goes on, its answer last either way.
+if host_keys > 3 then
   local read = redis.call('HGET', KEYS[4], ARGV[6])
   if read then return {0, 0, 0, read} end
 end
@@ -88,11 +92,18 @@ if redis.call('ZCARD', KEYS[1]) >= limit_of(KEYS[2], tonumber(ARGV[2])) then
   if ends > now then return {0, 50000, 0} end  -- every counted request is still in flight: look again soon
   return {0, ends + window - now + 1, 0}
 end
+local answer = false
+if riding then
+  local go
+  go, answer = rider(rider_keys, rider_args)
+  if not go then return {0, 0, 0, false, answer} end
+end
 local member = string.format('%.0f', now) .. ':' .. ARGV[4]
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), member)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
-return {1, member}
+return {1, member, answer}
 """
+ADMIT = _NOW + _LIMIT + lua.NO_RIDER + _ADMIT
 
 DONE = _NOW + """
 -- KEYS: flight log, typical flight; ARGV: member, ttl s, us since the answer came back (marked done later)
@@ -142,6 +153,15 @@ return {learned, counted, limit}
 """.replace("FLOOR", str(LEARNED_FLOOR))
 
 
+def _text(value: object) -> object:
+    """A script's reply element as text (bytes decoded; lists element by element, None as is)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
+
+
 def credential_key(api_url: str, host: str, token: str) -> str:
     token_hash = hashlib.sha256(token.encode()).hexdigest()
     return hashlib.sha256(f"{api_url.rstrip('/')}|{host.lower()}|{token_hash}".encode()).hexdigest()[:24]
@@ -164,6 +184,8 @@ class Admission:
     cooling: bool = False
     #: The hash field ``admit`` was asked to read, when present (then nothing was admitted); else None.
     read: str | None = None
+    #: The answer of ``admit``'s ``then`` rider when it refused to go on (then nothing was admitted); else None.
+    stopped: object = None
 
 
 @dataclass(frozen=True)
@@ -185,29 +207,42 @@ class RateLimiter:
         self.window = window
         self.max_flight = max_flight
         self._admit = client.register_script(ADMIT)
+        self._admit_riding: dict[str, Any] = {}
         self._done = client.register_script(DONE)
         self._refused = client.register_script(REFUSED)
 
     # -- the ceiling -----------------------------------------------------------------------------
-    def admit(self, cred: str, read: tuple[str, str] | None = None) -> Admission:
+    def admit(self, cred: str, read: tuple[str, str] | None = None, then: Rider | None = None) -> Admission:
         """Admit one request now if the budget has room and no cool-down is on (nothing recorded otherwise).
 
         ``read`` (a hash and a field) makes it a gate, in the same round trip: admitted only while that field is
         absent; when it is present its value comes back (``Admission.read``, wait 0) and nothing is admitted. A
-        row run asks with its ledger entry (tasks.runner): a row done already takes no place in the budget."""
+        row run asks with its ledger entry (tasks.runner): a row done already takes no place in the budget.
+
+        ``then`` (a rider, tasks.lua) runs in the same round trip once the request can be admitted, before it is: a
+        row run saves the start of its attempt that way. Its Lua returns two values, whether to go on and an answer;
+        when it does not go on, nothing is admitted and the answer comes back (``Admission.stopped``)."""
         k = keys(cred)
         script_keys = [k["log"], k["limit"], k["paused"]]
         args: list = [int(self.window * 1e6), self.limit, int(self.max_flight * 1e6), uuid.uuid4().hex[:10], TTL_S]
         if read is not None:
             script_keys.append(read[0])
             args.append(read[1])
-        answer = self._admit(keys=script_keys, args=args)
+        script = self._admit
+        if then is not None:
+            script = self._admit_riding.get(then.name)
+            if script is None:
+                script = self._admit_riding[then.name] = self.r.register_script(
+                    lua.with_rider(then.body, _NOW + _LIMIT + _ADMIT, first=False))
+            lua.append(then, script_keys, args)
+        answer = script(keys=script_keys, args=args)
         if answer[0]:
             flight = answer[1]
             return Admission(flight if isinstance(flight, str) else flight.decode())
+        if len(answer) > 4:
+            return Admission(None, 0.0, stopped=_text(answer[4]))
         value = answer[3] if len(answer) > 3 else None
-        read_value = value.decode() if isinstance(value, bytes) else value
-        return Admission(None, max(int(answer[1]) / 1e6, 0.001), bool(int(answer[2])), read=read_value)
+        return Admission(None, max(int(answer[1]) / 1e6, 0.001), bool(int(answer[2])), read=_text(value))
 
     def done(self, cred: str, flight: str, late: float = 0.0) -> None:
         """The request's answer (or failure) came back (``late`` seconds ago: not counted in the typical flight):

@@ -40,7 +40,8 @@ return {'ok', raw, deliveries, job, digest}
 
 _BEFORE_REQUEST = """
 -- KEYS: lease, counts, timeline, then (a row to save) state, counts, rows, dead
--- ARGV: lease token, lease ms, timeline field, timeline ttl s, then the six of ``_TRANSITION``
+-- ARGV: lease token, lease ms, timeline field ('' counts nothing: counted already), timeline ttl s, then the six of
+-- ``_TRANSITION``
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'lease' end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 if #KEYS > 3 then
@@ -48,10 +49,21 @@ if #KEYS > 3 then
                            {ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]})
   if moved ~= 'OK' then return {moved} end
 end
-redis.call('HINCRBY', KEYS[2], 'n_requests', 1)
-redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+if ARGV[3] ~= '' then
+  redis.call('HINCRBY', KEYS[2], 'n_requests', 1)
+  redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+end
 return 'OK'
+"""
+
+#: ``_BEFORE_REQUEST`` as the limiter's ``then`` rider (``RowRunSteps.start_step``): go on only if it answered 'OK'.
+_START_STEP = """
+local function step(KEYS, ARGV)
+BEFORE_REQUEST
+end
+local answer = step(KEYS, ARGV)
+return answer == 'OK', answer
 """
 
 _FINISH = """
@@ -132,6 +144,7 @@ class RowRunSteps:
     decode_row: Callable[[str, str, str], Row]
     _begin: Any
     _before_request: Any
+    _start_step_text: str
     _finish: Any
     _finish_text: str
     _finish_riding: dict[str, Any]
@@ -143,11 +156,12 @@ class RowRunSteps:
     JOBS_HELD = 256
 
     @staticmethod
-    def texts(transition: str) -> tuple[str, str, str, str]:
+    def texts(transition: str) -> tuple[str, str, str, str, str]:
         """The scripts of ``begin``, ``before_request``, ``finish`` and ``later``, given the text of the transition
-        script."""
+        script, and the body of ``start_step``'s rider."""
         as_function = "local function transition(KEYS, ARGV)\n" + transition + "\nend\n"
-        return _BEGIN, as_function + _BEFORE_REQUEST, as_function + _FINISH, as_function + _LATER
+        return (_BEGIN, as_function + _BEFORE_REQUEST, as_function + _FINISH, as_function + _LATER,
+                as_function + _START_STEP.replace("BEFORE_REQUEST", _BEFORE_REQUEST))
 
     def _transition_args(self, job_id: str, row: Row,
                          expect: Iterable[RowState] | None = None) -> tuple[list[str], list, frozenset[RowState]]:
@@ -215,16 +229,38 @@ class RowRunSteps:
                        timeline_field: str, ttl_s: int, row: Row | None = None) -> bool:
         """Just before one of the row's requests leaves, in one round trip: the lease still ours (renewed for
         ``lease_seconds``, as ``Lock.reacquire``), ``row`` saved if given (as ``save``), the request counted (the
-        job's ``n_requests`` and its timeline, tasks.timeline). False when the lease is not ours: nothing written."""
+        job's ``n_requests`` and its timeline, tasks.timeline; not when ``timeline_field`` is ''). False when the
+        lease is not ours: nothing written."""
+        keys, args, allowed = self._before_args(job_id, row_id, token, lease_seconds, timeline_key, timeline_field,
+                                                ttl_s, row)
+        return self.started(job_id, row, self._before_request(keys=keys, args=args), allowed)
+
+    def start_step(self, job_id: str, row_id: str, token: str, lease_seconds: float, timeline_key: str,
+                   timeline_field: str, ttl_s: int, row: Row) -> tuple[lua.Rider, frozenset[RowState]]:
+        """``before_request`` with ``row`` (the start of an attempt) as a rider of the limiter's admission
+        (``RateLimiter.admit(then=...)``, tasks.lua): run in the admission's round trip once the request can be
+        admitted, and the request admitted only if it went through. Its answer (``Admission.stopped`` when it did
+        not) goes to ``started`` with the states returned here."""
+        keys, args, allowed = self._before_args(job_id, row_id, token, lease_seconds, timeline_key, timeline_field,
+                                                ttl_s, row)
+        return lua.Rider("row_start", self._start_step_text, tuple(keys), tuple(args)), allowed
+
+    def started(self, job_id: str, row: Row | None, result: object, allowed: frozenset[RowState]) -> bool:
+        """``before_request``'s answer: False when the lease is not ours; ``IllegalTransition`` if the save was
+        refused."""
+        if result == "lease" or result == b"lease":
+            return False
+        if isinstance(result, list) and row is not None:
+            moved = result[0].decode() if isinstance(result[0], bytes) else result[0]
+            self._moved(job_id, row, moved, allowed)
+        return True
+
+    def _before_args(self, job_id: str, row_id: str, token: str, lease_seconds: float, timeline_key: str,
+                     timeline_field: str, ttl_s: int, row: Row | None) -> tuple[list, list, frozenset[RowState]]:
         keys = [self.lease_key(job_id, row_id), self.k(job_id, "counts"), timeline_key]
         args: list = [token, max(int(lease_seconds * 1000), 1), timeline_field, ttl_s]
         allowed = self._append_row(keys, args, job_id, row)
-        result = self._before_request(keys=keys, args=args)
-        if result == "lease":
-            return False
-        if isinstance(result, list):
-            self._moved(job_id, row, result[0], allowed)
-        return True
+        return keys, args, allowed
 
     def finish(self, job_id: str, row: Row, *, token: str = "", ledger: Sequence[LedgerWrite] = (),
                expect: Iterable[RowState] | None = None, rider: lua.Rider | None = None) -> tuple[bool, list[str]]:

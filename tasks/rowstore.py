@@ -97,7 +97,7 @@ class RowStore(RowRunSteps, JobWriter):
         self.url = url
         self.ttl = int(ttl_days * 86400)
         self._transition = client.register_script(_TRANSITION)
-        begin, before_request, finish, later = RowRunSteps.texts(_TRANSITION)
+        begin, before_request, finish, later, self._start_step_text = RowRunSteps.texts(_TRANSITION)
         self._begin = client.register_script(begin)
         self._before_request = client.register_script(before_request)
         self._finish = client.register_script(finish)

@@ -10,8 +10,9 @@ real Redis and the sandbox. Each run:
 3. dead-letters a row whose message keeps getting lost (a poison row that kills workers: WORKER_LOST);
 4. dead-letters the row unsent if the job's credential was refused or this process has none;
 5. lets the operation resolve ids it looks up (COURSE_REF_NOT_FOUND);
-6. is admitted by the global rate limiter, reading the row's ledger entry in the same round trip, and skips work the
-   ledger says is done (short waits sleep, long ones park the row without spending an attempt);
+6. is admitted by the global rate limiter (``tasks.admissions``), reading the row's ledger entry and saving the start
+   of its attempt in the same round trip, and skips work the ledger says is done (short waits sleep, long ones park
+   the row without spending an attempt);
 7. calls TagMango through the credential's door (``tasks.gateway``); a create that may have happened looks first;
 8. records success (ledger, row, and the request done in the limiter) in one round trip and releases the rows
    waiting for it, or lets ``tasks.retry`` decide the failure.
@@ -21,20 +22,19 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 from redis.exceptions import LockError
 from redis.lock import Lock
 
 from tasks import errors, operations, timeline
+from tasks.admissions import LeaseLost, RowAdmissions, attempt_start
 from tasks.adopt import Listings
 from tasks.credentials import NoCredentials
-from tasks.gateway import Call, Door, Pass, Wait
 from tasks.job import Blocked, Job
-from tasks.ledger import Ledger, PendingLedger
+from tasks.ledger import PendingLedger
 from tasks.operations import CallContext, Operation, Skip
 from tasks.outcomes import Dead, Finished, Later, Message, Outcome, blocked_failure, summary
-from tasks.park import give_back, later_write
+from tasks.park import later_write
 from tasks.producer import mark_dead, release_dependents
 from tasks.retry import GiveUp, decide, failure_of
 from tasks.rows import ErrorCode, Row, RowFailure, RowState
@@ -43,37 +43,21 @@ from tasks.services import Services
 
 log = logging.getLogger("tagmango.rows")
 
-#: A request after the row's first (a lookup's next page, a read-back) waits this long at most for room in the
-#: budget; then the attempt fails as throttled and the row retries later.
-MAX_SEND_WAIT_S = 120.0
-
-
-class LeaseLost(Exception):
-    """This run outlived its lease and another copy of the message took the row: it must not send."""
-
 
 def run_row(services: Services, message: Message) -> Outcome:
     return RowRun(services, message).run()
 
 
-class RowRun:
+class RowRun(RowAdmissions):
     def __init__(self, services: Services, message: Message) -> None:
         self.services, self.msg = services, message
         self.store, self.settings = services.store, services.settings
         self.job_id, self.row_id = message.job_id, message.row_id
-        #: The limiter's admission for the row's next request, and whether any request was admitted.
-        self.door: Door | None = None
-        self.admitted_pass: Pass | None = None
-        #: Requests answered (with the time their answer came back) and not yet marked done in the limiter: the
-        #: row's next write does it (``close_flights``, or ``finish`` in its own round trip).
-        self.answered: list[tuple[Pass, float]] = []
-        #: A request of this run went out (``send``).
-        self.requested = False
+        self.door, self.admitted_pass, self.answered, self.requested, self.prepared = None, None, [], False, False
         self.lease: Lock | None = None
         #: Our lease token while we hold the row; the lease was released by the run's last script.
         self.token = ""
         self.lease_released = False
-        #: The row as its attempt started, saved with the attempt's first request (``before_request``).
         self.pending_start: Row | None = None
         self.ledger: PendingLedger | None = None
         self.row: Row | None = None
@@ -146,7 +130,9 @@ class RowRun:
         if failure is not None:
             return self.dead(row, failure)
         ledger_key = op.ledger_key(row)
-        wait = self.wait_for_slot(ctx.ledger, ledger_key)
+        may_have_committed = op.creates and bool(row.sent_at)
+        start = attempt_start(op, row)
+        wait = self.wait_for_slot(ctx.ledger, ledger_key, start=start)
         try:
             skip = op.check_done(ctx, row)  # answered by the entry read with the admission
         except BaseException:
@@ -158,12 +144,11 @@ class RowRun:
             self.unadmit()
             return self.skipped(row, skip)
         if wait is None and self.admitted_pass is None:  # stopped at a ledger entry that says "not done": go on
-            wait = self.wait_for_slot()
+            wait = self.wait_for_slot(start=start)
         if wait is not None:
             self.waiting_for_limit = True
             return self.later(wait, reason="waiting for the rate limit")
-        may_have_committed = op.creates and bool(row.sent_at)
-        self.start_attempt(row)
+        self.start_attempt(row, start)
         result = None
         if may_have_committed:
             result = op.find_committed(ctx, row)
@@ -171,9 +156,6 @@ class RowRun:
                 row.adopted = True
                 self.store.tally(self.job_id, "adopted")
         if result is None:
-            if op.creates and not row.sent_at:
-                # Saved with the start of the attempt, before the request leaves: a crash now means "look first".
-                row.sent_at = now()
             result = op.call(ctx, row)
             if isinstance(result, Skip):  # the call found the work cannot be done, and that is no failure
                 return self.skipped(row, result)
@@ -182,94 +164,17 @@ class RowRun:
         row.outcome = op.outcome(row)
         return self.succeeded(row, result)
 
-    # -- the rate limiter ----------------------------------------------------------------------
-    def wait_for_slot(self, ledger: Ledger | None = None, ledger_key: str = "") -> float | None:
-        """Be admitted by the limiter for the request this row is about to send (None: go), or say how long the
-        row must wait (the caller parks it). With ``ledger``, the first look is a gate, in the same round trip: the
-        row's ledger entry is read (``ledger.seed``: the operation's ``check_done`` answers from it) and, when there
-        is one, nothing is admitted and None comes back: look at it first (most such rows are done: skipped).
-
-        A message the dispatcher handed out carries its slot, which is now (or a few ms away: sleep). What
-        bounds the requests is the admission (``tasks.limiter``): every request counted from now until its
-        answer is back. A short wait for room sleeps; a longer one (a cool-down after a 429) parks the row
-        until then, as a new generation, without spending an attempt.
-        """
-        if self.msg.slot:
-            early = self.msg.slot.at - time.time()
-            if early > 0.002:
-                time.sleep(min(early, self.settings.max_limiter_sleep))
-        deadline = time.monotonic() + self.settings.max_limiter_sleep
-        while True:
-            got = self.door.try_admit(read=(ledger.key, ledger_key) if ledger is not None else None)
-            if ledger is not None:
-                entry = got.read if isinstance(got, Wait) else None
-                ledger.seed(ledger_key, entry)
-                if entry is not None:
-                    return None
-            if isinstance(got, Pass):
-                self.admitted_pass, self.admitted = got, True
-                return None
-            if time.monotonic() + got.seconds > deadline:
-                return got.seconds
-            time.sleep(got.seconds)
-
-    def unadmit(self) -> None:
-        """The row needs no request after all (the ledger says its work is done): give the admission back, and,
-        unless a request went out already, the dispatcher's slot with it (``settle_slot``)."""
-        if self.admitted_pass is not None:
-            self.door.release(self.admitted_pass)
-            self.admitted_pass = None
-        self.admitted = self.requested
-
-    def send(self, fn: Call) -> object:
-        """One request of this row, through the credential's door: the admission ``wait_for_slot`` got is used if
-        still fresh, else the door admits the request (waiting if the budget is full or out a cool-down); then,
-        just before it leaves, ``before_request``."""
-        admitted, self.admitted_pass = self.admitted_pass, None
-        self.admitted = self.requested = True
-        self.close_flights()
-        return self.door.send(fn, admitted=admitted, job_id=self.job_id, max_wait=MAX_SEND_WAIT_S,
-                              before=self.before_request, answered=lambda *done: self.answered.append(done))
-
-    def close_flights(self) -> None:
-        """Mark the row's answered requests done in the limiter now (a next request, or a run ending without
-        ``finish``, which does it in its own round trip)."""
-        while self.answered:
-            self.door.done(*self.answered.pop())
-
-    def before_request(self) -> None:
-        """In one round trip before each request (``RowStore.before_request``): the row's lease is checked and renewed
-        (a run that outlived it, e.g. waiting for another row's lookup, must not send what the copy that took the
-        row over may send: ``LeaseLost``, and the door gives the admission back), the start of the attempt is saved
-        with the first request (RUNNING, attempts, ``sent_at`` of a create: durable before the request leaves), and
-        the request is counted in the job's tallies and timeline."""
-        row, self.pending_start = self.pending_start, None
-        if not self.store.before_request(self.job_id, self.row_id, self.token, self.settings.lease_seconds,
-                                         timeline.key(self.job_id), timeline.field("sent"), self.store.ttl, row=row):
-            raise LeaseLost
-
-    def settle_slot(self) -> None:
-        """After the run: answered requests marked done, an admission not used given back, and the dispatcher's slot
-        if nothing was sent."""
-        self.close_flights()
-        if self.admitted_pass is not None:
-            self.door.release(self.admitted_pass)
-            self.admitted_pass = None
-        if self.msg.slot and not self.admitted and not self.waiting_for_limit:
-            give_back(self.store, self.msg.slot.target)
-
     # -- state changes -------------------------------------------------------------------------
     def release(self, row: Row) -> None:
         release_dependents(self.store, self.job_id, row)
 
-    def start_attempt(self, row: Row) -> None:
-        """The attempt starts: saved with its first request (``before_request``), or by ``flush_start`` before the
-        row's next save when it ends without one."""
-        row.state = RowState.RUNNING
-        row.attempts += 1
-        row.round_attempts += 1
-        row.next_attempt_at = None
-        self.pending_start = row
+    def start_attempt(self, row: Row, start: Row) -> None:
+        """The attempt starts: ``row`` becomes ``start`` (``attempt_start``), saved already by the admission
+        (``prepared``), else with its first request (``before_request``), or by ``flush_start`` before the row's
+        next save when it ends without one."""
+        row.state, row.attempts, row.round_attempts = start.state, start.attempts, start.round_attempts
+        row.next_attempt_at, row.sent_at = start.next_attempt_at, start.sent_at
+        self.pending_start = None if self.prepared else row
 
     def flush_start(self) -> None:
         if self.pending_start is not None:

@@ -207,15 +207,15 @@ def flights_logged(store) -> int:
     return sum(store.r.zcard(key) for key in store.r.scan_iter("tm:rate:*:log"))
 
 
-def test_a_row_that_succeeds_takes_four_round_trips_to_redis(start, sandbox, tmp_path, monkeypatch):
-    """begin (row, generation, lease, delivery, job); the limiter's admission with the row's ledger entry; before the
-    request (lease, start of the attempt, request counts); finish (the request marked done in the limiter, ledger,
-    row, lease, waiting rows)."""
+def test_a_row_that_succeeds_takes_three_round_trips_to_redis(start, sandbox, tmp_path, monkeypatch):
+    """begin (row, generation, lease, delivery, job); the limiter's admission with the row's ledger entry and the start
+    of the attempt (lease, the row saved running, request counts); finish (the request marked done in the limiter,
+    ledger, row, lease, waiting rows)."""
     services, store, job = start(write_catalog(tmp_path / "cat", 2))
     assert isinstance(run(services, job, "cat.courses:2"), Finished)  # scripts loaded, connections made
     outcome, sent = _round_trips(monkeypatch, lambda: run(services, job, "cat.courses:3", gen=0))
     assert isinstance(outcome, Finished) and outcome.summary["state"] == "succeeded"
-    assert len(sent) == 4
+    assert len(sent) == 3
     row = store.row(job, "cat.courses:3")
     assert row.attempts == 1 and row.sent_at and store.counts(job)["n_requests"] == 2
     assert not store.r.exists(store.lease_key(job, "cat.courses:3"))
@@ -225,7 +225,7 @@ def test_a_row_that_succeeds_takes_four_round_trips_to_redis(start, sandbox, tmp
 def test_an_update_whose_ledger_entry_has_other_content_is_sent_and_one_with_the_same_is_skipped(
         start, sandbox, tmp_path, monkeypatch):
     """The admission is a gate on the row's ledger entry: an entry stops it before anything is admitted; an update
-    whose content changed since is then admitted and sent (5 round trips), one with the same content is skipped
+    whose content changed since is then admitted and sent (4 round trips), one with the same content is skipped
     without taking a place in the budget (3)."""
     services, store, job = start(write_catalog(tmp_path / "cat", 1))
     run(services, job, "cat.courses:2")
@@ -242,32 +242,53 @@ def test_an_update_whose_ledger_entry_has_other_content_is_sent_and_one_with_the
             services, again, row_id, gen))
         loads = sum(1 for t in trips if b"SCRIPT" in bytes(t[0] if isinstance(t, list) else t)[:30])
         outcomes.append((outcome.summary["state"], len(trips) - 2 * loads))  # a script loaded: 2 more, once
-    assert outcomes == [("succeeded", 4), ("succeeded", 5), ("skipped", 3)]  # no entry yet: admitted at once
+    assert outcomes == [("succeeded", 3), ("succeeded", 4), ("skipped", 3)]  # no entry yet: admitted at once
     assert sandbox.stats()["requests"] == sent + 2 and flights_in_the_air(store) == 0
     assert flights_logged(store) == sent + 2  # the skipped row took no place in the budget
 
 
-def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path, monkeypatch):
-    """The lease is checked just before the request leaves: a run that outlived it (another copy of the message
-    took the row) stops there, gives its admission back and writes nothing."""
+@pytest.mark.parametrize("step", ["start_step", "before_request"])
+def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path, monkeypatch, step):
+    """The lease is checked with the admission that starts the attempt (``start_step``: not admitted, nothing
+    written), and again before a request sent on an admission of its own (``before_request``; here the attempt's
+    admission is too old when its request would leave, so the door admits it again): a run that outlived its lease
+    (another copy of the message took the row) stops there, its admissions given back, nothing sent, and the request
+    counted with the start not counted again."""
     from tasks.limiter import keys
     from tasks.rowstore import RowStore
 
     services, store, job = start(write_catalog(tmp_path / "cat", 1))
-    original = RowStore.before_request
+    original = getattr(RowStore, step)
 
     def taken_over(self, job_id, row_id, *args, **kwargs):
         self.r.set(self.lease_key(job_id, row_id), "another-copy")
         return original(self, job_id, row_id, *args, **kwargs)
 
-    monkeypatch.setattr(RowStore, "before_request", taken_over)
+    if step == "before_request":
+        monkeypatch.setattr("tasks.gateway.FRESH_ADMISSION_S", -1.0)
+    monkeypatch.setattr(RowStore, step, taken_over)
     outcome = run(services, job, "cat.courses:2")
     assert isinstance(outcome, Finished) and outcome.summary["lease_lost"]
-    assert sandbox.stats()["requests"] == 0 and store.states(job)["cat.courses:2"] == "queued"
-    assert "n_requests" not in store.counts(job)
+    assert sandbox.stats()["requests"] == 0
+    if step == "start_step":
+        assert store.states(job)["cat.courses:2"] == "queued" and "n_requests" not in store.counts(job)
+    else:  # the start was saved while the lease was ours; its request counted once, sent never
+        assert store.states(job)["cat.courses:2"] == "running" and store.counts(job)["n_requests"] == 1
     door = services.gateway.door(services.credentials.resolve(HOST, sandbox.url))
-    assert store.r.zcard(keys(door.key)["log"]) == 0  # the admission was given back
+    assert store.r.zcard(keys(door.key)["log"]) == 0  # not admitted, or the admissions given back
     assert store.r.get(store.lease_key(job, "cat.courses:2")) == "another-copy"  # theirs, untouched
+
+
+def test_a_request_sent_on_a_new_admission_after_the_prepared_one_aged_is_counted_once(start, sandbox, tmp_path,
+                                                                                      monkeypatch):
+    """The admission that saved the attempt's start counted its request; if the door finds it too old and admits the
+    request again, ``before_request`` checks the lease without counting it a second time."""
+    monkeypatch.setattr("tasks.gateway.FRESH_ADMISSION_S", -1.0)
+    services, store, job = start(write_catalog(tmp_path / "cat", 2))
+    assert all(isinstance(run(services, job, f"cat.courses:{n}"), Finished) for n in (2, 3))
+    assert store.counts(job)["n_requests"] == 2 == sandbox.stats()["requests"]
+    assert {r.state for r in store.rows(job)} == {RowState.SUCCEEDED}
+    assert flights_in_the_air(store) == 0 and flights_logged(store) == 2  # the aged admissions given back
 
 
 def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(start, sandbox, tmp_path, monkeypatch):
@@ -278,9 +299,9 @@ def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(st
     services, store, job = start(write_catalog(tmp_path / "cat", 2))
     run(services, job, "cat.courses:2")  # scripts loaded, connections made
     outcome, sent = _round_trips(monkeypatch, lambda: run(services, job, "cat.courses:3", gen=0))
-    # begin, admission (with the ledger entry), before the request, the limiter's done (a failed request is marked
-    # done at once), later (generation, save, count, lease, park)
-    assert isinstance(outcome, Later) and outcome.parked and outcome.gen == 1 and len(sent) == 5
+    # begin, admission (with the ledger entry and the start of the attempt), the limiter's done (a failed request is
+    # marked done at once), later (generation, save, count, lease, park)
+    assert isinstance(outcome, Later) and outcome.parked and outcome.gen == 1 and len(sent) == 4
     row = store.row(job, "cat.courses:3")
     assert row.state is RowState.RETRYING and store.generation(job, "cat.courses:3") == 1
     assert store.counts(job)["n_retries"] == 2 and not store.r.exists(store.lease_key(job, "cat.courses:3"))
