@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 from tasks import timeline
 from tasks.gateway import Call, Door, Pass, Wait
@@ -62,8 +63,9 @@ class RowAdmissions:
     waiting_for_limit: bool
     #: The admission in ``admitted_pass`` saved the attempt's start and counted its request (``wait_for_slot``).
     prepared: bool
-    #: The row as its attempt started, saved with the attempt's first request (``before_request``) unless prepared.
-    pending_start: Row | None
+    #: The timeline field of a request counted with the attempt's start that has not left (yet): taken back if it
+    #: never does (``settle_slot``); '' when none.
+    counted_unsent: str
 
     def wait_for_slot(self, ledger: Ledger | None = None, ledger_key: str = "",
                       start: Row | None = None) -> float | None:
@@ -84,8 +86,9 @@ class RowAdmissions:
             early = self.msg.slot.at - time.time()
             if early > 0.002:
                 time.sleep(min(early, self.settings.max_limiter_sleep))
+        sent_field = timeline.field("sent")
         then, allowed = self.store.start_step(self.job_id, self.row_id, self.token, self.settings.lease_seconds,
-                                              timeline.key(self.job_id), timeline.field("sent"), self.store.ttl,
+                                              timeline.key(self.job_id), sent_field, self.store.ttl,
                                               start) if start is not None else (None, frozenset())
         deadline = time.monotonic() + self.settings.max_limiter_sleep
         while True:
@@ -97,10 +100,13 @@ class RowAdmissions:
                     return None
             if isinstance(got, Pass):
                 self.admitted_pass, self.admitted = got, True
-                self.prepared = then is not None  # the attempt's start is saved, its first request counted
+                if then is not None:  # the attempt's start is saved, its first request counted
+                    self.prepared, self.counted_unsent = True, sent_field
                 return None
-            if got.stopped is not None and not self.store.started(self.job_id, start, got.stopped, allowed):
-                raise LeaseLost
+            if got.stopped is not None:  # the start refused: the lease is not ours, or the save was illegal
+                if not self.store.started(self.job_id, start, got.stopped, allowed):
+                    raise LeaseLost
+                raise RuntimeError(f"{self.job_id} {self.row_id}: the start of the attempt answered {got.stopped!r}")
             if time.monotonic() + got.seconds > deadline:
                 return got.seconds
             time.sleep(got.seconds)
@@ -120,8 +126,13 @@ class RowAdmissions:
         admitted, self.admitted_pass = self.admitted_pass, None
         self.admitted = self.requested = True
         self.close_flights()
+
+        def leaving(client: Any) -> object:
+            self.counted_unsent = ""  # the request counted ahead is this one
+            return fn(client)
+
         try:
-            return self.door.send(fn, admitted=admitted, job_id=self.job_id, max_wait=MAX_SEND_WAIT_S,
+            return self.door.send(leaving, admitted=admitted, job_id=self.job_id, max_wait=MAX_SEND_WAIT_S,
                                   before=self.before_request, prepared=self.prepared and admitted is not None,
                                   answered=lambda *done: self.answered.append(done))
         finally:
@@ -134,26 +145,27 @@ class RowAdmissions:
             self.door.done(*self.answered.pop())
 
     def before_request(self) -> None:
-        """In one round trip before each request (``RowStore.before_request``): the row's lease is checked and renewed
-        (a run that outlived it, e.g. waiting for another row's lookup, must not send what the copy that took the
-        row over may send: ``LeaseLost``, and the door gives the admission back), the start of the attempt is saved
-        with the first request (RUNNING, attempts, ``sent_at`` of a create: durable before the request leaves), and
-        the request is counted in the job's tallies and timeline."""
-        row, self.pending_start = self.pending_start, None
-        # A request counted by a prepared admission the door found too old to use is not counted again.
-        counted, self.prepared = self.prepared, False
+        """In one round trip before each request but the attempt's first (whose admission did this,
+        ``wait_for_slot``), and before that one too if the door had to admit it again (``RowStore.before_request``):
+        the row's lease is checked and renewed (a run that outlived it, e.g. waiting for another row's lookup, must
+        not send what the copy that took the row over may send: ``LeaseLost``, and the door gives the admission
+        back), and the request is counted in the job's tallies and timeline, unless counted with the start."""
+        self.prepared = False
         if not self.store.before_request(self.job_id, self.row_id, self.token, self.settings.lease_seconds,
-                                         timeline.key(self.job_id), "" if counted else timeline.field("sent"),
-                                         self.store.ttl, row=row):
+                                         timeline.key(self.job_id),
+                                         "" if self.counted_unsent else timeline.field("sent"), self.store.ttl):
             raise LeaseLost
 
     def settle_slot(self) -> None:
-        """After the run: answered requests marked done, an admission not used given back, and the dispatcher's slot
-        if nothing was sent."""
+        """After the run: answered requests marked done, an admission not used given back (and the request counted
+        with it, if it never left), and the dispatcher's slot if nothing was sent."""
         self.close_flights()
         if self.admitted_pass is not None:
             self.door.release(self.admitted_pass)
             self.admitted_pass = None
+        if self.counted_unsent:
+            self.store.take_back_request(self.job_id, self.counted_unsent)
+            self.counted_unsent = ""
         if self.msg.slot and not self.admitted and not self.waiting_for_limit:
             give_back(self.store, self.msg.slot.target)
 

@@ -156,7 +156,8 @@ class Door:
         ``before`` is called once the request is admitted, just before it leaves, *instead of* counting the request
         in ``job_id``'s timeline here (a row run checks its lease and counts the request in one round trip); if it
         raises, the admission is given back and nothing is sent. ``prepared``: ``admitted``'s own round trip did what
-        ``before`` does (``try_admit(then=...)``), so ``before`` is called only if the request is admitted again.
+        ``before`` does, counting the request included (``try_admit(then=...)``), so ``before`` is called only if the
+        request is admitted again.
 
         ``answered``: when the request comes back without an exception, it is handed the admission and the time
         (``time.monotonic()``) *instead of* the request being marked done here; the caller then owes ``done`` (or

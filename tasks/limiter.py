@@ -96,7 +96,7 @@ local answer = false
 if riding then
   local go
   go, answer = rider(rider_keys, rider_args)
-  if not go then return {0, 0, 0, false, answer} end
+  if not go then return {0, 0, 0, false, answer or ''} end
 end
 local member = string.format('%.0f', now) .. ':' .. ARGV[4]
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), member)

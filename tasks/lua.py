@@ -37,13 +37,13 @@ local host_keys, riding = #KEYS - nk, true
 def with_rider(rider_body: str, host: str, *, first: bool = True) -> str:
     """The text of ``host`` (a script body) carrying ``rider_body`` on the trailing keys and arguments: run first,
     or, with ``first=False``, where the host calls ``rider(rider_keys, rider_args)`` (it sees ``riding`` true and
-    ``host_keys``; the host's text without a rider starts ``local host_keys, riding = #KEYS, false``)."""
+    ``host_keys``; the host's text without a rider starts with ``NO_RIDER``)."""
     return ("local function rider(KEYS, ARGV)\n" + rider_body + "\nend\n" + _TAKE_RIDER +
             ("rider(rider_keys, rider_args)\n" if first else "") + host)
 
 
 #: What a host that calls its rider itself starts with when it carries none (``with_rider(..., first=False)``).
-NO_RIDER = "local host_keys, riding = #KEYS, false\n"
+NO_RIDER = "local host_keys, riding, rider, rider_keys, rider_args = #KEYS, false, nil, nil, nil\n"
 
 
 def append(rider: Rider, keys: list, args: list) -> None:

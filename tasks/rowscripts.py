@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from tasks import lua
+from tasks import lua, timeline
 from tasks.job import Job
 from tasks.ledger import LedgerWrite
 from tasks.rows import FINAL, Row, RowState, sources_of
@@ -254,6 +254,14 @@ class RowRunSteps:
             moved = result[0].decode() if isinstance(result[0], bytes) else result[0]
             self._moved(job_id, row, moved, allowed)
         return True
+
+    def take_back_request(self, job_id: str, timeline_field: str) -> None:
+        """A request counted with the start of an attempt (``start_step``) that never left: uncounted (the job's
+        ``n_requests`` and its timeline field), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hincrby(self.k(job_id, "counts"), "n_requests", -1)
+        pipe.hincrby(timeline.key(job_id), timeline_field, -1)
+        pipe.execute()
 
     def _before_args(self, job_id: str, row_id: str, token: str, lease_seconds: float, timeline_key: str,
                      timeline_field: str, ttl_s: int, row: Row | None) -> tuple[list, list, frozenset[RowState]]:

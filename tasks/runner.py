@@ -53,12 +53,12 @@ class RowRun(RowAdmissions):
         self.services, self.msg = services, message
         self.store, self.settings = services.store, services.settings
         self.job_id, self.row_id = message.job_id, message.row_id
-        self.door, self.admitted_pass, self.answered, self.requested, self.prepared = None, None, [], False, False
+        self.door, self.admitted_pass, self.answered, self.requested = None, None, [], False
+        self.prepared, self.counted_unsent = False, ""
         self.lease: Lock | None = None
         #: Our lease token while we hold the row; the lease was released by the run's last script.
         self.token = ""
         self.lease_released = False
-        self.pending_start: Row | None = None
         self.ledger: PendingLedger | None = None
         self.row: Row | None = None
         self.job: Job | None = None
@@ -168,23 +168,15 @@ class RowRun(RowAdmissions):
     def release(self, row: Row) -> None:
         release_dependents(self.store, self.job_id, row)
 
-    def start_attempt(self, row: Row, start: Row) -> None:
-        """The attempt starts: ``row`` becomes ``start`` (``attempt_start``), saved already by the admission
-        (``prepared``), else with its first request (``before_request``), or by ``flush_start`` before the row's
-        next save when it ends without one."""
+    @staticmethod
+    def start_attempt(row: Row, start: Row) -> None:
+        """The attempt starts: ``row`` becomes ``start`` (``attempt_start``), which its admission saved."""
         row.state, row.attempts, row.round_attempts = start.state, start.attempts, start.round_attempts
         row.next_attempt_at, row.sent_at = start.next_attempt_at, start.sent_at
-        self.pending_start = None if self.prepared else row
-
-    def flush_start(self) -> None:
-        if self.pending_start is not None:
-            row, self.pending_start = self.pending_start, None
-            self.store.save(self.job_id, row)
 
     def finish(self, row: Row) -> None:
         """Save the row's final state with the ledger entries its operation recorded and release the lease, in one
         round trip (``RowStore.finish``); then release the rows waiting for it, if any."""
-        self.flush_start()
         pending = self.ledger.pending if self.ledger is not None else []
         # The last answered request is marked done in the limiter by the same round trip (tasks.lua).
         last = self.answered.pop() if self.answered else None
@@ -217,14 +209,12 @@ class RowRun(RowAdmissions):
         return Finished(summary(row))
 
     def dead(self, row: Row, failure: RowFailure) -> Dead:
-        self.pending_start = None  # the dead row's save carries the attempt
         if self.ledger is not None:
             self.ledger.flush()
         mark_dead(self.store, self.job_id, row, failure)
         return Dead(summary(row), failure)
 
     def failed(self, row: Row, exc: errors.ApiError) -> Outcome:
-        self.flush_start()
         if self.ledger is not None:
             self.ledger.flush()
         failure = failure_of(exc)

@@ -151,3 +151,32 @@ def test_a_429_when_hardly_any_of_ours_counted_keeps_the_limit_once(redis_server
     time.sleep(1.05)
     second = limiter.refused("c", limiter.admit("c").flight, pause=0.1)
     assert second.learned == 2 and limiter.effective_limit("c") == 2  # 10% of 20
+
+
+def test_an_admission_carrying_a_then_rider_admits_only_if_it_goes_on(redis_server, redis_url):
+    """``admit(then=...)``: the rider runs in the admission's round trip once the budget has room, before the
+    request is admitted; admitted only if it answers go on; its answer comes back when it does not (``stopped``),
+    with decoded and raw replies alike. A gate that stops the admission stops it before the rider runs."""
+    import redis as redis_lib
+
+    from tasks.limiter import keys
+    from tasks.lua import Rider
+
+    body = "redis.call('INCR', KEYS[1])\nif ARGV[1] == 'go' then return true, 'OK' end\nreturn false, {'why', 7}"
+    for client in (redis_server.client(), redis_lib.Redis.from_url(redis_url)):  # decode_responses on, off
+        cred, ran = uuid.uuid4().hex, f"ran:{uuid.uuid4().hex}"
+        limiter = RateLimiter(client, limit=1, window=60.0)
+        stopped = limiter.admit(cred, then=Rider("probe", body, (ran,), ("stop",)))
+        assert stopped.flight is None and stopped.stopped == ["why", 7] and stopped.read is None
+        assert client.zcard(keys(cred)["log"]) == 0 and int(client.get(ran)) == 1
+        admitted = limiter.admit(cred, then=Rider("probe", body, (ran,), ("go",)))
+        assert admitted.flight and admitted.stopped is None and int(client.get(ran)) == 2
+        full = limiter.admit(cred, then=Rider("probe", body, (ran,), ("go",)))  # no room: the rider does not run
+        assert full.flight is None and full.stopped is None and int(client.get(ran)) == 2
+        limiter.release(cred, admitted.flight)
+        client.hset("gate", "row", "done")
+        gated = limiter.admit(cred, ("gate", "row"), then=Rider("probe", body, (ran,), ("go",)))
+        assert gated.flight is None and gated.read == "done" and int(client.get(ran)) == 2
+        client.hdel("gate", "row")
+        assert limiter.admit(cred, ("gate", "row"), then=Rider("probe", body, (ran,), ("go",))).flight
+        assert int(client.get(ran)) == 3

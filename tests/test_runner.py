@@ -252,8 +252,7 @@ def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path
     """The lease is checked with the admission that starts the attempt (``start_step``: not admitted, nothing
     written), and again before a request sent on an admission of its own (``before_request``; here the attempt's
     admission is too old when its request would leave, so the door admits it again): a run that outlived its lease
-    (another copy of the message took the row) stops there, its admissions given back, nothing sent, and the request
-    counted with the start not counted again."""
+    (another copy of the message took the row) stops there, its admissions given back, nothing sent or counted."""
     from tasks.limiter import keys
     from tasks.rowstore import RowStore
 
@@ -272,8 +271,8 @@ def test_a_run_whose_lease_was_taken_over_sends_nothing(start, sandbox, tmp_path
     assert sandbox.stats()["requests"] == 0
     if step == "start_step":
         assert store.states(job)["cat.courses:2"] == "queued" and "n_requests" not in store.counts(job)
-    else:  # the start was saved while the lease was ours; its request counted once, sent never
-        assert store.states(job)["cat.courses:2"] == "running" and store.counts(job)["n_requests"] == 1
+    else:  # the start was saved while the lease was ours; its request, counted with it and never sent, taken back
+        assert store.states(job)["cat.courses:2"] == "running" and store.counts(job)["n_requests"] == 0
     door = services.gateway.door(services.credentials.resolve(HOST, sandbox.url))
     assert store.r.zcard(keys(door.key)["log"]) == 0  # not admitted, or the admissions given back
     assert store.r.get(store.lease_key(job, "cat.courses:2")) == "another-copy"  # theirs, untouched
@@ -289,6 +288,68 @@ def test_a_request_sent_on_a_new_admission_after_the_prepared_one_aged_is_counte
     assert store.counts(job)["n_requests"] == 2 == sandbox.stats()["requests"]
     assert {r.state for r in store.rows(job)} == {RowState.SUCCEEDED}
     assert flights_in_the_air(store) == 0 and flights_logged(store) == 2  # the aged admissions given back
+
+
+def test_a_create_is_running_with_its_sent_at_in_redis_when_its_request_leaves(start, sandbox, tmp_path, monkeypatch):
+    """The attempt's start is saved by the admission, before the request: a worker killed while the request is out
+    leaves a row that says "look first" (``sent_at``), so its next attempt cannot create the course twice."""
+    from tasks.client import TagMangoClient
+
+    services, store, job = start(write_catalog(tmp_path / "cat", 1))
+    seen = []
+    original = TagMangoClient.create_course
+
+    def create_course(self, body):
+        row = store.row(job, "cat.courses:2")
+        seen.append((row.state, row.attempts, bool(row.sent_at), store.counts(job).get("n_requests")))
+        return original(self, body)
+
+    monkeypatch.setattr(TagMangoClient, "create_course", create_course)
+    assert isinstance(run(services, job, "cat.courses:2"), Finished)
+    assert seen == [(RowState.RUNNING, 1, True, 1)]
+
+
+@pytest.mark.parametrize("how", ["check_done raises", "the call sends nothing"])
+def test_a_request_counted_with_the_start_that_never_leaves_is_taken_back(start, sandbox, tmp_path, monkeypatch,
+                                                                           how):
+    """The admission that starts the attempt counts its request; a run that then sends nothing (a ``check_done``
+    that fails, an operation that finds nothing to do) takes the count and the admission back."""
+    from tasks.operations import Skip
+    from tasks.operations.create_course import CreateCourse
+
+    services, store, job = start(write_catalog(tmp_path / "cat", 1))
+    if how == "check_done raises":
+        def check_done(self, ctx, row):
+            raise RuntimeError("a bug in check_done")
+        monkeypatch.setattr(CreateCourse, "check_done", check_done)
+        with pytest.raises(RuntimeError):
+            run(services, job, "cat.courses:2")
+    else:
+        monkeypatch.setattr(CreateCourse, "call", lambda self, ctx, row: Skip({}, "nothing to do"))
+        outcome = run(services, job, "cat.courses:2")
+        assert isinstance(outcome, Finished) and outcome.summary["state"] == "skipped"
+    assert sandbox.stats()["requests"] == 0 and store.counts(job).get("n_requests", 0) == 0
+    assert sum(int(v) for k, v in store.r.hgetall(f"tm:job:{job}:timeline").items() if k.startswith("sent:")) == 0
+    assert flights_logged(store) == 0
+
+
+def test_a_start_the_row_store_refuses_admits_nothing_and_raises(start, sandbox, tmp_path, monkeypatch):
+    """A row that moved on under the run (here: already succeeded, which RUNNING may not follow) makes the start's
+    save illegal: the admission is refused with it, nothing is sent or counted, and the run says so."""
+    from tasks.rowstore import IllegalTransition, RowStore
+
+    services, store, job = start(write_catalog(tmp_path / "cat", 1))
+    original = RowStore.start_step
+
+    def moved_on(self, job_id, row_id, *args):
+        self.r.hset(self.k(job_id, "state"), row_id, "succeeded")
+        return original(self, job_id, row_id, *args)
+
+    monkeypatch.setattr(RowStore, "start_step", moved_on)
+    with pytest.raises(IllegalTransition):
+        run(services, job, "cat.courses:2")
+    assert sandbox.stats()["requests"] == 0 and store.counts(job).get("n_requests", 0) == 0
+    assert flights_logged(store) == 0
 
 
 def test_a_retry_is_one_round_trip_after_the_failed_request_and_parks_the_row(start, sandbox, tmp_path, monkeypatch):
