@@ -168,15 +168,13 @@ class Door:
             admitted = None
         if admitted is None:
             admitted, prepared = self.admit(max_wait=max_wait, on_wait=on_wait), False
-        if prepared:
-            pass
-        elif before is not None:
+        if before is not None and not prepared:
             try:
                 before()
             except BaseException:
                 self.release(admitted)
                 raise
-        elif job_id is not None:
+        elif before is None and job_id is not None:
             timeline.count_sent(self._gateway.r, job_id, self._gateway.ttl_s)
         self.sent += 1
         try:

@@ -92,16 +92,14 @@ if redis.call('ZCARD', KEYS[1]) >= limit_of(KEYS[2], tonumber(ARGV[2])) then
   if ends > now then return {0, 50000, 0} end  -- every counted request is still in flight: look again soon
   return {0, ends + window - now + 1, 0}
 end
-local answer = false
 if riding then
-  local go
-  go, answer = rider(rider_keys, rider_args)
+  local go, answer = rider(rider_keys, rider_args)
   if not go then return {0, 0, 0, false, answer or ''} end
 end
 local member = string.format('%.0f', now) .. ':' .. ARGV[4]
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), member)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
-return {1, member, answer}
+return {1, member}
 """
 ADMIT = _NOW + _LIMIT + lua.NO_RIDER + _ADMIT
 

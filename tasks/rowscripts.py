@@ -248,11 +248,10 @@ class RowRunSteps:
     def started(self, job_id: str, row: Row | None, result: object, allowed: frozenset[RowState]) -> bool:
         """``before_request``'s answer: False when the lease is not ours; ``IllegalTransition`` if the save was
         refused."""
-        if result == "lease" or result == b"lease":
+        if result == "lease":
             return False
         if isinstance(result, list) and row is not None:
-            moved = result[0].decode() if isinstance(result[0], bytes) else result[0]
-            self._moved(job_id, row, moved, allowed)
+            self._moved(job_id, row, result[0], allowed)
         return True
 
     def take_back_request(self, job_id: str, timeline_field: str) -> None:
